@@ -1,0 +1,181 @@
+import Foundation
+import DistilleryTensor
+
+/// The encoder families Distillery reads and writes.
+public enum ModelFamily: String, Codable, Sendable, CaseIterable {
+    case bert, distilbert, albert
+
+    /// The prefix Hugging Face puts before encoder tensors in models with a head.
+    public var basePrefix: String { rawValue }
+
+    public var maskedLMArchitecture: String {
+        switch self {
+        case .bert: return "BertForMaskedLM"
+        case .distilbert: return "DistilBertForMaskedLM"
+        case .albert: return "AlbertForMaskedLM"
+        }
+    }
+
+    public var baseArchitecture: String {
+        switch self {
+        case .bert: return "BertModel"
+        case .distilbert: return "DistilBertModel"
+        case .albert: return "AlbertModel"
+        }
+    }
+}
+
+/// How the applied layers map onto parameter blocks.
+public enum LayerSharing: Sendable, Equatable, Codable {
+    /// Every layer has its own weights (BERT, DistilBERT).
+    case none
+    /// ALBERT: layer i runs group i / (L / groups), each group being `inner` sub-layers.
+    case groups(count: Int, inner: Int)
+    /// One attention block serves every layer; each layer has its own feed-forward block.
+    case attention
+    /// One feed-forward block serves every layer; each layer has its own attention block.
+    case ffn
+
+    private enum CodingKeys: String, CodingKey { case kind, groups, inner }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        switch try c.decode(String.self, forKey: .kind) {
+        case "none": self = .none
+        case "groups": self = .groups(count: try c.decode(Int.self, forKey: .groups), inner: try c.decode(Int.self, forKey: .inner))
+        case "attention": self = .attention
+        case "ffn": self = .ffn
+        case let k:
+            throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown layer sharing '\(k)'")
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case .none: try c.encode("none", forKey: .kind)
+        case let .groups(g, i):
+            try c.encode("groups", forKey: .kind); try c.encode(g, forKey: .groups); try c.encode(i, forKey: .inner)
+        case .attention: try c.encode("attention", forKey: .kind)
+        case .ffn: try c.encode("ffn", forKey: .kind)
+        }
+    }
+}
+
+/// The one encoder configuration BERT, DistilBERT and ALBERT normalise into.
+///
+/// Dimensions, named once: V vocabulary, H hidden width, E embedding width (= H except in
+/// ALBERT), L layers, NH attention heads, I feed-forward width, P positions, T token types
+/// (0: the model takes none).
+public struct EncoderConfig: Codable, Sendable, Equatable {
+    public var family: ModelFamily
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    public var embeddingSize: Int
+    public var numLayers: Int
+    public var numHeads: Int
+    public var intermediateSize: Int
+    public var maxPositions: Int
+    public var typeVocabSize: Int
+    public var activation: Activation
+    public var layerNormEps: Float
+    public var sharing: LayerSharing
+    public var hiddenDropout: Float
+    public var attentionDropout: Float
+    public var padTokenId: Int
+    /// A masked-language-model head whose decoder is tied to the word embeddings.
+    public var hasMLMHead: Bool
+    public var hasPooler: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case family = "model_type"
+        case vocabSize = "vocab_size"
+        case hiddenSize = "hidden_size"
+        case embeddingSize = "embedding_size"
+        case numLayers = "num_hidden_layers"
+        case numHeads = "num_attention_heads"
+        case intermediateSize = "intermediate_size"
+        case maxPositions = "max_position_embeddings"
+        case typeVocabSize = "type_vocab_size"
+        case activation = "hidden_act"
+        case layerNormEps = "layer_norm_eps"
+        case sharing = "layer_sharing"
+        case hiddenDropout = "hidden_dropout_prob"
+        case attentionDropout = "attention_probs_dropout_prob"
+        case padTokenId = "pad_token_id"
+        case hasMLMHead = "mlm_head"
+        case hasPooler = "pooler"
+    }
+
+    public init(family: ModelFamily, vocabSize: Int, hiddenSize: Int, embeddingSize: Int? = nil,
+                numLayers: Int, numHeads: Int, intermediateSize: Int, maxPositions: Int = 512,
+                typeVocabSize: Int = 2, activation: Activation = .gelu, layerNormEps: Float = 1e-12,
+                sharing: LayerSharing = .none, hiddenDropout: Float = 0.1, attentionDropout: Float = 0.1,
+                padTokenId: Int = 0, hasMLMHead: Bool = true, hasPooler: Bool = false) {
+        self.family = family; self.vocabSize = vocabSize; self.hiddenSize = hiddenSize
+        self.embeddingSize = embeddingSize ?? hiddenSize; self.numLayers = numLayers
+        self.numHeads = numHeads; self.intermediateSize = intermediateSize
+        self.maxPositions = maxPositions; self.typeVocabSize = typeVocabSize
+        self.activation = activation; self.layerNormEps = layerNormEps; self.sharing = sharing
+        self.hiddenDropout = hiddenDropout; self.attentionDropout = attentionDropout
+        self.padTokenId = padTokenId; self.hasMLMHead = hasMLMHead; self.hasPooler = hasPooler
+    }
+
+    /// ALBERT always has the E→H projection (even when E = H); the others never do.
+    public var hasEmbeddingProjection: Bool { family == .albert }
+    public var hasTokenTypes: Bool { typeVocabSize > 0 }
+    public var headDim: Int { hiddenSize / numHeads }
+    /// Width of the MLM head's transform: E for ALBERT (its decoder is the E-wide word table).
+    public var headWidth: Int { family == .albert ? embeddingSize : hiddenSize }
+    /// DistilBERT applies no dropout after the attention output projection.
+    public var dropoutAfterAttentionOutput: Bool { family != .distilbert }
+
+    /// Checks the dimensions fit together.
+    public func validate() throws {
+        func bad(_ field: String, _ why: String) -> ConfigError { .invalidValue(field: field, reason: why) }
+        for (f, v) in [("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("embedding_size", embeddingSize),
+                       ("num_hidden_layers", numLayers), ("num_attention_heads", numHeads),
+                       ("intermediate_size", intermediateSize), ("max_position_embeddings", maxPositions)] where v <= 0 {
+            throw bad(f, "must be positive, got \(v)")
+        }
+        if typeVocabSize < 0 { throw bad("type_vocab_size", "must not be negative") }
+        if hiddenSize % numHeads != 0 {
+            throw bad("num_attention_heads", "hidden_size \(hiddenSize) is not divisible by \(numHeads) heads")
+        }
+        if family != .albert && embeddingSize != hiddenSize {
+            throw bad("embedding_size", "only ALBERT factorizes embeddings; \(family.rawValue) needs embedding_size = hidden_size")
+        }
+        if !(0..<1).contains(hiddenDropout) { throw bad("hidden_dropout_prob", "must be in [0, 1)") }
+        if !(0..<1).contains(attentionDropout) { throw bad("attention_probs_dropout_prob", "must be in [0, 1)") }
+        switch sharing {
+        case .none: break
+        case let .groups(g, inner):
+            if family != .albert { throw bad("layer_sharing", "layer groups are an ALBERT feature") }
+            if g <= 0 || inner <= 0 { throw bad("num_hidden_groups", "groups and inner_group_num must be positive") }
+            if numLayers % g != 0 {
+                throw bad("num_hidden_groups", "\(numLayers) layers cannot be split evenly into \(g) groups")
+            }
+        case .attention, .ffn:
+            if family != .albert { throw bad("layer_sharing", "cross-layer sharing is an ALBERT feature") }
+        }
+    }
+}
+
+public enum ConfigError: Error, CustomStringConvertible, Equatable {
+    case unreadable(path: String, reason: String)
+    case unknownModelType(path: String, modelType: String?)
+    case unsupported(path: String, field: String, value: String, reason: String)
+    case invalidValue(field: String, reason: String)
+    case invalid(path: String, field: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(p, r): return "\(p): cannot read config: \(r)"
+        case let .unknownModelType(p, t):
+            return "\(p): model_type \(t.map { "'\($0)'" } ?? "is missing"); Distillery reads bert, distilbert and albert"
+        case let .unsupported(p, f, v, r): return "\(p): \(f) = \(v) is not supported: \(r)"
+        case let .invalidValue(f, r): return "config field \(f): \(r)"
+        case let .invalid(p, f, r): return "\(p): \(f): \(r)"
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import DistilleryTensor
+
+/// Keys for dropout masks: one stream per (iteration, applied layer, site).
+public struct DropoutKeys: Sendable {
+    public let seed: UInt64
+    public let iteration: UInt64
+    public init(seed: UInt64, iteration: UInt64) { self.seed = seed; self.iteration = iteration }
+
+    enum Site: UInt64 { case embeddings = 0, attentionProbs = 1, attentionOutput = 2, ffnOutput = 3 }
+    func key(step: Int, _ site: Site) -> UInt64 { streamKey(seed, iteration, UInt64(step + 1), site.rawValue) }
+}
+
+extension EncoderModel {
+    /// Runs the encoder over `batch`. With `dropout` (training) dropout is applied as the
+    /// reference models apply it. `onHiddenState(i, h)` receives each reported hidden state
+    /// [N×H] as it is produced: i = 0 is the embedding output, i = 1…L the layers.
+    public func forward(_ batch: TokenBatch, _ a: EncoderActivations, dropout keys: DropoutKeys? = nil,
+                        onHiddenState: ((Int, UnsafePointer<Float>) -> Void)? = nil) {
+        precondition(batch.B <= a.maxB && batch.S <= a.maxS, "batch larger than the activation capacity")
+        precondition(keys == nil || a.training, "dropout needs training activations")
+        let c = config, L = layout
+        let B = batch.B, S = batch.S, N = B * S
+        let H = c.hiddenSize, E = c.embeddingSize, I = c.intermediateSize, eps = c.layerNormEps
+        a.B = B; a.S = S
+        batch.inputIds.withUnsafeBufferPointer { a.ids.base.update(from: $0.baseAddress!, count: N) }
+        batch.attentionMask.withUnsafeBufferPointer { a.mask.base.update(from: $0.baseAddress!, count: N) }
+        a.hasTypes = c.hasTokenTypes
+        if c.hasTokenTypes {
+            if let t = batch.tokenTypes {
+                t.withUnsafeBufferPointer { a.types.base.update(from: $0.baseAddress!, count: N) }
+            } else {
+                a.types.base.update(repeating: 0, count: N)
+            }
+        }
+        let pHidden = keys == nil ? 0 : c.hiddenDropout
+        let pAttention = keys == nil ? 0 : c.attentionDropout
+
+        // Embeddings: gather, LayerNorm, dropout, then ALBERT's E→H projection.
+        let emb = L.embeddings!
+        embeddingForward(a.f(a.embSum), ids: a.ids.base, types: c.hasTokenTypes ? a.types.base : nil,
+                         wte: p(emb.word), wpe: p(emb.position), wtt: emb.tokenType.map { p($0) }, B: B, S: S, C: E)
+        layerNormForward(a.f(a.embNorm), mean: a.f(a.embMean), rstd: a.f(a.embRstd), a.f(a.embSum),
+                         weight: p(emb.normWeight), bias: p(emb.normBias), N: N, C: E, eps: eps)
+        if let keys, pHidden > 0 {
+            a.f(a.embOut).update(from: a.f(a.embNorm), count: N * E)
+            DistilleryTensor.dropout(a.f(a.embOut), count: N * E, p: pHidden, key: keys.key(step: -1, .embeddings))
+        }
+        if let w = emb.projectionWeight, let b = emb.projectionBias {
+            linearForward(a.hidden(step: 0), a.f(a.embOut), weight: p(w), bias: p(b), N: N, K: E, M: H)
+        }
+        onHiddenState?(0, a.hidden(step: 0))
+
+        let shape = AttentionShape(B: B, S: S, H: H, NH: c.numHeads)
+        for (k, step) in L.steps.enumerated() {
+            let x = a.hidden(step: k), out = a.hidden(step: k + 1)
+            let s = a.steps[k]
+            let at = L.attention[step.attention], ff = L.ffn[step.ffn]
+            let tmp = a.f(a.tmp)
+
+            // Attention: packed QKV projection, softmax(q kᵀ/√D) v, output projection.
+            linearForward(a.f(s.qkv), x, weight: p(at.qkvWeight), bias: p(at.qkvBias), N: N, K: H, M: 3 * H)
+            let drop = (keys != nil && pAttention > 0)
+                ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs), dropped: a.f(s.dropped)) : nil
+            attentionForward(ctx: a.f(s.ctx), probs: a.f(s.probs), qkv: a.f(s.qkv), mask: a.mask.base, shape, dropout: drop)
+            linearForward(tmp, a.f(s.ctx), weight: p(at.outputWeight), bias: p(at.outputBias), N: N, K: H, M: H)
+            if let keys, pHidden > 0, c.dropoutAfterAttentionOutput {
+                DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .attentionOutput))
+            }
+            residualForward(a.f(s.attnRes), x, tmp, count: N * H)
+            layerNormForward(a.f(s.ln1Out), mean: a.f(s.ln1Mean), rstd: a.f(s.ln1Rstd), a.f(s.attnRes),
+                             weight: p(at.normWeight), bias: p(at.normBias), N: N, C: H, eps: eps)
+
+            // Feed-forward: act(x W1ᵀ + b1) W2ᵀ + b2, residual, LayerNorm.
+            linearForward(a.f(s.ffnPre), a.f(s.ln1Out), weight: p(ff.inputWeight), bias: nil, N: N, K: H, M: I)
+            activationForward(a.f(s.ffnAct), pre: a.f(s.ffnPre), a.f(s.ffnPre), bias: p(ff.inputBias), N: N, C: I, c.activation)
+            linearForward(tmp, a.f(s.ffnAct), weight: p(ff.outputWeight), bias: p(ff.outputBias), N: N, K: I, M: H)
+            if let keys, pHidden > 0 {
+                DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .ffnOutput))
+            }
+            residualForward(a.f(s.ffnRes), a.f(s.ln1Out), tmp, count: N * H)
+            layerNormForward(out, mean: a.f(s.ln2Mean), rstd: a.f(s.ln2Rstd), a.f(s.ffnRes),
+                             weight: p(ff.normWeight), bias: p(ff.normBias), N: N, C: H, eps: eps)
+            if (k + 1) % L.stepsPerHiddenState == 0 { onHiddenState?((k + 1) / L.stepsPerHiddenState, out) }
+        }
+    }
+
+    /// The MLM head's transform (dense, activation, LayerNorm) over the last hidden state:
+    /// headOutput [N×Ht].
+    public func forwardHeadTransform(_ a: EncoderActivations) {
+        guard let h = layout.head else { return }
+        let N = a.N, H = config.hiddenSize, Ht = config.headWidth
+        linearForward(a.f(a.headPre), a.lastHidden, weight: p(h.transformWeight), bias: nil, N: N, K: H, M: Ht)
+        activationForward(a.f(a.headAct), pre: a.f(a.headPre), a.f(a.headPre), bias: p(h.transformBias), N: N, C: Ht, config.activation)
+        layerNormForward(a.f(a.headOut), mean: a.f(a.headMean), rstd: a.f(a.headRstd), a.f(a.headAct),
+                         weight: p(h.normWeight), bias: p(h.normBias), N: N, C: Ht, eps: config.layerNormEps)
+    }
+
+    /// logits [rows×V] = headOutput[rows] · word embeddingsᵀ + bias (the tied decoder).
+    public func decoderLogits(_ out: UnsafeMutablePointer<Float>, headOutput: UnsafePointer<Float>, rows: Int) {
+        guard let h = layout.head else { return }
+        linearForward(out, headOutput, weight: p(layout.embeddings.word), bias: p(h.bias),
+                      N: rows, K: config.headWidth, M: config.vocabSize)
+    }
+
+    /// The pooler: tanh(W · h[CLS] + b) for each sequence, [B×H].
+    public func pooled(_ a: EncoderActivations) -> [Float]? {
+        guard let pl = layout.pooler else { return nil }
+        let B = a.B, S = a.S, H = config.hiddenSize
+        var out = [Float](repeating: 0, count: B * H)
+        out.withUnsafeMutableBufferPointer { o in
+            // Rows 0, S, 2S, … are the [CLS] positions: a strided view of the last hidden state.
+            linearForward(o.baseAddress!, a.lastHidden, weight: p(pl.weight), bias: p(pl.bias), N: B, K: H, M: H, ldInp: S * H)
+            for i in 0..<(B * H) { o[i] = vtanh(o[i]) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+import DistilleryTensor
+import DistilleryFormats
+
+public enum BatchFileError: Error, CustomStringConvertible, Equatable {
+    case missing(file: String, tensor: String)
+    case badShape(file: String, tensor: String, shape: [Int], expected: String)
+
+    public var description: String {
+        switch self {
+        case let .missing(f, t): return "\(f): the batch needs an integer tensor '\(t)' of shape [B, S]"
+        case let .badShape(f, t, s, e): return "\(f): tensor '\(t)' has shape \(s), expected \(e)"
+        }
+    }
+}
+
+extension TokenBatch {
+    /// Reads `input_ids`, `attention_mask` and optional `token_type_ids` (integer tensors of
+    /// shape [B, S]) from a safetensors file, the layout of the reference fixtures.
+    public static func read(from source: TensorSource) throws -> TokenBatch {
+        guard let ids = source.info("input_ids") else { throw BatchFileError.missing(file: source.path, tensor: "input_ids") }
+        guard ids.shape.count == 2, ids.shape[0] > 0, ids.shape[1] > 0 else {
+            throw BatchFileError.badShape(file: source.path, tensor: "input_ids", shape: ids.shape, expected: "[B, S] with B, S > 0")
+        }
+        let B = ids.shape[0], S = ids.shape[1]
+        func read(_ name: String) throws -> [Int]? {
+            guard let i = source.info(name) else { return nil }
+            if i.shape != [B, S] {
+                throw BatchFileError.badShape(file: source.path, tensor: name, shape: i.shape, expected: "[\(B), \(S)] like input_ids")
+            }
+            return try source.integers(name)
+        }
+        let inputIds = try read("input_ids")!
+        guard let mask = try read("attention_mask") else {
+            throw BatchFileError.missing(file: source.path, tensor: "attention_mask")
+        }
+        let types = try read("token_type_ids")
+        func int32(_ v: [Int], _ name: String) throws -> [Int32] {
+            try v.enumerated().map { i, x in
+                guard let y = Int32(exactly: x) else {
+                    throw InputError.tokenOutOfRange(name: name, index: i, value: x, limit: Int(Int32.max))
+                }
+                return y
+            }
+        }
+        return TokenBatch(B: B, S: S, inputIds: try int32(inputIds, "input_ids"),
+                          attentionMask: mask.map { $0 != 0 ? 1 : 0 }, tokenTypes: try types.map { try int32($0, "token_type_ids") })
+    }
+}
+
+extension EncoderModel {
+    /// The outputs `distill forward` writes: F32 `hidden_states.0` (embedding output) …
+    /// `hidden_states.L`, shape [B, S, H], and `logits` [B, S, V] when the model has an MLM head.
+    public func referenceOutputs(_ batch: TokenBatch) throws -> [OwnedTensor] {
+        try validate(batch)
+        let a = EncoderActivations(config: config, maxB: batch.B, maxS: batch.S, training: false)
+        let B = batch.B, S = batch.S, H = config.hiddenSize, N = B * S
+        var out: [OwnedTensor] = []
+        forward(batch, a) { i, h in
+            out.append(OwnedTensor(name: "hidden_states.\(i)", shape: [B, S, H],
+                                   floats: Array(UnsafeBufferPointer(start: h, count: N * H))))
+        }
+        if config.hasMLMHead {
+            forwardHeadTransform(a)
+            let logits = FloatBuffer(count: N * config.vocabSize)
+            decoderLogits(logits.base, headOutput: a.headOutput, rows: N)
+            out.append(OwnedTensor(name: "logits", shape: [B, S, config.vocabSize], floats: logits.toArray()))
+        }
+        return out
+    }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import DistilleryTensor
+import DistilleryFormats
+
+/// Choices a user makes explicitly when a file holds more than the encoder Distillery runs.
+public struct LoadOptions: Sendable, Equatable {
+    /// Leave out a pooler present in the file.
+    public var dropPooler = false
+    /// Leave out next-sentence / sentence-order prediction heads present in the file.
+    public var dropPretrainingHeads = false
+    /// Leave out the MLM head present in the file.
+    public var dropMLMHead = false
+    public init(dropPooler: Bool = false, dropPretrainingHeads: Bool = false, dropMLMHead: Bool = false) {
+        self.dropPooler = dropPooler; self.dropPretrainingHeads = dropPretrainingHeads; self.dropMLMHead = dropMLMHead
+    }
+}
+
+public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
+    case notAModel(path: String, reason: String)
+    case missingTensor(file: String, tensor: String, expectedShape: [Int])
+    case unexpectedTensor(file: String, tensor: String, hint: String)
+    case wrongShape(file: String, tensor: String, shape: [Int], expected: [Int])
+    case untiedDecoder(file: String, tensor: String)
+    case duplicateTensor(file: String, tensor: String, other: String)
+    case nonFinite(file: String, tensor: String)
+
+    public var description: String {
+        switch self {
+        case let .notAModel(p, r): return "\(p): not a model: \(r)"
+        case let .missingTensor(f, t, s): return "\(f): missing tensor '\(t)' (expected shape \(s))"
+        case let .unexpectedTensor(f, t, h): return "\(f): unexpected tensor '\(t)'\(h.isEmpty ? "" : ": " + h)"
+        case let .wrongShape(f, t, s, e): return "\(f): tensor '\(t)' has shape \(s), expected \(e)"
+        case let .untiedDecoder(f, t):
+            return "\(f): '\(t)' differs from the tensor it should be tied to; Distillery needs the MLM decoder tied to the word embeddings"
+        case let .duplicateTensor(f, t, o): return "\(f): tensors '\(t)' and '\(o)' name the same parameter"
+        case let .nonFinite(f, t): return "\(f): tensor '\(t)' holds NaN or infinite values"
+        }
+    }
+}
+
+/// A model read from disk with what came with it.
+public struct LoadedModel: @unchecked Sendable {
+    public let model: EncoderModel
+    /// The folder or file it came from.
+    public let path: String
+    /// vocab.txt next to the model, or recorded in a checkpoint, if any.
+    public let vocabularyPath: String?
+    /// The file's metadata (checkpoints record provenance here).
+    public let metadata: [String: String]
+
+    public init(model: EncoderModel, path: String, vocabularyPath: String?, metadata: [String: String] = [:]) {
+        self.model = model; self.path = path; self.vocabularyPath = vocabularyPath; self.metadata = metadata
+    }
+}
+
+public enum HuggingFaceFolder {
+    /// Loads config.json + model.safetensors (+ vocab.txt when present) from a folder.
+    public static func load(_ folder: String, options: LoadOptions = LoadOptions()) throws -> LoadedModel {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
+            throw ModelLoadError.notAModel(path: folder, reason: "no such folder")
+        }
+        let configPath = folder + "/config.json"
+        guard fm.fileExists(atPath: configPath) else {
+            throw ModelLoadError.notAModel(path: folder, reason: "config.json is missing")
+        }
+        let weights = folder + "/model.safetensors"
+        guard fm.fileExists(atPath: weights) else {
+            if fm.fileExists(atPath: folder + "/model.safetensors.index.json") {
+                throw ModelLoadError.notAModel(path: folder, reason: "sharded safetensors are not supported; save the model as one model.safetensors")
+            }
+            if fm.fileExists(atPath: folder + "/pytorch_model.bin") {
+                throw ModelLoadError.notAModel(path: folder, reason: "only pytorch_model.bin is present; re-save it with save_pretrained(..., safe_serialization=True) to get model.safetensors")
+            }
+            throw ModelLoadError.notAModel(path: folder, reason: "model.safetensors is missing")
+        }
+        let hf = try HuggingFaceConfig.load(path: configPath)
+        let file = try SafetensorsFile(path: weights)
+        let model = try load(hf.encoder, from: file, options: options)
+        let vocab = folder + "/vocab.txt"
+        return LoadedModel(model: model, path: folder, vocabularyPath: fm.fileExists(atPath: vocab) ? vocab : nil,
+                           metadata: file.metadata)
+    }
+
+    /// Builds a model from tensors named the Hugging Face way. Which heads exist (pooler, MLM
+    /// head) follows the file, less what `options` drops; every other tensor must be used.
+    public static func load(_ base: EncoderConfig, from source: TensorSource, options: LoadOptions = LoadOptions()) throws -> EncoderModel {
+        let prefix = base.family.basePrefix + "."
+        // Prefix-free name → name in the file. The same parameter under both spellings is an error.
+        var names: [String: String] = [:]
+        for t in source.tensors {
+            let short = t.name.hasPrefix(prefix) ? String(t.name.dropFirst(prefix.count)) : t.name
+            if let other = names[short] {
+                throw ModelLoadError.duplicateTensor(file: source.path, tensor: t.name, other: other)
+            }
+            names[short] = t.name
+        }
+        var config = base
+        config.hasMLMHead = !options.dropMLMHead && names.keys.contains { HuggingFaceNames.isHeadName($0, family: base.family) }
+        config.hasPooler = !options.dropPooler && names.keys.contains { HuggingFaceNames.isPoolerName($0) }
+        try config.validate()
+        let model = EncoderModel(config: config)
+        let table = HuggingFaceNames(layout: model.layout)
+        var used = Set<String>()
+        for (ours, hf) in table.pairs {
+            let slot = model.layout.slot(ours)!
+            guard let fileName = names[hf] else {
+                throw ModelLoadError.missingTensor(file: source.path, tensor: table.prefixed(hf, withHead: config.hasMLMHead),
+                                                   expectedShape: slot.shape)
+            }
+            let info = try source.require(fileName)
+            if info.shape != slot.shape {
+                throw ModelLoadError.wrongShape(file: source.path, tensor: fileName, shape: info.shape, expected: slot.shape)
+            }
+            try source.readFloats(info, into: model.p(slot.offset))
+            used.insert(hf)
+        }
+        // Whatever is left must be a buffer, a tied alias, or a part the user chose to drop.
+        let head = HuggingFaceNames.headNames(config.family)
+        for short in names.keys.sorted() where !used.contains(short) {
+            let fileName = names[short]!
+            if HuggingFaceNames.isBuffer(short) { continue }
+            if short == head.decoderWeight || short == head.decoderBias {
+                if !config.hasMLMHead { continue }  // dropped with the head
+                let alias = try source.floats(fileName)
+                let target = short == head.decoderWeight ? model.layout.embeddings.word : model.layout.head!.bias
+                let same = alias.withUnsafeBufferPointer { a in
+                    a.count == (short == head.decoderWeight ? config.vocabSize * config.embeddingSize : config.vocabSize)
+                        && memcmp(a.baseAddress!, model.p(target), a.count * 4) == 0
+                }
+                if !same { throw ModelLoadError.untiedDecoder(file: source.path, tensor: fileName) }
+                continue
+            }
+            if HuggingFaceNames.isPoolerName(short) && options.dropPooler { continue }
+            if HuggingFaceNames.isHeadName(short, family: config.family) && options.dropMLMHead { continue }
+            if HuggingFaceNames.isOtherPretrainingHead(short) {
+                if options.dropPretrainingHeads { continue }
+                throw ModelLoadError.unexpectedTensor(file: source.path, tensor: fileName,
+                    hint: "a next-sentence / sentence-order head; pass --drop-pretraining-heads to load without it")
+            }
+            throw ModelLoadError.unexpectedTensor(file: source.path, tensor: fileName,
+                hint: "not part of a \(config.family.rawValue) encoder with an MLM head (task heads are not supported)")
+        }
+        return model
+    }
+}

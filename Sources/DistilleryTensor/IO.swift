@@ -1,0 +1,140 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file-system failure, naming the file and what the system said.
+public struct FileError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let operation: String
+    public let reason: String
+    public init(path: String, operation: String, reason: String) {
+        self.path = path; self.operation = operation; self.reason = reason
+    }
+    init(path: String, operation: String, errno code: Int32) {
+        self.init(path: path, operation: operation, reason: String(cString: strerror(code)))
+    }
+    public var description: String { "\(path): cannot \(operation): \(reason)" }
+}
+
+/// A read-only memory mapping of a whole file. Large model files are never copied into memory;
+/// pages are read as tensors are touched.
+public final class MappedFile: @unchecked Sendable {
+    public let path: String
+    public let size: Int
+    private let mapping: UnsafeMutableRawPointer?
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_RDONLY)
+        if fd < 0 { throw FileError(path: path, operation: "open", errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw FileError(path: path, operation: "stat", errno: errno) }
+        if (st.st_mode & S_IFMT) == S_IFDIR {
+            throw FileError(path: path, operation: "read", reason: "it is a directory")
+        }
+        size = Int(st.st_size)
+        if size == 0 {
+            mapping = nil
+            return
+        }
+        let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        if p == MAP_FAILED || p == nil { throw FileError(path: path, operation: "map", errno: errno) }
+        mapping = p
+    }
+
+    deinit { if let mapping { munmap(mapping, size) } }
+
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: mapping, count: size) }
+}
+
+/// Writes a file so that readers see either the old file or the complete new one: the data
+/// goes to a temporary file in the same folder, is flushed to disk, then renamed over the
+/// destination (and the folder entry flushed). If the writer is dropped before `commit()`,
+/// the temporary file is removed and the destination is untouched.
+public final class AtomicFileWriter {
+    public let path: String
+    public let temporaryPath: String
+    private var fd: Int32
+    private var committed = false
+    public private(set) var bytesWritten = 0
+
+    public init(path: String) throws {
+        self.path = path
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        var isDir: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) || !isDir.boolValue {
+            throw FileError(path: path, operation: "write", reason: "folder \(dir) does not exist")
+        }
+        temporaryPath = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd < 0 { throw FileError(path: temporaryPath, operation: "create", errno: errno) }
+    }
+
+    deinit {
+        if !committed {
+            if fd >= 0 { close(fd) }
+            unlink(temporaryPath)
+        }
+    }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var p = bytes.baseAddress
+        var left = bytes.count
+        while left > 0, let q = p {
+            let n = Glibc.write(fd, q, left)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileError(path: temporaryPath, operation: "write", errno: errno)
+            }
+            left -= n
+            p = q + n
+            bytesWritten += n
+        }
+    }
+
+    public func write(_ data: [UInt8]) throws {
+        try data.withUnsafeBytes { try write($0) }
+    }
+
+    public func write(_ data: Data) throws {
+        try data.withUnsafeBytes { try write($0) }
+    }
+
+    /// Flushes, closes and renames into place.
+    public func commit() throws {
+        if fsync(fd) != 0 { throw FileError(path: temporaryPath, operation: "flush", errno: errno) }
+        if close(fd) != 0 { fd = -1; throw FileError(path: temporaryPath, operation: "close", errno: errno) }
+        fd = -1
+        if rename(temporaryPath, path) != 0 {
+            throw FileError(path: path, operation: "rename \(temporaryPath) to", errno: errno)
+        }
+        committed = true
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let dfd = open(dir, O_RDONLY)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    /// Writes `data` to `path` atomically.
+    public static func write(_ data: Data, to path: String) throws {
+        let w = try AtomicFileWriter(path: path)
+        try w.write(data)
+        try w.commit()
+    }
+}
+
+/// Reads a whole small file (configs, vocabularies, recipes) with a clear error.
+public func readFile(_ path: String) throws -> Data {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+        throw FileError(path: path, operation: "read", reason: "no such file")
+    }
+    if isDir.boolValue { throw FileError(path: path, operation: "read", reason: "it is a directory") }
+    do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+        throw FileError(path: path, operation: "read", reason: error.localizedDescription)
+    }
+}

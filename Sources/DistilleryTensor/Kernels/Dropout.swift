@@ -1,0 +1,17 @@
+// Inverted dropout with a counter-based mask.
+//
+//   x [count]:  x[i] = keep(i) ? x[i] / (1 − p) : 0,   keep(i) = uniform(key, i) ≥ p
+//
+// The backward pass applies exactly the same function to the incoming gradient (same key,
+// same mask), so no mask is stored.
+
+public func dropout(_ x: UnsafeMutablePointer<Float>, count: Int, p: Float, key: UInt64) {
+    if p <= 0 { return }
+    let scale = 1 / (1 - p)
+    let x = SendablePointer(x)
+    Parallel.forEachChunk(count, minPerChunk: 8192) { _, range in
+        for i in range {
+            x.p[i] = uniform(key, i) >= p ? x.p[i] * scale : 0
+        }
+    }
+}

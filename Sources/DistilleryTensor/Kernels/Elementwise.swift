@@ -1,0 +1,71 @@
+// Small element-wise kernels: broadcast bias, residual sums, column sums, scaling.
+
+/// x[n, c] += bias[c]   over x [N×C].
+public func addBiasRows(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, N: Int, C: Int) {
+    let x = SendablePointer(x)
+    Parallel.forEachChunk(N, minPerChunk: 64) { _, rows in
+        for n in rows {
+            let r = x.p + n * C
+            var c = 0
+            while c + 8 <= C { r.store8(r.load8(c) + bias.load8(c), c); c += 8 }
+            while c < C { r[c] += bias[c]; c += 1 }
+        }
+    }
+}
+
+/// out = a + b  over `count` elements (out may alias a or b).
+public func residualForward(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>,
+                            _ b: UnsafePointer<Float>, count: Int) {
+    let out = SendablePointer(out)
+    Parallel.forEachChunk(count, minPerChunk: 16384) { _, r in
+        var i = r.lowerBound
+        while i + 8 <= r.upperBound { out.p.store8(a.load8(i) + b.load8(i), i); i += 8 }
+        while i < r.upperBound { out.p[i] = a[i] + b[i]; i += 1 }
+    }
+}
+
+/// y += alpha · x  over `count` elements.
+public func accumulate(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int,
+                       alpha: Float = 1) {
+    let y = SendablePointer(y)
+    Parallel.forEachChunk(count, minPerChunk: 16384) { _, r in
+        var i = r.lowerBound
+        while i + 8 <= r.upperBound { y.p.store8(y.p.load8(i) + alpha * x.load8(i), i); i += 8 }
+        while i < r.upperBound { y.p[i] += alpha * x[i]; i += 1 }
+    }
+}
+
+/// x *= alpha over `count` elements.
+public func scale(_ x: UnsafeMutablePointer<Float>, count: Int, by alpha: Float) {
+    let x = SendablePointer(x)
+    Parallel.forEachChunk(count, minPerChunk: 16384) { _, r in
+        for i in r { x.p[i] *= alpha }
+    }
+}
+
+/// sums[c] += Σ_n x[n, c]  over x [N×C]. Threads own bands of columns (fixed order).
+public func addColumnSums(_ sums: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, N: Int, C: Int) {
+    let sums = SendablePointer(sums)
+    Parallel.forEachChunk(C, minPerChunk: 64) { _, cols in
+        for n in 0..<N {
+            let r = x + n * C
+            for c in cols { sums.p[c] += r[c] }
+        }
+    }
+}
+
+/// Σ x² in double precision (for gradient norms).
+public func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
+    var total = 0.0
+    var i = 0
+    while i < count {
+        // Blocks of 4,096 summed in float lanes, then carried in double.
+        let end = min(count, i + 4096)
+        var acc = F8()
+        while i + 8 <= end { let v = x.load8(i); acc += v * v; i += 8 }
+        var s = Double(acc.sum())
+        while i < end { s += Double(x[i] * x[i]); i += 1 }
+        total += s
+    }
+    return total
+}

@@ -1,0 +1,72 @@
+// LayerNorm over the channels of each row.
+//
+//   inp, out [N×C];  mean, rstd [N];  w, b [C]
+//   out[n,c] = (inp[n,c] − μ_n) · r_n · w[c] + b[c],   r_n = 1 / sqrt(var_n + eps)
+//
+// Forward is two-pass (mean, then variance of the centred values), which keeps the float sums
+// accurate for rows whose mean is large. mean and rstd are kept for the backward pass.
+
+public func layerNormForward(_ out: UnsafeMutablePointer<Float>,
+                             mean: UnsafeMutablePointer<Float>?, rstd: UnsafeMutablePointer<Float>?,
+                             _ inp: UnsafePointer<Float>,
+                             weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+                             N: Int, C: Int, eps: Float) {
+    let out = SendablePointer(out)
+    let mean = mean.map { SendablePointer($0) }, rstd = rstd.map { SendablePointer($0) }
+    Parallel.forEachChunk(N, minPerChunk: 32) { _, rows in
+        for n in rows {
+            let x = inp + n * C
+            var s: Float = 0
+            for c in 0..<C { s += x[c] }
+            let m = s / Float(C)
+            var v: Float = 0
+            for c in 0..<C { let d = x[c] - m; v += d * d }
+            let r = 1 / (v / Float(C) + eps).squareRoot()
+            let o = out.p + n * C
+            for c in 0..<C { o[c] = (x[c] - m) * r * weight[c] + bias[c] }
+            mean?.p[n] = m
+            rstd?.p[n] = r
+        }
+    }
+}
+
+//   dinp += (ŷ' − mean(ŷ') − x̂ · mean(ŷ' ⊙ x̂)) · r,   ŷ' = dout ⊙ w,  x̂ = (inp − μ) · r
+//   dw += Σ_n dout ⊙ x̂,   db += Σ_n dout
+public func layerNormBackward(dinp: UnsafeMutablePointer<Float>,
+                              dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>,
+                              dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+                              weight: UnsafePointer<Float>,
+                              mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                              N: Int, C: Int) {
+    let dinp = SendablePointer(dinp)
+    Parallel.forEachChunk(N, minPerChunk: 32) { _, rows in
+        for n in rows {
+            let x = inp + n * C, d = dout + n * C
+            let m = mean[n], r = rstd[n]
+            var sumD: Float = 0, sumDX: Float = 0
+            for c in 0..<C {
+                let dn = d[c] * weight[c]
+                sumD += dn
+                sumDX += dn * (x[c] - m) * r
+            }
+            sumD /= Float(C); sumDX /= Float(C)
+            let di = dinp.p + n * C
+            for c in 0..<C {
+                let xh = (x[c] - m) * r
+                di[c] += (d[c] * weight[c] - sumD - xh * sumDX) * r
+            }
+        }
+    }
+    // Parameter gradients: each thread owns a band of channels, summing over every row.
+    let dweight = SendablePointer(dweight), dbias = SendablePointer(dbias)
+    Parallel.forEachChunk(C, minPerChunk: 16) { _, cols in
+        for n in 0..<N {
+            let x = inp + n * C, d = dout + n * C
+            let m = mean[n], r = rstd[n]
+            for c in cols {
+                dweight.p[c] += d[c] * (x[c] - m) * r
+                dbias.p[c] += d[c]
+            }
+        }
+    }
+}

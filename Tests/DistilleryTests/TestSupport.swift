@@ -1,0 +1,25 @@
+import Foundation
+import XCTest
+import DistilleryFormats
+
+/// Paths of the committed fixtures (copied from ../shared/fixtures, produced by Hugging Face).
+enum Fixtures {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
+    static func path(_ p: String) -> String { root + "/" + p }
+    static var temporaryDirectory: String {
+        let d = NSTemporaryDirectory() + "distillery-tests-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }
+}
+
+func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count, "length \(a.count) vs \(b.count)")
+    var m: Float = 0
+    for i in a.indices { m = max(m, abs(a[i] - b[i])) }
+    return m
+}
+
+extension OwnedTensor {
+    var floats: [Float] { data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) } }
+}
