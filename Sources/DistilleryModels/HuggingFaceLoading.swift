@@ -83,11 +83,9 @@ public enum HuggingFaceFolder {
                            metadata: file.metadata)
     }
 
-    /// Builds a model from tensors named the Hugging Face way. Which heads exist (pooler, MLM
-    /// head) follows the file, less what `options` drops; every other tensor must be used.
-    public static func load(_ base: EncoderConfig, from source: TensorSource, options: LoadOptions = LoadOptions()) throws -> EncoderModel {
-        let prefix = base.family.basePrefix + "."
-        // Prefix-free name → name in the file. The same parameter under both spellings is an error.
+    /// Prefix-free name → name in the file. The same parameter under both spellings is an error.
+    static func shortNames(_ source: TensorSource, family: ModelFamily) throws -> [String: String] {
+        let prefix = family.basePrefix + "."
         var names: [String: String] = [:]
         for t in source.tensors {
             let short = t.name.hasPrefix(prefix) ? String(t.name.dropFirst(prefix.count)) : t.name
@@ -96,10 +94,31 @@ public enum HuggingFaceFolder {
             }
             names[short] = t.name
         }
+        return names
+    }
+
+    /// The heads a model has: those whose tensors are in the file, less what `options` drops.
+    static func resolveHeads(_ base: EncoderConfig, names: some Collection<String>, options: LoadOptions) throws -> EncoderConfig {
         var config = base
-        config.hasMLMHead = !options.dropMLMHead && names.keys.contains { HuggingFaceNames.isHeadName($0, family: base.family) }
-        config.hasPooler = !options.dropPooler && names.keys.contains { HuggingFaceNames.isPoolerName($0) }
+        config.hasMLMHead = !options.dropMLMHead && names.contains { HuggingFaceNames.isHeadName($0, family: base.family) }
+        config.hasPooler = !options.dropPooler && names.contains { HuggingFaceNames.isPoolerName($0) }
         try config.validate()
+        return config
+    }
+
+    /// The configuration of a folder's model, heads included, from config.json and the
+    /// safetensors header alone (no weights are read).
+    public static func describe(_ folder: String, options: LoadOptions = LoadOptions()) throws -> EncoderConfig {
+        let hf = try HuggingFaceConfig.load(path: folder + "/config.json")
+        let file = try SafetensorsFile(path: folder + "/model.safetensors")
+        return try resolveHeads(hf.encoder, names: try shortNames(file, family: hf.encoder.family).keys, options: options)
+    }
+
+    /// Builds a model from tensors named the Hugging Face way. Which heads exist (pooler, MLM
+    /// head) follows the file, less what `options` drops; every other tensor must be used.
+    public static func load(_ base: EncoderConfig, from source: TensorSource, options: LoadOptions = LoadOptions()) throws -> EncoderModel {
+        let names = try shortNames(source, family: base.family)
+        let config = try resolveHeads(base, names: names.keys, options: options)
         let model = EncoderModel(config: config)
         let table = HuggingFaceNames(layout: model.layout)
         var used = Set<String>()

@@ -9,25 +9,31 @@ public typealias F8 = SIMD8<Float>
 
 /// e^x. Cephes' range reduction x = n·ln2 + r, |r| ≤ ln2/2, and a degree-6 polynomial for e^r.
 /// Inputs below −87.3 return 0, above 88.4 return a large finite value.
+///
+/// Written with element-wise selects and the 1.5·2²³ rounding trick because the generic SIMD
+/// conversions and `rounded`/`clamped` are not vectorised by the compiler.
 @inlinable @inline(__always)
 public func vexp(_ x: F8) -> F8 {
     let hi: Float = 88.3762626647949, lo: Float = -87.3365447505531
     let input = x
-    var x = x.clamped(lowerBound: F8(repeating: lo), upperBound: F8(repeating: hi))
-    var fx = x * 1.44269504088896341 + 0.5
-    fx = fx.rounded(.down)
-    x = x - fx * 0.693359375
-    x = x + fx * 2.12194440e-4
+    var x = x.replacing(with: hi, where: x .> hi)
+    x = x.replacing(with: lo, where: x .< lo)
+    // n = round(x / ln2): adding 1.5·2²³ leaves the rounded integer in the low mantissa bits.
+    let magic: Float = 12_582_912
+    let t = F8(repeating: magic).addingProduct(x, F8(repeating: 1.44269504088896341))
+    let fx = t - magic
+    x = x.addingProduct(fx, F8(repeating: -0.693359375))
+    x = x.addingProduct(fx, F8(repeating: 2.12194440e-4))
     let z = x * x
     var y = F8(repeating: 1.9875691500e-4)
-    y = y * x + 1.3981999507e-3
-    y = y * x + 8.3334519073e-3
-    y = y * x + 4.1665795894e-2
-    y = y * x + 1.6666665459e-1
-    y = y * x + 5.0000001201e-1
-    y = y * z + x + 1
+    y = F8(repeating: 1.3981999507e-3).addingProduct(y, x)
+    y = F8(repeating: 8.3334519073e-3).addingProduct(y, x)
+    y = F8(repeating: 4.1665795894e-2).addingProduct(y, x)
+    y = F8(repeating: 1.6666665459e-1).addingProduct(y, x)
+    y = F8(repeating: 5.0000001201e-1).addingProduct(y, x)
+    y = (x + 1).addingProduct(y, z)
     // 2^n through the exponent bits (n ≥ −126 after the clamp).
-    let n = SIMD8<Int32>(fx)
+    let n = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
     let scale = unsafeBitCast((n &+ 127) &<< 23, to: F8.self)
     // Below the clamp e^x is denormal or 0: return 0 (the right answer for a masked logit).
     return (y * scale).replacing(with: 0, where: input .< lo)
@@ -39,21 +45,22 @@ public func vexp(_ x: Float) -> Float { vexp(F8(repeating: x))[0] }
 /// erf(x): a rational minimax form on [−4, 4] (erf is ±1 to float precision outside).
 @inlinable @inline(__always)
 public func verf(_ x: F8) -> F8 {
-    let x = x.clamped(lowerBound: F8(repeating: -4), upperBound: F8(repeating: 4))
+    var x = x.replacing(with: 4, where: x .> 4)
+    x = x.replacing(with: -4, where: x .< -4)
     let x2 = x * x
     var p = F8(repeating: -2.72614225801306e-10)
-    p = p * x2 + 2.77068142495902e-08
-    p = p * x2 + -2.10102402082508e-06
-    p = p * x2 + -5.69250639462346e-05
-    p = p * x2 + -7.34990630326855e-04
-    p = p * x2 + -2.95459980854025e-03
-    p = p * x2 + -1.60960333262415e-02
+    p = F8(repeating: 2.77068142495902e-08).addingProduct(p, x2)
+    p = F8(repeating: -2.10102402082508e-06).addingProduct(p, x2)
+    p = F8(repeating: -5.69250639462346e-05).addingProduct(p, x2)
+    p = F8(repeating: -7.34990630326855e-04).addingProduct(p, x2)
+    p = F8(repeating: -2.95459980854025e-03).addingProduct(p, x2)
+    p = F8(repeating: -1.60960333262415e-02).addingProduct(p, x2)
     p = p * x
     var q = F8(repeating: -1.45660718464996e-05)
-    q = q * x2 + -2.13374055278905e-04
-    q = q * x2 + -1.68282697438203e-03
-    q = q * x2 + -7.37332916720468e-03
-    q = q * x2 + -1.42647390514189e-02
+    q = F8(repeating: -2.13374055278905e-04).addingProduct(q, x2)
+    q = F8(repeating: -1.68282697438203e-03).addingProduct(q, x2)
+    q = F8(repeating: -7.37332916720468e-03).addingProduct(q, x2)
+    q = F8(repeating: -1.42647390514189e-02).addingProduct(q, x2)
     return p / q
 }
 
@@ -63,7 +70,8 @@ public func verf(_ x: Float) -> Float { verf(F8(repeating: x))[0] }
 /// tanh(x) = 1 − 2 / (e^{2x} + 1), clamped where tanh is ±1 in float.
 @inlinable @inline(__always)
 public func vtanh(_ x: F8) -> F8 {
-    let x = x.clamped(lowerBound: F8(repeating: -9), upperBound: F8(repeating: 9))
+    var x = x.replacing(with: 9, where: x .> 9)
+    x = x.replacing(with: -9, where: x .< -9)
     let e = vexp(x * 2)
     return 1 - 2 / (e + 1)
 }

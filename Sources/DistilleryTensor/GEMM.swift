@@ -9,9 +9,11 @@ public enum Transpose: Sendable {
 /// The one matrix product of Distillery, row-major:
 ///   C[M×N] = alpha · op(A)[M×K] · op(B)[K×N] + beta · C
 /// op(A) is A (stored M×K, leading dimension lda ≥ K) or Aᵀ (stored K×M, lda ≥ M); likewise B.
-/// Every matrix product in the package goes through here, so threading and accounting stay in
-/// one place.
-@inlinable
+///
+/// OpenBLAS runs single-threaded (see `Parallel`); this wrapper splits large products into
+/// row bands of C (or column bands when C is short and wide), one per thread, so that one pool
+/// of threads does all the work and no BLAS threads spin while element-wise kernels run.
+/// The split depends only on the shape and the thread count, so results are reproducible.
 public func sgemm(_ transA: Transpose, _ transB: Transpose,
                   m: Int, n: Int, k: Int,
                   alpha: Float = 1,
@@ -25,6 +27,34 @@ public func sgemm(_ transA: Transpose, _ transB: Transpose,
         for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
         return
     }
+    let threads = Parallel.threads
+    let flops = 2 * m * n * k
+    if threads == 1 || flops < 4_000_000 || Parallel.isInsideParallelRegion {
+        sgemmSerial(transA, transB, m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, beta: beta, c, ldc: ldc)
+        return
+    }
+    let cp = SendablePointer(c)
+    if m >= 16 * threads || m >= n {
+        // Row bands: rows i..<j of C need rows i..<j of op(A).
+        Parallel.forEachChunk(m, minPerChunk: 8) { _, r in
+            let aOff = transA == .no ? r.lowerBound * lda : r.lowerBound
+            sgemmSerial(transA, transB, m: r.count, n: n, k: k, alpha: alpha, a + aOff, lda: lda, b, ldb: ldb,
+                        beta: beta, cp.p + r.lowerBound * ldc, ldc: ldc)
+        }
+    } else {
+        // Column bands: columns i..<j of C need columns i..<j of op(B).
+        Parallel.forEachChunk(n, minPerChunk: 16) { _, r in
+            let bOff = transB == .no ? r.lowerBound : r.lowerBound * ldb
+            sgemmSerial(transA, transB, m: m, n: r.count, k: k, alpha: alpha, a, lda: lda, b + bOff, ldb: ldb,
+                        beta: beta, cp.p + r.lowerBound, ldc: ldc)
+        }
+    }
+}
+
+@inline(__always)
+func sgemmSerial(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: Int, alpha: Float,
+                 _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                 beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
     cblas_sgemm(CblasRowMajor, transA.cblas, transB.cblas,
                 Int32(m), Int32(n), Int32(k), alpha,
                 a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))

@@ -2,31 +2,39 @@ import Dispatch
 import Foundation
 import CBLAS
 
-/// Thread configuration shared by our own loops and OpenBLAS.
+/// Thread configuration: one pool of threads (ours) does all parallel work. OpenBLAS is kept
+/// single-threaded and `sgemm` splits products across our threads, so BLAS worker threads
+/// never spin against our element-wise loops on a small machine.
 ///
 /// Element-wise work is split into one contiguous chunk per thread, the same chunks every time
 /// for the same thread count, so any per-thread partial sums are reduced in a fixed order and
 /// results are bit-for-bit reproducible run to run.
 public enum Parallel {
     nonisolated(unsafe) private static var _threads: Int = {
-        if let s = ProcessInfo.processInfo.environment["DISTILL_THREADS"], let n = Int(s), n > 0 {
-            openblas_set_num_threads(Int32(n))
-            return n
-        }
-        let n = max(1, ProcessInfo.processInfo.activeProcessorCount)
-        openblas_set_num_threads(Int32(n))
-        return n
+        openblas_set_num_threads(1)
+        if let s = ProcessInfo.processInfo.environment["DISTILL_THREADS"], let n = Int(s), n > 0 { return n }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }()
 
-    /// Threads used by parallel loops and by OpenBLAS.
+    /// Threads used by parallel loops and matrix products.
     public static var threads: Int { _threads }
 
-    /// Sets the thread count for our loops and OpenBLAS. Call before starting work.
+    /// Sets the thread count. Call before starting work.
     public static func setThreads(_ n: Int) {
-        let n = max(1, n)
-        _threads = n
-        openblas_set_num_threads(Int32(n))
+        _threads = max(1, n)
+        openblas_set_num_threads(1)
     }
+
+    /// True while this thread runs a chunk of `forEachChunk`: nested parallel work (a matrix
+    /// product inside a per-head loop, say) then runs serially on this thread.
+    public static var isInsideParallelRegion: Bool { pthread_getspecific(regionKey) != nil }
+
+    nonisolated(unsafe) private static let regionKey: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k, nil)
+        return k
+    }()
+    nonisolated(unsafe) private static let marker = UnsafeMutableRawPointer(bitPattern: 1)
 
     /// The contiguous range of `0..<count` that chunk `index` of `chunks` covers.
     @inlinable
@@ -45,18 +53,20 @@ public enum Parallel {
 
     /// Runs `body(chunkIndex, range)` over `0..<count` split into contiguous chunks.
     /// `body` must only write memory that belongs to its range (or to its chunk index).
-    @inlinable
     public static func forEachChunk(_ count: Int, minPerChunk: Int = 1,
                                     _ body: (Int, Range<Int>) -> Void) {
         let chunks = chunkCount(count, minPerChunk: minPerChunk)
-        if chunks == 1 {
+        if chunks == 1 || isInsideParallelRegion {
             body(0, 0..<count)
             return
         }
         // Chunks write disjoint memory (the contract above), which the compiler cannot see.
         nonisolated(unsafe) let body = body
+        let key = regionKey
         DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            pthread_setspecific(key, marker)
             body(c, chunk(c, of: chunks, count: count))
+            pthread_setspecific(key, nil)
         }
     }
 }

@@ -1,1 +1,3 @@
-print("distill")
+import DistilleryCLI
+
+Distill.main()

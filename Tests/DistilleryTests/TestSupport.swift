@@ -6,6 +6,19 @@ import DistilleryFormats
 enum Fixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
     static func path(_ p: String) -> String { root + "/" + p }
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().path
+
+    /// The real all-MiniLM-L6-v2, fetched by `.ci/fetch-teacher` (or where $MINILM points).
+    static func miniLM() throws -> String {
+        let p = ProcessInfo.processInfo.environment["MINILM"] ?? repositoryRoot + "/.models/all-MiniLM-L6-v2"
+        guard FileManager.default.fileExists(atPath: p + "/model.safetensors") else {
+            XCTFail("all-MiniLM-L6-v2 is not at \(p): run .ci/fetch-teacher first")
+            throw XCTSkip("missing teacher")
+        }
+        return p
+    }
+
     static var temporaryDirectory: String {
         let d = NSTemporaryDirectory() + "distillery-tests-\(getpid())"
         try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)

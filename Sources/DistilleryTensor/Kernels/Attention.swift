@@ -34,61 +34,67 @@ public struct AttentionDropout {
 public func attentionForward(ctx: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
                              qkv: UnsafePointer<Float>, mask: UnsafePointer<Float>,
                              _ a: AttentionShape, dropout drop: AttentionDropout? = nil) {
-    let (B, S, H, NH, D) = (a.B, a.S, a.H, a.NH, a.D)
+    let (S, H, NH, D) = (a.S, a.H, a.NH, a.D)
     let ld = 3 * H
-    for b in 0..<B {
-        for h in 0..<NH {
+    let ctxP = SendablePointer(ctx), probsP = SendablePointer(probs)
+    let dropped = drop.map { SendablePointer($0.dropped) }
+    // One (batch, head) per unit of work: its S×S block stays in cache from scores to context.
+    Parallel.forEachChunk(a.B * NH) { _, heads in
+        for bh in heads {
+            let b = bh / NH, h = bh % NH
             let q = qkv + b * S * ld + h * D
-            sgemm(.no, .yes, m: S, n: S, k: D, alpha: a.scale, q, lda: ld, q + H, ldb: ld,
-                  probs + (b * NH + h) * S * S, ldc: S)
-        }
-    }
-    maskedSoftmaxRows(probs, mask: mask, B: B, NH: NH, S: S)
-    var used = probs
-    if let drop {
-        drop.dropped.update(from: probs, count: B * NH * S * S)
-        dropout(drop.dropped, count: B * NH * S * S, p: drop.p, key: drop.key)
-        used = drop.dropped
-    }
-    for b in 0..<B {
-        for h in 0..<NH {
-            let v = qkv + b * S * ld + 2 * H + h * D
-            sgemm(.no, .no, m: S, n: D, k: S, used + (b * NH + h) * S * S, lda: S, v, ldb: ld,
-                  ctx + b * S * H + h * D, ldc: H)
+            let p = probsP.p + bh * S * S
+            sgemm(.no, .yes, m: S, n: S, k: D, alpha: a.scale, q, lda: ld, q + H, ldb: ld, p, ldc: S)
+            maskedSoftmaxRows(p, rows: S, S: S, mask: mask + b * S)
+            var used = p
+            if let drop, let dropped {
+                used = dropped.p + bh * S * S
+                used.update(from: p, count: S * S)
+                dropoutBlock(used, count: S * S, offset: bh * S * S, p: drop.p, key: drop.key)
+            }
+            sgemm(.no, .no, m: S, n: D, k: S, used, lda: S, q + 2 * H, ldb: ld, ctxP.p + b * S * H + h * D, ldc: H)
         }
     }
 }
 
-/// Row-wise softmax of scores [B × NH × S × S] in place, padding keys excluded.
-public func maskedSoftmaxRows(_ p: UnsafeMutablePointer<Float>, mask: UnsafePointer<Float>,
-                              B: Int, NH: Int, S: Int) {
-    let p = SendablePointer(p)
-    Parallel.forEachChunk(B * NH * S, minPerChunk: 64) { _, rows in
-        for row in rows {
-            let b = row / (NH * S)
-            let m = mask + b * S
-            let x = p.p + row * S
-            var valid = 0
-            for j in 0..<S where m[j] != 0 { valid += 1 }
-            let all = valid == 0
-            var mx = -Float.infinity
-            for j in 0..<S where all || m[j] != 0 { mx = max(mx, x[j]) }
-            var sum: Float = 0
-            var j = 0
-            while j + 8 <= S {
-                var e = vexp(x.load8(j) - mx)
-                if !all { e = e.replacing(with: 0, where: m.load8(j) .== 0) }
-                x.store8(e, j)
-                sum += e.sum()
-                j += 8
-            }
-            while j < S {
-                let e = (all || m[j] != 0) ? vexp(x[j] - mx) : 0
-                x[j] = e; sum += e; j += 1
-            }
-            let inv = 1 / sum
-            for j in 0..<S { x[j] *= inv }
+/// Row-wise softmax in place over rows × S scores that share one key mask [S]; padding keys get
+/// probability 0 (all keys when none is real).
+public func maskedSoftmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, S: Int, mask m: UnsafePointer<Float>) {
+    var valid = 0
+    for j in 0..<S where m[j] != 0 { valid += 1 }
+    let all = valid == 0
+    let S8 = S & ~7
+    let ninf = F8(repeating: -.infinity)
+    for row in 0..<rows {
+        let x = x + row * S
+        var mx8 = ninf
+        var j = 0
+        while j < S8 {
+            var v = x.load8(j)
+            if !all { v = v.replacing(with: ninf, where: m.load8(j) .== 0) }
+            mx8 = mx8.replacing(with: v, where: v .> mx8)
+            j += 8
         }
+        var mx = mx8.max()
+        while j < S { if all || m[j] != 0 { mx = max(mx, x[j]) }; j += 1 }
+        var sum8 = F8()
+        j = 0
+        while j < S8 {
+            var e = vexp(x.load8(j) - mx)
+            if !all { e = e.replacing(with: 0, where: m.load8(j) .== 0) }
+            x.store8(e, j)
+            sum8 += e
+            j += 8
+        }
+        var sum = sum8.sum()
+        while j < S {
+            let e = (all || m[j] != 0) ? vexp(x[j] - mx) : 0
+            x[j] = e; sum += e; j += 1
+        }
+        let inv = 1 / sum
+        j = 0
+        while j < S8 { x.store8(x.load8(j) * inv, j); j += 8 }
+        while j < S { x[j] *= inv; j += 1 }
     }
 }
 
@@ -99,28 +105,25 @@ public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dprobs: UnsafeM
                               dctx: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
                               probs: UnsafePointer<Float>, _ a: AttentionShape,
                               dropout drop: AttentionDropout? = nil) {
-    let used: UnsafePointer<Float> = drop.map { UnsafePointer($0.dropped) } ?? probs
-    let (B, S, H, NH, D) = (a.B, a.S, a.H, a.NH, a.D)
+    let (S, H, NH, D) = (a.S, a.H, a.NH, a.D)
     let ld = 3 * H
-    for b in 0..<B {
-        for h in 0..<NH {
-            let pOff = (b * NH + h) * S * S
+    let used: UnsafePointer<Float> = drop.map { UnsafePointer($0.dropped) } ?? probs
+    let dqkvP = SendablePointer(dqkv), dprobsP = SendablePointer(dprobs)
+    // Heads write disjoint columns of dqkv.
+    Parallel.forEachChunk(a.B * NH) { _, heads in
+        for bh in heads {
+            let b = bh / NH, h = bh % NH
+            let pOff = bh * S * S
             let dc = dctx + b * S * H + h * D
-            let v = qkv + b * S * ld + 2 * H + h * D
-            sgemm(.no, .yes, m: S, n: S, k: D, dc, lda: H, v, ldb: ld, dprobs + pOff, ldc: S)
-            sgemm(.yes, .no, m: S, n: D, k: S, used + pOff, lda: S, dc, ldb: H, beta: 1,
-                  dqkv + b * S * ld + 2 * H + h * D, ldc: ld)
-        }
-    }
-    if let drop { dropout(dprobs, count: B * NH * S * S, p: drop.p, key: drop.key) }
-    softmaxBackwardRows(dprobs, probs: probs, rows: B * NH * S, S: S, scale: a.scale)
-    for b in 0..<B {
-        for h in 0..<NH {
-            let pOff = (b * NH + h) * S * S
             let q = qkv + b * S * ld + h * D
-            let dq = dqkv + b * S * ld + h * D
-            sgemm(.no, .no, m: S, n: D, k: S, dprobs + pOff, lda: S, q + H, ldb: ld, beta: 1, dq, ldc: ld)
-            sgemm(.yes, .no, m: S, n: D, k: S, dprobs + pOff, lda: S, q, ldb: ld, beta: 1, dq + H, ldc: ld)
+            let dq = dqkvP.p + b * S * ld + h * D
+            let dp = dprobsP.p + pOff
+            sgemm(.no, .yes, m: S, n: S, k: D, dc, lda: H, q + 2 * H, ldb: ld, dp, ldc: S)
+            sgemm(.yes, .no, m: S, n: D, k: S, used + pOff, lda: S, dc, ldb: H, beta: 1, dq + 2 * H, ldc: ld)
+            if let drop { dropoutBlock(dp, count: S * S, offset: pOff, p: drop.p, key: drop.key) }
+            softmaxBackwardRows(dp, probs: probs + pOff, rows: S, S: S, scale: a.scale)
+            sgemm(.no, .no, m: S, n: D, k: S, dp, lda: S, q + H, ldb: ld, beta: 1, dq, ldc: ld)
+            sgemm(.yes, .no, m: S, n: D, k: S, dp, lda: S, q, ldb: ld, beta: 1, dq + H, ldc: ld)
         }
     }
 }
@@ -128,13 +131,17 @@ public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dprobs: UnsafeM
 /// dS = P ⊙ (dP − Σ_j dP ⊙ P) · scale, in place over dP [rows × S].
 public func softmaxBackwardRows(_ dp: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>,
                                 rows: Int, S: Int, scale: Float) {
-    let dp = SendablePointer(dp)
-    Parallel.forEachChunk(rows, minPerChunk: 64) { _, range in
-        for row in range {
-            let g = dp.p + row * S, p = probs + row * S
-            var dot: Float = 0
-            for j in 0..<S { dot += g[j] * p[j] }
-            for j in 0..<S { g[j] = p[j] * (g[j] - dot) * scale }
-        }
+    let S8 = S & ~7
+    for row in 0..<rows {
+        let g = dp + row * S, p = probs + row * S
+        var acc = F8()
+        var j = 0
+        while j < S8 { acc = acc.addingProduct(g.load8(j), p.load8(j)); j += 8 }
+        var dot = acc.sum()
+        while j < S { dot += g[j] * p[j]; j += 1 }
+        let dot8 = F8(repeating: dot)
+        j = 0
+        while j < S8 { g.store8(p.load8(j) * (g.load8(j) - dot8) * scale, j); j += 8 }
+        while j < S { g[j] = p[j] * (g[j] - dot) * scale; j += 1 }
     }
 }

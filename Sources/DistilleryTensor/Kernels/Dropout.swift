@@ -15,3 +15,11 @@ public func dropout(_ x: UnsafeMutablePointer<Float>, count: Int, p: Float, key:
         }
     }
 }
+
+/// Dropout of elements offset ..< offset + count of a stream, stored at x[0 ..< count]
+/// (one block of a larger tensor, processed on the calling thread).
+@inlinable
+public func dropoutBlock(_ x: UnsafeMutablePointer<Float>, count: Int, offset: Int, p: Float, key: UInt64) {
+    let scale = 1 / (1 - p)
+    for i in 0..<count { x[i] = uniform(key, offset + i) >= p ? x[i] * scale : 0 }
+}

@@ -5,6 +5,8 @@
 //
 // Forward is two-pass (mean, then variance of the centred values), which keeps the float sums
 // accurate for rows whose mean is large. mean and rstd are kept for the backward pass.
+// Sums run in eight float lanes (C is a multiple of 8 in every real model; a scalar tail
+// handles the rest).
 
 public func layerNormForward(_ out: UnsafeMutablePointer<Float>,
                              mean: UnsafeMutablePointer<Float>?, rstd: UnsafeMutablePointer<Float>?,
@@ -14,16 +16,27 @@ public func layerNormForward(_ out: UnsafeMutablePointer<Float>,
     let out = SendablePointer(out)
     let mean = mean.map { SendablePointer($0) }, rstd = rstd.map { SendablePointer($0) }
     Parallel.forEachChunk(N, minPerChunk: 32) { _, rows in
+        let C8 = C & ~7
         for n in rows {
             let x = inp + n * C
-            var s: Float = 0
-            for c in 0..<C { s += x[c] }
+            var acc = F8()
+            var c = 0
+            while c < C8 { acc += x.load8(c); c += 8 }
+            var s = acc.sum()
+            while c < C { s += x[c]; c += 1 }
             let m = s / Float(C)
-            var v: Float = 0
-            for c in 0..<C { let d = x[c] - m; v += d * d }
+            let m8 = F8(repeating: m)
+            acc = F8()
+            c = 0
+            while c < C8 { let d = x.load8(c) - m8; acc = acc.addingProduct(d, d); c += 8 }
+            var v = acc.sum()
+            while c < C { let d = x[c] - m; v += d * d; c += 1 }
             let r = 1 / (v / Float(C) + eps).squareRoot()
+            let r8 = F8(repeating: r)
             let o = out.p + n * C
-            for c in 0..<C { o[c] = (x[c] - m) * r * weight[c] + bias[c] }
+            c = 0
+            while c < C8 { o.store8(((x.load8(c) - m8) * r8) * weight.load8(c) + bias.load8(c), c); c += 8 }
+            while c < C { o[c] = (x[c] - m) * r * weight[c] + bias[c]; c += 1 }
             mean?.p[n] = m
             rstd?.p[n] = r
         }

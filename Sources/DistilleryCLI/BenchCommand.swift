@@ -1,0 +1,109 @@
+import ArgumentParser
+import Foundation
+import DistilleryTensor
+import DistilleryModels
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure speed and memory (build with -c release for meaningful figures).",
+        subcommands: [BenchForward.self])
+}
+
+/// "8x128,1x128" → [(8, 128), (1, 128)]
+func parseShapes(_ s: String) throws -> [(B: Int, S: Int)] {
+    try s.split(separator: ",").map { part in
+        let p = part.lowercased().split(whereSeparator: { $0 == "x" || $0 == "×" })
+        guard p.count == 2, let b = Int(p[0]), let l = Int(p[1]), b > 0, l > 0 else {
+            throw ValidationError("batch shape '\(part)' should look like 8x128")
+        }
+        return (b, l)
+    }
+}
+
+struct BenchForward: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Encoder forward pass: ms per batch and GFLOP/s.",
+        discussion: """
+        Without --model, runs the all-MiniLM-L6-v2 shape (6 × 384, 12 heads, V = 30,522) with \
+        random weights. Every position is a real token (no padding); the MLM head is not run.
+        """)
+
+    @Option(name: .customLong("model"), help: "A model folder or checkpoint (default: the all-MiniLM-L6-v2 shape, random weights).")
+    var modelPath: String?
+    @Option(name: .long, help: "Preset shape when no --model is given.")
+    var preset = "all-MiniLM-L6-v2"
+    @Option(name: .long, help: "Batch shapes B×S, comma-separated.")
+    var batch = "8x128,1x128"
+    @Option(name: .long, help: "Timed iterations per shape.")
+    var iterations = 20
+    @Option(name: .long, help: "Untimed warm-up iterations per shape.")
+    var warmup = 3
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+    @OptionGroup var threads: ThreadOptions
+
+    func run() throws {
+        threads.apply()
+        let model: EncoderModel
+        let name: String
+        if let path = modelPath {
+            model = try ModelStore.load(path).model
+            name = path
+        } else {
+            guard case .encoder(var c)? = Presets.shape(preset, withHead: false) else {
+                throw ValidationError("--preset must name an encoder preset")
+            }
+            c.hasPooler = false
+            model = EncoderModel(config: c)
+            model.initializeRandomly(seed: 1)
+            name = preset + " (random weights)"
+        }
+        var results: [ForwardBenchResult] = []
+        for (B, S) in try parseShapes(batch) {
+            let r = try ForwardBenchResult.measure(model, B: B, S: S, warmup: warmup, iterations: iterations)
+            results.append(r)
+        }
+        let report = ForwardBenchReport(model: name, precision: "fp32", threads: Parallel.threads, results: results)
+        print(json ? try jsonText(report) : report.table)
+    }
+}
+
+struct ForwardBenchReport: Encodable {
+    let model: String
+    let precision: String
+    let threads: Int
+    let results: [ForwardBenchResult]
+
+    var table: String {
+        var t = TextTable(["batch", "ms/batch (median)", "min ms", "GFLOP/s", "tokens/s"])
+        for r in results {
+            t.add(["\(r.batch)×\(r.sequence)", fixed(r.medianMs, 1), fixed(r.minMs, 1), fixed(r.gflops, 1), grouped(Int(r.tokensPerSecond))])
+        }
+        return "forward  \(model)  \(precision)  threads \(threads)\n" + t.render()
+    }
+}
+
+struct ForwardBenchResult: Encodable {
+    let batch: Int
+    let sequence: Int
+    let medianMs: Double
+    let minMs: Double
+    let gflops: Double
+    let tokensPerSecond: Double
+
+    static func measure(_ model: EncoderModel, B: Int, S: Int, warmup: Int, iterations: Int) throws -> ForwardBenchResult {
+        var rng = SplitMix64(seed: 7)
+        let ids = (0..<(B * S)).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) }
+        let batch = TokenBatch(B: B, S: S, inputIds: ids, attentionMask: [Float](repeating: 1, count: B * S),
+                               tokenTypes: model.config.hasTokenTypes ? [Int32](repeating: 0, count: B * S) : nil)
+        try model.validate(batch)
+        let acts = EncoderActivations(config: model.config, maxB: B, maxS: S, training: false)
+        let times = Timing.measure(warmup: warmup, iterations: iterations) { model.forward(batch, acts) }
+        let med = times.median
+        return ForwardBenchResult(batch: B, sequence: S, medianMs: med * 1e3, minMs: (times.min() ?? 0) * 1e3,
+                                  gflops: model.config.forwardFLOPs(B: B, S: S) / med / 1e9,
+                                  tokensPerSecond: Double(B * S) / med)
+    }
+}

@@ -1,0 +1,28 @@
+import ArgumentParser
+import DistilleryTensor
+
+/// The `distill` command. Each subcommand lives in its own file and only parses arguments,
+/// calls the library and prints; the work happens in the Distillery modules.
+public struct Distill: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "distill",
+        abstract: "Make BERT-family encoders small and fast: distil, quantize, compress, compare.",
+        discussion: """
+        Models are Hugging Face folders (config.json + model.safetensors + vocab.txt) or Distillery \
+        checkpoints (NAME.safetensors.zst); every command that takes a model accepts either.
+        """,
+        subcommands: [ForwardCommand.self, ParamsCommand.self, BenchCommand.self]
+    )
+
+    public init() {}
+}
+
+/// Options every compute-heavy command takes.
+struct ThreadOptions: ParsableArguments {
+    @Option(name: .long, help: "Threads for our kernels and OpenBLAS (default: all cores, or $DISTILL_THREADS).")
+    var threads: Int?
+
+    func apply() {
+        if let threads { Parallel.setThreads(threads) }
+    }
+}

@@ -1,0 +1,36 @@
+import ArgumentParser
+import Foundation
+import DistilleryFormats
+import DistilleryModels
+
+struct ForwardCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forward",
+        abstract: "Run a model on a batch of token ids and write every hidden state (and the logits).",
+        discussion: """
+        IN.safetensors holds int64 tensors input_ids and attention_mask, and optionally \
+        token_type_ids, each of shape [B, S] (the layout of the fixtures' reference.safetensors). \
+        OUT.safetensors receives F32 hidden_states.0 (the embedding output) … hidden_states.L, \
+        shape [B, S, H], and logits [B, S, V] when the model has an MLM head.
+        """)
+
+    @Option(name: .long, help: "A Hugging Face folder or a .safetensors.zst checkpoint.")
+    var model: String
+    @Option(name: .long, help: "Input batch (safetensors).")
+    var batch: String
+    @Option(name: .long, help: "Output file (safetensors), written atomically.")
+    var out: String
+    @Flag(name: .long, help: "Load a model whose file has a pooler without it.")
+    var dropPooler = false
+    @OptionGroup var threads: ThreadOptions
+
+    func run() throws {
+        threads.apply()
+        let loaded = try ModelStore.load(model, options: LoadOptions(dropPooler: dropPooler, dropPretrainingHeads: true))
+        let batchFile = try SafetensorsFile(path: batch)
+        let tokens = try TokenBatch.read(from: batchFile)
+        let outputs = try loaded.model.referenceOutputs(tokens)
+        try Safetensors.write(outputs, metadata: ["model": loaded.path], to: out)
+        print("wrote \(outputs.count) tensors for \(tokens.B)×\(tokens.S) tokens to \(out)")
+    }
+}

@@ -1,0 +1,56 @@
+/// Plain-text tables with a header row, right-aligned numbers and left-aligned text.
+struct TextTable {
+    var header: [String]
+    var rows: [[String]] = []
+    /// Rows after which a separator line is drawn.
+    var separators = Set<Int>()
+
+    init(_ header: [String]) { self.header = header }
+
+    mutating func add(_ row: [String]) { rows.append(row) }
+    mutating func separator() { separators.insert(rows.count) }
+
+    func render() -> String {
+        let cols = header.count
+        var width = [Int](repeating: 0, count: cols)
+        for r in [header] + rows { for (i, c) in r.enumerated() where i < cols { width[i] = max(width[i], c.count) } }
+        func line(_ r: [String]) -> String {
+            r.enumerated().map { i, c in
+                let pad = String(repeating: " ", count: width[i] - c.count)
+                return i == 0 ? c + pad : pad + c
+            }.joined(separator: "  ")
+        }
+        var out = [line(header), width.map { String(repeating: "─", count: $0) }.joined(separator: "──")]
+        for (i, r) in rows.enumerated() {
+            if separators.contains(i) { out.append(width.map { String(repeating: "─", count: $0) }.joined(separator: "──")) }
+            out.append(line(r))
+        }
+        return out.joined(separator: "\n")
+    }
+}
+
+/// 109482240 → "109,482,240".
+func grouped(_ n: Int) -> String {
+    let s = String(n.magnitude)
+    var out = ""
+    for (i, ch) in s.enumerated() {
+        if i > 0 && (s.count - i) % 3 == 0 { out.append(",") }
+        out.append(ch)
+    }
+    return (n < 0 ? "-" : "") + out
+}
+
+func fixed(_ x: Double, _ digits: Int) -> String {
+    var s = String(format: "%.\(digits)f", x)
+    if s == "-0" || s.hasPrefix("-0.") && Double(s) == 0 { s.removeFirst() }
+    return s
+}
+
+import Foundation
+
+/// Compact JSON for --json output (sorted keys, so scripts and diffs see stable text).
+func jsonText<T: Encodable>(_ value: T) throws -> String {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+    return String(decoding: try e.encode(value), as: UTF8.self)
+}

@@ -1,0 +1,76 @@
+import Foundation
+import DistilleryFormats
+
+/// The one entry point for "a model" on the command line: a Hugging Face folder, a compact
+/// checkpoint (NAME.safetensors.zst), or a plain safetensors file next to a config.json.
+public enum ModelStore {
+    public static func load(_ path: String, options: LoadOptions = LoadOptions()) throws -> LoadedModel {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw ModelLoadError.notAModel(path: path, reason: "no such file or folder")
+        }
+        if isDir.boolValue { return try HuggingFaceFolder.load(path, options: options) }
+        if path.hasSuffix(".safetensors") {
+            let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            let config = folder + "/config.json"
+            guard FileManager.default.fileExists(atPath: config) else {
+                throw ModelLoadError.notAModel(path: path, reason: "a bare safetensors file needs a config.json beside it")
+            }
+            let hf = try HuggingFaceConfig.load(path: config)
+            let file = try SafetensorsFile(path: path)
+            let model = try HuggingFaceFolder.load(hf.encoder, from: file, options: options)
+            let vocab = folder + "/vocab.txt"
+            return LoadedModel(model: model, path: path,
+                               vocabularyPath: FileManager.default.fileExists(atPath: vocab) ? vocab : nil,
+                               metadata: file.metadata)
+        }
+        throw ModelLoadError.notAModel(path: path, reason: "expected a Hugging Face folder or a .safetensors.zst checkpoint")
+    }
+}
+
+extension ModelStore {
+    /// What `distill params` shows for one argument: a preset name (optionally ":mlm" for the
+    /// *ForMaskedLM class, ":base" for the base class, the default), a config.json (heads from its
+    /// `architectures`), a Hugging Face folder or a checkpoint (heads from its tensors).
+    public static func parameterBreakdown(_ arg: String) throws -> ParameterBreakdown {
+        var name = arg, head = false
+        if let r = arg.range(of: ":", options: .backwards), ["mlm", "base"].contains(String(arg[r.upperBound...])) {
+            head = arg[r.upperBound...] == "mlm"
+            name = String(arg[..<r.lowerBound])
+        }
+        if let shape = Presets.shape(name, withHead: head) {
+            switch shape {
+            case .encoder(let c): return ParameterBreakdown(name: arg, layout: ParameterLayout(config: c))
+            case .decoder(let d): return d.breakdown(name: arg)
+            }
+        }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: arg, isDirectory: &isDir) else {
+            throw ModelLoadError.notAModel(path: arg, reason: "not a file, a folder or a preset (presets: \(Presets.names.joined(separator: ", ")))")
+        }
+        if isDir.boolValue {
+            return ParameterBreakdown(name: arg, layout: ParameterLayout(config: try HuggingFaceFolder.describe(arg)))
+        }
+        if arg.hasSuffix(".json") {
+            let hf = try HuggingFaceConfig.load(path: arg)
+            var c = hf.encoder
+            c.hasMLMHead = hf.architectures.contains { $0.hasSuffix("ForMaskedLM") || $0.hasSuffix("ForPreTraining") }
+            c.hasPooler = !c.hasMLMHead && c.family != .distilbert
+            return ParameterBreakdown(name: arg, layout: ParameterLayout(config: c))
+        }
+        return ParameterBreakdown(name: arg, layout: try load(arg).model.layout)
+    }
+}
+
+extension EncoderConfig {
+    /// Floating-point operations of one encoder forward pass over B × S tokens (a multiply-add
+    /// counts 2): the linear layers, the attention products, and ALBERT's projection.
+    public func forwardFLOPs(B: Int, S: Int) -> Double {
+        let N = Double(B * S), H = Double(hiddenSize), I = Double(intermediateSize)
+        let steps = Double(ParameterLayout(config: self).steps.count)
+        let linear = 2 * N * (4 * H * H + 2 * H * I)
+        let attention = 2 * 2 * Double(B) * Double(S) * Double(S) * H
+        let projection = hasEmbeddingProjection ? 2 * N * Double(embeddingSize) * H : 0
+        return steps * (linear + attention) + projection
+    }
+}
