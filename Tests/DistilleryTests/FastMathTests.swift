@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import DistilleryTensor
+import DistilleryTensor
 
 final class FastMathTests: XCTestCase {
     /// Bounds the vectorised exp, erf and tanh against Double references over the ranges the
