@@ -2,12 +2,13 @@ import ArgumentParser
 import Foundation
 import DistilleryTensor
 import DistilleryModels
+import DistilleryText
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure speed and memory (build with -c release for meaningful figures).",
-        subcommands: [BenchForward.self])
+        subcommands: [BenchForward.self, BenchTokenize.self])
 }
 
 /// "8x128,1x128" → [(8, 128), (1, 128)]
@@ -105,5 +106,51 @@ struct ForwardBenchResult: Encodable {
         return ForwardBenchResult(batch: B, sequence: S, medianMs: med * 1e3, minMs: (times.min() ?? 0) * 1e3,
                                   gflops: model.config.forwardFLOPs(B: B, S: S) / med / 1e9,
                                   tokensPerSecond: Double(B * S) / med)
+    }
+}
+
+struct BenchTokenize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenize",
+        abstract: "Tokenizer throughput in MB/s, one thread and all threads.",
+        discussion: """
+        Tokenizes every line of the file in memory (no packing, no output) with the BERT \
+        tokenizer. Compare with Hugging Face tokenizers' BertWordPieceTokenizer.encode_batch on \
+        the same file and vocabulary.
+        """)
+
+    @Option(name: .long, help: "A vocab.txt or tokenizer folder.")
+    var tokenizer: String
+    @Option(name: .long, help: "A text file, one paragraph a line.")
+    var input: String
+    @Option(name: .long, help: "Thread counts to measure, comma-separated.")
+    var threads = "1,2"
+    @Option(name: .long, help: "Runs per thread count (the median is reported).")
+    var runs = 5
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+
+    struct Result: Encodable { let threads: Int; let seconds: Double; let megabytesPerSecond: Double; let tokens: Int }
+    struct Report: Encodable { let file: String; let megabytes: Double; let results: [Result] }
+
+    func run() throws {
+        let t = try BertTokenizer.load(path: tokenizer)
+        var results: [Result] = []
+        var megabytes = 0.0
+        for n in threads.split(separator: ",").compactMap({ Int($0) }) {
+            Parallel.setThreads(n)
+            var times: [Double] = []
+            var tokens = 0
+            for _ in 0..<max(1, runs) {
+                let r = try Corpus.timeTokenization(file: input, tokenizer: t)
+                times.append(r.seconds); tokens = r.tokens; megabytes = Double(r.bytes) / 1e6
+            }
+            results.append(Result(threads: n, seconds: times.median, megabytesPerSecond: megabytes / times.median, tokens: tokens))
+        }
+        let report = Report(file: input, megabytes: megabytes, results: results)
+        if json { print(try jsonText(report)); return }
+        var table = TextTable(["threads", "seconds (median)", "MB/s", "tokens"])
+        for r in results { table.add(["\(r.threads)", fixed(r.seconds, 3), fixed(r.megabytesPerSecond, 1), grouped(r.tokens)]) }
+        print("tokenize  \(input)  \(fixed(megabytes, 1)) MB\n" + table.render())
     }
 }

@@ -105,6 +105,20 @@ public final class AtomicFileWriter {
         try data.withUnsafeBytes { try write($0) }
     }
 
+    /// Overwrites bytes already written (a header completed at the end, say).
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
+        precondition(offset + bytes.count <= bytesWritten, "write(at:) may only overwrite written bytes")
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileError(path: temporaryPath, operation: "write", errno: errno)
+            }
+            done += n
+        }
+    }
+
     /// Flushes, closes and renames into place.
     public func commit() throws {
         if fsync(fd) != 0 { throw FileError(path: temporaryPath, operation: "flush", errno: errno) }

@@ -1,0 +1,60 @@
+import DistilleryTensor
+
+/// Where training is in the data: epoch and batch index within it. Saved in checkpoints.
+public struct DataPosition: Sendable, Equatable, Codable {
+    public var epoch: Int
+    public var batch: Int
+    public init(epoch: Int = 0, batch: Int = 0) { self.epoch = epoch; self.batch = batch }
+}
+
+/// Length-bucketed batches: each epoch shuffles the sequences, sorts pools of 50 batches by
+/// length so a batch holds sequences of similar length (little padding), then shuffles the
+/// batches. Deterministic in (seed, epoch).
+public struct BucketedBatches: Sendable {
+    public let lengths: [Int]
+    public let batchSize: Int
+    public let seed: UInt64
+    public let poolBatches: Int
+
+    public init(lengths: [Int], batchSize: Int, seed: UInt64, poolBatches: Int = 50) {
+        precondition(batchSize > 0)
+        self.lengths = lengths; self.batchSize = batchSize; self.seed = seed; self.poolBatches = poolBatches
+    }
+
+    /// Batches of one epoch (the last may be smaller).
+    public func epoch(_ e: Int) -> [[Int]] {
+        var rng = SplitMix64(seed: streamKey(seed, 0xBA7C, UInt64(e)))
+        var order = Array(lengths.indices)
+        order.shuffle(using: &rng)
+        var batches: [[Int]] = []
+        let pool = batchSize * poolBatches
+        var start = 0
+        while start < order.count {
+            let chunk = order[start..<min(order.count, start + pool)].sorted { (lengths[$0], $0) < (lengths[$1], $1) }
+            var i = 0
+            while i < chunk.count {
+                batches.append(Array(chunk[(chunk.startIndex + i)..<min(chunk.endIndex, chunk.startIndex + i + batchSize)]))
+                i += batchSize
+            }
+            start += pool
+        }
+        batches.shuffle(using: &rng)
+        return batches
+    }
+}
+
+extension TokenDataset {
+    /// The sequences `indices`, padded with `padId` to the longest: ids and mask, [B×S] each.
+    public func collate(_ indices: [Int], padId: Int32) -> (B: Int, S: Int, ids: [Int32], mask: [Float]) {
+        let S = indices.map { length($0) }.max() ?? 0
+        var ids = [Int32](repeating: padId, count: indices.count * S)
+        var mask = [Float](repeating: 0, count: indices.count * S)
+        ids.withUnsafeMutableBufferPointer { p in
+            for (b, i) in indices.enumerated() {
+                copy(i, into: p.baseAddress! + b * S)
+                for k in 0..<length(i) { mask[b * S + k] = 1 }
+            }
+        }
+        return (indices.count, S, ids, mask)
+    }
+}

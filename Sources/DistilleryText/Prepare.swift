@@ -1,0 +1,241 @@
+import Foundation
+import DistilleryTensor
+
+/// What `prepare` did.
+public struct PrepareSummary: Codable, Sendable, Equatable {
+    public var files = 0
+    public var bytes = 0
+    public var lines = 0
+    public var documents = 0
+    public var sequences = 0
+    public var tokens = 0
+    public var unknownTokens = 0
+    public var invalidUTF8 = 0
+    public var seconds = 0.0
+
+    /// [UNK] share of the text tokens (excluding [CLS] and [SEP]).
+    public var unknownRate: Double {
+        let text = tokens - 2 * sequences
+        return text > 0 ? Double(unknownTokens) / Double(text) : 0
+    }
+    public var megabytesPerSecond: Double { seconds > 0 ? Double(bytes) / 1e6 / seconds : 0 }
+}
+
+public enum PrepareError: Error, CustomStringConvertible, Equatable {
+    case noInput
+    case badSequenceLength(Int)
+
+    public var description: String {
+        switch self {
+        case .noInput: return "no input files given"
+        case let .badSequenceLength(n): return "--max-seq-len \(n): must be at least 3 ([CLS], one token, [SEP])"
+        }
+    }
+}
+
+public enum Corpus {
+    /// Tokenizes text files (one paragraph or document per line; a blank line ends a document)
+    /// on all cores and packs consecutive lines of a document into sequences
+    /// [CLS] … [SEP] of at most `maxSequenceLength` tokens; a line longer than that is split.
+    /// Writes a token file atomically. `progress(bytesDone, bytesTotal)` is called as it goes.
+    public static func prepare(inputs: [String], tokenizer: BertTokenizer, maxSequenceLength: Int = 128,
+                               output: String, progress: ((Int, Int) -> Void)? = nil) throws -> PrepareSummary {
+        guard !inputs.isEmpty else { throw PrepareError.noInput }
+        guard maxSequenceLength >= 3 else { throw PrepareError.badSequenceLength(maxSequenceLength) }
+        let start = Timing.now()
+        let files = try inputs.map { try MappedFile(path: $0) }
+        let total = files.reduce(0) { $0 + $1.size }
+        let vocab = tokenizer.vocabulary
+        let tokenBytes = vocab.count <= 65536 ? 2 : 4
+        let writer = try AtomicFileWriter(path: output)
+        try writer.write([UInt8](repeating: 0, count: TokenFileHeader.size))
+
+        var summary = PrepareSummary()
+        summary.files = files.count
+        var packer = Packer(cls: tokenizer.clsId, sep: tokenizer.sepId, room: maxSequenceLength - 2)
+        var pending: [Int32] = []   // packed tokens not yet written
+        func drain(force: Bool) throws {
+            if pending.isEmpty || (!force && pending.count < 1 << 20) { return }
+            if tokenBytes == 2 {
+                let narrow = pending.map { UInt16(truncatingIfNeeded: $0).littleEndian }
+                try narrow.withUnsafeBytes { try writer.write($0) }
+            } else {
+                let wide = pending.map { UInt32(bitPattern: $0).littleEndian }
+                try wide.withUnsafeBytes { try writer.write($0) }
+            }
+            pending.removeAll(keepingCapacity: true)
+        }
+
+        var done = 0
+        for file in files {
+            let bytes = file.bytes
+            var pos = 0
+            while pos < bytes.count {
+                // A block of whole lines, about 4 MB.
+                var end = min(bytes.count, pos + (4 << 20))
+                while end < bytes.count && bytes[end - 1] != UInt8(ascii: "\n") { end += 1 }
+                var lines: [Range<Int>] = []
+                var s = pos
+                for i in pos..<end where bytes[i] == UInt8(ascii: "\n") { lines.append(s..<i); s = i + 1 }
+                if s < end { lines.append(s..<end) }
+                let results = tokenizeLines(bytes, lines, tokenizer)
+                for r in results {
+                    summary.invalidUTF8 += r.invalid
+                    summary.unknownTokens += r.unknown
+                    if r.ids.isEmpty {
+                        if packer.endDocument(into: &pending) { summary.documents += 1 }
+                    } else {
+                        packer.add(r.ids, into: &pending)
+                    }
+                }
+                summary.lines += lines.count
+                done += end - pos
+                pos = end
+                try drain(force: false)
+                progress?(done, total)
+            }
+            if packer.endDocument(into: &pending) { summary.documents += 1 }
+        }
+        try drain(force: true)
+        let offsets = packer.offsets.map { UInt64($0).littleEndian }
+        try offsets.withUnsafeBytes { try writer.write($0) }
+        summary.sequences = packer.offsets.count - 1
+        summary.tokens = packer.offsets.last ?? 0
+        summary.bytes = total
+        let header = TokenFileHeader(vocabularySize: vocab.count, tokenBytes: tokenBytes, maxSequenceLength: maxSequenceLength,
+                                     vocabularyHash: vocab.hash, sequences: summary.sequences, tokens: summary.tokens,
+                                     lines: summary.lines, documents: summary.documents,
+                                     unknownTokens: summary.unknownTokens, invalidUTF8: summary.invalidUTF8)
+        try header.encoded().withUnsafeBytes { try writer.write($0, at: 0) }
+        try writer.commit()
+        summary.seconds = Timing.now() - start
+        return summary
+    }
+
+    struct LineResult { var ids: [Int32] = []; var unknown = 0; var invalid = 0 }
+
+    /// Tokenizes lines on all cores; invalid UTF-8 is replaced by U+FFFD (which BERT drops) and counted.
+    static func tokenizeLines(_ bytes: UnsafeRawBufferPointer, _ lines: [Range<Int>], _ t: BertTokenizer) -> [LineResult] {
+        var results = [LineResult](repeating: LineResult(), count: lines.count)
+        results.withUnsafeMutableBufferPointer { out in
+            let out = SendablePointer(out.baseAddress!)
+            Parallel.forEachChunk(lines.count, minPerChunk: 16) { _, chunk in
+                for i in chunk {
+                    let raw = UnsafeBufferPointer(rebasing: bytes.bindMemory(to: UInt8.self)[lines[i]])
+                    var r = LineResult()
+                    if UTF8Check.isValid(raw) {
+                        t.appendTokens(of: raw, to: &r.ids)
+                    } else {
+                        var s = String(decoding: raw, as: UTF8.self)
+                        r.invalid = UTF8Check.replacements(raw, repaired: s)
+                        s.withUTF8 { t.appendTokens(of: $0, to: &r.ids) }
+                    }
+                    for id in r.ids where id == t.unkId { r.unknown += 1 }
+                    out.p[i] = r
+                }
+            }
+        }
+        return results
+    }
+}
+
+/// Packs lines of a document into [CLS] … [SEP] sequences of at most `room` text tokens.
+struct Packer {
+    let cls: Int32, sep: Int32, room: Int
+    var current: [Int32] = []
+    /// Token offsets of the sequences written so far (starts at 0).
+    var offsets: [Int] = [0]
+
+    mutating func add(_ line: [Int32], into out: inout [Int32]) {
+        if current.count + line.count <= room {
+            current += line
+            return
+        }
+        flush(into: &out)
+        var i = 0
+        while line.count - i > room {
+            current = Array(line[i..<(i + room)])
+            flush(into: &out)
+            i += room
+        }
+        current = Array(line[i...])
+    }
+
+    /// Ends the document; true if it held any tokens.
+    mutating func endDocument(into out: inout [Int32]) -> Bool {
+        let had = !current.isEmpty
+        flush(into: &out)
+        return had
+    }
+
+    mutating func flush(into out: inout [Int32]) {
+        if current.isEmpty { return }
+        out.append(cls); out.append(contentsOf: current); out.append(sep)
+        offsets.append(offsets.last! + current.count + 2)
+        current.removeAll(keepingCapacity: true)
+    }
+}
+
+enum UTF8Check {
+    /// Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
+    static func isValid(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
+        let n = b.count
+        while i < n {
+            // Eight ASCII bytes at a time.
+            if i + 8 <= n, UnsafeRawPointer(b.baseAddress! + i).loadUnaligned(as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
+                i += 8; continue
+            }
+            let c = b[i]
+            if c < 0x80 { i += 1; continue }
+            var need = 0, lo: UInt8 = 0x80, hi: UInt8 = 0xBF
+            switch c {
+            case 0xC2...0xDF: need = 1
+            case 0xE0: need = 2; lo = 0xA0
+            case 0xE1...0xEC, 0xEE...0xEF: need = 2
+            case 0xED: need = 2; hi = 0x9F
+            case 0xF0: need = 3; lo = 0x90
+            case 0xF1...0xF3: need = 3
+            case 0xF4: need = 3; hi = 0x8F
+            default: return false
+            }
+            if i + need >= n { return false }   // truncated sequence
+            let c1 = b[i + 1]
+            if c1 < lo || c1 > hi { return false }
+            var k = 2
+            while k <= need {
+                if b[i + k] & 0xC0 != 0x80 { return false }
+                k += 1
+            }
+            i += need + 1
+        }
+        return true
+    }
+
+    /// How many replacement characters decoding introduced (beyond those spelled in the input).
+    static func replacements(_ raw: UnsafeBufferPointer<UInt8>, repaired: String) -> Int {
+        var spelled = 0
+        if raw.count >= 3 { for i in 0..<(raw.count - 2) where raw[i] == 0xEF && raw[i + 1] == 0xBF && raw[i + 2] == 0xBD { spelled += 1 } }
+        return repaired.unicodeScalars.reduce(0) { $0 + ($1 == "\u{FFFD}" ? 1 : 0) } - spelled
+    }
+}
+
+extension Corpus {
+    /// Tokenizes every line of `file` (in memory) with the current thread count; returns the
+    /// seconds taken and the tokens produced. For `distill bench tokenize`.
+    public static func timeTokenization(file: String, tokenizer: BertTokenizer) throws -> (seconds: Double, bytes: Int, tokens: Int) {
+        let mapped = try MappedFile(path: file)
+        let bytes = mapped.bytes
+        var lines: [Range<Int>] = []
+        var s = 0
+        for i in 0..<bytes.count where bytes[i] == UInt8(ascii: "\n") { lines.append(s..<i); s = i + 1 }
+        if s < bytes.count { lines.append(s..<bytes.count) }
+        // Touch the pages first so the timing measures tokenization, not disk reads.
+        var sink: UInt8 = 0
+        for i in stride(from: 0, to: bytes.count, by: 4096) { sink &+= bytes[i] }
+        let start = Timing.now()
+        let results = tokenizeLines(bytes, lines, tokenizer)
+        let seconds = Timing.now() - start
+        return (seconds, bytes.count + Int(sink & 0), results.reduce(0) { $0 + $1.ids.count })
+    }
+}
