@@ -3,12 +3,13 @@ import Foundation
 import DistilleryTensor
 import DistilleryModels
 import DistilleryText
+import DistilleryFormats
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure speed and memory (build with -c release for meaningful figures).",
-        subcommands: [BenchForward.self, BenchTokenize.self])
+        subcommands: [BenchForward.self, BenchTokenize.self, BenchCheckpoint.self])
 }
 
 /// "8x128,1x128" → [(8, 128), (1, 128)]
@@ -152,5 +153,47 @@ struct BenchTokenize: ParsableCommand {
         var table = TextTable(["threads", "seconds (median)", "MB/s", "tokens"])
         for r in results { table.add(["\(r.threads)", fixed(r.seconds, 3), fixed(r.megabytesPerSecond, 1), grouped(r.tokens)]) }
         print("tokenize  \(input)  \(fixed(megabytes, 1)) MB\n" + table.render())
+    }
+}
+
+struct BenchCheckpoint: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "checkpoint",
+        abstract: "Checkpoint write/read speed and size at several zstd levels, with and without byte shuffle.",
+        discussion: """
+        Writes the model's fp32 tensors as a checkpoint (in the system temporary folder) and reads \
+        them back, decompressing and checksumming every frame. Speeds are MB of raw tensor data \
+        per second. Compare with Python zstandard on the same bytes.
+        """)
+
+    @Option(name: .long, help: "A model folder or checkpoint (e.g. .models/all-MiniLM-L6-v2).")
+    var model: String
+    @Option(name: .long, help: "zstd levels, comma-separated.")
+    var levels = "1,3,9,19"
+    @Option(name: .long, help: "Runs per setting (medians reported).")
+    var runs = 3
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+    @OptionGroup var threads: ThreadOptions
+
+    func run() throws {
+        threads.apply()
+        let loaded = try ModelStore.load(model)
+        let tensors = loaded.model.huggingFaceTensors(unrolled: false)
+        let path = NSTemporaryDirectory() + "/distill-bench-\(getpid()).safetensors.zst"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var results: [CheckpointBenchmark] = []
+        for level in levels.split(separator: ",").compactMap({ Int($0) }) {
+            for shuffle in [false, true] {
+                results.append(try CheckpointBenchmark.measure(tensors, metadata: [:], path: path, level: level,
+                                                               byteShuffle: shuffle, runs: level >= 19 ? 1 : runs))
+            }
+        }
+        if json { print(try jsonText(results)); return }
+        var t = TextTable(["level", "byte shuffle", "bytes", "ratio", "write MB/s", "read MB/s"])
+        for r in results {
+            t.add(["\(r.level)", r.byteShuffle ? "yes" : "no", grouped(r.compressedBytes), fixed(r.ratio, 3), fixed(r.writeMBps, 1), fixed(r.readMBps, 1)])
+        }
+        print("checkpoint  \(model)  raw \(grouped(results.first?.rawBytes ?? 0)) bytes  threads \(Parallel.threads)\n" + t.render())
     }
 }

@@ -11,7 +11,8 @@ public struct Distill: ParsableCommand {
         Models are Hugging Face folders (config.json + model.safetensors + vocab.txt) or Distillery \
         checkpoints (NAME.safetensors.zst); every command that takes a model accepts either.
         """,
-        subcommands: [ForwardCommand.self, ParamsCommand.self, TokenizeCommand.self, PrepareCommand.self, BenchCommand.self]
+        subcommands: [ForwardCommand.self, ParamsCommand.self, TokenizeCommand.self, PrepareCommand.self,
+                      ConvertCommand.self, InspectCommand.self, BenchCommand.self]
     )
 
     public init() {}

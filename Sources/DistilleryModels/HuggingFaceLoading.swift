@@ -38,18 +38,30 @@ public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// The tokenizer files that travel with a model: vocab.txt and tokenizer_config.json text.
+public struct TokenizerFiles: Sendable, Equatable {
+    public var vocabulary: String?
+    public var config: String?
+    public init(vocabulary: String? = nil, config: String? = nil) { self.vocabulary = vocabulary; self.config = config }
+
+    /// Reads vocab.txt and tokenizer_config.json from a folder, where present.
+    public static func read(folder: String) -> TokenizerFiles {
+        func text(_ name: String) -> String? { try? String(contentsOfFile: folder + "/" + name, encoding: .utf8) }
+        return TokenizerFiles(vocabulary: text("vocab.txt"), config: text("tokenizer_config.json"))
+    }
+}
+
 /// A model read from disk with what came with it.
 public struct LoadedModel: @unchecked Sendable {
     public let model: EncoderModel
     /// The folder or file it came from.
     public let path: String
-    /// vocab.txt next to the model, or recorded in a checkpoint, if any.
-    public let vocabularyPath: String?
+    public let tokenizer: TokenizerFiles
     /// The file's metadata (checkpoints record provenance here).
     public let metadata: [String: String]
 
-    public init(model: EncoderModel, path: String, vocabularyPath: String?, metadata: [String: String] = [:]) {
-        self.model = model; self.path = path; self.vocabularyPath = vocabularyPath; self.metadata = metadata
+    public init(model: EncoderModel, path: String, tokenizer: TokenizerFiles, metadata: [String: String] = [:]) {
+        self.model = model; self.path = path; self.tokenizer = tokenizer; self.metadata = metadata
     }
 }
 
@@ -78,9 +90,7 @@ public enum HuggingFaceFolder {
         let hf = try HuggingFaceConfig.load(path: configPath)
         let file = try SafetensorsFile(path: weights)
         let model = try load(hf.encoder, from: file, options: options)
-        let vocab = folder + "/vocab.txt"
-        return LoadedModel(model: model, path: folder, vocabularyPath: fm.fileExists(atPath: vocab) ? vocab : nil,
-                           metadata: file.metadata)
+        return LoadedModel(model: model, path: folder, tokenizer: .read(folder: folder), metadata: file.metadata)
     }
 
     /// Prefix-free name → name in the file. The same parameter under both spellings is an error.

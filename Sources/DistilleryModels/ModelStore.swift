@@ -19,16 +19,29 @@ public enum ModelStore {
             let hf = try HuggingFaceConfig.load(path: config)
             let file = try SafetensorsFile(path: path)
             let model = try HuggingFaceFolder.load(hf.encoder, from: file, options: options)
-            let vocab = folder + "/vocab.txt"
-            return LoadedModel(model: model, path: path,
-                               vocabularyPath: FileManager.default.fileExists(atPath: vocab) ? vocab : nil,
-                               metadata: file.metadata)
+            return LoadedModel(model: model, path: path, tokenizer: .read(folder: folder), metadata: file.metadata)
+        }
+        if path.hasSuffix(".zst") {
+            return try ModelCheckpoint.load(path)
         }
         throw ModelLoadError.notAModel(path: path, reason: "expected a Hugging Face folder or a .safetensors.zst checkpoint")
     }
 }
 
 extension ModelStore {
+    /// Saves a loaded model as a checkpoint, recording where it came from.
+    @discardableResult
+    public static func saveCheckpoint(_ loaded: LoadedModel, to path: String, level: Int = CheckpointFormat.defaultLevel,
+                                      byteShuffle: Bool = false) throws -> CheckpointWriteStats {
+        var provenance = Provenance(source: loaded.path)
+        if let p = loaded.metadata[CheckpointKey.provenance],
+           let old = try? JSONDecoder().decode(Provenance.self, from: Data(p.utf8)) {
+            provenance.teacher = old.teacher; provenance.steps = old.steps
+        }
+        return try ModelCheckpoint.save(loaded.model, tokenizer: loaded.tokenizer, to: path, provenance: provenance,
+                                        recipe: loaded.metadata[CheckpointKey.recipe], level: level, byteShuffle: byteShuffle)
+    }
+
     /// What `distill params` shows for one argument: a preset name (optionally ":mlm" for the
     /// *ForMaskedLM class, ":base" for the base class, the default), a config.json (heads from its
     /// `architectures`), a Hugging Face folder or a checkpoint (heads from its tensors).

@@ -34,4 +34,24 @@ final class CommandTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("/nonexistent"), "\(e)")
         }
     }
+
+    func testConvertBothWaysAndInspect() throws {
+        let dir = Fixtures.temporaryDirectory
+        let ck = dir + "/cli-bert.safetensors.zst", out = dir + "/cli-bert-export"
+        try run(["convert", Fixtures.path("tiny-bert-mlm"), ck])
+        try run(["inspect", ck, "--verify"])
+        try run(["inspect", ck, "--json"])
+        try run(["convert", ck, out])
+        for f in ["config.json", "model.safetensors"] { XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + f), f) }
+        // Every command that takes a model takes the checkpoint too.
+        let fwd = dir + "/cli-forward.safetensors"
+        try run(["forward", "--model", ck, "--batch", Fixtures.path("tiny-bert-mlm/reference.safetensors"), "--out", fwd])
+        try run(["params", ck, Fixtures.path("tiny-bert-mlm"), "--json"])
+        XCTAssertThrowsError(try run(["inspect", Fixtures.path("tokenizer/vocab.txt")]))
+    }
+
+    func testTokenizeReadsTheFixtureFormat() throws {
+        try run(["tokenize", "--tokenizer", Fixtures.path("tokenizer/vocab.txt"), "--input", Fixtures.path("tokenizer/cases.jsonl")])
+        XCTAssertThrowsError(try run(["tokenize", "--tokenizer", Fixtures.path("tokenizer/vocab.txt")]))
+    }
 }

@@ -1,0 +1,131 @@
+import Foundation
+import DistilleryTensor
+import DistilleryFormats
+
+/// Metadata keys Distillery records in checkpoints.
+public enum CheckpointKey {
+    public static let formatVersion = "distillery.format_version"
+    public static let config = "distillery.config"
+    public static let huggingFaceConfig = "distillery.hf_config"
+    public static let vocabulary = "distillery.vocab"
+    public static let tokenizerConfig = "distillery.tokenizer_config"
+    public static let recipe = "distillery.recipe"
+    public static let parameters = "distillery.parameters"
+    public static let provenance = "distillery.provenance"
+    public static let kind = "distillery.kind"
+}
+
+/// Where a model came from, recorded in its checkpoint.
+public struct Provenance: Codable, Sendable, Equatable {
+    public var source: String?
+    public var teacher: String?
+    public var steps: Int?
+    public var created: String
+    public var tool: String
+    public init(source: String? = nil, teacher: String? = nil, steps: Int? = nil, created: Date = Date()) {
+        self.source = source; self.teacher = teacher; self.steps = steps
+        let f = ISO8601DateFormatter()
+        self.created = f.string(from: created)
+        tool = "distillery"
+    }
+}
+
+public enum ModelCheckpointError: Error, CustomStringConvertible, Equatable {
+    case missingMetadata(path: String, key: String)
+    case badMetadata(path: String, key: String, reason: String)
+    case unsupportedKind(path: String, kind: String)
+
+    public var description: String {
+        switch self {
+        case let .missingMetadata(p, k): return "\(p): metadata '\(k)' is missing (not written by Distillery?)"
+        case let .badMetadata(p, k, r): return "\(p): metadata '\(k)': \(r)"
+        case let .unsupportedKind(p, k): return "\(p): a '\(k)' checkpoint cannot be used here"
+        }
+    }
+}
+
+extension EncoderModel {
+    /// The model's tensors under their Hugging Face names (as *ForMaskedLM writes them when the
+    /// model has a head). `unrolled` duplicates shared ALBERT blocks per layer, the form
+    /// Hugging Face loads.
+    public func huggingFaceTensors(unrolled: Bool) -> [TensorPayload] {
+        let table = HuggingFaceNames(layout: layout, unrolled: unrolled)
+        return table.pairs.map { ours, hf in
+            let slot = layout.slot(ours)!
+            return TensorPayload(name: table.prefixed(hf, withHead: config.hasMLMHead), dtype: .F32, shape: slot.shape,
+                                 bytes: UnsafeRawBufferPointer(start: p(slot.offset), count: slot.count * 4))
+        }
+    }
+
+    /// Metadata describing this model in a checkpoint.
+    public func checkpointMetadata(tokenizer: TokenizerFiles, provenance: Provenance, recipe: String? = nil) throws -> [String: String] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var m: [String: String] = [
+            "format": "pt",
+            CheckpointKey.formatVersion: CheckpointFormat.formatVersion,
+            CheckpointKey.kind: "model",
+            CheckpointKey.config: String(decoding: try enc.encode(config), as: UTF8.self),
+            CheckpointKey.huggingFaceConfig: String(decoding: try HuggingFaceConfig.encode(config), as: UTF8.self),
+            CheckpointKey.parameters: String(decoding: try enc.encode(ParameterBreakdown(name: "model", layout: layout)), as: UTF8.self),
+            CheckpointKey.provenance: String(decoding: try enc.encode(provenance), as: UTF8.self),
+        ]
+        if let v = tokenizer.vocabulary { m[CheckpointKey.vocabulary] = v }
+        if let c = tokenizer.config { m[CheckpointKey.tokenizerConfig] = c }
+        if let recipe { m[CheckpointKey.recipe] = recipe }
+        return m
+    }
+}
+
+public enum ModelCheckpoint {
+    /// Writes a model (fp32) as a compact checkpoint.
+    @discardableResult
+    public static func save(_ model: EncoderModel, tokenizer: TokenizerFiles, to path: String, provenance: Provenance,
+                            recipe: String? = nil, level: Int = CheckpointFormat.defaultLevel,
+                            byteShuffle: Bool = false) throws -> CheckpointWriteStats {
+        try CheckpointWriter.write(model.huggingFaceTensors(unrolled: false),
+                                   metadata: try model.checkpointMetadata(tokenizer: tokenizer, provenance: provenance, recipe: recipe),
+                                   to: path, level: level, byteShuffle: byteShuffle)
+    }
+
+    /// The encoder configuration recorded in a checkpoint.
+    public static func config(of c: Checkpoint) throws -> EncoderConfig {
+        guard let text = c.metadata[CheckpointKey.config] else {
+            throw ModelCheckpointError.missingMetadata(path: c.path, key: CheckpointKey.config)
+        }
+        do { return try JSONDecoder().decode(EncoderConfig.self, from: Data(text.utf8)) } catch {
+            throw ModelCheckpointError.badMetadata(path: c.path, key: CheckpointKey.config, reason: describe(error))
+        }
+    }
+
+    public static func load(_ path: String) throws -> LoadedModel {
+        let c = try Checkpoint(path: path)
+        let kind = c.metadata[CheckpointKey.kind] ?? "model"
+        guard kind == "model" else { throw ModelCheckpointError.unsupportedKind(path: path, kind: kind) }
+        let config = try Self.config(of: c)
+        try config.validate()
+        // Read every frame once (in parallel), then copy tensors out of the image.
+        let image = try SafetensorsImage(try c.decompressAll(), path: path)
+        let model = try HuggingFaceFolder.load(config, from: image)
+        if model.config.hasMLMHead != config.hasMLMHead || model.config.hasPooler != config.hasPooler {
+            throw ModelCheckpointError.badMetadata(path: path, key: CheckpointKey.config, reason: "heads disagree with the tensors")
+        }
+        return LoadedModel(model: model, path: path,
+                           tokenizer: TokenizerFiles(vocabulary: c.metadata[CheckpointKey.vocabulary],
+                                                     config: c.metadata[CheckpointKey.tokenizerConfig]),
+                           metadata: c.metadata)
+    }
+}
+
+extension HuggingFaceFolder {
+    /// Writes config.json, model.safetensors (fp32, Hugging Face names) and the tokenizer files
+    /// into `folder` (created if needed; each file written atomically). Transformers loads the
+    /// result as the family's *ForMaskedLM (or base model when there is no head).
+    public static func save(_ model: EncoderModel, tokenizer: TokenizerFiles, to folder: String) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try AtomicFileWriter.write(try HuggingFaceConfig.encode(model.config), to: folder + "/config.json")
+        try Safetensors.write(model.huggingFaceTensors(unrolled: true), metadata: ["format": "pt"], to: folder + "/model.safetensors")
+        if let v = tokenizer.vocabulary { try AtomicFileWriter.write(Data(v.utf8), to: folder + "/vocab.txt") }
+        if let c = tokenizer.config { try AtomicFileWriter.write(Data(c.utf8), to: folder + "/tokenizer_config.json") }
+    }
+}
