@@ -23,6 +23,14 @@ final class FastMathTests: XCTestCase {
         XCTAssertLessThan(maxErfRel, 4e-7)
         XCTAssertLessThan(maxTanhAbs, 3e-7)
         print("exp rel \(maxExpRel) erf abs \(maxErfAbs) rel \(maxErfRel) tanh abs \(maxTanhAbs)")
+        var maxDoubleRel = 0.0
+        x = -700
+        while x <= 700 {
+            let v = vexp(D4(x, x + 0.1, x + 0.2, x + 0.3))
+            for l in 0..<4 { let r = Foundation.exp(x + 0.1 * Double(l)); maxDoubleRel = max(maxDoubleRel, abs(v[l] - r) / r) }
+            x += 0.37
+        }
+        XCTAssertLessThan(maxDoubleRel, 1e-15)
         XCTAssertEqual(vexp(-200), 0)
         XCTAssertEqual(vexp(0), 1)
     }

@@ -1,0 +1,102 @@
+import DistilleryTensor
+
+extension EncoderModel {
+    /// Backpropagates through the encoder: the forward list reversed. `dLast` [N×H] is the
+    /// gradient of the loss with respect to the last hidden state (it is used as scratch).
+    /// Parameter gradients are added into `grads`, addressed by the same slot offsets as the
+    /// parameters, so a block shared by several layers simply receives several contributions.
+    /// `keys` must be those the forward pass used.
+    public func backward(_ a: EncoderActivations, dLast: UnsafeMutablePointer<Float>, grads: FloatBuffer,
+                         dropout keys: DropoutKeys? = nil) {
+        precondition(a.training, "backward needs training activations")
+        let c = config, L = layout
+        let B = a.B, S = a.S, N = B * S
+        let H = c.hiddenSize, E = c.embeddingSize, I = c.intermediateSize
+        let pHidden = keys == nil ? 0 : c.hiddenDropout
+        let pAttention = keys == nil ? 0 : c.attentionDropout
+        @inline(__always) func g(_ offset: Int) -> UnsafeMutablePointer<Float> { grads.base + offset }
+        let shape = AttentionShape(B: B, S: S, H: H, NH: c.numHeads)
+        let dRes = a.f(a.dRes), dLn1 = a.f(a.dLn1), dTmp = a.f(a.dTmp), dCtx = a.f(a.dCtx)
+        let dQKV = a.f(a.dQKV), dAct = a.f(a.dAct)
+
+        var dOut = dLast                     // gradient w.r.t. the output of the current step
+        var dIn = a.f(a.dHiddenA)            // gradient w.r.t. its input, built below
+        for k in stride(from: L.steps.count - 1, through: 0, by: -1) {
+            let step = L.steps[k], s = a.steps[k]
+            let at = L.attention[step.attention], ff = L.ffn[step.ffn]
+            let x = a.hidden(step: k)
+
+            // out = LN2(ffnRes), ffnRes = ln1Out + dropout(act · W2ᵀ + b2)
+            dRes.update(repeating: 0, count: N * H)
+            layerNormBackward(dinp: dRes, dweight: g(ff.normWeight), dbias: g(ff.normBias), dout: dOut,
+                              inp: a.f(s.ffnRes), weight: p(ff.normWeight), mean: a.f(s.ln2Mean), rstd: a.f(s.ln2Rstd), N: N, C: H)
+            dLn1.update(from: dRes, count: N * H)
+            dTmp.update(from: dRes, count: N * H)
+            if let keys, pHidden > 0 { dropout(dTmp, count: N * H, p: pHidden, key: keys.key(step: k, .ffnOutput)) }
+            dAct.update(repeating: 0, count: N * I)
+            linearBackward(dinp: dAct, dweight: g(ff.outputWeight), dbias: g(ff.outputBias), dout: dTmp,
+                           inp: a.f(s.ffnAct), weight: p(ff.outputWeight), N: N, K: I, M: H)
+            activationBackward(dinp: dAct, dout: dAct, pre: a.f(s.ffnPre), count: N * I, c.activation, overwrite: true)
+            linearBackward(dinp: dLn1, dweight: g(ff.inputWeight), dbias: g(ff.inputBias), dout: dAct,
+                           inp: a.f(s.ln1Out), weight: p(ff.inputWeight), N: N, K: H, M: I)
+
+            // ln1Out = LN1(attnRes), attnRes = x + dropout(ctx · Woᵀ + bo)
+            dIn.update(repeating: 0, count: N * H)
+            layerNormBackward(dinp: dIn, dweight: g(at.normWeight), dbias: g(at.normBias), dout: dLn1,
+                              inp: a.f(s.attnRes), weight: p(at.normWeight), mean: a.f(s.ln1Mean), rstd: a.f(s.ln1Rstd), N: N, C: H)
+            dTmp.update(from: dIn, count: N * H)
+            if let keys, pHidden > 0, c.dropoutAfterAttentionOutput {
+                dropout(dTmp, count: N * H, p: pHidden, key: keys.key(step: k, .attentionOutput))
+            }
+            dCtx.update(repeating: 0, count: N * H)
+            linearBackward(dinp: dCtx, dweight: g(at.outputWeight), dbias: g(at.outputBias), dout: dTmp,
+                           inp: a.f(s.ctx), weight: p(at.outputWeight), N: N, K: H, M: H)
+            dQKV.update(repeating: 0, count: N * 3 * H)
+            let drop = (keys != nil && pAttention > 0)
+                ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs), dropped: a.f(s.dropped)) : nil
+            attentionBackward(dqkv: dQKV, dprobs: a.f(a.dProbs), dctx: dCtx, qkv: a.f(s.qkv), probs: a.f(s.probs), shape, dropout: drop)
+            linearBackward(dinp: dIn, dweight: g(at.qkvWeight), dbias: g(at.qkvBias), dout: dQKV,
+                           inp: x, weight: p(at.qkvWeight), N: N, K: H, M: 3 * H)
+
+            // The input gradient becomes the next (lower) step's output gradient.
+            let done = dOut
+            dOut = dIn
+            dIn = done == dLast ? a.f(a.dHiddenB) : done
+        }
+
+        // Embeddings: hidden0 = projection(dropout(LN(word + position + type))).
+        let emb = L.embeddings!
+        var dEmbOut = dOut
+        if let w = emb.projectionWeight, let b = emb.projectionBias {
+            dEmbOut = a.f(a.dEmbA)
+            dEmbOut.update(repeating: 0, count: N * E)
+            linearBackward(dinp: dEmbOut, dweight: g(w), dbias: g(b), dout: dOut, inp: a.f(a.embOut), weight: p(w), N: N, K: E, M: H)
+        }
+        if let keys, pHidden > 0 { dropout(dEmbOut, count: N * E, p: pHidden, key: keys.key(step: -1, .embeddings)) }
+        let dSum = a.f(a.dEmbB)
+        dSum.update(repeating: 0, count: N * E)
+        layerNormBackward(dinp: dSum, dweight: g(emb.normWeight), dbias: g(emb.normBias), dout: dEmbOut,
+                          inp: a.f(a.embSum), weight: p(emb.normWeight), mean: a.f(a.embMean), rstd: a.f(a.embRstd), N: N, C: E)
+        embeddingBackward(dwte: g(emb.word), dwpe: g(emb.position), dwtt: emb.tokenType.map { g($0) }, dout: dSum,
+                          ids: a.ids.base, types: c.hasTokenTypes ? a.types.base : nil, B: B, S: S, C: E)
+    }
+
+    /// Backward of `forwardHeadTransform`: dHead [N×Ht] (gradient w.r.t. the head output; used
+    /// as scratch) → parameter gradients, and adds into dLast [N×H].
+    public func backwardHeadTransform(_ a: EncoderActivations, dHead: UnsafeMutablePointer<Float>,
+                                      dLast: UnsafeMutablePointer<Float>, grads: FloatBuffer) {
+        guard let h = layout.head else { return }
+        let N = a.N, H = config.hiddenSize, Ht = config.headWidth
+        @inline(__always) func g(_ offset: Int) -> UnsafeMutablePointer<Float> { grads.base + offset }
+        let dAct = a.f(a.dHeadB)
+        dAct.update(repeating: 0, count: N * Ht)
+        layerNormBackward(dinp: dAct, dweight: g(h.normWeight), dbias: g(h.normBias), dout: dHead,
+                          inp: a.f(a.headAct), weight: p(h.normWeight), mean: a.f(a.headMean), rstd: a.f(a.headRstd), N: N, C: Ht)
+        activationBackward(dinp: dAct, dout: dAct, pre: a.f(a.headPre), count: N * Ht, config.activation, overwrite: true)
+        linearBackward(dinp: dLast, dweight: g(h.transformWeight), dbias: g(h.transformBias), dout: dAct,
+                       inp: a.lastHidden, weight: p(h.transformWeight), N: N, K: H, M: Ht)
+    }
+
+    /// Scratch [N×Ht] for the head-output gradient.
+    public func headGradientScratch(_ a: EncoderActivations) -> UnsafeMutablePointer<Float> { a.f(a.dHeadA) }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import DistilleryTensor
+import DistilleryFormats
+import DistilleryModels
+
+/// The settings of a fixture's step.json: temperature, alphas and AdamW.
+public struct StepSettings: Decodable, Sendable {
+    public struct AdamWJSON: Decodable, Sendable {
+        public var lr: Float
+        public var betas: [Float]
+        public var eps: Float
+        public var weight_decay: Float
+        public var no_decay: [String]?
+    }
+    public var temperature: Float
+    public var alpha_ce: Float
+    public var alpha_mlm: Float
+    public var alpha_cos: Float
+    public var adamw: AdamWJSON
+
+    public static func load(_ path: String) throws -> StepSettings {
+        do { return try JSONDecoder().decode(StepSettings.self, from: try readFile(path)) } catch let e as DecodingError {
+            throw ConfigError.unreadable(path: path, reason: describe(e))
+        }
+    }
+
+    public var losses: LossSettings {
+        var l = LossSettings()
+        l.temperature = temperature; l.alphaCE = alpha_ce; l.alphaMLM = alpha_mlm; l.alphaCos = alpha_cos
+        l.alphaMSE = 0; l.alphaHidden = 0; l.restrictCEToMask = false
+        return l
+    }
+
+    public var optimizer: AdamWSettings {
+        AdamWSettings(beta1: adamw.betas.first ?? 0.9, beta2: adamw.betas.count > 1 ? adamw.betas[1] : 0.999,
+                      eps: adamw.eps, weightDecay: adamw.weight_decay)
+    }
+}
+
+/// `distill debug-step`: one distillation step on a fixed batch, without dropout, reporting
+/// the losses, every gradient and the parameters after one AdamW step, under the names the
+/// reference fixtures use.
+public enum DebugStep {
+    public static func run(teacher: EncoderModel, student: EncoderModel, batch source: TensorSource,
+                           settings: StepSettings) throws -> [OwnedTensor] {
+        let batch = try TokenBatch.read(from: source)
+        guard let labelsInfo = source.info("mlm_labels"), labelsInfo.shape == [batch.B, batch.S] else {
+            throw BatchFileError.missing(file: source.path, tensor: "mlm_labels")
+        }
+        let labels = try source.integers("mlm_labels").map { Int32(clamping: $0) }
+        let params = TrainableParameters(model: student, projectTo: nil)
+        let step = try DistillationStep(teacher: teacher, params: params, settings: settings.losses, maxB: batch.B, maxS: batch.S)
+        let losses = try step.run(batch, labels: labels)
+        var out: [OwnedTensor] = [
+            OwnedTensor(name: "loss_ce.all_tokens", shape: [1], floats: [Float(losses.ce)]),
+            OwnedTensor(name: "loss_ce.masked_only", shape: [1], floats: [Float(losses.ceMaskedOnly)]),
+            OwnedTensor(name: "loss_mlm", shape: [1], floats: [Float(losses.mlm)]),
+            OwnedTensor(name: "loss_cos", shape: [1], floats: [Float(losses.cos)]),
+            OwnedTensor(name: "loss_total", shape: [1], floats: [Float(losses.total)]),
+        ]
+        let m = params.student
+        let table = HuggingFaceNames(layout: m.layout)
+        func named(_ prefix: String, _ buffer: FloatBuffer) -> [OwnedTensor] {
+            table.pairs.map { ours, hf in
+                let slot = m.layout.slot(ours)!
+                return OwnedTensor(name: prefix + table.prefixed(hf, withHead: m.config.hasMLMHead), shape: slot.shape,
+                                   floats: Array(UnsafeBufferPointer(start: buffer.base + slot.offset, count: slot.count)))
+            }
+        }
+        out += named("grad.", params.gradients)
+        let opt = AdamW(layout: params.layout, settings: settings.optimizer,
+                        rule: .namePatterns(settings.adamw.no_decay ?? ["bias", "LayerNorm.weight"]))
+        opt.update(parameters: params.parameters, gradients: params.gradients, lr: settings.adamw.lr)
+        out += named("after_step.", params.parameters)
+        return out
+    }
+}

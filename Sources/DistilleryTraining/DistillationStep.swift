@@ -1,0 +1,270 @@
+import Foundation
+import DistilleryTensor
+import DistilleryModels
+
+/// How the student is scored against the teacher (DistilBERT's losses, plus MSE on logits and a
+/// hidden-state loss through a learned projection).
+public struct LossSettings: Codable, Sendable, Equatable {
+    public var temperature: Float = 2
+    public var alphaCE: Float = 5
+    public var alphaMLM: Float = 2
+    public var alphaCos: Float = 1
+    public var alphaMSE: Float = 0
+    public var alphaHidden: Float = 0
+    /// Soft targets only at the MLM targets (default: every non-padding token).
+    public var restrictCEToMask = false
+    public init() {}
+
+    public var needsTeacherLogits: Bool { alphaCE > 0 || alphaMSE > 0 }
+    public var needsStudentLogits: Bool { needsTeacherLogits || alphaMLM > 0 }
+}
+
+/// Loss values of one step (unweighted), as the distiller reports them.
+public struct LossValues: Codable, Sendable, Equatable {
+    public var total = 0.0
+    public var ce = 0.0
+    public var mlm = 0.0
+    public var cos = 0.0
+    public var mse = 0.0
+    public var hidden = 0.0
+    /// The soft-target loss restricted to MLM targets (computed alongside, for reports).
+    public var ceMaskedOnly = 0.0
+    public init() {}
+
+    public var isFinite: Bool { [total, ce, mlm, cos, mse, hidden].allSatisfy(\.isFinite) }
+}
+
+/// The student's parameters with any training-only slots (the student→teacher projection)
+/// appended: one buffer each for parameters and gradients, addressed by one slot table.
+public final class TrainableParameters: @unchecked Sendable {
+    public let student: EncoderModel
+    public let layout: ParameterLayout
+    public let gradients: FloatBuffer
+    /// Offsets of the projection [Ht×Hs] weight and [Ht] bias, when there is one.
+    public let projection: (weight: Int, bias: Int, from: Int, to: Int)?
+
+    /// Copies `model`'s parameters into a buffer with room for a projection to width
+    /// `projectTo` (nil: none). The projection starts as the identity (padded or cut), so
+    /// matching widths begin where no projection would.
+    public init(model: EncoderModel, projectTo: Int?) {
+        var layout = model.layout
+        var proj: (Int, Int, Int, Int)?
+        if let to = projectTo {
+            let from = model.config.hiddenSize
+            let w = layout.appendExtra("distill.projection.weight", [to, from], decay: true)
+            let b = layout.appendExtra("distill.projection.bias", [to], decay: false)
+            proj = (w, b, from, to)
+        }
+        let params = FloatBuffer(count: layout.count)
+        params.base.update(from: model.parameters.base, count: model.layout.count)
+        if let (w, _, from, to) = proj { for i in 0..<min(from, to) { params.base[w + i * from + i] = 1 } }
+        student = EncoderModel(config: model.config, parameters: params)
+        self.layout = layout
+        gradients = FloatBuffer(count: layout.count)
+        projection = proj
+    }
+
+    public var parameters: FloatBuffer { student.parameters }
+}
+
+public enum DistillationError: Error, CustomStringConvertible, Equatable {
+    case teacherHasNoHead
+    case studentHasNoHead
+    case vocabularyMismatch(teacher: Int, student: Int)
+    case widthMismatch(teacher: Int, student: Int)
+    case nonFinite(step: Int, loss: String)
+
+    public var description: String {
+        switch self {
+        case .teacherHasNoHead:
+            return "alpha_ce and alpha_mse need teacher logits, but the teacher has no MLM head: set them to 0 (cosine/hidden losses only) or use a teacher with an MLM head"
+        case .studentHasNoHead: return "alpha_mlm, alpha_ce and alpha_mse need a student with an MLM head"
+        case let .vocabularyMismatch(t, s): return "teacher vocabulary (\(t)) and student vocabulary (\(s)) differ"
+        case let .widthMismatch(t, s):
+            return "teacher hidden size \(t) and student hidden size \(s) differ: the cosine and hidden losses need a projection (set projection = true in [loss])"
+        case let .nonFinite(step, loss): return "step \(step): \(loss) is not finite (NaN or infinity); stopping. The last checkpoint is intact."
+        }
+    }
+}
+
+/// One distillation step: teacher forward (no gradients, no stored activations), student
+/// forward, the losses, and the student's backward pass into the gradient buffer.
+///
+/// Logits are never materialised for the whole batch: the rows that need them (soft targets
+/// and MLM targets) are gathered and processed `chunkRows` at a time: student and teacher
+/// logits for the chunk, the row losses and their gradient, then the decoder's backward.
+public final class DistillationStep {
+    public let teacher: EncoderModel
+    public let params: TrainableParameters
+    public let settings: LossSettings
+    public let chunkRows: Int
+    let teacherActs: EncoderActivations
+    let studentActs: EncoderActivations
+    // Scratch
+    let zs: FloatBuffer, zt: FloatBuffer                 // [chunk × V]
+    let hs: FloatBuffer, ht: FloatBuffer, dhs: FloatBuffer  // gathered head outputs [rows × Ht]
+    let dLast: FloatBuffer                               // [N×H]
+    let proj: FloatBuffer, dProj: FloatBuffer            // [N×H_t] projected student hidden
+
+    public var student: EncoderModel { params.student }
+
+    public init(teacher: EncoderModel, params: TrainableParameters, settings: LossSettings, maxB: Int, maxS: Int,
+                chunkRows: Int = 256) throws {
+        let sc = params.student.config, tc = teacher.config
+        if settings.needsTeacherLogits && !tc.hasMLMHead { throw DistillationError.teacherHasNoHead }
+        if settings.needsStudentLogits && !sc.hasMLMHead { throw DistillationError.studentHasNoHead }
+        if settings.needsStudentLogits && sc.vocabSize != tc.vocabSize {
+            throw DistillationError.vocabularyMismatch(teacher: tc.vocabSize, student: sc.vocabSize)
+        }
+        if (settings.alphaCos > 0 || settings.alphaHidden > 0) && params.projection == nil && sc.hiddenSize != tc.hiddenSize {
+            throw DistillationError.widthMismatch(teacher: tc.hiddenSize, student: sc.hiddenSize)
+        }
+        self.teacher = teacher; self.params = params; self.settings = settings; self.chunkRows = chunkRows
+        teacherActs = EncoderActivations(config: tc, maxB: maxB, maxS: maxS, training: false)
+        studentActs = EncoderActivations(config: sc, maxB: maxB, maxS: maxS, training: true)
+        let N = maxB * maxS, V = sc.vocabSize
+        let logitRows = settings.needsStudentLogits ? min(chunkRows, N) : 0
+        zs = FloatBuffer(count: logitRows * V)
+        zt = FloatBuffer(count: settings.needsTeacherLogits ? logitRows * V : 0)
+        hs = FloatBuffer(count: settings.needsStudentLogits ? N * sc.headWidth : 0)
+        dhs = FloatBuffer(count: settings.needsStudentLogits ? N * sc.headWidth : 0)
+        ht = FloatBuffer(count: settings.needsTeacherLogits ? N * tc.headWidth : 0)
+        dLast = FloatBuffer(count: N * sc.hiddenSize)
+        let pw = params.projection?.to ?? 0
+        proj = FloatBuffer(count: N * pw)
+        dProj = FloatBuffer(count: N * pw)
+    }
+
+    /// Runs the step on `batch` (input ids already masked) with MLM `labels` (−100: not a
+    /// target), adding gradients × `gradScale` into the gradient buffer.
+    public func run(_ batch: TokenBatch, labels: [Int32], gradScale: Float = 1, dropout: DropoutKeys? = nil) throws -> LossValues {
+        let s = settings, st = student, sc = st.config, tc = teacher.config
+        let B = batch.B, S = batch.S, N = B * S
+        let grads = params.gradients
+        try teacher.validate(batch)
+        try st.validate(batch)
+
+        // Teacher: no gradients, no stored activations.
+        teacher.forward(batch, teacherActs)
+        if s.needsTeacherLogits { teacher.forwardHeadTransform(teacherActs) }
+        st.forward(batch, studentActs, dropout: dropout)
+        if s.needsStudentLogits { st.forwardHeadTransform(studentActs) }
+
+        var values = LossValues()
+        let dLast = self.dLast.base
+        dLast.update(repeating: 0, count: N * sc.hiddenSize)
+        let mask = batch.attentionMask
+        let tokens = mask.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
+
+        // Logit losses over gathered rows.
+        if s.needsStudentLogits {
+            var rows: [Int] = [], rowLabels: [Int32] = [], rowCE: [Bool] = []
+            // A row needs logits if it is in the soft-target set or is an MLM target.
+            for n in 0..<N {
+                let inCE = s.needsTeacherLogits && (s.restrictCEToMask ? labels[n] >= 0 : mask[n] != 0)
+                if inCE || labels[n] >= 0 {
+                    rows.append(n); rowLabels.append(max(-1, labels[n])); rowCE.append(inCE)
+                }
+            }
+            let nCE = rowCE.reduce(0) { $0 + ($1 ? 1 : 0) }
+            let nMLM = rowLabels.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
+            let V = sc.vocabSize, Hs = sc.headWidth, Ht = tc.headWidth
+            let T = s.temperature
+            let ceScale = nCE > 0 ? s.alphaCE * T * T / Float(nCE) * gradScale : 0
+            let mlmScale = nMLM > 0 && s.alphaMLM > 0 ? s.alphaMLM / Float(nMLM) * gradScale : 0
+            let mseScale = nCE > 0 ? s.alphaMSE / Float(nCE) * gradScale : 0
+            // Gather head outputs of the rows.
+            for (i, n) in rows.enumerated() {
+                (hs.base + i * Hs).update(from: studentActs.headOutput + n * Hs, count: Hs)
+                if s.needsTeacherLogits { (ht.base + i * Ht).update(from: teacherActs.headOutput + n * Ht, count: Ht) }
+            }
+            var kl = [Double](repeating: 0, count: rows.count), ce1 = kl, mse = kl
+            let sh = st.layout.head!, wordS = st.layout.embeddings.word
+            var start = 0
+            while start < rows.count {
+                let r = min(chunkRows, rows.count - start)
+                let hsC = hs.base + start * Hs
+                linearForward(zs.base, hsC, weight: st.p(wordS), bias: st.p(sh.bias), N: r, K: Hs, M: V)
+                if s.needsTeacherLogits {
+                    let th = teacher.layout.head!
+                    linearForward(zt.base, ht.base + start * Ht, weight: teacher.p(teacher.layout.embeddings.word),
+                                  bias: teacher.p(th.bias), N: r, K: Ht, M: V)
+                }
+                rowLabels.withUnsafeBufferPointer { lab in
+                    rowCE.withUnsafeBufferPointer { ce in
+                        kl.withUnsafeMutableBufferPointer { klp in
+                            ce1.withUnsafeMutableBufferPointer { cep in
+                                mse.withUnsafeMutableBufferPointer { msep in
+                                    distillationRows(zs: zs.base, zt: s.needsTeacherLogits ? UnsafePointer(zt.base) : nil, rows: r, V: V,
+                                                     labels: lab.baseAddress! + start, ce: ce.baseAddress! + start, temperature: T,
+                                                     ceScale: ceScale, mlmScale: mlmScale, mseScale: mseScale,
+                                                     klOut: klp.baseAddress! + start, mlmOut: cep.baseAddress! + start,
+                                                     mseOut: msep.baseAddress! + start)
+                                }
+                            }
+                        }
+                    }
+                }
+                // Decoder backward: the word embeddings (tied) and the head bias.
+                let dh = dhs.base + start * Hs
+                dh.update(repeating: 0, count: r * Hs)
+                linearBackward(dinp: dh, dweight: grads.base + wordS, dbias: grads.base + sh.bias, dout: zs.base,
+                               inp: hsC, weight: st.p(wordS), N: r, K: Hs, M: V)
+                start += r
+            }
+            // Row losses summed in row order.
+            var klSum = 0.0, klMasked = 0.0, mlmSum = 0.0, mseSum = 0.0
+            for i in rows.indices {
+                if rowCE[i] { klSum += kl[i]; mseSum += mse[i] }
+                if rowLabels[i] >= 0 { mlmSum += ce1[i]; klMasked += kl[i] }
+            }
+            values.ce = nCE > 0 ? Double(T * T) * klSum / Double(nCE) : 0
+            values.ceMaskedOnly = nMLM > 0 && s.needsTeacherLogits ? Double(T * T) * klMasked / Double(nMLM) : 0
+            values.mlm = nMLM > 0 ? mlmSum / Double(nMLM) : 0
+            values.mse = nCE > 0 ? mseSum / Double(nCE) : 0
+            // Scatter the head-output gradient and backpropagate through the head transform.
+            let dHead = st.headGradientScratch(studentActs)
+            dHead.update(repeating: 0, count: N * Hs)
+            for (i, n) in rows.enumerated() { (dHead + n * Hs).update(from: dhs.base + i * Hs, count: Hs) }
+            st.backwardHeadTransform(studentActs, dHead: dHead, dLast: dLast, grads: grads)
+        }
+
+        // Hidden-state losses on the last layer over real tokens.
+        if (s.alphaCos > 0 || s.alphaHidden > 0) && tokens > 0 {
+            var weights = mask
+            let Hs = sc.hiddenSize, Ht = tc.hiddenSize
+            var student = UnsafePointer(studentActs.lastHidden)
+            var dStudent = dLast
+            if let p = params.projection {
+                linearForward(proj.base, studentActs.lastHidden, weight: st.parameters.base + p.weight,
+                              bias: st.parameters.base + p.bias, N: N, K: Hs, M: Ht)
+                student = UnsafePointer(proj.base)
+                dStudent = dProj.base
+                dStudent.update(repeating: 0, count: N * Ht)
+            }
+            var perRow = [Double](repeating: 0, count: N)
+            weights.withUnsafeMutableBufferPointer { w in
+                perRow.withUnsafeMutableBufferPointer { out in
+                    if s.alphaCos > 0 {
+                        cosineLossRows(s: student, t: teacherActs.lastHidden, ds: dStudent, weight: w.baseAddress!, N: N, H: Ht,
+                                       scale: s.alphaCos / Float(tokens) * gradScale, lossOut: out.baseAddress!)
+                        values.cos = out.reduce(0, +) / Double(tokens)
+                    }
+                    if s.alphaHidden > 0 {
+                        squaredErrorRows(s: student, t: teacherActs.lastHidden, ds: dStudent, weight: w.baseAddress!, N: N, H: Ht,
+                                         scale: s.alphaHidden / Float(tokens * Ht) * gradScale, lossOut: out.baseAddress!)
+                        values.hidden = out.reduce(0, +) / Double(tokens * Ht)
+                    }
+                }
+            }
+            if let p = params.projection {
+                linearBackward(dinp: dLast, dweight: grads.base + p.weight, dbias: grads.base + p.bias, dout: dProj.base,
+                               inp: studentActs.lastHidden, weight: st.parameters.base + p.weight, N: N, K: Hs, M: Ht)
+            }
+        }
+        values.total = Double(s.alphaCE) * values.ce + Double(s.alphaMLM) * values.mlm + Double(s.alphaCos) * values.cos
+            + Double(s.alphaMSE) * values.mse + Double(s.alphaHidden) * values.hidden
+        st.backward(studentActs, dLast: dLast, grads: grads, dropout: dropout)
+        return values
+    }
+}
