@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import DistilleryFormats
 import DistilleryModels
+import DistilleryTraining
 
 /// Exported folders load in transformers as the source family's *ForMaskedLM and match our
 /// forward within 1e-4 (Tests/Scripts/check_export.py). Runs where python3 has torch and
@@ -49,8 +50,19 @@ final class ExportTests: XCTestCase {
             print("SKIPPED: python3 with torch and transformers is not available")
             return
         }
-        try Self.checkWithTransformers(try ["tiny-bert-mlm", "tiny-albert-mlm", "tiny-distilbert-mlm"].map {
+        var models = try ["tiny-bert-mlm", "tiny-albert-mlm", "tiny-distilbert-mlm"].map {
             ($0, try HuggingFaceFolder.load(Fixtures.path($0)).model, Fixtures.path($0 + "/reference.safetensors"))
-        })
+        }
+        // Students Distillery builds, including sharing Hugging Face ALBERT has no name for
+        // (exported unrolled, one layer group per layer).
+        let teacher = try HuggingFaceFolder.load(Fixtures.path("tiny-bert-mlm")).model
+        let batch = Fixtures.path("tiny-bert-mlm/reference.safetensors")
+        let noTypes = Fixtures.path("tiny-distilbert-mlm/reference.safetensors")
+        for sharing in Sharing.allCases {
+            let s = try StudentBuilder.build(.albert(AlbertStudent(embeddingSize: 16, layers: 3, sharing: sharing)), teacher: teacher, seed: 3)
+            models.append(("albert-student-\(sharing)", s, batch))
+        }
+        models.append(("distilbert-student", try StudentBuilder.build(.layers(LayerSelection(layers: [1], family: .distilbert)), teacher: teacher, seed: 0), noTypes))
+        try Self.checkWithTransformers(models)
     }
 }
