@@ -4,12 +4,13 @@ import DistilleryTensor
 import DistilleryModels
 import DistilleryText
 import DistilleryFormats
+import DistilleryTraining
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure speed and memory (build with -c release for meaningful figures).",
-        subcommands: [BenchForward.self, BenchTokenize.self, BenchCheckpoint.self])
+        subcommands: [BenchForward.self, BenchTokenize.self, BenchCheckpoint.self, BenchDistill.self])
 }
 
 /// "8x128,1x128" → [(8, 128), (1, 128)]
@@ -195,5 +196,58 @@ struct BenchCheckpoint: ParsableCommand {
             t.add(["\(r.level)", r.byteShuffle ? "yes" : "no", grouped(r.compressedBytes), fixed(r.ratio, 3), fixed(r.writeMBps, 1), fixed(r.readMBps, 1)])
         }
         print("checkpoint  \(model)  raw \(grouped(results.first?.rawBytes ?? 0)) bytes  threads \(Parallel.threads)\n" + t.render())
+    }
+}
+
+struct BenchDistill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "distill",
+        abstract: "Distillation training steps: tokens/s, GFLOP/s and peak memory.",
+        discussion: """
+        Cases (random weights and tokens, batch 16 × 128, soft targets over every token, alphas \
+        5/2/1, T = 2, dropout 0.1, AdamW with clipping): \
+        a) \(DistillBenchmark.Case.a.description); b) \(DistillBenchmark.Case.b.description); \
+        c) \(DistillBenchmark.Case.c.description). Each case runs in its own process so its peak \
+        resident memory is its own.
+        """)
+
+    @Option(name: .long, help: "Cases to run: a, b, c (comma-separated).")
+    var cases = "a,b,c"
+    @Option(name: .long, help: "Timed steps per case (median reported).")
+    var steps = 5
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+    @Flag(name: .long, help: .hidden)
+    var child = false
+    @OptionGroup var threads: ThreadOptions
+
+    func run() throws {
+        threads.apply()
+        let selected = cases.split(separator: ",").compactMap { DistillBenchmark.Case(rawValue: String($0)) }
+        if child {
+            print(try jsonText(try selected.map { try DistillBenchmark.run($0, steps: steps) }))
+            return
+        }
+        var results: [DistillBenchmark] = []
+        for c in selected {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/proc/self/exe")
+            p.arguments = ["bench", "distill", "--cases", c.rawValue, "--steps", "\(steps)", "--child", "--threads", "\(Parallel.threads)"]
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            try p.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { throw ValidationError("benchmark case \(c.rawValue) failed") }
+            results += try JSONDecoder().decode([DistillBenchmark].self, from: data)
+        }
+        if json { print(try jsonText(results)); return }
+        var t = TextTable(["case", "s/step", "tokens/s", "GFLOP/s", "peak RSS", "teacher → student parameters"])
+        for r in results {
+            t.add([r.name, fixed(r.secondsPerStep, 3), grouped(Int(r.tokensPerSecond)), fixed(r.gflops, 1),
+                   fixed(Double(r.peakRSSBytes) / 1e9, 2) + " GB", "\(grouped(r.teacherParameters)) → \(grouped(r.studentParameters))"])
+        }
+        print("distill  batch 16×128  threads \(Parallel.threads)\n" + t.render())
+        for c in selected { print("  \(c.rawValue)) \(c.description)") }
     }
 }

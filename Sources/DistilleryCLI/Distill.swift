@@ -12,7 +12,8 @@ public struct Distill: ParsableCommand {
         checkpoints (NAME.safetensors.zst); every command that takes a model accepts either.
         """,
         subcommands: [ForwardCommand.self, ParamsCommand.self, TokenizeCommand.self, PrepareCommand.self,
-                      ConvertCommand.self, InspectCommand.self, DebugStepCommand.self, BenchCommand.self]
+                      ConvertCommand.self, InspectCommand.self, RunCommand.self, ValidateCommand.self,
+                      DebugStepCommand.self, BenchCommand.self]
     )
 
     public init() {}

@@ -1,9 +1,25 @@
 import DistilleryTensor
 
-/// Activation memory for batches of up to maxB × maxS tokens, carved out of one arena.
+/// Working memory that several activation sets share because they are never live at once:
+/// a teacher's inference temporaries and a student's forward and backward temporaries, say.
+/// It grows to the largest reservation (reservations happen when activation sets are made,
+/// before any use).
+public final class ScratchArena: @unchecked Sendable {
+    public private(set) var buffer = FloatBuffer(count: 0)
+    public init() {}
+    func reserve(_ count: Int) { if count > buffer.count { buffer = FloatBuffer(count: count) } }
+}
+
+/// Activation memory for batches of up to maxB × maxS tokens.
 ///
-/// Training keeps every applied layer's activations for the backward pass and holds the
-/// backward scratch; inference keeps one layer's worth and alternates two hidden buffers.
+/// Training keeps what the backward pass reads, per applied layer: the QKV projection, the
+/// attention context, the two residual sums with their LayerNorm statistics, and the FFN
+/// pre-activation; plus the embedding output and the last hidden state. What is cheap to
+/// recompute is recomputed in the backward pass instead of kept: attention probabilities (one
+/// S×S product per head), the FFN activation, and the LayerNorm outputs (the intermediate
+/// hidden states among them), which follow element-wise from the kept sums and statistics. Temporaries, including all of the backward
+/// pass's, live in a scratch arena that can be shared. Inference keeps only the two alternating
+/// hidden states and the head output; everything else is scratch.
 /// Buffers are sized for the capacity; a smaller batch uses the first N = B·S rows of each.
 public final class EncoderActivations: @unchecked Sendable {
     public let config: EncoderConfig
@@ -12,53 +28,66 @@ public final class EncoderActivations: @unchecked Sendable {
     public internal(set) var B = 0, S = 0
     public var N: Int { B * S }
 
-    let arena: FloatBuffer
+    /// A buffer's place: in this set's own memory or in the scratch arena.
+    struct Loc { let scratch: Bool; let offset: Int }
+
+    let stored: FloatBuffer
+    let scratch: ScratchArena
     let ids: AlignedBuffer<Int32>       // [N]
     let types: AlignedBuffer<Int32>     // [N]
     let mask: FloatBuffer               // [N]
-    var hasTypes = false
 
     struct Step {
-        var qkv = 0, probs = 0, dropped = 0, ctx = 0, attnRes = 0, ln1Mean = 0, ln1Rstd = 0
-        var ln1Out = 0, ffnPre = 0, ffnAct = 0, ffnRes = 0, ln2Mean = 0, ln2Rstd = 0
+        var qkv: Loc, ctx: Loc, attnRes: Loc, ln1Mean: Loc, ln1Rstd: Loc
+        var ffnPre: Loc, ffnRes: Loc, ln2Mean: Loc, ln2Rstd: Loc
     }
 
-    // Offsets into the arena.
-    var embSum = 0, embMean = 0, embRstd = 0, embNorm = 0, embOut = 0
-    var hiddenOffsets: [Int] = []
+    // Embeddings [N×E] / [N]
+    var embSum: Loc, embMean: Loc, embRstd: Loc, embNorm: Loc, embOut: Loc
+    /// hidden state after applied step k, [N×H]
+    var hiddenLocs: [Loc] = []
     var steps: [Step] = []
-    var tmp = 0
-    var headPre = 0, headAct = 0, headMean = 0, headRstd = 0, headOut = 0
-    // Backward scratch (training only).
-    var dHiddenA = 0, dHiddenB = 0, dRes = 0, dLn1 = 0, dTmp = 0, dCtx = 0, dQKV = 0, dProbs = 0, dAct = 0
-    var dEmbA = 0, dEmbB = 0, dHeadA = 0, dHeadB = 0
+    // Forward temporaries: attention blocks [threads × 3·S·S], FFN activation [N×I], linear
+    // outputs [N×H].
+    var attention: Loc, ffnAct: Loc, tmp: Loc
+    /// LayerNorm-1 output [N×H] of the current layer (forward, and recomputed in backward).
+    var ln1Out: Loc
+    /// A recomputed intermediate hidden state [N×H] (backward).
+    var xRecompute: Loc
+    let attentionSlots: Int
+    // MLM head transform [N×Ht] / [N]
+    var headPre: Loc, headAct: Loc, headMean: Loc, headRstd: Loc, headOut: Loc
+    // Backward temporaries (training only).
+    var dHiddenA: Loc, dHiddenB: Loc, dRes: Loc, dLn1: Loc, dTmp: Loc, dCtx: Loc, dQKV: Loc
+    var dEmbA: Loc, dEmbB: Loc, dHeadA: Loc, dHeadB: Loc
 
-    public init(config c: EncoderConfig, maxB: Int, maxS: Int, training: Bool) {
-        config = c; self.maxB = maxB; self.maxS = maxS; self.training = training
-        let layout = ParameterLayout(config: c)
+    public init(config c: EncoderConfig, maxB: Int, maxS: Int, training: Bool, scratch: ScratchArena = ScratchArena()) {
+        config = c; self.maxB = maxB; self.maxS = maxS; self.training = training; self.scratch = scratch
+        let nSteps = ParameterLayout(config: c).steps.count
         let N = maxB * maxS, H = c.hiddenSize, E = c.embeddingSize, I = c.intermediateSize
-        let P = maxB * c.numHeads * maxS * maxS, Ht = c.headWidth
-        let dropAttention = training && c.attentionDropout > 0
-        var size = 0
-        func take(_ n: Int) -> Int { let o = size; size += (n + 15) & ~15; return o }
+        let Ht = c.headWidth
+        var storedSize = 0, scratchSize = 0
+        func keep(_ n: Int) -> Loc { let o = storedSize; storedSize += (n + 15) & ~15; return Loc(scratch: false, offset: o) }
+        func temp(_ n: Int) -> Loc { let o = scratchSize; scratchSize += (n + 15) & ~15; return Loc(scratch: true, offset: o) }
+        // In training, what the backward pass reads is kept; in inference it is all scratch.
+        func act(_ n: Int) -> Loc { training ? keep(n) : temp(n) }
 
-        embSum = take(N * E); embMean = take(N); embRstd = take(N); embNorm = take(N * E)
-        embOut = training && c.hiddenDropout > 0 ? take(N * E) : embNorm
-        let nSteps = layout.steps.count
+        embSum = act(N * E); embMean = act(N); embRstd = act(N); embNorm = act(N * E)
+        embOut = training && c.hiddenDropout > 0 ? keep(N * E) : embNorm
         if training {
-            hiddenOffsets = [c.hasEmbeddingProjection ? take(N * H) : embOut]
-            for _ in 0..<nSteps { hiddenOffsets.append(take(N * H)) }
+            // Kept: the embedding output and the last hidden state. Between them, two
+            // alternating scratch buffers (the backward pass recomputes those states).
+            let first = c.hasEmbeddingProjection ? keep(N * H) : embOut
+            let a = temp(N * H), b = temp(N * H)
+            hiddenLocs = [first] + (1..<max(1, nSteps)).map { $0 % 2 == 1 ? a : b } + [keep(N * H)]
+            if nSteps == 0 { hiddenLocs = [first] }
         } else {
-            let a = take(N * H), b = take(N * H)
-            hiddenOffsets = [c.hasEmbeddingProjection ? b : embOut] + (1...max(1, nSteps)).map { $0 % 2 == 1 ? a : b }
+            let a = keep(N * H), b = keep(N * H)
+            hiddenLocs = [c.hasEmbeddingProjection ? b : embOut] + (1...max(1, nSteps)).map { $0 % 2 == 1 ? a : b }
         }
         func makeStep() -> Step {
-            var s = Step()
-            s.qkv = take(N * 3 * H); s.probs = take(P); s.dropped = dropAttention ? take(P) : s.probs
-            s.ctx = take(N * H); s.attnRes = take(N * H); s.ln1Mean = take(N); s.ln1Rstd = take(N)
-            s.ln1Out = take(N * H); s.ffnPre = take(N * I); s.ffnAct = take(N * I); s.ffnRes = take(N * H)
-            s.ln2Mean = take(N); s.ln2Rstd = take(N)
-            return s
+            Step(qkv: act(N * 3 * H), ctx: act(N * H), attnRes: act(N * H), ln1Mean: act(N), ln1Rstd: act(N),
+                 ffnPre: act(N * I), ffnRes: act(N * H), ln2Mean: act(N), ln2Rstd: act(N))
         }
         if training {
             steps = (0..<nSteps).map { _ in makeStep() }
@@ -66,34 +95,48 @@ public final class EncoderActivations: @unchecked Sendable {
             let s = makeStep()
             steps = Array(repeating: s, count: nSteps)
         }
-        tmp = take(N * H)
+        attentionSlots = Parallel.threads
+        attention = temp(AttentionScratch.count(slots: attentionSlots, S: maxS))
+        ffnAct = temp(N * I); tmp = temp(N * H); ln1Out = temp(N * H)
+        xRecompute = training ? temp(N * H) : tmp
         if c.hasMLMHead {
-            headPre = take(N * Ht); headAct = take(N * Ht); headMean = take(N); headRstd = take(N); headOut = take(N * Ht)
+            headPre = act(N * Ht); headAct = act(N * Ht); headMean = act(N); headRstd = act(N); headOut = keep(N * Ht)
+        } else {
+            headPre = tmp; headAct = tmp; headMean = tmp; headRstd = tmp; headOut = tmp
         }
+        let none = Loc(scratch: true, offset: 0)
         if training {
-            dHiddenA = take(N * H); dHiddenB = take(N * H); dRes = take(N * H); dLn1 = take(N * H)
-            dTmp = take(N * H); dCtx = take(N * H); dQKV = take(N * 3 * H); dProbs = take(P); dAct = take(N * I)
-            dEmbA = take(N * E); dEmbB = take(N * E)
-            if c.hasMLMHead { dHeadA = take(N * Ht); dHeadB = take(N * Ht) }
+            dHiddenA = temp(N * H); dHiddenB = temp(N * H); dRes = temp(N * H); dLn1 = temp(N * H)
+            dTmp = temp(N * H); dCtx = temp(N * H); dQKV = temp(N * 3 * H)
+            dEmbA = temp(N * E); dEmbB = temp(N * E)
+            dHeadA = c.hasMLMHead ? temp(N * Ht) : none; dHeadB = c.hasMLMHead ? temp(N * Ht) : none
+        } else {
+            (dHiddenA, dHiddenB, dRes, dLn1, dTmp, dCtx, dQKV) = (none, none, none, none, none, none, none)
+            (dEmbA, dEmbB, dHeadA, dHeadB) = (none, none, none, none)
         }
-        arena = FloatBuffer(count: size)
+        stored = FloatBuffer(count: storedSize)
+        scratch.reserve(scratchSize)
         ids = AlignedBuffer<Int32>(count: N)
         types = AlignedBuffer<Int32>(count: N)
         mask = FloatBuffer(count: N)
     }
 
-    @inline(__always) func f(_ offset: Int) -> UnsafeMutablePointer<Float> { arena.base + offset }
+    @inline(__always) func f(_ l: Loc) -> UnsafeMutablePointer<Float> {
+        (l.scratch ? scratch.buffer.base : stored.base) + l.offset
+    }
+
+    var attentionScratch: AttentionScratch { AttentionScratch(base: f(attention), slots: attentionSlots) }
 
     /// Hidden state after applied step k (k = 0: the embedding output, projected to H).
     /// In inference mode only the latest two are valid.
-    public func hidden(step k: Int) -> UnsafeMutablePointer<Float> { f(hiddenOffsets[k]) }
+    public func hidden(step k: Int) -> UnsafeMutablePointer<Float> { f(hiddenLocs[k]) }
     /// The encoder's output [N×H].
-    public var lastHidden: UnsafeMutablePointer<Float> { f(hiddenOffsets[hiddenOffsets.count - 1]) }
+    public var lastHidden: UnsafeMutablePointer<Float> { f(hiddenLocs[hiddenLocs.count - 1]) }
     /// The MLM head transform's output [N×Ht] (after `forwardHeadTransform`).
     public var headOutput: UnsafeMutablePointer<Float> { f(headOut) }
     public var attentionMask: UnsafeMutablePointer<Float> { mask.base }
     public var inputIds: UnsafeMutablePointer<Int32> { ids.base }
 
-    /// Total bytes held.
-    public var bytes: Int { arena.count * 4 + ids.count * 8 + mask.count * 4 }
+    /// Bytes held by this set (the shared scratch counted separately).
+    public var bytes: Int { stored.count * 4 + ids.count * 8 + mask.count * 4 }
 }

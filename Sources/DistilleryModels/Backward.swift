@@ -17,14 +17,27 @@ extension EncoderModel {
         @inline(__always) func g(_ offset: Int) -> UnsafeMutablePointer<Float> { grads.base + offset }
         let shape = AttentionShape(B: B, S: S, H: H, NH: c.numHeads)
         let dRes = a.f(a.dRes), dLn1 = a.f(a.dLn1), dTmp = a.f(a.dTmp), dCtx = a.f(a.dCtx)
-        let dQKV = a.f(a.dQKV), dAct = a.f(a.dAct)
+        let dQKV = a.f(a.dQKV)
+        // The FFN activation is recomputed from its pre-activation, then its gradient replaces it.
+        let act = a.f(a.ffnAct)
 
         var dOut = dLast                     // gradient w.r.t. the output of the current step
         var dIn = a.f(a.dHiddenA)            // gradient w.r.t. its input, built below
         for k in stride(from: L.steps.count - 1, through: 0, by: -1) {
             let step = L.steps[k], s = a.steps[k]
             let at = L.attention[step.attention], ff = L.ffn[step.ffn]
-            let x = a.hidden(step: k)
+            // Recompute this layer's input (the previous layer's LayerNorm-2 output) and its
+            // LayerNorm-1 output from the kept sums and statistics.
+            var x = a.hidden(step: 0)
+            if k > 0 {
+                let prev = a.steps[k - 1], pf = L.ffn[L.steps[k - 1].ffn]
+                x = a.f(a.xRecompute)
+                layerNormApply(x, a.f(prev.ffnRes), mean: a.f(prev.ln2Mean), rstd: a.f(prev.ln2Rstd),
+                               weight: p(pf.normWeight), bias: p(pf.normBias), N: N, C: H)
+            }
+            let ln1Out = a.f(a.ln1Out)
+            layerNormApply(ln1Out, a.f(s.attnRes), mean: a.f(s.ln1Mean), rstd: a.f(s.ln1Rstd),
+                           weight: p(at.normWeight), bias: p(at.normBias), N: N, C: H)
 
             // out = LN2(ffnRes), ffnRes = ln1Out + dropout(act · W2ᵀ + b2)
             dRes.update(repeating: 0, count: N * H)
@@ -33,12 +46,12 @@ extension EncoderModel {
             dLn1.update(from: dRes, count: N * H)
             dTmp.update(from: dRes, count: N * H)
             if let keys, pHidden > 0 { dropout(dTmp, count: N * H, p: pHidden, key: keys.key(step: k, .ffnOutput)) }
-            dAct.update(repeating: 0, count: N * I)
-            linearBackward(dinp: dAct, dweight: g(ff.outputWeight), dbias: g(ff.outputBias), dout: dTmp,
-                           inp: a.f(s.ffnAct), weight: p(ff.outputWeight), N: N, K: I, M: H)
-            activationBackward(dinp: dAct, dout: dAct, pre: a.f(s.ffnPre), count: N * I, c.activation, overwrite: true)
-            linearBackward(dinp: dLn1, dweight: g(ff.inputWeight), dbias: g(ff.inputBias), dout: dAct,
-                           inp: a.f(s.ln1Out), weight: p(ff.inputWeight), N: N, K: H, M: I)
+            activationForward(act, pre: nil, a.f(s.ffnPre), bias: nil, N: N, C: I, c.activation)
+            linearBackward(dinp: act, dweight: g(ff.outputWeight), dbias: g(ff.outputBias), dout: dTmp,
+                           inp: act, weight: p(ff.outputWeight), N: N, K: I, M: H, overwriteInput: true)
+            activationBackward(dinp: act, dout: act, pre: a.f(s.ffnPre), count: N * I, c.activation, overwrite: true)
+            linearBackward(dinp: dLn1, dweight: g(ff.inputWeight), dbias: g(ff.inputBias), dout: act,
+                           inp: ln1Out, weight: p(ff.inputWeight), N: N, K: H, M: I)
 
             // ln1Out = LN1(attnRes), attnRes = x + dropout(ctx · Woᵀ + bo)
             dIn.update(repeating: 0, count: N * H)
@@ -52,9 +65,8 @@ extension EncoderModel {
             linearBackward(dinp: dCtx, dweight: g(at.outputWeight), dbias: g(at.outputBias), dout: dTmp,
                            inp: a.f(s.ctx), weight: p(at.outputWeight), N: N, K: H, M: H)
             dQKV.update(repeating: 0, count: N * 3 * H)
-            let drop = (keys != nil && pAttention > 0)
-                ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs), dropped: a.f(s.dropped)) : nil
-            attentionBackward(dqkv: dQKV, dprobs: a.f(a.dProbs), dctx: dCtx, qkv: a.f(s.qkv), probs: a.f(s.probs), shape, dropout: drop)
+            let drop = (keys != nil && pAttention > 0) ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs)) : nil
+            attentionBackward(dqkv: dQKV, dctx: dCtx, qkv: a.f(s.qkv), mask: a.mask.base, shape, scratch: a.attentionScratch, dropout: drop)
             linearBackward(dinp: dIn, dweight: g(at.qkvWeight), dbias: g(at.qkvBias), dout: dQKV,
                            inp: x, weight: p(at.qkvWeight), N: N, K: H, M: 3 * H)
 

@@ -24,7 +24,6 @@ extension EncoderModel {
         a.B = B; a.S = S
         batch.inputIds.withUnsafeBufferPointer { a.ids.base.update(from: $0.baseAddress!, count: N) }
         batch.attentionMask.withUnsafeBufferPointer { a.mask.base.update(from: $0.baseAddress!, count: N) }
-        a.hasTypes = c.hasTokenTypes
         if c.hasTokenTypes {
             if let t = batch.tokenTypes {
                 t.withUnsafeBufferPointer { a.types.base.update(from: $0.baseAddress!, count: N) }
@@ -55,29 +54,29 @@ extension EncoderModel {
             let x = a.hidden(step: k), out = a.hidden(step: k + 1)
             let s = a.steps[k]
             let at = L.attention[step.attention], ff = L.ffn[step.ffn]
-            let tmp = a.f(a.tmp)
+            let tmp = a.f(a.tmp), act = a.f(a.ffnAct)
 
             // Attention: packed QKV projection, softmax(q kᵀ/√D) v, output projection.
             linearForward(a.f(s.qkv), x, weight: p(at.qkvWeight), bias: p(at.qkvBias), N: N, K: H, M: 3 * H)
-            let drop = (keys != nil && pAttention > 0)
-                ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs), dropped: a.f(s.dropped)) : nil
-            attentionForward(ctx: a.f(s.ctx), probs: a.f(s.probs), qkv: a.f(s.qkv), mask: a.mask.base, shape, dropout: drop)
+            let drop = (keys != nil && pAttention > 0) ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs)) : nil
+            attentionForward(ctx: a.f(s.ctx), qkv: a.f(s.qkv), mask: a.mask.base, shape, scratch: a.attentionScratch, dropout: drop)
             linearForward(tmp, a.f(s.ctx), weight: p(at.outputWeight), bias: p(at.outputBias), N: N, K: H, M: H)
             if let keys, pHidden > 0, c.dropoutAfterAttentionOutput {
                 DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .attentionOutput))
             }
             residualForward(a.f(s.attnRes), x, tmp, count: N * H)
-            layerNormForward(a.f(s.ln1Out), mean: a.f(s.ln1Mean), rstd: a.f(s.ln1Rstd), a.f(s.attnRes),
+            let ln1Out = a.f(a.ln1Out)
+            layerNormForward(ln1Out, mean: a.f(s.ln1Mean), rstd: a.f(s.ln1Rstd), a.f(s.attnRes),
                              weight: p(at.normWeight), bias: p(at.normBias), N: N, C: H, eps: eps)
 
             // Feed-forward: act(x W1ᵀ + b1) W2ᵀ + b2, residual, LayerNorm.
-            linearForward(a.f(s.ffnPre), a.f(s.ln1Out), weight: p(ff.inputWeight), bias: nil, N: N, K: H, M: I)
-            activationForward(a.f(s.ffnAct), pre: a.f(s.ffnPre), a.f(s.ffnPre), bias: p(ff.inputBias), N: N, C: I, c.activation)
-            linearForward(tmp, a.f(s.ffnAct), weight: p(ff.outputWeight), bias: p(ff.outputBias), N: N, K: I, M: H)
+            linearForward(a.f(s.ffnPre), ln1Out, weight: p(ff.inputWeight), bias: nil, N: N, K: H, M: I)
+            activationForward(act, pre: a.f(s.ffnPre), a.f(s.ffnPre), bias: p(ff.inputBias), N: N, C: I, c.activation)
+            linearForward(tmp, act, weight: p(ff.outputWeight), bias: p(ff.outputBias), N: N, K: I, M: H)
             if let keys, pHidden > 0 {
                 DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .ffnOutput))
             }
-            residualForward(a.f(s.ffnRes), a.f(s.ln1Out), tmp, count: N * H)
+            residualForward(a.f(s.ffnRes), ln1Out, tmp, count: N * H)
             layerNormForward(out, mean: a.f(s.ln2Mean), rstd: a.f(s.ln2Rstd), a.f(s.ffnRes),
                              weight: p(ff.normWeight), bias: p(ff.normBias), N: N, C: H, eps: eps)
             if (k + 1) % L.stepsPerHiddenState == 0 { onHiddenState?((k + 1) / L.stepsPerHiddenState, out) }

@@ -11,9 +11,12 @@ public enum Transpose: Sendable {
 /// op(A) is A (stored M×K, leading dimension lda ≥ K) or Aᵀ (stored K×M, lda ≥ M); likewise B.
 ///
 /// OpenBLAS runs single-threaded (see `Parallel`); this wrapper splits large products into
-/// row bands of C (or column bands when C is short and wide), one per thread, so that one pool
-/// of threads does all the work and no BLAS threads spin while element-wise kernels run.
-/// The split depends only on the shape and the thread count, so results are reproducible.
+/// bands of C, one per thread, so that one pool of threads does all the work and no BLAS
+/// threads spin while element-wise kernels run. Each thread packs the whole of the operand it
+/// does not split: row bands (every thread packs B, the weights) unless C is much wider than
+/// tall (the vocabulary projection of a chunk of rows, where B is the 30,522-row embedding
+/// table), then column bands. The split depends only on the shape
+/// and the thread count, so results are reproducible.
 public func sgemm(_ transA: Transpose, _ transB: Transpose,
                   m: Int, n: Int, k: Int,
                   alpha: Float = 1,
@@ -34,7 +37,7 @@ public func sgemm(_ transA: Transpose, _ transB: Transpose,
         return
     }
     let cp = SendablePointer(c)
-    if m >= 16 * threads || m >= n {
+    if 4 * m >= n {
         // Row bands: rows i..<j of C need rows i..<j of op(A).
         Parallel.forEachChunk(m, minPerChunk: 8) { _, r in
             let aOff = transA == .no ? r.lowerBound * lda : r.lowerBound

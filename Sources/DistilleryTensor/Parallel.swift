@@ -53,9 +53,10 @@ public enum Parallel {
 
     /// Runs `body(chunkIndex, range)` over `0..<count` split into contiguous chunks.
     /// `body` must only write memory that belongs to its range (or to its chunk index).
-    public static func forEachChunk(_ count: Int, minPerChunk: Int = 1,
+    /// At most `maxChunks` chunks are made (for callers with per-chunk scratch).
+    public static func forEachChunk(_ count: Int, minPerChunk: Int = 1, maxChunks: Int = .max,
                                     _ body: (Int, Range<Int>) -> Void) {
-        let chunks = chunkCount(count, minPerChunk: minPerChunk)
+        let chunks = min(chunkCount(count, minPerChunk: minPerChunk), max(1, maxChunks))
         if chunks == 1 || isInsideParallelRegion {
             body(0, 0..<count)
             return

@@ -61,8 +61,24 @@ public final class BertTokenizer: Sendable {
         let vocab = try Vocabulary.load(path: vocabPath)
         let configPath = path + "/tokenizer_config.json"
         guard FileManager.default.fileExists(atPath: configPath) else { return try BertTokenizer(vocabulary: vocab, path: vocabPath) }
+        return try configured(vocab, config: try readFile(configPath), configPath: configPath, vocabPath: vocabPath)
+    }
+
+    /// A tokenizer from vocab.txt text and optional tokenizer_config.json text (as carried in a
+    /// checkpoint's metadata).
+    public static func from(vocabularyText: String, configText: String?, origin: String) throws -> BertTokenizer {
+        var lines = vocabularyText.components(separatedBy: "\n").map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+        if lines.last == "" { lines.removeLast() }
+        let vocab = try Vocabulary(tokens: lines, path: origin)
+        guard let configText else { return try BertTokenizer(vocabulary: vocab, path: origin) }
+        return try configured(vocab, config: Data(configText.utf8), configPath: origin + " (tokenizer_config.json)", vocabPath: origin)
+    }
+
+    /// Applies tokenizer_config.json: do_lower_case, strip_accents, tokenize_chinese_chars and
+    /// the special-token names.
+    static func configured(_ vocab: Vocabulary, config: Data, configPath: String, vocabPath: String) throws -> BertTokenizer {
         let raw: Any
-        do { raw = try JSONSerialization.jsonObject(with: try readFile(configPath)) } catch {
+        do { raw = try JSONSerialization.jsonObject(with: config) } catch {
             throw TokenizerError.unreadable(path: configPath, reason: "not JSON")
         }
         guard let c = raw as? [String: Any] else { throw TokenizerError.unreadable(path: configPath, reason: "not a JSON object") }

@@ -43,8 +43,8 @@ public final class TrainableParameters: @unchecked Sendable {
     /// Offsets of the projection [Ht×Hs] weight and [Ht] bias, when there is one.
     public let projection: (weight: Int, bias: Int, from: Int, to: Int)?
 
-    /// Copies `model`'s parameters into a buffer with room for a projection to width
-    /// `projectTo` (nil: none). The projection starts as the identity (padded or cut), so
+    /// Trains `model`'s parameters in place, or, with a projection to width `projectTo`, a copy
+    /// with room for it after them. The projection starts as the identity (padded or cut), so
     /// matching widths begin where no projection would.
     public init(model: EncoderModel, projectTo: Int?) {
         var layout = model.layout
@@ -55,10 +55,14 @@ public final class TrainableParameters: @unchecked Sendable {
             let b = layout.appendExtra("distill.projection.bias", [to], decay: false)
             proj = (w, b, from, to)
         }
-        let params = FloatBuffer(count: layout.count)
-        params.base.update(from: model.parameters.base, count: model.layout.count)
-        if let (w, _, from, to) = proj { for i in 0..<min(from, to) { params.base[w + i * from + i] = 1 } }
-        student = EncoderModel(config: model.config, parameters: params)
+        if let (w, _, from, to) = proj {
+            let params = FloatBuffer(count: layout.count)
+            params.base.update(from: model.parameters.base, count: model.layout.count)
+            for i in 0..<min(from, to) { params.base[w + i * from + i] = 1 }
+            student = EncoderModel(config: model.config, parameters: params)
+        } else {
+            student = model
+        }
         self.layout = layout
         gradients = FloatBuffer(count: layout.count)
         projection = proj
@@ -108,20 +112,28 @@ public final class DistillationStep {
 
     public var student: EncoderModel { params.student }
 
-    public init(teacher: EncoderModel, params: TrainableParameters, settings: LossSettings, maxB: Int, maxS: Int,
-                chunkRows: Int = 256) throws {
-        let sc = params.student.config, tc = teacher.config
+    /// Checks that the losses can be computed for this teacher and student.
+    public static func check(_ settings: LossSettings, teacher tc: EncoderConfig, student sc: EncoderConfig, projection: Bool) throws {
         if settings.needsTeacherLogits && !tc.hasMLMHead { throw DistillationError.teacherHasNoHead }
         if settings.needsStudentLogits && !sc.hasMLMHead { throw DistillationError.studentHasNoHead }
-        if settings.needsStudentLogits && sc.vocabSize != tc.vocabSize {
+        if (settings.needsStudentLogits || settings.needsTeacherLogits) && sc.vocabSize != tc.vocabSize {
             throw DistillationError.vocabularyMismatch(teacher: tc.vocabSize, student: sc.vocabSize)
         }
-        if (settings.alphaCos > 0 || settings.alphaHidden > 0) && params.projection == nil && sc.hiddenSize != tc.hiddenSize {
+        if (settings.alphaCos > 0 || settings.alphaHidden > 0) && !projection && sc.hiddenSize != tc.hiddenSize {
             throw DistillationError.widthMismatch(teacher: tc.hiddenSize, student: sc.hiddenSize)
         }
+    }
+
+    public init(teacher: EncoderModel, params: TrainableParameters, settings: LossSettings, maxB: Int, maxS: Int,
+                chunkRows: Int = 128) throws {
+        let sc = params.student.config, tc = teacher.config
+        try Self.check(settings, teacher: tc, student: sc, projection: params.projection != nil)
         self.teacher = teacher; self.params = params; self.settings = settings; self.chunkRows = chunkRows
-        teacherActs = EncoderActivations(config: tc, maxB: maxB, maxS: maxS, training: false)
-        studentActs = EncoderActivations(config: sc, maxB: maxB, maxS: maxS, training: true)
+        // The teacher's temporaries are dead by the time the student's forward pass starts (its
+        // outputs are kept apart), so both share one scratch arena.
+        let scratch = ScratchArena()
+        teacherActs = EncoderActivations(config: tc, maxB: maxB, maxS: maxS, training: false, scratch: scratch)
+        studentActs = EncoderActivations(config: sc, maxB: maxB, maxS: maxS, training: true, scratch: scratch)
         let N = maxB * maxS, V = sc.vocabSize
         let logitRows = settings.needsStudentLogits ? min(chunkRows, N) : 0
         zs = FloatBuffer(count: logitRows * V)
@@ -144,11 +156,14 @@ public final class DistillationStep {
         try teacher.validate(batch)
         try st.validate(batch)
 
+        var clock = PhaseClock()
         // Teacher: no gradients, no stored activations.
         teacher.forward(batch, teacherActs)
         if s.needsTeacherLogits { teacher.forwardHeadTransform(teacherActs) }
+        clock.lap("teacher forward")
         st.forward(batch, studentActs, dropout: dropout)
         if s.needsStudentLogits { st.forwardHeadTransform(studentActs) }
+        clock.lap("student forward")
 
         var values = LossValues()
         let dLast = self.dLast.base
@@ -190,6 +205,7 @@ public final class DistillationStep {
                     linearForward(zt.base, ht.base + start * Ht, weight: teacher.p(teacher.layout.embeddings.word),
                                   bias: teacher.p(th.bias), N: r, K: Ht, M: V)
                 }
+                clock.lap("logits")
                 rowLabels.withUnsafeBufferPointer { lab in
                     rowCE.withUnsafeBufferPointer { ce in
                         kl.withUnsafeMutableBufferPointer { klp in
@@ -208,8 +224,10 @@ public final class DistillationStep {
                 // Decoder backward: the word embeddings (tied) and the head bias.
                 let dh = dhs.base + start * Hs
                 dh.update(repeating: 0, count: r * Hs)
+                clock.lap("loss rows")
                 linearBackward(dinp: dh, dweight: grads.base + wordS, dbias: grads.base + sh.bias, dout: zs.base,
                                inp: hsC, weight: st.p(wordS), N: r, K: Hs, M: V)
+                clock.lap("decoder backward")
                 start += r
             }
             // Row losses summed in row order.
@@ -227,6 +245,7 @@ public final class DistillationStep {
             dHead.update(repeating: 0, count: N * Hs)
             for (i, n) in rows.enumerated() { (dHead + n * Hs).update(from: dhs.base + i * Hs, count: Hs) }
             st.backwardHeadTransform(studentActs, dHead: dHead, dLast: dLast, grads: grads)
+            clock.lap("head backward")
         }
 
         // Hidden-state losses on the last layer over real tokens.
@@ -264,7 +283,30 @@ public final class DistillationStep {
         }
         values.total = Double(s.alphaCE) * values.ce + Double(s.alphaMLM) * values.mlm + Double(s.alphaCos) * values.cos
             + Double(s.alphaMSE) * values.mse + Double(s.alphaHidden) * values.hidden
+        clock.lap("hidden losses")
         st.backward(studentActs, dLast: dLast, grads: grads, dropout: dropout)
+        clock.lap("student backward")
+        clock.report()
         return values
+    }
+}
+
+/// Per-phase wall time of a step, printed to standard error when DISTILL_PROFILE is set.
+struct PhaseClock {
+    static let enabled = ProcessInfo.processInfo.environment["DISTILL_PROFILE"] != nil
+    var last = Timing.now()
+    var phases: [(String, Double)] = []
+
+    mutating func lap(_ name: String) {
+        guard Self.enabled else { return }
+        let now = Timing.now()
+        if let i = phases.firstIndex(where: { $0.0 == name }) { phases[i].1 += now - last } else { phases.append((name, now - last)) }
+        last = now
+    }
+
+    func report() {
+        guard Self.enabled else { return }
+        let line = phases.map { "\($0.0) \(String(format: "%.0f", $0.1 * 1000)) ms" }.joined(separator: ", ")
+        FileHandle.standardError.write(Data(("step: " + line + "\n").utf8))
     }
 }

@@ -63,6 +63,51 @@ public enum StudentError: Error, CustomStringConvertible, Equatable {
 }
 
 public enum StudentBuilder {
+    /// The student's configuration, without building its weights (for validating a recipe).
+    public static func plannedConfig(_ spec: StudentSpec, teacher tc: EncoderConfig) throws -> EncoderConfig {
+        switch spec {
+        case .config(let c): try c.validate(); return c
+        case .layers(let s):
+            if tc.family == .albert { throw StudentError.albertTeacher }
+            if s.layers.isEmpty { throw StudentError.noLayers }
+            for l in s.layers where l < 0 || l >= tc.numLayers { throw StudentError.layerOutOfRange(layer: l, teacherLayers: tc.numLayers) }
+            var c = tc
+            c.family = s.family ?? tc.family
+            c.numLayers = s.layers.count
+            c.sharing = .none
+            if c.family == .distilbert { c.typeVocabSize = 0 }
+            c.hasPooler = s.keepPooler && c.family != .distilbert && tc.hasPooler
+            try c.validate()
+            return c
+        case .albert(let s):
+            return try albertConfig(s, teacher: tc)
+        }
+    }
+
+    static func albertConfig(_ spec: AlbertStudent, teacher tc: EncoderConfig) throws -> EncoderConfig {
+        let Ht = tc.hiddenSize, E = spec.embeddingSize
+        guard E >= 1 && E <= Ht else { throw StudentError.embeddingSize(E, max: Ht) }
+        let H = spec.hiddenSize ?? Ht
+        let L = spec.layers ?? tc.numLayers
+        let sharing: LayerSharing
+        switch spec.sharing {
+        case .all: sharing = .groups(count: 1, inner: 1)
+        case .none: sharing = .groups(count: L, inner: 1)
+        case .attention: sharing = .attention
+        case .ffn: sharing = .ffn
+        }
+        if let l = spec.initLayer, !(0..<tc.numLayers).contains(l) { throw StudentError.initLayer(l, teacherLayers: tc.numLayers) }
+        let c = EncoderConfig(family: .albert, vocabSize: tc.vocabSize, hiddenSize: H, embeddingSize: E, numLayers: L,
+                              numHeads: spec.heads ?? (H == Ht ? tc.numHeads : max(1, H / 64)),
+                              intermediateSize: spec.intermediateSize ?? (H == Ht ? tc.intermediateSize : 4 * H),
+                              maxPositions: tc.maxPositions, typeVocabSize: tc.typeVocabSize, activation: tc.activation,
+                              layerNormEps: tc.layerNormEps, sharing: sharing, hiddenDropout: tc.hiddenDropout,
+                              attentionDropout: tc.attentionDropout, padTokenId: tc.padTokenId,
+                              hasMLMHead: tc.hasMLMHead, hasPooler: false)
+        try c.validate()
+        return c
+    }
+
     public static func build(_ spec: StudentSpec, teacher: EncoderModel, seed: UInt64) throws -> EncoderModel {
         switch spec {
         case .layers(let s): return try layers(s, teacher: teacher)
@@ -100,17 +145,7 @@ public enum StudentBuilder {
 
     static func layers(_ spec: LayerSelection, teacher t: EncoderModel) throws -> EncoderModel {
         let tc = t.config
-        if tc.family == .albert { throw StudentError.albertTeacher }
-        if spec.layers.isEmpty { throw StudentError.noLayers }
-        for l in spec.layers where l < 0 || l >= tc.numLayers { throw StudentError.layerOutOfRange(layer: l, teacherLayers: tc.numLayers) }
-        var c = tc
-        c.family = spec.family ?? tc.family
-        c.numLayers = spec.layers.count
-        c.sharing = .none
-        if c.family == .distilbert { c.typeVocabSize = 0 }
-        c.hasPooler = spec.keepPooler && c.family != .distilbert && tc.hasPooler
-        try c.validate()
-        let s = EncoderModel(config: c)
+        let s = EncoderModel(config: try plannedConfig(.layers(spec), teacher: tc))
         let te = t.layout.embeddings!, se = s.layout.embeddings!
         let E = tc.embeddingSize
         copy(t, te.word, s, se.word, tc.vocabSize * E)
@@ -142,29 +177,12 @@ public enum StudentBuilder {
     static func albert(_ spec: AlbertStudent, teacher t: EncoderModel, seed: UInt64) throws -> EncoderModel {
         let tc = t.config
         let Ht = tc.hiddenSize, E = spec.embeddingSize
-        guard E >= 1 && E <= Ht else { throw StudentError.embeddingSize(E, max: Ht) }
-        let H = spec.hiddenSize ?? Ht
-        let L = spec.layers ?? tc.numLayers
-        let sharing: LayerSharing
-        switch spec.sharing {
-        case .all: sharing = .groups(count: 1, inner: 1)
-        case .none: sharing = .groups(count: L, inner: 1)
-        case .attention: sharing = .attention
-        case .ffn: sharing = .ffn
-        }
-        let c = EncoderConfig(family: .albert, vocabSize: tc.vocabSize, hiddenSize: H, embeddingSize: E, numLayers: L,
-                              numHeads: spec.heads ?? (H == Ht ? tc.numHeads : max(1, H / 64)),
-                              intermediateSize: spec.intermediateSize ?? (H == Ht ? tc.intermediateSize : 4 * H),
-                              maxPositions: tc.maxPositions, typeVocabSize: tc.typeVocabSize, activation: tc.activation,
-                              layerNormEps: tc.layerNormEps, sharing: sharing, hiddenDropout: tc.hiddenDropout,
-                              attentionDropout: tc.attentionDropout, padTokenId: tc.padTokenId,
-                              hasMLMHead: tc.hasMLMHead, hasPooler: false)
-        try c.validate()
+        let c = try albertConfig(spec, teacher: tc)
+        let H = c.hiddenSize
         let s = EncoderModel(config: c)
         s.initializeRandomly(seed: seed)
         let tL = tc.numLayers
         let initLayer = spec.initLayer ?? tL / 2
-        guard (0..<tL).contains(initLayer) else { throw StudentError.initLayer(initLayer, teacherLayers: tL) }
 
         // Factorized embeddings: the teacher's word table W [V×Ht] ≈ u·diag(σ)·vᵀ, rank E.
         let te = t.layout.embeddings!, se = s.layout.embeddings!

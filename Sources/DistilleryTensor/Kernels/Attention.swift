@@ -2,15 +2,18 @@
 //
 //   qkv   [B·S × 3H]    row n = [q | k | v], head h uses columns h·D ..< (h+1)·D of each part
 //   mask  [B × S]       1 = real token, 0 = padding (padding keys get probability 0)
-//   probs [B × NH × S × S]  softmax(q kᵀ / √D) per (batch, head)
-//   ctx   [B·S × H]     probs · v, heads side by side
+//   ctx   [B·S × H]     P · v with P = softmax(q kᵀ / √D) per (batch, head), heads side by side
+//   scratch [slots × 3 × S × S]  one block per worker thread for P, dropout(P) and dP
 //
-// With attention dropout (training), dropped [B × NH × S × S] holds dropout(probs) and is what
-// multiplies v; probs keeps the softmax for the backward pass.
+// With attention dropout (training), dropout(P) is what multiplies v.
 //
-// Matrix products go through sgemm one (batch, head) at a time; the softmax runs over all
-// rows at once on every core. A row with no real key at all (an empty sequence) attends
-// uniformly, as adding a large negative bias to every score does in the reference.
+// The probabilities are not kept for the backward pass: it recomputes them from q and k (one
+// S×S product per head, a few percent of the layer's work), which saves B·NH·S² floats per
+// layer — the largest activation of a training step after the FFN's.
+//
+// One (batch, head) is one unit of work: its S×S block stays in cache from scores to context.
+// A row with no real key at all (an empty sequence) attends uniformly, as adding a large
+// negative bias to every score does in the reference.
 
 public struct AttentionShape: Sendable {
     public let B: Int, S: Int, H: Int, NH: Int
@@ -21,40 +24,49 @@ public struct AttentionShape: Sendable {
     }
 }
 
-/// Attention-probability dropout: its rate, the stream key, and where dropped probs go.
-public struct AttentionDropout {
+/// Attention-probability dropout: its rate and stream key.
+public struct AttentionDropout: Sendable {
     public let p: Float
     public let key: UInt64
-    public let dropped: UnsafeMutablePointer<Float>
-    public init(p: Float, key: UInt64, dropped: UnsafeMutablePointer<Float>) {
-        self.p = p; self.key = key; self.dropped = dropped
-    }
+    public init(p: Float, key: UInt64) { self.p = p; self.key = key }
 }
 
-public func attentionForward(ctx: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>,
-                             qkv: UnsafePointer<Float>, mask: UnsafePointer<Float>,
-                             _ a: AttentionShape, dropout drop: AttentionDropout? = nil) {
+/// Per-thread scratch for attention: `slots` blocks of 3·S·S floats.
+public struct AttentionScratch {
+    public let base: UnsafeMutablePointer<Float>
+    public let slots: Int
+    public init(base: UnsafeMutablePointer<Float>, slots: Int) { self.base = base; self.slots = slots }
+    public static func count(slots: Int, S: Int) -> Int { slots * 3 * S * S }
+}
+
+public func attentionForward(ctx: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, mask: UnsafePointer<Float>,
+                             _ a: AttentionShape, scratch: AttentionScratch, dropout drop: AttentionDropout? = nil) {
     let (S, H, NH, D) = (a.S, a.H, a.NH, a.D)
     let ld = 3 * H
-    let ctxP = SendablePointer(ctx), probsP = SendablePointer(probs)
-    let dropped = drop.map { SendablePointer($0.dropped) }
-    // One (batch, head) per unit of work: its S×S block stays in cache from scores to context.
-    Parallel.forEachChunk(a.B * NH) { _, heads in
+    let ctxP = SendablePointer(ctx), scratchP = SendablePointer(scratch.base)
+    Parallel.forEachChunk(a.B * NH, maxChunks: scratch.slots) { chunk, heads in
+        let p = scratchP.p + chunk * 3 * S * S, dropped = p + S * S
         for bh in heads {
             let b = bh / NH, h = bh % NH
             let q = qkv + b * S * ld + h * D
-            let p = probsP.p + bh * S * S
-            sgemm(.no, .yes, m: S, n: S, k: D, alpha: a.scale, q, lda: ld, q + H, ldb: ld, p, ldc: S)
-            maskedSoftmaxRows(p, rows: S, S: S, mask: mask + b * S)
+            headProbabilities(p, q: q, S: S, D: D, ld: ld, H: H, scale: a.scale, mask: mask + b * S)
             var used = p
-            if let drop, let dropped {
-                used = dropped.p + bh * S * S
+            if let drop {
+                used = dropped
                 used.update(from: p, count: S * S)
                 dropoutBlock(used, count: S * S, offset: bh * S * S, p: drop.p, key: drop.key)
             }
             sgemm(.no, .no, m: S, n: D, k: S, used, lda: S, q + 2 * H, ldb: ld, ctxP.p + b * S * H + h * D, ldc: H)
         }
     }
+}
+
+/// P = softmax(q kᵀ · scale) with padding keys masked, for one head: p [S×S].
+@inline(__always)
+func headProbabilities(_ p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, S: Int, D: Int, ld: Int, H: Int,
+                       scale: Float, mask: UnsafePointer<Float>) {
+    sgemm(.no, .yes, m: S, n: S, k: D, alpha: scale, q, lda: ld, q + H, ldb: ld, p, ldc: S)
+    maskedSoftmaxRows(p, rows: S, S: S, mask: mask)
 }
 
 /// Row-wise softmax in place over rows × S scores that share one key mask [S]; padding keys get
@@ -98,30 +110,35 @@ public func maskedSoftmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, S: In
     }
 }
 
-/// Backward of `attentionForward`. Adds into dqkv. `dprobs` is scratch of the size of probs.
-///   dP' = dctx · vᵀ,  dv += P'ᵀ · dctx  (P' = dropout(P), or P without dropout),
-///   dP = dropout(dP'),  dS = P ⊙ (dP − Σ_j dP ⊙ P) · scale,  dq += dS · k,  dk += dSᵀ · q
-public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dprobs: UnsafeMutablePointer<Float>,
-                              dctx: UnsafePointer<Float>, qkv: UnsafePointer<Float>,
-                              probs: UnsafePointer<Float>, _ a: AttentionShape,
-                              dropout drop: AttentionDropout? = nil) {
+/// Backward of `attentionForward`, adding into dqkv; the probabilities are recomputed from qkv.
+///   P = softmax(q kᵀ · scale),  P' = dropout(P) (or P),
+///   dP' = dctx · vᵀ,  dv += P'ᵀ · dctx,  dP = dropout(dP'),
+///   dS = P ⊙ (dP − Σ_j dP ⊙ P) · scale,  dq += dS · k,  dk += dSᵀ · q
+public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dctx: UnsafePointer<Float>,
+                              qkv: UnsafePointer<Float>, mask: UnsafePointer<Float>, _ a: AttentionShape,
+                              scratch: AttentionScratch, dropout drop: AttentionDropout? = nil) {
     let (S, H, NH, D) = (a.S, a.H, a.NH, a.D)
     let ld = 3 * H
-    let used: UnsafePointer<Float> = drop.map { UnsafePointer($0.dropped) } ?? probs
-    let dqkvP = SendablePointer(dqkv), dprobsP = SendablePointer(dprobs)
+    let dqkvP = SendablePointer(dqkv), scratchP = SendablePointer(scratch.base)
     // Heads write disjoint columns of dqkv.
-    Parallel.forEachChunk(a.B * NH) { _, heads in
+    Parallel.forEachChunk(a.B * NH, maxChunks: scratch.slots) { chunk, heads in
+        let p = scratchP.p + chunk * 3 * S * S, dropped = p + S * S, dp = p + 2 * S * S
         for bh in heads {
             let b = bh / NH, h = bh % NH
-            let pOff = bh * S * S
             let dc = dctx + b * S * H + h * D
             let q = qkv + b * S * ld + h * D
             let dq = dqkvP.p + b * S * ld + h * D
-            let dp = dprobsP.p + pOff
+            headProbabilities(p, q: q, S: S, D: D, ld: ld, H: H, scale: a.scale, mask: mask + b * S)
+            var used = p
+            if let drop {
+                used = dropped
+                used.update(from: p, count: S * S)
+                dropoutBlock(used, count: S * S, offset: bh * S * S, p: drop.p, key: drop.key)
+            }
             sgemm(.no, .yes, m: S, n: S, k: D, dc, lda: H, q + 2 * H, ldb: ld, dp, ldc: S)
-            sgemm(.yes, .no, m: S, n: D, k: S, used + pOff, lda: S, dc, ldb: H, beta: 1, dq + 2 * H, ldc: ld)
-            if let drop { dropoutBlock(dp, count: S * S, offset: pOff, p: drop.p, key: drop.key) }
-            softmaxBackwardRows(dp, probs: probs + pOff, rows: S, S: S, scale: a.scale)
+            sgemm(.yes, .no, m: S, n: D, k: S, used, lda: S, dc, ldb: H, beta: 1, dq + 2 * H, ldc: ld)
+            if let drop { dropoutBlock(dp, count: S * S, offset: bh * S * S, p: drop.p, key: drop.key) }
+            softmaxBackwardRows(dp, probs: p, rows: S, S: S, scale: a.scale)
             sgemm(.no, .no, m: S, n: D, k: S, dp, lda: S, q + H, ldb: ld, beta: 1, dq, ldc: ld)
             sgemm(.yes, .no, m: S, n: D, k: S, dp, lda: S, q, ldb: ld, beta: 1, dq + H, ldc: ld)
         }

@@ -43,6 +43,25 @@ public func layerNormForward(_ out: UnsafeMutablePointer<Float>,
     }
 }
 
+/// out = (inp − μ) · r · w + b with μ and r given (the forward pass's statistics): recomputes a
+/// LayerNorm output bit for bit as `layerNormForward` produced it.
+public func layerNormApply(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
+                           mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>,
+                           weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, N: Int, C: Int) {
+    let out = SendablePointer(out)
+    Parallel.forEachChunk(N, minPerChunk: 32) { _, rows in
+        let C8 = C & ~7
+        for n in rows {
+            let x = inp + n * C, o = out.p + n * C
+            let m = mean[n], r = rstd[n]
+            let m8 = F8(repeating: m), r8 = F8(repeating: r)
+            var c = 0
+            while c < C8 { o.store8(((x.load8(c) - m8) * r8) * weight.load8(c) + bias.load8(c), c); c += 8 }
+            while c < C { o[c] = (x[c] - m) * r * weight[c] + bias[c]; c += 1 }
+        }
+    }
+}
+
 //   dinp += (ŷ' − mean(ŷ') − x̂ · mean(ŷ' ⊙ x̂)) · r,   ŷ' = dout ⊙ w,  x̂ = (inp − μ) · r
 //   dw += Σ_n dout ⊙ x̂,   db += Σ_n dout
 public func layerNormBackward(dinp: UnsafeMutablePointer<Float>,

@@ -3,7 +3,9 @@
 //   inp [N×K], weight [M×K], bias [M], out [N×M]
 //   out = inp · weightᵀ + bias
 //
-// Backward (adds):  dinp += dout · weight,  dweight += doutᵀ · inp,  dbias += Σ_n dout
+// Backward (adds):  dweight += doutᵀ · inp,  dbias += Σ_n dout,  dinp += dout · weight
+// (with `overwriteInput`, dinp = dout · weight instead; dinp may then be the memory of inp,
+// which is read before it is overwritten).
 
 /// out = inp · weightᵀ (+ bias when given).
 public func linearForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
@@ -16,8 +18,8 @@ public func linearForward(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePoint
 public func linearBackward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>,
                            dbias: UnsafeMutablePointer<Float>?,
                            dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
-                           weight: UnsafePointer<Float>, N: Int, K: Int, M: Int) {
-    if let dinp { sgemm(.no, .no, m: N, n: K, k: M, dout, lda: M, weight, ldb: K, beta: 1, dinp, ldc: K) }
+                           weight: UnsafePointer<Float>, N: Int, K: Int, M: Int, overwriteInput: Bool = false) {
     sgemm(.yes, .no, m: M, n: K, k: N, dout, lda: M, inp, ldb: K, beta: 1, dweight, ldc: K)
     if let dbias { addColumnSums(dbias, dout, N: N, C: M) }
+    if let dinp { sgemm(.no, .no, m: N, n: K, k: M, dout, lda: M, weight, ldb: K, beta: overwriteInput ? 0 : 1, dinp, ldc: K) }
 }

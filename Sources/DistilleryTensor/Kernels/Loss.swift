@@ -158,3 +158,18 @@ public func squaredErrorRows(s: UnsafePointer<Float>, t: UnsafePointer<Float>, d
         }
     }
 }
+
+/// Per row of logits [rows × V]: the arg max and log Σ exp (double precision).
+public func rowArgmaxAndLogSumExp(_ z: UnsafePointer<Float>, rows: Int, V: Int,
+                                  argmax: UnsafeMutablePointer<Int32>, lse: UnsafeMutablePointer<Double>) {
+    let am = SendablePointer(argmax), ls = SendablePointer(lse)
+    Parallel.forEachChunk(rows) { _, range in
+        for r in range {
+            let x = z + r * V
+            var best = 0
+            for j in 1..<max(1, V) where x[j] > x[best] { best = j }
+            am.p[r] = Int32(best)
+            ls.p[r] = logSumExp(x, V, invT: 1)
+        }
+    }
+}

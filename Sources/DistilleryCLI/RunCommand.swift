@@ -1,0 +1,118 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Synchronization
+import DistilleryTraining
+import DistilleryRecipes
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a distillation recipe (TOML): teacher → student.",
+        discussion: """
+        Writes into the recipe's output folder: data/ (tokenized text), metrics.jsonl (one line per \
+        step and per evaluation), state.safetensors.zst (the whole training state, saved every \
+        [checkpoint] every steps), and at the end student/ (a Hugging Face folder) and \
+        student.safetensors.zst. Ctrl-C saves the state and exits; --resume continues bit for bit.
+        """)
+
+    @Argument(help: "The recipe, e.g. recipes/demo.toml.")
+    var recipe: String
+    @Flag(name: .long, help: "Continue from the output folder's saved state.")
+    var resume = false
+    @Option(name: .long, help: "Stop after this many steps (state saved; resume later).")
+    var stopAfter: Int?
+    @Flag(name: .long, help: "Print the final summary as JSON.")
+    var json = false
+    @OptionGroup var threads: ThreadOptions
+
+    func run() throws {
+        threads.apply()
+        let r = try RecipeParser.load(recipe)
+        let plan = try RecipePlan(r)
+        log(plan.summary)
+        let stop = Interrupt.install()
+        let bar = ProgressBar("distil", total: 1)
+        var lastLine = 0.0
+        let summary = try Trainer(recipe: r).run(resume: resume, stopAfterSteps: stopAfter, interrupt: { stop.requested }) { event in
+            switch event {
+            case .message(let m): log(m)
+            case let .preparing(file, done, total):
+                bar.update(Double(done) / Double(max(1, total)), "tokenizing \(file) \(fixed(Double(done) / 1e6, 1)) MB")
+            case .step(let s):
+                let losses = stepLosses(s, r)
+                bar.update(Double(s.step) / Double(s.totalSteps),
+                           "step \(s.step)/\(s.totalSteps)  \(grouped(Int(s.tokensPerSecond))) tok/s  \(losses)  lr \(String(format: "%.2e", s.lr))")
+                // Without a terminal, a plain line now and then.
+                if isatty(2) == 0, s.elapsed - lastLine >= 10 || s.step == s.totalSteps {
+                    lastLine = s.elapsed
+                    log("step \(s.step)/\(s.totalSteps)  \(losses)  \(grouped(Int(s.tokensPerSecond))) tok/s  ETA \(formatDuration(s.eta))")
+                }
+            case let .evaluation(step, e):
+                bar.finish()
+                log("eval @\(step): " + evalLine(e))
+            case let .checkpoint(step, path):
+                if isatty(2) == 0 { log("saved state at step \(step) → \(path)") }
+            }
+        }
+        bar.finish()
+        if json { print(try jsonText(summary)); return }
+        if summary.interrupted || summary.steps < summary.totalSteps {
+            print("stopped at step \(summary.steps) of \(summary.totalSteps); state saved in \(r.output)/state.safetensors.zst (continue with --resume)")
+            return
+        }
+        print("""
+        done: \(summary.steps) steps, \(grouped(summary.tokens)) tokens in \(formatDuration(summary.seconds)) (\(grouped(Int(summary.tokensPerSecond))) tokens/s)
+        student: \(grouped(summary.studentParameters)) parameters (teacher \(grouped(summary.teacherParameters)), \(fixed(Double(summary.studentParameters) / Double(max(1, summary.teacherParameters)), 2))×)
+          \(summary.studentFolder ?? "")  (Hugging Face folder)
+          \(summary.studentCheckpoint ?? "")  (compact checkpoint)
+        """ + (summary.evaluation.map { "\nheld-out: " + evalLine($0) } ?? ""))
+    }
+}
+
+func stepLosses(_ s: StepReport, _ r: Recipe) -> String {
+    var parts = ["loss \(fixed(s.losses.total, 4))"]
+    if r.loss.alphaCE > 0 { parts.append("ce \(fixed(s.losses.ce, 4))") }
+    if r.loss.alphaMLM > 0 { parts.append("mlm \(fixed(s.losses.mlm, 4))") }
+    if r.loss.alphaCos > 0 { parts.append("cos \(fixed(s.losses.cos, 4))") }
+    if r.loss.alphaMSE > 0 { parts.append("mse \(fixed(s.losses.mse, 4))") }
+    if r.loss.alphaHidden > 0 { parts.append("hidden \(fixed(s.losses.hidden, 4))") }
+    return parts.joined(separator: "  ")
+}
+
+func evalLine(_ e: EvalReport) -> String {
+    var parts: [String] = []
+    if let a = e.mlmAccuracy { parts.append("MLM accuracy \(fixed(a * 100, 2))%") }
+    if let l = e.mlmLoss { parts.append("MLM loss \(fixed(l, 4))") }
+    if let a = e.top1Agreement { parts.append("top-1 agreement \(fixed(a * 100, 2))%") }
+    if let k = e.kl { parts.append("KL \(fixed(k, 4))") }
+    if let c = e.hiddenCosine { parts.append("hidden cosine \(fixed(c, 4))") }
+    if let c = e.sentenceCosine { parts.append("sentence cosine \(fixed(c, 4))") }
+    return parts.isEmpty ? "(nothing to measure)" : parts.joined(separator: ", ") + "  (\(grouped(e.sequences)) sequences)"
+}
+
+func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+
+/// Ctrl-C: the first asks the trainer to save and stop after the current step; a second one
+/// exits at once.
+final class Interrupt: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var requested: Bool { flag.load(ordering: .relaxed) }
+    nonisolated(unsafe) private static var source: DispatchSourceSignal?
+
+    static func install() -> Interrupt {
+        let i = Interrupt()
+        signal(SIGINT, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        s.setEventHandler {
+            if i.flag.exchange(true, ordering: .relaxed) {
+                log("\ninterrupted again: exiting without saving")
+                exit(130)
+            }
+            log("\nstopping after this step and saving the state (Ctrl-C again to abort)")
+        }
+        s.resume()
+        source = s
+        return i
+    }
+}

@@ -1,0 +1,386 @@
+import Foundation
+import TOMLKit
+import DistilleryTensor
+import DistilleryModels
+import DistilleryText
+import DistilleryTraining
+import DistilleryFormats
+
+public enum RecipeError: Error, CustomStringConvertible, Equatable {
+    case unreadable(path: String, reason: String)
+    case syntax(path: String, line: Int, column: Int, message: String)
+    case unknownKey(path: String, key: String, line: Int?, suggestion: String?)
+    case wrongType(path: String, key: String, line: Int?, expected: String, found: String)
+    case badValue(path: String, key: String, line: Int?, reason: String)
+    case missing(path: String, key: String, reason: String)
+    case fileNotFound(path: String, key: String, line: Int?, file: String)
+
+    public var description: String {
+        func at(_ p: String, _ l: Int?) -> String { l.map { "\(p):\($0)" } ?? p }
+        switch self {
+        case let .unreadable(p, r): return "\(p): cannot read recipe: \(r)"
+        case let .syntax(p, l, c, m): return "\(p):\(l):\(c): TOML syntax error: \(m)"
+        case let .unknownKey(p, k, l, s): return "\(at(p, l)): unknown key '\(k)'" + (s.map { " (did you mean '\($0)'?)" } ?? "")
+        case let .wrongType(p, k, l, e, f): return "\(at(p, l)): '\(k)' should be \(e), found \(f)"
+        case let .badValue(p, k, l, r): return "\(at(p, l)): '\(k)': \(r)"
+        case let .missing(p, k, r): return "\(p): '\(k)' is required: \(r)"
+        case let .fileNotFound(p, k, l, f): return "\(at(p, l)): '\(k)': \(f) does not exist"
+        }
+    }
+}
+
+/// Finds the line of a key in the recipe text (TOMLKit keeps no positions): the line of
+/// `key =` under the `[table]` header it belongs to.
+struct LineLocator {
+    let lines: [Substring]
+    init(_ text: String) { lines = text.split(separator: "\n", omittingEmptySubsequences: false) }
+
+    func line(of key: String, in table: [String]) -> Int? {
+        var current: [String] = []
+        for (i, raw) in lines.enumerated() {
+            let l = raw.trimmingCharacters(in: .whitespaces)
+            if l.hasPrefix("[") && !l.hasPrefix("[[") {
+                let name = l.dropFirst().prefix { $0 != "]" }
+                current = name.split(separator: ".").map { $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+                continue
+            }
+            guard current == table, let eq = l.firstIndex(of: "=") else { continue }
+            let k = l[..<eq].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            if k == key { return i + 1 }
+        }
+        if !table.isEmpty, let i = lines.firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == "[\(table.joined(separator: "."))]" }) {
+            return i + 1
+        }
+        return nil
+    }
+}
+
+/// Reads one TOML table, checking every key against what the recipe allows.
+final class TableReader {
+    let table: TOMLTable
+    let path: [String]
+    let file: String
+    let locator: LineLocator
+    let allowed: [String]
+    private var read = Set<String>()
+
+    init(_ table: TOMLTable, path: [String], file: String, locator: LineLocator, allowed: [String]) {
+        self.table = table; self.path = path; self.file = file; self.locator = locator; self.allowed = allowed
+    }
+
+    func name(_ key: String) -> String { (path + [key]).joined(separator: ".") }
+    func line(_ key: String) -> Int? { locator.line(of: key, in: path) }
+
+    func wrongType(_ key: String, _ expected: String, _ v: TOMLValueConvertible) -> RecipeError {
+        .wrongType(path: file, key: name(key), line: line(key), expected: expected, found: describe(v))
+    }
+    func bad(_ key: String, _ reason: String) -> RecipeError { .badValue(path: file, key: name(key), line: line(key), reason: reason) }
+
+    func describe(_ v: TOMLValueConvertible) -> String {
+        switch v.type {
+        case .string: return "the string \"\(v.string ?? "")\""
+        case .int: return "the integer \(v.int ?? 0)"
+        case .double: return "the number \(v.double ?? 0)"
+        case .bool: return v.bool == true ? "true" : "false"
+        case .array: return "an array"
+        case .table: return "a table"
+        default: return "a date or time"
+        }
+    }
+
+    func value(_ key: String) -> TOMLValueConvertible? {
+        precondition(allowed.contains(key), "recipe reader asked for undeclared key \(key)")
+        read.insert(key)
+        return table[key]
+    }
+
+    func has(_ key: String) -> Bool { table[key] != nil }
+
+    func int(_ key: String, range: ClosedRange<Int>? = nil) throws -> Int? {
+        guard let v = value(key) else { return nil }
+        guard let i = v.int else { throw wrongType(key, "an integer", v) }
+        if let range, !range.contains(i) { throw bad(key, "\(i) is outside \(range.lowerBound)…\(range.upperBound)") }
+        return i
+    }
+
+    func double(_ key: String, range: ClosedRange<Double>? = nil) throws -> Double? {
+        guard let v = value(key) else { return nil }
+        guard let d = v.double ?? v.int.map(Double.init) else { throw wrongType(key, "a number", v) }
+        if let range, !range.contains(d) { throw bad(key, "\(d) is outside \(range.lowerBound)…\(range.upperBound)") }
+        return d
+    }
+
+    func float(_ key: String, range: ClosedRange<Double>? = nil) throws -> Float? { try double(key, range: range).map(Float.init) }
+
+    func bool(_ key: String) throws -> Bool? {
+        guard let v = value(key) else { return nil }
+        guard let b = v.bool else { throw wrongType(key, "true or false", v) }
+        return b
+    }
+
+    func string(_ key: String, oneOf choices: [String]? = nil) throws -> String? {
+        guard let v = value(key) else { return nil }
+        guard let s = v.string else { throw wrongType(key, "a string", v) }
+        if let choices, !choices.contains(s) { throw bad(key, "\"\(s)\" is not one of \(choices.map { "\"\($0)\"" }.joined(separator: ", "))") }
+        return s
+    }
+
+    func array(_ key: String) throws -> TOMLArray? {
+        guard let v = value(key) else { return nil }
+        guard let a = v.array else { throw wrongType(key, "an array", v) }
+        return a
+    }
+
+    func ints(_ key: String) throws -> [Int]? {
+        guard let a = try array(key) else { return nil }
+        return try a.map { e in guard let i = e.int else { throw wrongType(key, "an array of integers", a) }; return i }
+    }
+
+    func floats(_ key: String) throws -> [Float]? {
+        guard let a = try array(key) else { return nil }
+        return try a.map { e in guard let d = e.double ?? e.int.map(Double.init) else { throw wrongType(key, "an array of numbers", a) }; return Float(d) }
+    }
+
+    func strings(_ key: String) throws -> [String]? {
+        guard let v = value(key) else { return nil }
+        if let s = v.string { return [s] }
+        guard let a = v.array else { throw wrongType(key, "a string or an array of strings", v) }
+        return try a.map { e in guard let s = e.string else { throw wrongType(key, "an array of strings", a) }; return s }
+    }
+
+    func subtable(_ key: String, allowed: [String]) throws -> TableReader? {
+        guard let v = value(key) else { return nil }
+        guard let t = v.table else { throw wrongType(key, "a table", v) }
+        return TableReader(t, path: path + [key], file: file, locator: locator, allowed: allowed)
+    }
+
+    /// Fails on any key that was not read.
+    func finish() throws {
+        for k in table.keys.sorted() where !read.contains(k) {
+            if allowed.contains(k) { continue }
+            throw RecipeError.unknownKey(path: file, key: name(k), line: line(k), suggestion: closest(k, allowed))
+        }
+    }
+}
+
+/// The allowed key closest to a misspelt one (edit distance ≤ 3).
+func closest(_ key: String, _ candidates: [String]) -> String? {
+    func distance(_ a: [Character], _ b: [Character]) -> Int {
+        var prev = Array(0...b.count)
+        for i in 1...max(1, a.count) where !a.isEmpty {
+            var cur = [i] + [Int](repeating: 0, count: b.count)
+            for j in 1...max(1, b.count) where !b.isEmpty {
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            prev = cur
+        }
+        return a.isEmpty ? b.count : b.isEmpty ? a.count : prev[b.count]
+    }
+    let best = candidates.map { ($0, distance(Array(key), Array($0))) }.min { $0.1 < $1.1 }
+    return best.flatMap { $0.1 <= 3 ? $0.0 : nil }
+}
+
+public enum RecipeParser {
+    static let topKeys = ["name", "output", "seed", "teacher", "student", "data", "loss", "optimizer", "training", "eval", "checkpoint"]
+
+    public static func load(_ path: String) throws -> Recipe {
+        let text: String
+        do { text = String(decoding: try readFile(path), as: UTF8.self) } catch {
+            throw RecipeError.unreadable(path: path, reason: "\(error)")
+        }
+        return try parse(text, path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws -> Recipe {
+        let toml: TOMLTable
+        do { toml = try TOMLTable(string: text) } catch let e as TOMLParseError {
+            throw RecipeError.syntax(path: path, line: e.source.begin.line, column: e.source.begin.column, message: e.description)
+        }
+        let locator = LineLocator(text)
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        func resolve(_ p: String) -> String {
+            let expanded = (p as NSString).expandingTildeInPath
+            return expanded.hasPrefix("/") ? expanded : URL(fileURLWithPath: dir).appendingPathComponent(expanded).standardized.path
+        }
+        let top = TableReader(toml, path: [], file: path, locator: locator, allowed: topKeys)
+        let name = try top.string("name") ?? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        let output = resolve(try top.string("output") ?? "runs/" + name)
+        let seed = UInt64(try top.int("seed", range: 0...Int.max) ?? 42)
+
+        // [teacher]
+        guard let t = try top.subtable("teacher", allowed: ["model"]) else {
+            throw RecipeError.missing(path: path, key: "teacher", reason: "a [teacher] table with model = \"PATH\" (a Hugging Face folder or a .safetensors.zst checkpoint)")
+        }
+        guard let teacherRaw = try t.string("model") else {
+            throw RecipeError.missing(path: path, key: "teacher.model", reason: "the path of the teacher (folder or checkpoint)")
+        }
+        let teacher = resolve(teacherRaw)
+        if !FileManager.default.fileExists(atPath: teacher) {
+            throw RecipeError.fileNotFound(path: path, key: "teacher.model", line: t.line("model"), file: teacher)
+        }
+        try t.finish()
+
+        // [student]
+        let studentKeys = ["builder", "layers", "family", "pooler", "embedding_size", "hidden_size", "num_layers", "num_heads",
+                           "intermediate_size", "sharing", "init_layer", "config"]
+        guard let s = try top.subtable("student", allowed: studentKeys) else {
+            throw RecipeError.missing(path: path, key: "student", reason: "a [student] table with builder = \"layers\", \"albert\" or \"config\"")
+        }
+        let student = try parseStudent(s, path: path, resolve: resolve)
+        try s.finish()
+
+        // [data]
+        let dataKeys = ["train", "heldout", "max_seq_len", "mlm_probability", "mask_share", "random_share", "mlm_smoothing", "whole_word_mask"]
+        guard let d = try top.subtable("data", allowed: dataKeys) else {
+            throw RecipeError.missing(path: path, key: "data", reason: "a [data] table with train = [\"FILE\", …]")
+        }
+        guard let trainRaw = try d.strings("train"), !trainRaw.isEmpty else {
+            throw RecipeError.missing(path: path, key: "data.train", reason: "text files (one paragraph a line) or prepared .tok files")
+        }
+        func files(_ raw: [String], _ key: String) throws -> [String] {
+            try raw.map { f in
+                let r = resolve(f)
+                if !FileManager.default.fileExists(atPath: r) { throw RecipeError.fileNotFound(path: path, key: "data.\(key)", line: d.line(key), file: r) }
+                return r
+            }
+        }
+        var data = DataSpec(train: try files(trainRaw, "train"), heldout: try files(try d.strings("heldout") ?? [], "heldout"))
+        data.maxSequenceLength = try d.int("max_seq_len", range: 8...4096) ?? 128
+        data.masking.probability = try d.float("mlm_probability", range: 0...1) ?? 0.15
+        data.masking.maskShare = try d.float("mask_share", range: 0...1) ?? 0.8
+        data.masking.randomShare = try d.float("random_share", range: 0...1) ?? 0.1
+        if data.masking.maskShare + data.masking.randomShare > 1 {
+            throw d.bad("random_share", "mask_share + random_share must not exceed 1")
+        }
+        data.masking.smoothing = try d.float("mlm_smoothing", range: 0...2) ?? 0
+        data.masking.wholeWord = try d.bool("whole_word_mask") ?? false
+        try d.finish()
+
+        // [loss]
+        var loss = LossSettings()
+        var projection = false
+        if let l = try top.subtable("loss", allowed: ["temperature", "alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "alpha_hidden",
+                                                      "restrict_ce_to_mask", "projection"]) {
+            loss.temperature = try l.float("temperature", range: 0.01...100) ?? loss.temperature
+            loss.alphaCE = try l.float("alpha_ce", range: 0...1e6) ?? loss.alphaCE
+            loss.alphaMLM = try l.float("alpha_mlm", range: 0...1e6) ?? loss.alphaMLM
+            loss.alphaCos = try l.float("alpha_cos", range: 0...1e6) ?? loss.alphaCos
+            loss.alphaMSE = try l.float("alpha_mse", range: 0...1e6) ?? 0
+            loss.alphaHidden = try l.float("alpha_hidden", range: 0...1e6) ?? 0
+            loss.restrictCEToMask = try l.bool("restrict_ce_to_mask") ?? false
+            projection = try l.bool("projection") ?? false
+            try l.finish()
+            if loss.alphaCE + loss.alphaMLM + loss.alphaCos + loss.alphaMSE + loss.alphaHidden == 0 {
+                throw RecipeError.badValue(path: path, key: "loss", line: locator.line(of: "alpha_ce", in: ["loss"]), reason: "every alpha is 0: nothing to learn")
+            }
+        }
+
+        // [optimizer]
+        var opt = OptimizerSpec()
+        if let o = try top.subtable("optimizer", allowed: ["lr", "betas", "eps", "weight_decay", "no_decay", "warmup", "warmup_steps", "clip"]) {
+            opt.lr = try o.float("lr", range: 0...10) ?? opt.lr
+            if let b = try o.floats("betas") {
+                guard b.count == 2, b.allSatisfy({ $0 >= 0 && $0 < 1 }) else { throw o.bad("betas", "two numbers in [0, 1), e.g. [0.9, 0.98]") }
+                opt.adamw.beta1 = b[0]; opt.adamw.beta2 = b[1]
+            }
+            opt.adamw.eps = try o.float("eps", range: 0...1) ?? opt.adamw.eps
+            opt.adamw.weightDecay = try o.float("weight_decay", range: 0...10) ?? opt.adamw.weightDecay
+            if let nd = try o.strings("no_decay") { opt.decay = DecayRule.namePatterns(nd) }
+            opt.warmupFraction = try o.double("warmup", range: 0...1) ?? opt.warmupFraction
+            opt.warmupSteps = try o.int("warmup_steps", range: 0...Int.max)
+            if o.has("clip") {
+                let c = try o.float("clip", range: 0...1e9)!
+                opt.clip = c > 0 ? c : nil
+            }
+            try o.finish()
+        }
+
+        // [training]
+        var training = TrainingSpec()
+        if let tr = try top.subtable("training", allowed: ["steps", "epochs", "batch_size", "accumulation", "dropout"]) {
+            training.steps = try tr.int("steps", range: 1...Int(Int32.max))
+            training.epochs = try tr.int("epochs", range: 1...100_000)
+            if training.steps != nil && training.epochs != nil { throw tr.bad("epochs", "give steps or epochs, not both") }
+            training.batchSize = try tr.int("batch_size", range: 1...65536) ?? training.batchSize
+            training.accumulation = try tr.int("accumulation", range: 1...65536) ?? 1
+            training.dropout = try tr.bool("dropout") ?? true
+            try tr.finish()
+        }
+        if training.steps == nil && training.epochs == nil {
+            throw RecipeError.missing(path: path, key: "training.steps", reason: "how long to train: steps = N or epochs = N in [training]")
+        }
+
+        var evaluation = EvaluationSpec()
+        if let e = try top.subtable("eval", allowed: ["every", "batches"]) {
+            evaluation.every = try e.int("every", range: 0...Int.max) ?? evaluation.every
+            evaluation.batches = try e.int("batches", range: 1...100_000) ?? evaluation.batches
+            try e.finish()
+        }
+        var checkpoints = CheckpointSpec()
+        if let c = try top.subtable("checkpoint", allowed: ["every", "level"]) {
+            checkpoints.every = try c.int("every", range: 0...Int.max) ?? checkpoints.every
+            checkpoints.level = try c.int("level", range: 1...22) ?? checkpoints.level
+            try c.finish()
+        }
+        try top.finish()
+        return Recipe(path: path, text: text, name: name, output: output, seed: seed, teacher: teacher, student: student,
+                      data: data, loss: loss, projection: projection, optimizer: opt, training: training,
+                      evaluation: evaluation, checkpoints: checkpoints)
+    }
+
+    static func parseStudent(_ s: TableReader, path: String, resolve: (String) -> String) throws -> StudentSpec {
+        guard let builder = try s.string("builder", oneOf: ["layers", "albert", "config"]) else {
+            throw RecipeError.missing(path: path, key: "student.builder", reason: "\"layers\" (DistilBERT-style), \"albert\" (factorized, shared) or \"config\" (random init)")
+        }
+        func only(_ keys: [String]) throws {
+            for k in ["layers", "family", "pooler", "embedding_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                      "sharing", "init_layer", "config"] where s.has(k) && !keys.contains(k) {
+                throw s.bad(k, "not used by builder = \"\(builder)\"")
+            }
+        }
+        switch builder {
+        case "layers":
+            try only(["layers", "family", "pooler"])
+            guard let layers = try s.ints("layers"), !layers.isEmpty else {
+                throw RecipeError.missing(path: path, key: "student.layers", reason: "the teacher layers to keep, e.g. [0, 2, 4, 7, 9, 11]")
+            }
+            let family = try s.string("family", oneOf: ["bert", "distilbert"]).flatMap(ModelFamily.init(rawValue:))
+            return .layers(LayerSelection(layers: layers, family: family, keepPooler: try s.bool("pooler") ?? false))
+        case "albert":
+            try only(["embedding_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "sharing", "init_layer"])
+            guard let e = try s.int("embedding_size", range: 1...65536) else {
+                throw RecipeError.missing(path: path, key: "student.embedding_size", reason: "the factorized embedding width E, e.g. 128")
+            }
+            return .albert(AlbertStudent(embeddingSize: e, hiddenSize: try s.int("hidden_size", range: 1...65536),
+                                         layers: try s.int("num_layers", range: 1...1024), heads: try s.int("num_heads", range: 1...1024),
+                                         intermediateSize: try s.int("intermediate_size", range: 1...1_000_000),
+                                         sharing: Sharing(rawValue: try s.string("sharing", oneOf: Sharing.allCases.map(\.rawValue)) ?? "all")!,
+                                         initLayer: try s.int("init_layer", range: 0...1024)))
+        default:
+            try only(["config"])
+            guard let c = try s.value("config") else {
+                throw RecipeError.missing(path: path, key: "student.config", reason: "a config.json path or an inline table of Hugging Face config keys")
+            }
+            let data: Data
+            if let p = c.string {
+                let file = resolve(p)
+                guard FileManager.default.fileExists(atPath: file) else {
+                    throw RecipeError.fileNotFound(path: path, key: "student.config", line: s.line("config"), file: file)
+                }
+                data = try readFile(file)
+            } else if let t = c.table {
+                data = Data(t.convert(to: .json).utf8)
+            } else {
+                throw s.wrongType("config", "a path or a table", c)
+            }
+            do {
+                var config = try HuggingFaceConfig.decode(data, path: "\(path) [student.config]").encoder
+                config.hasMLMHead = true
+                try config.validate()
+                return .config(config)
+            } catch let e as ConfigError {
+                throw s.bad("config", "\(e)")
+            }
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+import DistilleryModels
+import DistilleryFormats
+import DistilleryTraining
+
+/// What a recipe will do, worked out without loading weights: the teacher's and the
+/// student's configurations. Building it checks that the losses fit the models.
+public struct RecipePlan: Sendable {
+    public let recipe: Recipe
+    public let teacher: EncoderConfig
+    public let student: EncoderConfig
+
+    public init(_ recipe: Recipe) throws {
+        self.recipe = recipe
+        let t = recipe.teacher
+        var isDir: ObjCBool = false
+        FileManager.default.fileExists(atPath: t, isDirectory: &isDir)
+        var tc: EncoderConfig
+        if isDir.boolValue {
+            tc = try HuggingFaceFolder.describe(t, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
+        } else {
+            tc = try ModelCheckpoint.config(of: try Checkpoint(path: t))
+            tc.hasPooler = false
+        }
+        teacher = tc
+        student = try StudentBuilder.plannedConfig(recipe.student, teacher: tc)
+        do {
+            try DistillationStep.check(recipe.loss, teacher: tc, student: student, projection: recipe.projection)
+        } catch let e as DistillationError {
+            throw RecipeError.badValue(path: recipe.path, key: "loss", line: LineLocator(recipe.text).line(of: "alpha_ce", in: ["loss"]), reason: "\(e)")
+        }
+    }
+
+    /// A short human summary.
+    public var summary: String {
+        func describe(_ c: EncoderConfig) -> String {
+            var s = "\(c.family.rawValue), \(c.numLayers) layers × \(c.hiddenSize)"
+            if c.embeddingSize != c.hiddenSize { s += ", E = \(c.embeddingSize)" }
+            switch c.sharing {
+            case let .groups(g, _) where g < c.numLayers: s += ", \(g) shared group\(g == 1 ? "" : "s")"
+            case .attention: s += ", attention shared"
+            case .ffn: s += ", FFN shared"
+            default: break
+            }
+            s += c.hasMLMHead ? ", MLM head" : ", no MLM head"
+            return s + " — \(ParameterLayout(config: c).count) parameters"
+        }
+        return "teacher: \(describe(teacher))\nstudent: \(describe(student))"
+    }
+}

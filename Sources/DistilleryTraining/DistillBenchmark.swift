@@ -1,0 +1,79 @@
+import Foundation
+import DistilleryTensor
+import DistilleryModels
+import DistilleryText
+
+/// `distill bench distill`: training steps on random weights and random tokens, at the shapes
+/// the distillation issue compares against PyTorch.
+public struct DistillBenchmark: Codable, Sendable {
+    public let name: String
+    public let teacher: String
+    public let student: String
+    public let batch: Int
+    public let sequence: Int
+    public let secondsPerStep: Double
+    public let tokensPerSecond: Double
+    public let gflops: Double
+    public let peakRSSBytes: Int
+    public let teacherParameters: Int
+    public let studentParameters: Int
+
+    public enum Case: String, CaseIterable, Sendable {
+        case a, b, c
+        public var description: String {
+            switch self {
+            case .a: return "all-MiniLM-L6-v2 shape (6 × 384, V = 30,522) → 3 layers × 384"
+            case .b: return "bert-base shape (12 × 768) → 6 layers × 768"
+            case .c: return "all-MiniLM-L6-v2 shape → ALBERT E = 128, H = 384, 6 layers all shared"
+            }
+        }
+    }
+
+    public static func run(_ c: Case, B: Int = 16, S: Int = 128, steps: Int = 5, warmup: Int = 1) throws -> DistillBenchmark {
+        let (preset, spec): (String, StudentSpec) = {
+            switch c {
+            case .a: return ("all-MiniLM-L6-v2", .layers(LayerSelection(layers: [0, 2, 4])))
+            case .b: return ("bert-base-uncased", .layers(LayerSelection(layers: [0, 2, 4, 7, 9, 11])))
+            case .c: return ("all-MiniLM-L6-v2", .albert(AlbertStudent(embeddingSize: 128, layers: 6, sharing: .all)))
+            }
+        }()
+        guard case .encoder(var tc)? = Presets.shape(preset, withHead: true) else { fatalError("preset \(preset) missing") }
+        tc.hiddenDropout = 0.1; tc.attentionDropout = 0.1
+        let teacher = EncoderModel(config: tc)
+        teacher.initializeRandomly(seed: 1)
+        let student = try StudentBuilder.build(spec, teacher: teacher, seed: 2)
+        let params = TrainableParameters(model: student, projectTo: nil)
+        var settings = LossSettings()
+        settings.temperature = 2; settings.alphaCE = 5; settings.alphaMLM = 2; settings.alphaCos = 1
+        let step = try DistillationStep(teacher: teacher, params: params, settings: settings, maxB: B, maxS: S)
+        let optimizer = AdamW(layout: params.layout, settings: AdamWSettings(beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0),
+                              rule: .biasesAndNorms)
+        var rng = SplitMix64(seed: 3)
+        let N = B * S, V = tc.vocabSize
+        let ids = (0..<N).map { i in i % S == 0 ? Int32(101) : i % S == S - 1 ? Int32(102) : Int32(1000 + Int(rng.next() % UInt64(V - 1000))) }
+        var labels = [Int32](repeating: -100, count: N)
+        var masked = ids
+        for i in 0..<N where i % S != 0 && i % S != S - 1 && rng.nextFloat() < 0.15 { labels[i] = ids[i]; masked[i] = 103 }
+        let batch = TokenBatch(B: B, S: S, inputIds: masked, attentionMask: [Float](repeating: 1, count: N),
+                               tokenTypes: [Int32](repeating: 0, count: N))
+        var iteration: UInt64 = 0
+        let times = try Timing.measure(warmup: warmup, iterations: steps) {
+            let keys = DropoutKeys(seed: 9, iteration: iteration)
+            iteration += 1
+            _ = try step.run(batch, labels: labels, dropout: keys)
+            clipGradientNorm(params.gradients, count: params.layout.count, maxNorm: 5)
+            optimizer.update(parameters: params.parameters, gradients: params.gradients, lr: 5e-4)
+            params.gradients.zero()
+        }
+        let sec = times.median
+        let sc = student.config
+        // Teacher: encoder and logits forward. Student: the same forward, backward ≈ twice it.
+        func head(_ c: EncoderConfig) -> Double { 2 * Double(N) * Double(c.hiddenSize * c.headWidth) + 2 * Double(N) * Double(c.headWidth * V) }
+        let flops = tc.forwardFLOPs(B: B, S: S) + head(tc) + 3 * (sc.forwardFLOPs(B: B, S: S) + head(sc))
+        return DistillBenchmark(name: c.rawValue, teacher: c.description.components(separatedBy: " → ")[0],
+                                student: c.description.components(separatedBy: " → ").last ?? "", batch: B, sequence: S,
+                                secondsPerStep: sec, tokensPerSecond: Double(N) / sec, gflops: flops / sec / 1e9,
+                                peakRSSBytes: Timing.peakRSS(), teacherParameters: teacher.layout.count,
+                                studentParameters: student.layout.count)
+    }
+}

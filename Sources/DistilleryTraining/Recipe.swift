@@ -1,0 +1,81 @@
+import Foundation
+import DistilleryTensor
+import DistilleryFormats
+import DistilleryModels
+import DistilleryText
+
+/// A distillation run: what a TOML recipe describes (DistilleryRecipes parses and validates the
+/// file). Paths are absolute, resolved against the recipe's folder.
+public struct Recipe: Sendable {
+    public var path: String
+    public var text: String
+    public var name: String
+    public var output: String
+    public var seed: UInt64
+
+    public var teacher: String
+    public var student: StudentSpec
+    public var data: DataSpec
+    public var loss: LossSettings
+    /// A learned student→teacher projection for the hidden-state losses.
+    public var projection: Bool
+    public var optimizer: OptimizerSpec
+    public var training: TrainingSpec
+    public var evaluation: EvaluationSpec
+    public var checkpoints: CheckpointSpec
+
+    public init(path: String, text: String, name: String, output: String, seed: UInt64, teacher: String,
+                student: StudentSpec, data: DataSpec, loss: LossSettings, projection: Bool, optimizer: OptimizerSpec,
+                training: TrainingSpec, evaluation: EvaluationSpec, checkpoints: CheckpointSpec) {
+        self.path = path; self.text = text; self.name = name; self.output = output; self.seed = seed
+        self.teacher = teacher; self.student = student; self.data = data; self.loss = loss; self.projection = projection
+        self.optimizer = optimizer; self.training = training; self.evaluation = evaluation; self.checkpoints = checkpoints
+    }
+}
+
+public struct DataSpec: Sendable, Equatable {
+    /// Text files (tokenized into the output folder on first use) or prepared .tok files.
+    public var train: [String]
+    public var heldout: [String]
+    public var maxSequenceLength = 128
+    public var masking = MaskingPolicy()
+    public init(train: [String], heldout: [String]) { self.train = train; self.heldout = heldout }
+}
+
+public struct OptimizerSpec: Sendable, Equatable {
+    public var lr: Float = 5e-4
+    public var adamw = AdamWSettings(beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.0)
+    public var decay: DecayRule = .biasesAndNorms
+    /// Warm-up as a share of all steps, or as a step count.
+    public var warmupFraction: Double = 0.05
+    public var warmupSteps: Int?
+    /// Clip the global gradient norm to this (nil: no clipping).
+    public var clip: Float? = 5
+    public init() {}
+}
+
+public struct TrainingSpec: Sendable, Equatable {
+    public var steps: Int?
+    public var epochs: Int?
+    public var batchSize = 32
+    public var accumulation = 1
+    /// Apply the student's configured dropout while training.
+    public var dropout = true
+    public init() {}
+}
+
+public struct EvaluationSpec: Sendable, Equatable {
+    /// Evaluate on held-out data every this many steps (0: only at the end).
+    public var every = 100
+    /// Held-out batches per evaluation.
+    public var batches = 20
+    public init() {}
+}
+
+public struct CheckpointSpec: Sendable, Equatable {
+    /// Save the whole training state every this many steps (0: only at the end).
+    public var every = 200
+    /// zstd level of the final student checkpoint.
+    public var level = CheckpointFormat.defaultLevel
+    public init() {}
+}

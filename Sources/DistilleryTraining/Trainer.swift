@@ -1,0 +1,309 @@
+import Foundation
+import DistilleryTensor
+import DistilleryFormats
+import DistilleryModels
+import DistilleryText
+
+/// What a step reports.
+public struct StepReport: Codable, Sendable {
+    public var step: Int
+    public var totalSteps: Int
+    public var losses: LossValues
+    public var lr: Float
+    public var gradNorm: Double
+    public var tokens: Int
+    public var tokensPerSecond: Double
+    public var elapsed: Double
+    public var eta: Double
+}
+
+public enum TrainerEvent {
+    case message(String)
+    case preparing(file: String, done: Int, total: Int)
+    case step(StepReport)
+    case evaluation(step: Int, EvalReport)
+    case checkpoint(step: Int, path: String)
+}
+
+public struct TrainingSummary: Codable, Sendable {
+    public var steps = 0
+    public var totalSteps = 0
+    public var interrupted = false
+    public var lastLosses: LossValues?
+    public var evaluation: EvalReport?
+    public var studentFolder: String?
+    public var studentCheckpoint: String?
+    public var seconds = 0.0
+    public var tokens = 0
+    public var tokensPerSecond: Double { seconds > 0 ? Double(tokens) / seconds : 0 }
+    public var studentParameters = 0
+    public var teacherParameters = 0
+}
+
+public enum TrainerError: Error, CustomStringConvertible, Equatable {
+    case noVocabulary(teacher: String)
+    case noResumeState(path: String)
+    case recipeChanged(path: String)
+    case noData(path: String)
+
+    public var description: String {
+        switch self {
+        case let .noVocabulary(t): return "\(t): the teacher has no vocab.txt to tokenize the data with"
+        case let .noResumeState(p): return "\(p): no training state to resume from (run without --resume to start)"
+        case let .recipeChanged(p): return "\(p): the recipe differs from the one this state was trained with; resume with the same recipe, or start a new run with another output folder"
+        case let .noData(p): return "\(p): the prepared data holds no sequences"
+        }
+    }
+}
+
+/// Runs a recipe: builds (or restores) the student, streams masked batches, distils, evaluates,
+/// checkpoints, and writes the student at the end.
+public final class Trainer {
+    public let recipe: Recipe
+    public var statePath: String { recipe.output + "/state.safetensors.zst" }
+    public var metricsPath: String { recipe.output + "/metrics.jsonl" }
+
+    public init(recipe: Recipe) { self.recipe = recipe }
+
+    /// `stopAfterSteps` ends the run early (as an interruption would: state saved, no final
+    /// student); `interrupt` is polled between steps (Ctrl-C).
+    public func run(resume: Bool = false, stopAfterSteps: Int? = nil, interrupt: (() -> Bool)? = nil,
+                    events: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
+        let r = recipe
+        let start = Timing.now()
+        try FileManager.default.createDirectory(atPath: r.output + "/data", withIntermediateDirectories: true)
+
+        // Teacher and tokenizer.
+        events(.message("teacher \(r.teacher)"))
+        let teacherLoaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
+        let teacher = teacherLoaded.model
+        guard let vocabText = teacherLoaded.tokenizer.vocabulary else { throw TrainerError.noVocabulary(teacher: r.teacher) }
+        let tokenizer = try BertTokenizer.from(vocabularyText: vocabText, configText: teacherLoaded.tokenizer.config, origin: r.teacher)
+
+        // Data, tokenized once into the output folder.
+        let train = try dataset(r.data.train, name: "train", tokenizer: tokenizer, events: events)
+        if train.count == 0 { throw TrainerError.noData(path: train.path) }
+        let heldout = r.data.heldout.isEmpty ? nil : try dataset(r.data.heldout, name: "heldout", tokenizer: tokenizer, events: events)
+
+        // Student: restored from the state, or built from the teacher.
+        var state: TrainingState?
+        var checkpoint: Checkpoint?
+        if resume {
+            guard FileManager.default.fileExists(atPath: statePath) else { throw TrainerError.noResumeState(path: statePath) }
+            let loaded = try TrainingState.load(statePath)
+            if loaded.state.recipeText != r.text { throw TrainerError.recipeChanged(path: statePath) }
+            state = loaded.state; checkpoint = loaded.checkpoint
+        }
+        let studentModel = try state.map { EncoderModel(config: $0.studentConfig) }
+            ?? StudentBuilder.build(r.student, teacher: teacher, seed: streamKey(r.seed, 0x5354))
+        let projectTo = r.projection ? teacher.config.hiddenSize : nil
+        let params = TrainableParameters(model: studentModel, projectTo: projectTo)
+        let optimizer = AdamW(layout: params.layout, settings: r.optimizer.adamw, rule: r.optimizer.decay)
+        if let state, let checkpoint {
+            try TrainingState.restore(from: checkpoint, params: params, optimizer: optimizer)
+            optimizer.step = state.optimizerStep
+        }
+        let student = params.student
+        events(.message("student \(grouped(student.layout.modelCount)) parameters, teacher \(grouped(teacher.layout.modelCount))"))
+
+        let maxS = r.data.maxSequenceLength
+        let step = try DistillationStep(teacher: teacher, params: params, settings: r.loss, maxB: r.training.batchSize, maxS: maxS)
+        let counts = r.data.masking.smoothing > 0 ? train.tokenCounts() : nil
+        let masker = MLMMasker(policy: r.data.masking, tokenizer: tokenizer, tokenCounts: counts)
+        let batches = BucketedBatches(lengths: (0..<train.count).map(train.length), batchSize: r.training.batchSize, seed: r.seed)
+        let perEpoch = (train.count + r.training.batchSize - 1) / r.training.batchSize
+        let accumulation = r.training.accumulation
+        let total = r.training.steps ?? max(1, r.training.epochs! * perEpoch / accumulation)
+        let warmup = r.optimizer.warmupSteps ?? Int((r.optimizer.warmupFraction * Double(total)).rounded())
+        let schedule = LinearSchedule(peak: r.optimizer.lr, warmupSteps: min(warmup, total), totalSteps: total)
+        let evalSet = heldout.map {
+            EvalSet.make($0, tokenizer: tokenizer, batchSize: r.training.batchSize, maxBatches: r.evaluation.batches,
+                         policy: r.data.masking, withTokenTypes: teacher.config.hasTokenTypes)
+        }
+        let studentSession = EncoderSession(student), teacherSession = EncoderSession(teacher)
+
+        var summary = TrainingSummary()
+        summary.totalSteps = total
+        summary.studentParameters = student.layout.modelCount
+        summary.teacherParameters = teacher.layout.modelCount
+        var current = state?.step ?? 0
+        try prepareMetrics(keepingThrough: current, fresh: !resume)
+        let metrics = try MetricsLog(path: metricsPath)
+
+        var epochCache: (Int, [[Int]])? = nil
+        func batchIndices(micro g: Int) -> [Int] {
+            let e = g / perEpoch, i = g % perEpoch
+            if epochCache?.0 != e { epochCache = (e, batches.epoch(e)) }
+            return epochCache!.1[i]
+        }
+        func saveState() throws {
+            let g = current * accumulation
+            let s = TrainingState(step: current, optimizerStep: optimizer.step,
+                                  position: DataPosition(epoch: g / perEpoch, batch: g % perEpoch),
+                                  studentConfig: student.config, recipeText: r.text)
+            try TrainingState.save(s, params: params, optimizer: optimizer, to: statePath)
+            events(.checkpoint(step: current, path: statePath))
+        }
+
+        let runStart = Timing.now()
+        var runTokens = 0
+        let firstStep = current
+        while current < total {
+            if let stopAfterSteps, current - firstStep >= stopAfterSteps { break }
+            if interrupt?() == true { summary.interrupted = true; break }
+            var losses = LossValues()
+            var tokens = 0
+            for micro in 0..<accumulation {
+                let g = current * accumulation + micro
+                let c = train.collate(batchIndices(micro: g), padId: tokenizer.padId)
+                let masked = masker.apply(TokenBatchView(inputIds: c.ids, attentionMask: c.mask), key: streamKey(r.seed, 0x4D41_534B, UInt64(g)))
+                let batch = TokenBatch(B: c.B, S: c.S, inputIds: masked.inputIds, attentionMask: c.mask,
+                                       tokenTypes: teacher.config.hasTokenTypes ? [Int32](repeating: 0, count: c.B * c.S) : nil)
+                let keys = r.training.dropout ? DropoutKeys(seed: streamKey(r.seed, 0x4452_4F50), iteration: UInt64(g)) : nil
+                let v = try step.run(batch, labels: masked.labels, gradScale: 1 / Float(accumulation), dropout: keys)
+                for (name, value) in [("loss_total", v.total), ("loss_ce", v.ce), ("loss_mlm", v.mlm), ("loss_cos", v.cos),
+                                      ("loss_mse", v.mse), ("loss_hidden", v.hidden)] where !value.isFinite {
+                    throw DistillationError.nonFinite(step: current + 1, loss: name)
+                }
+                let w = 1 / Double(accumulation)
+                losses.total += w * v.total; losses.ce += w * v.ce; losses.mlm += w * v.mlm; losses.cos += w * v.cos
+                losses.mse += w * v.mse; losses.hidden += w * v.hidden; losses.ceMaskedOnly += w * v.ceMaskedOnly
+                tokens += batch.tokenCount
+            }
+            let norm = clipGradientNorm(params.gradients, count: params.layout.count, maxNorm: r.optimizer.clip)
+            if !norm.isFinite { throw DistillationError.nonFinite(step: current + 1, loss: "gradient norm") }
+            let lr = schedule.rate(at: current)
+            optimizer.update(parameters: params.parameters, gradients: params.gradients, lr: lr)
+            params.gradients.zero()
+            current += 1
+            runTokens += tokens
+            let elapsed = Timing.now() - runStart
+            let report = StepReport(step: current, totalSteps: total, losses: losses, lr: lr, gradNorm: norm, tokens: tokens,
+                                    tokensPerSecond: Double(runTokens) / max(elapsed, 1e-9), elapsed: elapsed,
+                                    eta: elapsed / Double(current - firstStep) * Double(total - current))
+            try metrics.append(report)
+            summary.lastLosses = losses
+            events(.step(report))
+            if let evalSet, r.evaluation.every > 0, current % r.evaluation.every == 0, current < total {
+                let e = try Evaluator.evaluate(studentSession, reference: teacherSession, on: evalSet)
+                try metrics.append(evaluation: e, step: current)
+                events(.evaluation(step: current, e))
+            }
+            if r.checkpoints.every > 0, current % r.checkpoints.every == 0, current < total { try saveState() }
+        }
+        summary.steps = current
+        summary.tokens = runTokens
+        try saveState()
+        if current >= total {
+            if let evalSet {
+                let e = try Evaluator.evaluate(studentSession, reference: teacherSession, on: evalSet)
+                try metrics.append(evaluation: e, step: current)
+                summary.evaluation = e
+                events(.evaluation(step: current, e))
+            }
+            // The student alone (no training-only projection), as a Hugging Face folder and a
+            // compact checkpoint.
+            var final = student
+            if params.projection != nil {
+                final = EncoderModel(config: student.config)
+                final.parameters.base.update(from: student.parameters.base, count: final.layout.count)
+            }
+            let folder = r.output + "/student", ck = r.output + "/student.safetensors.zst"
+            try HuggingFaceFolder.save(final, tokenizer: teacherLoaded.tokenizer, to: folder)
+            try ModelCheckpoint.save(final, tokenizer: teacherLoaded.tokenizer, to: ck,
+                                     provenance: Provenance(source: r.path, teacher: r.teacher, steps: current),
+                                     recipe: r.text, level: r.checkpoints.level)
+            summary.studentFolder = folder
+            summary.studentCheckpoint = ck
+        }
+        summary.seconds = Timing.now() - start
+        return summary
+    }
+
+    /// Tokenizes text files into OUTPUT/data/NAME.tok unless an up-to-date one is there;
+    /// prepared .tok files are used as they are.
+    func dataset(_ files: [String], name: String, tokenizer: BertTokenizer, events: (TrainerEvent) -> Void) throws -> TokenDataset {
+        if files.count == 1 && files[0].hasSuffix(".tok") {
+            let d = try TokenDataset(path: files[0])
+            try d.checkVocabulary(tokenizer.vocabulary)
+            return d
+        }
+        let out = recipe.output + "/data/\(name).tok", stamp = out + ".sources"
+        let fm = FileManager.default
+        let sources = files.map { f -> String in
+            let a = try? fm.attributesOfItem(atPath: f)
+            return "\(f)\t\((a?[.size] as? Int) ?? 0)\t\((a?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+        }.joined(separator: "\n") + "\nmax_seq_len \(recipe.data.maxSequenceLength)\nvocab \(tokenizer.vocabulary.hash)\n"
+        if fm.fileExists(atPath: out), (try? String(contentsOfFile: stamp, encoding: .utf8)) == sources,
+           let d = try? TokenDataset(path: out), (try? d.checkVocabulary(tokenizer.vocabulary)) != nil {
+            return d
+        }
+        let s = try withoutActuallyEscaping(events) { events in
+            try Corpus.prepare(inputs: files, tokenizer: tokenizer, maxSequenceLength: recipe.data.maxSequenceLength, output: out) {
+                events(.preparing(file: name, done: $0, total: $1))
+            }
+        }
+        events(.message("\(name): \(grouped(s.sequences)) sequences, \(grouped(s.tokens)) tokens from \(grouped(s.lines)) lines"))
+        try AtomicFileWriter.write(Data(sources.utf8), to: stamp)
+        return try TokenDataset(path: out)
+    }
+
+    /// Keeps the metrics of steps up to `step` (a resumed run rewrites what follows).
+    func prepareMetrics(keepingThrough step: Int, fresh: Bool) throws {
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: metricsPath) else { return }
+        if fresh { try fm.removeItem(atPath: metricsPath); return }
+        let lines = try String(contentsOfFile: metricsPath, encoding: .utf8).split(separator: "\n")
+        let kept = lines.filter { line in
+            guard let d = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
+                  let s = o["step"] as? Int else { return false }
+            return s <= step
+        }
+        try AtomicFileWriter.write(Data((kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).utf8), to: metricsPath)
+    }
+}
+
+/// metrics.jsonl: one JSON object a line, a step or an evaluation.
+final class MetricsLog {
+    let handle: FileHandle
+    init(path: String) throws {
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw FileError(path: path, operation: "open for writing", reason: "permission denied?") }
+        h.seekToEndOfFile()
+        handle = h
+    }
+    deinit { try? handle.close() }
+
+    func write(_ object: [String: Any]) throws {
+        let d = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        handle.write(d + Data("\n".utf8))
+    }
+
+    func append(_ r: StepReport) throws {
+        try write(["step": r.step, "loss_total": r.losses.total, "loss_ce": r.losses.ce, "loss_mlm": r.losses.mlm,
+                   "loss_cos": r.losses.cos, "loss_mse": r.losses.mse, "loss_hidden": r.losses.hidden, "lr": Double(r.lr),
+                   "grad_norm": r.gradNorm, "tokens": r.tokens, "tokens_per_s": r.tokensPerSecond, "elapsed_s": r.elapsed])
+    }
+
+    func append(evaluation e: EvalReport, step: Int) throws {
+        var o: [String: Any] = ["step": step, "eval": true, "sequences": e.sequences, "tokens": e.tokens]
+        if let v = e.mlmAccuracy { o["mlm_accuracy"] = v }
+        if let v = e.mlmLoss { o["mlm_loss"] = v }
+        if let v = e.top1Agreement { o["top1_agreement"] = v }
+        if let v = e.kl { o["kl"] = v }
+        if let v = e.hiddenCosine { o["hidden_cosine"] = v }
+        if let v = e.sentenceCosine { o["sentence_cosine"] = v }
+        try write(o)
+    }
+}
+
+/// 1234567 → "1,234,567".
+func grouped(_ n: Int) -> String {
+    let s = String(n.magnitude)
+    var out = ""
+    for (i, ch) in s.enumerated() {
+        if i > 0 && (s.count - i) % 3 == 0 { out.append(",") }
+        out.append(ch)
+    }
+    return (n < 0 ? "-" : "") + out
+}
