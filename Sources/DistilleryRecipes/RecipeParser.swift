@@ -222,11 +222,12 @@ public enum RecipeParser {
 
         // [student]
         let studentKeys = ["builder", "layers", "family", "pooler", "embedding_size", "hidden_size", "num_layers", "num_heads",
-                           "intermediate_size", "sharing", "init_layer", "config"]
+                           "intermediate_size", "sharing", "init_layer", "config", "dropout"]
         guard let s = try top.subtable("student", allowed: studentKeys) else {
             throw RecipeError.missing(path: path, key: "student", reason: "a [student] table with builder = \"layers\", \"albert\" or \"config\"")
         }
         let student = try parseStudent(s, path: path, resolve: resolve)
+        let studentDropout = try s.float("dropout", range: 0...0.99)
         try s.finish()
 
         // [data]
@@ -323,9 +324,11 @@ public enum RecipeParser {
             try c.finish()
         }
         try top.finish()
-        return Recipe(path: path, text: text, name: name, output: output, seed: seed, teacher: teacher, student: student,
-                      data: data, loss: loss, projection: projection, optimizer: opt, training: training,
-                      evaluation: evaluation, checkpoints: checkpoints)
+        var recipe = Recipe(path: path, text: text, name: name, output: output, seed: seed, teacher: teacher, student: student,
+                            data: data, loss: loss, projection: projection, optimizer: opt, training: training,
+                            evaluation: evaluation, checkpoints: checkpoints)
+        recipe.studentDropout = studentDropout
+        return recipe
     }
 
     static func parseStudent(_ s: TableReader, path: String, resolve: (String) -> String) throws -> StudentSpec {

@@ -23,7 +23,7 @@ public struct RecipePlan: Sendable {
             tc.hasPooler = false
         }
         teacher = tc
-        student = try StudentBuilder.plannedConfig(recipe.student, teacher: tc)
+        student = try recipe.studentConfig(teacher: tc)
         do {
             try DistillationStep.check(recipe.loss, teacher: tc, student: student, projection: recipe.projection)
         } catch let e as DistillationError {

@@ -15,6 +15,8 @@ public struct Recipe: Sendable {
 
     public var teacher: String
     public var student: StudentSpec
+    /// Dropout (hidden and attention) for the student, overriding what it inherits.
+    public var studentDropout: Float?
     public var data: DataSpec
     public var loss: LossSettings
     /// A learned student→teacher projection for the hidden-state losses.
@@ -24,11 +26,19 @@ public struct Recipe: Sendable {
     public var evaluation: EvaluationSpec
     public var checkpoints: CheckpointSpec
 
+    /// The student configuration a spec gives for this teacher, with the recipe's dropout.
+    public func studentConfig(teacher: EncoderConfig) throws -> EncoderConfig {
+        var c = try StudentBuilder.plannedConfig(student, teacher: teacher)
+        if let d = studentDropout { c.hiddenDropout = d; c.attentionDropout = d }
+        return c
+    }
+
     public init(path: String, text: String, name: String, output: String, seed: UInt64, teacher: String,
                 student: StudentSpec, data: DataSpec, loss: LossSettings, projection: Bool, optimizer: OptimizerSpec,
                 training: TrainingSpec, evaluation: EvaluationSpec, checkpoints: CheckpointSpec) {
         self.path = path; self.text = text; self.name = name; self.output = output; self.seed = seed
         self.teacher = teacher; self.student = student; self.data = data; self.loss = loss; self.projection = projection
+        studentDropout = nil
         self.optimizer = optimizer; self.training = training; self.evaluation = evaluation; self.checkpoints = checkpoints
     }
 }

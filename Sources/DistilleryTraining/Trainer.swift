@@ -94,8 +94,13 @@ public final class Trainer {
             if loaded.state.recipeText != r.text { throw TrainerError.recipeChanged(path: statePath) }
             state = loaded.state; checkpoint = loaded.checkpoint
         }
-        let studentModel = try state.map { EncoderModel(config: $0.studentConfig) }
+        var studentModel = try state.map { EncoderModel(config: $0.studentConfig) }
             ?? StudentBuilder.build(r.student, teacher: teacher, seed: streamKey(r.seed, 0x5354))
+        if state == nil, let d = r.studentDropout {
+            var c = studentModel.config
+            c.hiddenDropout = d; c.attentionDropout = d
+            studentModel = EncoderModel(config: c, parameters: studentModel.parameters)
+        }
         let projectTo = r.projection ? teacher.config.hiddenSize : nil
         let params = TrainableParameters(model: studentModel, projectTo: projectTo)
         let optimizer = AdamW(layout: params.layout, settings: r.optimizer.adamw, rule: r.optimizer.decay)
