@@ -150,6 +150,12 @@ public final class Trainer {
             events(.checkpoint(step: current, path: statePath))
         }
 
+        // Where the student starts (a fresh run only).
+        if let evalSet, current == 0, r.evaluation.every > 0 {
+            let e = try Evaluator.evaluate(studentSession, reference: teacherSession, on: evalSet)
+            try metrics.append(evaluation: e, step: 0)
+            events(.evaluation(step: 0, e))
+        }
         let runStart = Timing.now()
         var runTokens = 0
         let firstStep = current
