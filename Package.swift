@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers, each importing only those below it:
-//   CBLAS, CZstd (C shims)
+//   CBLAS, CZstd (C shims), CInt8 (int8 SIMD microkernels)
 //   → DistilleryTensor (storage, the one sgemm wrapper, kernels)
 //   → DistilleryFormats (safetensors, zstd checkpoints), DistilleryText (tokenizer, data)
 //   → DistilleryModels (configs, parameter layout, forward/backward, Hugging Face names)
@@ -35,11 +35,14 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
                        providers: [.apt(["libzstd-dev"])]),
+        // int8 dot-product microkernels (VNNI, AVX2) with a portable reference; the only C.
+        // -ffp-contract=off: every kernel must round exactly as the reference does.
+        .target(name: "CInt8", cSettings: [.unsafeFlags(["-O2", "-ffp-contract=off"])]),
         .target(name: "DistilleryTensor", dependencies: ["CBLAS"], swiftSettings: simd),
         .target(name: "DistilleryFormats", dependencies: ["DistilleryTensor", "CZstd"]),
         .target(name: "DistilleryText", dependencies: ["DistilleryTensor"]),
         .target(name: "DistilleryModels", dependencies: ["DistilleryTensor", "DistilleryFormats"], swiftSettings: simd),
-        .target(name: "DistilleryQuant", dependencies: ["DistilleryModels"], swiftSettings: simd),
+        .target(name: "DistilleryQuant", dependencies: ["DistilleryModels", "CInt8"], swiftSettings: simd),
         .target(name: "DistilleryTraining", dependencies: [
             "DistilleryModels", "DistilleryText", "DistilleryQuant",
         ], swiftSettings: simd),
@@ -51,6 +54,6 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "distill", dependencies: ["DistilleryCLI"]),
-        .testTarget(name: "DistilleryTests", dependencies: ["DistilleryCLI"]),
+        .testTarget(name: "DistilleryTests", dependencies: ["DistilleryCLI"], exclude: ["Fixtures"]),
     ]
 )

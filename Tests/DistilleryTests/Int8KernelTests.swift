@@ -1,0 +1,80 @@
+import Foundation
+import XCTest
+import DistilleryTensor
+import DistilleryQuant
+
+/// The int8 kernels: quantization error bounds against the definition, and every SIMD kernel
+/// bit for bit equal to the scalar one on random shapes with ragged edges.
+final class Int8KernelTests: XCTestCase {
+    func testQuantizationErrorIsBounded() {
+        var rng = SplitMix64(seed: 4)
+        for cols in [1, 7, 64, 385] {
+            let rows = 5
+            var w = (0..<(rows * cols)).map { _ in rng.nextGaussian() * 0.1 }
+            w[0] = 0
+            if cols > 1 { for c in 0..<cols { w[cols + c] = 0 } }   // an all-zero row
+            let (q, s) = w.withUnsafeBufferPointer { quantizeRowsSymmetric($0.baseAddress!, rows: rows, cols: cols) }
+            for r in 0..<rows {
+                let amax = (0..<cols).map { abs(w[r * cols + $0]) }.max()!
+                XCTAssertEqual(s[r], amax / 127)
+                for c in 0..<cols {
+                    let back = Float(q[r * cols + c]) * s[r]
+                    XCTAssertLessThanOrEqual(abs(back - w[r * cols + c]), s[r] / 2 * 1.0001 + 1e-12, "row \(r) col \(c)")
+                    XCTAssertLessThanOrEqual(abs(Int(q[r * cols + c])), 127)
+                }
+            }
+        }
+    }
+
+    func testVectorisedActivationQuantizationMatchesTheDefinition() {
+        var rng = SplitMix64(seed: 5)
+        for n in [1, 3, 8, 13, 64, 385, 1536] {
+            let x = (0..<n).map { _ in rng.nextGaussian() * 3 }
+            let a = quantizeRowVectorised(x), b = quantizeRowReference(x)
+            XCTAssertEqual(a.q, b.q, "n = \(n)")
+            XCTAssertEqual(a.scale, b.scale)
+            for i in 0..<n { XCTAssertLessThanOrEqual(abs(Float(Int(a.q[i]) - 128) * a.scale - x[i]), a.scale / 2 * 1.0001) }
+        }
+        XCTAssertEqual(quantizeRowVectorised([0, 0, 0]).q, [128, 128, 128])
+    }
+
+    /// Each kernel against the scalar one, and the scalar one against a plain Swift loop.
+    func testKernelsAreBitIdentical() {
+        var rng = SplitMix64(seed: 6)
+        print("int8 kernels on this CPU: \(Int8Kernel.available)")
+        for (M, N, K) in [(1, 1, 1), (3, 17, 5), (7, 33, 64), (13, 100, 130), (6, 64, 384), (25, 250, 67), (128, 384, 1536)] {
+            var w = [Float](repeating: 0, count: N * K), x = [Float](repeating: 0, count: M * K)
+            for i in w.indices { w[i] = rng.nextGaussian() }
+            for i in x.indices { x[i] = rng.nextGaussian() * 2 }
+            let bias = (0..<N).map { _ in rng.nextGaussian() }
+            let (q, s) = w.withUnsafeBufferPointer { quantizeRowsSymmetric($0.baseAddress!, rows: N, cols: K) }
+            let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer { PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: N, K: K) } }
+            let acts = QuantizedActivations(maxRows: M, K: K)
+            x.withUnsafeBufferPointer { acts.quantize($0.baseAddress!, M: M, K: K) }
+            func run(_ k: Int8Kernel, bias b: [Float]?) -> [Float] {
+                var y = [Float](repeating: .nan, count: M * N)
+                y.withUnsafeMutableBufferPointer { yp in
+                    if let b { b.withUnsafeBufferPointer { int8Linear(yp.baseAddress!, acts, M: M, packed, bias: $0.baseAddress!, kernel: k) } } else {
+                        int8Linear(yp.baseAddress!, acts, M: M, packed, bias: nil, kernel: k)
+                    }
+                }
+                return y
+            }
+            // The definition, in Swift.
+            var expected = [Float](repeating: 0, count: M * N)
+            let Kp = acts.Kp
+            for m in 0..<M { for n in 0..<N {
+                var acc: Int32 = 0
+                for k in 0..<K { acc += (Int32(acts.q.base[m * Kp + k]) - 128) * Int32(q[n * K + k]) }
+                expected[m * N + n] = fmaf(Float(acc), acts.scales.base[m] * s[n], bias[n])
+            } }
+            let scalar = run(.scalar, bias: bias)
+            XCTAssertEqual(scalar, expected, "scalar vs definition \(M)×\(N)×\(K)")
+            let scalarNoBias = run(.scalar, bias: nil)
+            for k in Int8Kernel.available where k != .scalar {
+                XCTAssertEqual(run(k, bias: bias), scalar, "\(k) \(M)×\(N)×\(K)")
+                XCTAssertEqual(run(k, bias: nil), scalarNoBias, "\(k) no bias \(M)×\(N)×\(K)")
+            }
+        }
+    }
+}
