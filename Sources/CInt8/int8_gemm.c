@@ -1,6 +1,9 @@
 // int8 matrix products: a portable reference and x86 SIMD versions chosen at run time.
 // See include/distill_int8.h for the layout. Every kernel accumulates the same integers and
 // dequantizes with the same single fused multiply-add, so results are bit-identical.
+//
+// The VNNI kernels multiply the unsigned activations by the signed weights as they are
+// (vpdpbusd) and subtract the zero point afterwards: Σ (x − z)·w = Σ x·w − z·Σ w.
 
 #include "distill_int8.h"
 #include <math.h>
@@ -11,138 +14,161 @@
 #define DISTILL_X86 1
 #endif
 
-static inline float dequant(int32_t acc, float xs, float ws, const float *bias, int n) {
-    return fmaf((float)acc, xs * ws, bias ? bias[n] : 0.0f);
+typedef distill_i8_args args_t;
+
+static inline float addend(const args_t *a, const float *dst, int n) {
+    return a->accumulate ? *dst : (a->bias ? a->bias[n] : 0.0f);
 }
 
 // ---------------------------------------------------------------- portable reference
 
-static void gemm_scalar(int M, int N, int Kp, const uint8_t *xq, const int8_t *wp, const int32_t *wsum,
-                        const float *xs, const float *ws, const float *bias, float *y, int ldy) {
-    const int K4 = Kp / 4;
-    for (int m = 0; m < M; m++) {
-        const uint8_t *x = xq + (long)m * Kp;
-        for (int n = 0; n < N; n++) {
-            const int8_t *blk = wp + (long)(n / 16) * K4 * 64 + (n % 16) * 4;
+static void gemm_scalar(const args_t *a) {
+    const int K4 = a->Kp / 4;
+    for (int m = 0; m < a->M; m++) {
+        const uint8_t *x = a->xq + (long)m * a->Kp;
+        const int32_t z = a->xzero[m];
+        for (int n = 0; n < a->N; n++) {
+            const int8_t *blk = a->wp + (long)(n / 16) * K4 * 64 + (n % 16) * 4;
             int32_t acc = 0;
             for (int g = 0; g < K4; g++) {
                 const int8_t *w = blk + (long)g * 64;
-                for (int j = 0; j < 4; j++) acc += (int32_t)x[4 * g + j] * (int32_t)w[j];
+                for (int j = 0; j < 4; j++) acc += ((int32_t)x[4 * g + j] - z) * (int32_t)w[j];
             }
-            acc -= wsum[n];
-            y[(long)m * ldy + n] = dequant(acc, xs[m], ws[n], bias, n);
+            float *dst = a->y + (long)m * a->ldy + n;
+            *dst = fmaf((float)acc, a->xs[m] * a->ws[n], addend(a, dst, n));
         }
     }
 }
 
 #ifdef DISTILL_X86
 
-// ---------------------------------------------------------------- AVX-512 VNNI
-// Tile: up to 6 rows × 4 blocks of 16 columns, 24 accumulators.
+#define UNROLL _Pragma("clang loop unroll(full)")
 
-__attribute__((target("avx512f,avx512bw,avx512vnni")))
-static void tile_avx512vnni(int mr, int nb, int N0, int N, int Kp, const uint8_t *xq, const int8_t *wp,
-                            const int32_t *wsum, const float *xs, const float *ws, const float *bias,
-                            float *y, int ldy) {
-    const int K4 = Kp / 4;
+// ---------------------------------------------------------------- AVX-512 VNNI
+// Tile: MR ≤ 6 rows × NB ≤ 4 blocks of 16 columns, 24 accumulators in registers. MR and NB
+// are compile-time constants in each instance (always inlined from the dispatch below), so
+// the loops unroll and nothing spills. The column panel is the outer loop: its weights stay
+// in cache while every row tile passes over them.
+
+__attribute__((always_inline, target("avx512f,avx512bw,avx512vnni")))
+static inline void tile512(const int MR, const int NB, const args_t *a, int m0, int b0) {
+    const int Kp = a->Kp, K4 = Kp / 4;
     const long bstride = (long)K4 * 64;
+    const uint8_t *x0 = a->xq + (long)m0 * Kp;
+    const int8_t *w0 = a->wp + (long)b0 * bstride;
     __m512i acc[6][4];
-    for (int r = 0; r < 6; r++) for (int j = 0; j < 4; j++) acc[r][j] = _mm512_setzero_si512();
+    UNROLL for (int r = 0; r < MR; r++) UNROLL for (int j = 0; j < NB; j++) acc[r][j] = _mm512_setzero_si512();
     for (int g = 0; g < K4; g++) {
         __m512i w[4];
-        for (int j = 0; j < nb; j++) w[j] = _mm512_loadu_si512((const void *)(wp + j * bstride + (long)g * 64));
-        for (int r = 0; r < mr; r++) {
+        UNROLL for (int j = 0; j < NB; j++) w[j] = _mm512_loadu_si512((const void *)(w0 + j * bstride));
+        UNROLL for (int r = 0; r < MR; r++) {
             int32_t x4;
-            memcpy(&x4, xq + (long)r * Kp + 4 * g, 4);
+            memcpy(&x4, x0 + (long)r * Kp, 4);
             __m512i xb = _mm512_set1_epi32(x4);
-            for (int j = 0; j < nb; j++) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], xb, w[j]);
+            UNROLL for (int j = 0; j < NB; j++) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], xb, w[j]);
         }
+        x0 += 4;
+        w0 += 64;
     }
-    for (int j = 0; j < nb; j++) {
-        int n = N0 + 16 * j;
-        int left = N - n;
-        __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-        __m512i sum = _mm512_loadu_si512((const void *)(wsum + n));
-        __m512 wsv = _mm512_loadu_ps(ws + n);
-        __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + n) : _mm512_setzero_ps();
-        for (int r = 0; r < mr; r++) {
-            __m512 a = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][j], sum));
-            __m512 s = _mm512_mul_ps(_mm512_set1_ps(xs[r]), wsv);
-            _mm512_mask_storeu_ps(y + (long)r * ldy + n, mask, _mm512_fmadd_ps(a, s, b));
+    UNROLL for (int j = 0; j < NB; j++) {
+        const int n = 16 * (b0 + j), left = a->N - n;
+        const __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        const __m512i cs = _mm512_loadu_si512((const void *)(a->colsum + n));
+        const __m512 wsv = _mm512_loadu_ps(a->ws + n);
+        const __m512 b = a->bias ? _mm512_maskz_loadu_ps(mask, a->bias + n) : _mm512_setzero_ps();
+        UNROLL for (int r = 0; r < MR; r++) {
+            const int m = m0 + r;
+            __m512i v = _mm512_sub_epi32(acc[r][j], _mm512_mullo_epi32(_mm512_set1_epi32(a->xzero[m]), cs));
+            __m512 sc = _mm512_mul_ps(_mm512_set1_ps(a->xs[m]), wsv);
+            float *dst = a->y + (long)m * a->ldy + n;
+            __m512 add = a->accumulate ? _mm512_maskz_loadu_ps(mask, dst) : b;
+            _mm512_mask_storeu_ps(dst, mask, _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, add));
         }
     }
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
-static void gemm_avx512vnni(int M, int N, int Kp, const uint8_t *xq, const int8_t *wp, const int32_t *wsum,
-                            const float *xs, const float *ws, const float *bias, float *y, int ldy) {
-    const long bstride = (long)(Kp / 4) * 64;
-    const int blocks = (N + 15) / 16;
+static void gemm_avx512vnni(const args_t *a) {
+    const int blocks = (a->N + 15) / 16;
     for (int b0 = 0; b0 < blocks; b0 += 4) {
-        int nb = blocks - b0 < 4 ? blocks - b0 : 4;
-        for (int m = 0; m < M; m += 6) {
-            int mr = M - m < 6 ? M - m : 6;
-            tile_avx512vnni(mr, nb, 16 * b0, N, Kp, xq + (long)m * Kp, wp + b0 * bstride, wsum, xs + m, ws, bias,
-                            y + (long)m * ldy, ldy);
+        const int nb = blocks - b0 < 4 ? blocks - b0 : 4;
+        for (int m = 0; m < a->M; m += 6) {
+            const int mr = a->M - m < 6 ? a->M - m : 6;
+            switch (mr * 8 + nb) {
+#define T(MR, NB) case MR * 8 + NB: tile512(MR, NB, a, m, b0); break;
+#define ROW(MR) T(MR, 1) T(MR, 2) T(MR, 3) T(MR, 4)
+                ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6)
+#undef ROW
+#undef T
+            }
         }
     }
 }
 
 // ---------------------------------------------------------------- 256-bit VNNI
-// A 16-column block is two 8-column halves. Tile: up to 4 rows × 2 blocks (4 halves).
-// One source, two encodings of vpdpbusd: VEX (AVX-VNNI, e.g. Alder Lake) and EVEX
-// (AVX-512 VNNI + VL, which also lets AVX-512 machines run and test this kernel).
+// A 16-column block is two 8-column halves. Tile: MR ≤ 4 rows × NB ≤ 2 blocks (4 halves).
+// One source, two encodings of vpdpbusd: VEX (AVX-VNNI, e.g. Alder Lake) and EVEX (AVX-512
+// VNNI + VL, which also lets AVX-512 machines run and test this kernel).
 
 #define DISTILL_VNNI256(NAME, TARGET, DPBUSD)                                                          \
-__attribute__((target(TARGET)))                                                                        \
-static void tile_##NAME(int mr, int nb, int N0, int N, int Kp, const uint8_t *xq, const int8_t *wp,   \
-                        const int32_t *wsum, const float *xs, const float *ws, const float *bias,       \
-                        float *y, int ldy) {                                                           \
-    const int K4 = Kp / 4;                                                                             \
+__attribute__((always_inline, target(TARGET)))                                                         \
+static inline void tile_##NAME(const int MR, const int NB, const args_t *a, int m0, int b0) {         \
+    const int Kp = a->Kp, K4 = Kp / 4;                                                                 \
     const long bstride = (long)K4 * 64;                                                                \
+    const uint8_t *x0 = a->xq + (long)m0 * Kp;                                                         \
+    const int8_t *w0 = a->wp + (long)b0 * bstride;                                                     \
     __m256i acc[4][4];                                                                                 \
-    for (int r = 0; r < 4; r++) for (int j = 0; j < 4; j++) acc[r][j] = _mm256_setzero_si256();       \
-    const int halves = 2 * nb;                                                                         \
+    UNROLL for (int r = 0; r < MR; r++) UNROLL for (int h = 0; h < 2 * NB; h++) acc[r][h] = _mm256_setzero_si256(); \
     for (int g = 0; g < K4; g++) {                                                                     \
         __m256i w[4];                                                                                  \
-        for (int h = 0; h < halves; h++)                                                               \
-            w[h] = _mm256_loadu_si256((const __m256i *)(wp + (h / 2) * bstride + (long)g * 64 + (h % 2) * 32)); \
-        for (int r = 0; r < mr; r++) {                                                                 \
+        UNROLL for (int h = 0; h < 2 * NB; h++)                                                        \
+            w[h] = _mm256_loadu_si256((const __m256i *)(w0 + (h / 2) * bstride + (h % 2) * 32));       \
+        UNROLL for (int r = 0; r < MR; r++) {                                                          \
             int32_t x4;                                                                                \
-            memcpy(&x4, xq + (long)r * Kp + 4 * g, 4);                                                 \
+            memcpy(&x4, x0 + (long)r * Kp, 4);                                                         \
             __m256i xb = _mm256_set1_epi32(x4);                                                        \
-            for (int h = 0; h < halves; h++) acc[r][h] = DPBUSD(acc[r][h], xb, w[h]);                  \
+            UNROLL for (int h = 0; h < 2 * NB; h++) acc[r][h] = DPBUSD(acc[r][h], xb, w[h]);           \
         }                                                                                              \
+        x0 += 4;                                                                                       \
+        w0 += 64;                                                                                      \
     }                                                                                                  \
-    for (int h = 0; h < halves; h++) {                                                                 \
-        int n = N0 + 8 * h;                                                                            \
-        if (n >= N) break;                                                                             \
-        __m256i sum = _mm256_loadu_si256((const __m256i *)(wsum + n));                                 \
-        __m256 wsv = _mm256_loadu_ps(ws + n);                                                          \
-        int left = N - n;                                                                              \
+    UNROLL for (int h = 0; h < 2 * NB; h++) {                                                          \
+        const int n = 16 * b0 + 8 * h;                                                                 \
+        if (n >= a->N) break;                                                                          \
+        const int left = a->N - n, count = left >= 8 ? 8 : left;                                       \
+        const __m256i cs = _mm256_loadu_si256((const __m256i *)(a->colsum + n));                       \
+        const __m256 wsv = _mm256_loadu_ps(a->ws + n);                                                 \
         float bb[8] = {0};                                                                             \
-        if (bias) for (int i = 0; i < 8 && i < left; i++) bb[i] = bias[n + i];                        \
-        __m256 b = _mm256_loadu_ps(bb);                                                                \
-        for (int r = 0; r < mr; r++) {                                                                 \
-            __m256 a = _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][h], sum));                           \
-            __m256 s = _mm256_mul_ps(_mm256_set1_ps(xs[r]), wsv);                                      \
-            float out[8];                                                                              \
-            _mm256_storeu_ps(out, _mm256_fmadd_ps(a, s, b));                                           \
-            memcpy(y + (long)r * ldy + n, out, 4 * (left >= 8 ? 8 : left));                            \
+        if (a->bias) for (int i = 0; i < count; i++) bb[i] = a->bias[n + i];                           \
+        UNROLL for (int r = 0; r < MR; r++) {                                                          \
+            const int m = m0 + r;                                                                      \
+            __m256i v = _mm256_sub_epi32(acc[r][h], _mm256_mullo_epi32(_mm256_set1_epi32(a->xzero[m]), cs)); \
+            __m256 sc = _mm256_mul_ps(_mm256_set1_ps(a->xs[m]), wsv);                                  \
+            float *dst = a->y + (long)m * a->ldy + n;                                                  \
+            float out[8] = {0};                                                                        \
+            if (a->accumulate) memcpy(out, dst, 4 * count); else memcpy(out, bb, 32);                  \
+            _mm256_storeu_ps(out, _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, _mm256_loadu_ps(out)));   \
+            memcpy(dst, out, 4 * count);                                                               \
         }                                                                                              \
     }                                                                                                  \
 }                                                                                                      \
 __attribute__((target(TARGET)))                                                                        \
-static void gemm_##NAME(int M, int N, int Kp, const uint8_t *xq, const int8_t *wp, const int32_t *wsum, \
-                        const float *xs, const float *ws, const float *bias, float *y, int ldy) {      \
-    const long bstride = (long)(Kp / 4) * 64;                                                          \
-    const int blocks = (N + 15) / 16;                                                                  \
+static void gemm_##NAME(const args_t *a) {                                                             \
+    const int blocks = (a->N + 15) / 16;                                                               \
     for (int b0 = 0; b0 < blocks; b0 += 2) {                                                           \
-        int nb = blocks - b0 < 2 ? blocks - b0 : 2;                                                    \
-        for (int m = 0; m < M; m += 4) {                                                               \
-            int mr = M - m < 4 ? M - m : 4;                                                            \
-            tile_##NAME(mr, nb, 16 * b0, N, Kp, xq + (long)m * Kp, wp + b0 * bstride, wsum, xs + m, ws, \
-                        bias, y + (long)m * ldy, ldy);                                                 \
+        const int nb = blocks - b0 < 2 ? blocks - b0 : 2;                                              \
+        for (int m = 0; m < a->M; m += 4) {                                                            \
+            const int mr = a->M - m < 4 ? a->M - m : 4;                                                \
+            switch (mr * 4 + nb) {                                                                     \
+            case 1 * 4 + 1: tile_##NAME(1, 1, a, m, b0); break;                                        \
+            case 1 * 4 + 2: tile_##NAME(1, 2, a, m, b0); break;                                        \
+            case 2 * 4 + 1: tile_##NAME(2, 1, a, m, b0); break;                                        \
+            case 2 * 4 + 2: tile_##NAME(2, 2, a, m, b0); break;                                        \
+            case 3 * 4 + 1: tile_##NAME(3, 1, a, m, b0); break;                                        \
+            case 3 * 4 + 2: tile_##NAME(3, 2, a, m, b0); break;                                        \
+            case 4 * 4 + 1: tile_##NAME(4, 1, a, m, b0); break;                                        \
+            case 4 * 4 + 2: tile_##NAME(4, 2, a, m, b0); break;                                        \
+            }                                                                                          \
         }                                                                                              \
     }                                                                                                  \
 }
@@ -151,84 +177,84 @@ DISTILL_VNNI256(avxvnni, "avx2,fma,avxvnni", _mm256_dpbusd_avx_epi32)
 DISTILL_VNNI256(avx512vl_vnni, "avx2,fma,avx512f,avx512vl,avx512vnni", _mm256_dpbusd_epi32)
 
 // ---------------------------------------------------------------- AVX2 (no VNNI)
-// Exact 16-bit products: weights and (x − 128) widened to int16, vpmaddwd sums pairs of
-// k into int32. For a block of 16 columns × 4 k, the 64 weight bytes widen to four vectors of
-// 16 int16 (4 columns each); each accumulator lane holds one column's partial sum over two k,
-// and the two lanes of a column are added at the end.
+// Exact 16-bit products: weights and (x − zero point) widened to int16, vpmaddwd sums pairs
+// of k into int32. For a block of 16 columns × 4 k, the 64 weight bytes widen to four vectors
+// of 16 int16 (4 columns each); each accumulator lane holds one column's partial sum over two
+// k, and the two lanes of a column are added at the end. |x − z| ≤ 255 and |w| ≤ 127, so a
+// pair sums to at most 64,770: no overflow.
 
 __attribute__((target("avx2,fma")))
-static void tile_avx2(int mr, int N0, int N, int Kp, const uint8_t *xq, const int8_t *wp,
-                      const int32_t *wsum, const float *xs, const float *ws, const float *bias,
-                      float *y, int ldy) {
-    const int K4 = Kp / 4;
+static void tile_avx2(int mr, const args_t *a, int m0, int b) {
+    const int Kp = a->Kp, K4 = Kp / 4;
+    const int8_t *w0 = a->wp + (long)b * K4 * 64;
     __m256i acc[4][4];
     for (int r = 0; r < 4; r++) for (int q = 0; q < 4; q++) acc[r][q] = _mm256_setzero_si256();
-    const __m256i off = _mm256_set1_epi16(128);
+    __m256i zero[4];
+    for (int r = 0; r < mr; r++) zero[r] = _mm256_set1_epi16((short)a->xzero[m0 + r]);
     for (int g = 0; g < K4; g++) {
-        const int8_t *blk = wp + (long)g * 64;
+        const int8_t *blk = w0 + (long)g * 64;
         __m256i w[4];
         for (int q = 0; q < 4; q++) w[q] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16 * q)));
         for (int r = 0; r < mr; r++) {
             int32_t x4;
-            memcpy(&x4, xq + (long)r * Kp + 4 * g, 4);
-            // (x0, x1, x2, x3) − 128 as int16, repeated across the vector.
-            __m256i xv = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_set1_epi32(x4)), off);
+            memcpy(&x4, a->xq + (long)(m0 + r) * Kp + 4 * g, 4);
+            // (x0, x1, x2, x3) − z as int16, repeated across the vector.
+            __m256i xv = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_set1_epi32(x4)), zero[r]);
             for (int q = 0; q < 4; q++) acc[r][q] = _mm256_add_epi32(acc[r][q], _mm256_madd_epi16(w[q], xv));
         }
     }
-    // acc[r][q] lanes: (c0: k0k1, c0: k2k3, c1: k0k1, c1: k2k3, …) for columns 4q … 4q+3. The
-    // activations were already centred (x − 128), so wsum is not subtracted here.
-    (void)wsum;
-    int left = N - N0;
+    const int n0 = 16 * b, left = a->N - n0;
     for (int r = 0; r < mr; r++) {
         int32_t lanes[32];
         for (int q = 0; q < 4; q++) _mm256_storeu_si256((__m256i *)(lanes + 8 * q), acc[r][q]);
+        const int m = m0 + r;
         for (int c = 0; c < 16 && c < left; c++) {
-            int32_t a = lanes[2 * c] + lanes[2 * c + 1];
-            int n = N0 + c;
-            y[(long)r * ldy + n] = dequant(a, xs[r], ws[n], bias, n);
+            const int n = n0 + c;
+            float *dst = a->y + (long)m * a->ldy + n;
+            *dst = fmaf((float)(lanes[2 * c] + lanes[2 * c + 1]), a->xs[m] * a->ws[n], addend(a, dst, n));
         }
     }
 }
 
 __attribute__((target("avx2,fma")))
-static void gemm_avx2(int M, int N, int Kp, const uint8_t *xq, const int8_t *wp, const int32_t *wsum,
-                      const float *xs, const float *ws, const float *bias, float *y, int ldy) {
-    const long bstride = (long)(Kp / 4) * 64;
-    const int blocks = (N + 15) / 16;
-    for (int b = 0; b < blocks; b++) {
-        for (int m = 0; m < M; m += 4) {
-            int mr = M - m < 4 ? M - m : 4;
-            tile_avx2(mr, 16 * b, N, Kp, xq + (long)m * Kp, wp + b * bstride, wsum, xs + m, ws, bias,
-                      y + (long)m * ldy, ldy);
-        }
-    }
+static void gemm_avx2(const args_t *a) {
+    const int blocks = (a->N + 15) / 16;
+    for (int b = 0; b < blocks; b++)
+        for (int m = 0; m < a->M; m += 4) tile_avx2(a->M - m < 4 ? a->M - m : 4, a, m, b);
 }
 
-#endif  // DISTILL_X86
-
-uint32_t distill_i8_available(void) {
+static uint32_t detect(void) {
     uint32_t k = 1u << DISTILL_I8_SCALAR;
-#ifdef DISTILL_X86
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) k |= 1u << DISTILL_I8_AVX2;
-    if (__builtin_cpu_supports("avxvnni")) k |= 1u << DISTILL_I8_AVXVNNI;
+    if (__builtin_cpu_supports("avxvnni") && __builtin_cpu_supports("fma")) k |= 1u << DISTILL_I8_AVXVNNI;
     if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) k |= 1u << DISTILL_I8_AVX512VNNI;
     if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
         k |= 1u << DISTILL_I8_AVX512VL_VNNI256;
-#endif
     return k;
 }
 
-void distill_i8_gemm(int kernel, int M, int N, int Kp, const uint8_t *xq, const int8_t *wp, const int32_t *wsum,
-                     const float *xs, const float *ws, const float *bias, float *y, int ldy) {
-    if (M <= 0 || N <= 0) return;
+#else
+static uint32_t detect(void) { return 1u << DISTILL_I8_SCALAR; }
+#endif  // DISTILL_X86
+
+uint32_t distill_i8_available(void) {
+    static volatile int64_t cached = -1;   // a benign race: every thread computes the same value
+    if (cached < 0) cached = detect();
+    return (uint32_t)cached;
+}
+
+void distill_i8_gemm(int kernel, const distill_i8_args *a) {
+    if (a->M <= 0 || a->N <= 0) return;
+    const uint32_t avail = distill_i8_available();
+    if (!(avail & (1u << kernel))) kernel = DISTILL_I8_SCALAR;
+    switch (kernel) {
 #ifdef DISTILL_X86
-    uint32_t avail = distill_i8_available();
-    if (kernel == DISTILL_I8_AVX512VNNI && (avail & (1u << kernel))) { gemm_avx512vnni(M, N, Kp, xq, wp, wsum, xs, ws, bias, y, ldy); return; }
-    if (kernel == DISTILL_I8_AVXVNNI && (avail & (1u << kernel))) { gemm_avxvnni(M, N, Kp, xq, wp, wsum, xs, ws, bias, y, ldy); return; }
-    if (kernel == DISTILL_I8_AVX512VL_VNNI256 && (avail & (1u << kernel))) { gemm_avx512vl_vnni(M, N, Kp, xq, wp, wsum, xs, ws, bias, y, ldy); return; }
-    if (kernel == DISTILL_I8_AVX2 && (avail & (1u << kernel))) { gemm_avx2(M, N, Kp, xq, wp, wsum, xs, ws, bias, y, ldy); return; }
+    case DISTILL_I8_AVX512VNNI: gemm_avx512vnni(a); return;
+    case DISTILL_I8_AVXVNNI: gemm_avxvnni(a); return;
+    case DISTILL_I8_AVX512VL_VNNI256: gemm_avx512vl_vnni(a); return;
+    case DISTILL_I8_AVX2: gemm_avx2(a); return;
 #endif
-    gemm_scalar(M, N, Kp, xq, wp, wsum, xs, ws, bias, y, ldy);
+    default: gemm_scalar(a); return;
+    }
 }

@@ -5,6 +5,7 @@ import DistilleryModels
 import DistilleryText
 import DistilleryFormats
 import DistilleryTraining
+import DistilleryQuant
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -43,6 +44,8 @@ struct BenchForward: ParsableCommand {
     var iterations = 20
     @Option(name: .long, help: "Untimed warm-up iterations per shape.")
     var warmup = 3
+    @Flag(name: .long, help: "Quantize the model to int8 (in memory) and run the int8 path.")
+    var int8 = false
     @Flag(name: .long, help: "Print JSON.")
     var json = false
     @OptionGroup var threads: ThreadOptions
@@ -64,11 +67,13 @@ struct BenchForward: ParsableCommand {
             name = preset + " (random weights)"
         }
         var results: [ForwardBenchResult] = []
+        let quantized = int8 ? try QuantizedEncoder(quantizing: model) : nil
         for (B, S) in try parseShapes(batch) {
-            let r = try ForwardBenchResult.measure(model, B: B, S: S, warmup: warmup, iterations: iterations)
+            let r = try ForwardBenchResult.measure(model, quantized: quantized, B: B, S: S, warmup: warmup, iterations: iterations)
             results.append(r)
         }
-        let report = ForwardBenchReport(model: name, precision: "fp32", threads: Parallel.threads, results: results)
+        let precision = quantized.map { "int8 (\($0.kernel))" } ?? "fp32"
+        let report = ForwardBenchReport(model: name, precision: precision, threads: Parallel.threads, results: results)
         print(json ? try jsonText(report) : report.table)
     }
 }
@@ -96,14 +101,16 @@ struct ForwardBenchResult: Encodable {
     let gflops: Double
     let tokensPerSecond: Double
 
-    static func measure(_ model: EncoderModel, B: Int, S: Int, warmup: Int, iterations: Int) throws -> ForwardBenchResult {
+    static func measure(_ model: EncoderModel, quantized: QuantizedEncoder? = nil, B: Int, S: Int, warmup: Int, iterations: Int) throws -> ForwardBenchResult {
         var rng = SplitMix64(seed: 7)
         let ids = (0..<(B * S)).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) }
         let batch = TokenBatch(B: B, S: S, inputIds: ids, attentionMask: [Float](repeating: 1, count: B * S),
                                tokenTypes: model.config.hasTokenTypes ? [Int32](repeating: 0, count: B * S) : nil)
         try model.validate(batch)
         let acts = EncoderActivations(config: model.config, maxB: B, maxS: S, training: false)
-        let times = Timing.measure(warmup: warmup, iterations: iterations) { model.forward(batch, acts) }
+        let times = try Timing.measure(warmup: warmup, iterations: iterations) {
+            if let quantized { try quantized.forward(batch) } else { model.forward(batch, acts) }
+        }
         let med = times.median
         return ForwardBenchResult(batch: B, sequence: S, medianMs: med * 1e3, minMs: (times.min() ?? 0) * 1e3,
                                   gflops: model.config.forwardFLOPs(B: B, S: S) / med / 1e9,

@@ -10,11 +10,24 @@ public struct DropoutKeys: Sendable {
     func key(step: Int, _ site: Site) -> UInt64 { streamKey(seed, iteration, UInt64(step + 1), site.rawValue) }
 }
 
+/// The input of a linear layer, for observers of activations (quantization calibration).
+public enum LinearInput: Hashable, Sendable {
+    case qkv(attention: Int)
+    case attentionOutput(attention: Int)
+    case ffnInput(ffn: Int)
+    case ffnOutput(ffn: Int)
+    case headTransform
+}
+
+/// Receives a linear layer's input [rows × cols] during a forward pass.
+public typealias ActivationObserver = (LinearInput, UnsafePointer<Float>, _ rows: Int, _ cols: Int) -> Void
+
 extension EncoderModel {
     /// Runs the encoder over `batch`. With `dropout` (training) dropout is applied as the
     /// reference models apply it. `onHiddenState(i, h)` receives each reported hidden state
     /// [N×H] as it is produced: i = 0 is the embedding output, i = 1…L the layers.
     public func forward(_ batch: TokenBatch, _ a: EncoderActivations, dropout keys: DropoutKeys? = nil,
+                        observer: ActivationObserver? = nil,
                         onHiddenState: ((Int, UnsafePointer<Float>) -> Void)? = nil) {
         precondition(batch.B <= a.maxB && batch.S <= a.maxS, "batch larger than the activation capacity")
         precondition(keys == nil || a.training, "dropout needs training activations")
@@ -57,9 +70,11 @@ extension EncoderModel {
             let tmp = a.f(a.tmp), act = a.f(a.ffnAct)
 
             // Attention: packed QKV projection, softmax(q kᵀ/√D) v, output projection.
+            observer?(.qkv(attention: step.attention), x, N, H)
             linearForward(a.f(s.qkv), x, weight: p(at.qkvWeight), bias: p(at.qkvBias), N: N, K: H, M: 3 * H)
             let drop = (keys != nil && pAttention > 0) ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs)) : nil
             attentionForward(ctx: a.f(s.ctx), qkv: a.f(s.qkv), mask: a.mask.base, shape, scratch: a.attentionScratch, dropout: drop)
+            observer?(.attentionOutput(attention: step.attention), a.f(s.ctx), N, H)
             linearForward(tmp, a.f(s.ctx), weight: p(at.outputWeight), bias: p(at.outputBias), N: N, K: H, M: H)
             if let keys, pHidden > 0, c.dropoutAfterAttentionOutput {
                 DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .attentionOutput))
@@ -70,8 +85,10 @@ extension EncoderModel {
                              weight: p(at.normWeight), bias: p(at.normBias), N: N, C: H, eps: eps)
 
             // Feed-forward: act(x W1ᵀ + b1) W2ᵀ + b2, residual, LayerNorm.
+            observer?(.ffnInput(ffn: step.ffn), ln1Out, N, H)
             linearForward(a.f(s.ffnPre), ln1Out, weight: p(ff.inputWeight), bias: nil, N: N, K: H, M: I)
             activationForward(act, pre: a.f(s.ffnPre), a.f(s.ffnPre), bias: p(ff.inputBias), N: N, C: I, c.activation)
+            observer?(.ffnOutput(ffn: step.ffn), act, N, I)
             linearForward(tmp, act, weight: p(ff.outputWeight), bias: p(ff.outputBias), N: N, K: I, M: H)
             if let keys, pHidden > 0 {
                 DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .ffnOutput))

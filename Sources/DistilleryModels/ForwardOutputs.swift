@@ -56,10 +56,10 @@ extension EncoderModel {
         let a = EncoderActivations(config: config, maxB: batch.B, maxS: batch.S, training: false)
         let B = batch.B, S = batch.S, H = config.hiddenSize, N = B * S
         var out: [OwnedTensor] = []
-        forward(batch, a) { i, h in
+        forward(batch, a, onHiddenState: { i, h in
             out.append(OwnedTensor(name: "hidden_states.\(i)", shape: [B, S, H],
                                    floats: Array(UnsafeBufferPointer(start: h, count: N * H))))
-        }
+        })
         if config.hasMLMHead {
             forwardHeadTransform(a)
             let logits = FloatBuffer(count: N * config.vocabSize)

@@ -126,14 +126,52 @@ public enum HuggingFaceFolder {
 
     /// Builds a model from tensors named the Hugging Face way. Which heads exist (pooler, MLM
     /// head) follows the file, less what `options` drops; every other tensor must be used.
+    /// int8 matrices (a quantized checkpoint) are read back as fp32.
     public static func load(_ base: EncoderConfig, from source: TensorSource, options: LoadOptions = LoadOptions()) throws -> EncoderModel {
+        let resolved = try resolve(base, from: source, options: options)
+        let model = EncoderModel(config: resolved.config)
+        for slot in model.layout.slots {
+            switch resolved.stored[slot.name]! {
+            case .float(let info):
+                try source.readFloats(info, into: model.p(slot.offset))
+            case let .int8(info, scale, smooth):
+                let s = try source.floats(scale.name), cols = slot.shape[1]
+                // Smoothed matrices were stored as W·diag(smooth): divide it back out.
+                let sm = try smooth.map { try source.floats($0.name) } ?? [Float](repeating: 1, count: cols)
+                try source.withBytes(info) { raw in
+                    let q = raw.bindMemory(to: Int8.self), out = model.p(slot.offset)
+                    for r in 0..<slot.shape[0] { for c in 0..<cols { out[r * cols + c] = Float(q[r * cols + c]) * s[r] / sm[c] } }
+                }
+            }
+        }
+        return model
+    }
+
+    /// Finds every parameter of the model a file describes, checking names, shapes and dtypes
+    /// and that nothing else is in the file, without reading the weights (except a tied
+    /// decoder, compared with the word embeddings). Both the fp32 loader and the int8 encoder
+    /// build from this.
+    public static func resolve(_ base: EncoderConfig, from source: TensorSource, options: LoadOptions = LoadOptions()) throws -> ResolvedParameters {
         let names = try shortNames(source, family: base.family)
         let config = try resolveHeads(base, names: names.keys, options: options)
-        let model = EncoderModel(config: config)
-        let table = HuggingFaceNames(layout: model.layout)
+        let layout = ParameterLayout(config: config)
+        let table = HuggingFaceNames(layout: layout)
         var used = Set<String>()
+        var stored: [String: StoredParameter] = [:]
+        func require(_ name: String, shape: [Int], dtype: DType) throws -> TensorInfo {
+            guard let info = source.info(name) else {
+                throw ModelLoadError.missingTensor(file: source.path, tensor: name, expectedShape: shape)
+            }
+            guard info.shape == shape else {
+                throw ModelLoadError.wrongShape(file: source.path, tensor: name, shape: info.shape, expected: shape)
+            }
+            guard info.dtype == dtype else {
+                throw SafetensorsError.wrongDType(path: source.path, tensor: name, dtype: info.dtype, expected: dtype.rawValue)
+            }
+            return info
+        }
         for (ours, hf) in table.pairs {
-            let slot = model.layout.slot(ours)!
+            let slot = layout.slot(ours)!
             guard let fileName = names[hf] else {
                 throw ModelLoadError.missingTensor(file: source.path, tensor: table.prefixed(hf, withHead: config.hasMLMHead),
                                                    expectedShape: slot.shape)
@@ -142,7 +180,25 @@ public enum HuggingFaceFolder {
             if info.shape != slot.shape {
                 throw ModelLoadError.wrongShape(file: source.path, tensor: fileName, shape: info.shape, expected: slot.shape)
             }
-            try source.readFloats(info, into: model.p(slot.offset))
+            if info.dtype == .I8 {
+                // An int8 matrix with one scale per row (a quantized checkpoint).
+                guard slot.shape.count == 2 else {
+                    throw SafetensorsError.wrongDType(path: source.path, tensor: fileName, dtype: .I8, expected: "F32, F16, BF16 or F64 (only matrices are stored as int8)")
+                }
+                let scale = try require(fileName + ".scale", shape: [slot.shape[0]], dtype: .F32)
+                var smooth: TensorInfo?
+                if source.info(fileName + ".smooth") != nil {
+                    smooth = try require(fileName + ".smooth", shape: [slot.shape[1]], dtype: .F32)
+                    used.insert(hf + ".smooth")
+                }
+                used.insert(hf + ".scale")
+                stored[ours] = .int8(info, scale: scale, smooth: smooth)
+            } else {
+                guard [.F32, .F16, .BF16, .F64].contains(info.dtype) else {
+                    throw SafetensorsError.wrongDType(path: source.path, tensor: fileName, dtype: info.dtype, expected: "F32, F16, BF16 or F64")
+                }
+                stored[ours] = .float(info)
+            }
             used.insert(hf)
         }
         // Whatever is left must be a buffer, a tied alias, or a part the user chose to drop.
@@ -152,13 +208,11 @@ public enum HuggingFaceFolder {
             if HuggingFaceNames.isBuffer(short) { continue }
             if short == head.decoderWeight || short == head.decoderBias {
                 if !config.hasMLMHead { continue }  // dropped with the head
-                let alias = try source.floats(fileName)
-                let target = short == head.decoderWeight ? model.layout.embeddings.word : model.layout.head!.bias
-                let same = alias.withUnsafeBufferPointer { a in
-                    a.count == (short == head.decoderWeight ? config.vocabSize * config.embeddingSize : config.vocabSize)
-                        && memcmp(a.baseAddress!, model.p(target), a.count * 4) == 0
+                let target = short == head.decoderWeight ? layout.embeddings.word : layout.head!.bias
+                guard case .float(let original)? = stored[layout.slots.first { $0.offset == target }!.name],
+                      try source.floats(fileName) == source.floats(original.name) else {
+                    throw ModelLoadError.untiedDecoder(file: source.path, tensor: fileName)
                 }
-                if !same { throw ModelLoadError.untiedDecoder(file: source.path, tensor: fileName) }
                 continue
             }
             if HuggingFaceNames.isPoolerName(short) && options.dropPooler { continue }
@@ -171,6 +225,24 @@ public enum HuggingFaceFolder {
             throw ModelLoadError.unexpectedTensor(file: source.path, tensor: fileName,
                 hint: "not part of a \(config.family.rawValue) encoder with an MLM head (task heads are not supported)")
         }
-        return model
+        return ResolvedParameters(config: config, stored: stored, fileNames: Dictionary(uniqueKeysWithValues: table.pairs.map { ($0.ours, names[$0.hf]!) }))
     }
+}
+
+/// Where one parameter is stored in a file.
+public enum StoredParameter: Sendable {
+    /// A floating-point tensor (F32, F16, BF16 or F64).
+    case float(TensorInfo)
+    /// An int8 matrix q [rows×cols] with F32 per-row scales [rows] and, when smoothed, F32
+    /// factors [cols]: W ≈ diag(scale) · q · diag(1/smooth).
+    case int8(TensorInfo, scale: TensorInfo, smooth: TensorInfo?)
+}
+
+/// The model a file holds: its configuration (heads as found) and where each slot is stored.
+public struct ResolvedParameters: Sendable {
+    public let config: EncoderConfig
+    /// By our slot name.
+    public let stored: [String: StoredParameter]
+    /// Our slot name → the tensor's name in the file.
+    public let fileNames: [String: String]
 }

@@ -47,22 +47,26 @@ public func quantizeRowsSymmetric(_ x: UnsafePointer<Float>, rows: Int, cols: In
 }
 
 /// A linear layer's weights [N×K] quantized per output channel and packed for the kernels:
-/// blocks of 16 channels, [⌈N/16⌉][Kp/4][16][4] int8, with the column sums that cancel the
-/// activations' +128 offset.
+/// blocks of 16 channels, [⌈N/16⌉][Kp/4][16][4] int8, with each channel's Σ_k w (which
+/// cancels the activations' zero points).
 public final class PackedInt8Weights: @unchecked Sendable {
     public let N: Int, K: Int, Kp: Int
     public let packed: AlignedBuffer<Int8>     // [⌈N/16⌉·Kp·16]
     public let scales: FloatBuffer             // [⌈N/16⌉·16]
-    public let wsum: AlignedBuffer<Int32>      // [⌈N/16⌉·16]
+    public let colsum: AlignedBuffer<Int32>    // [⌈N/16⌉·16]
+    /// Activation smoothing [K]: the weights were multiplied column by column by s_k, so
+    /// activations are divided by s_k (multiplied by this, 1 / s_k) before quantization.
+    public let inverseSmoothing: FloatBuffer?
 
     /// From int8 weights [N×K] (row-major) and their per-channel scales.
-    public init(q: UnsafePointer<Int8>, scales s: UnsafePointer<Float>, N: Int, K: Int) {
+    public init(q: UnsafePointer<Int8>, scales s: UnsafePointer<Float>, N: Int, K: Int, smoothing: [Float]? = nil) {
         self.N = N; self.K = K
+        inverseSmoothing = smoothing.map { FloatBuffer($0.map { 1 / $0 }) }
         Kp = (K + 3) & ~3
         let Np = (N + 15) & ~15
         packed = AlignedBuffer<Int8>(count: Np * Kp)
         scales = FloatBuffer(count: Np)
-        wsum = AlignedBuffer<Int32>(count: Np)
+        colsum = AlignedBuffer<Int32>(count: Np)
         let K4 = Kp / 4
         for n in 0..<N {
             let blk = (n / 16) * K4 * 64 + (n % 16) * 4
@@ -72,7 +76,7 @@ public final class PackedInt8Weights: @unchecked Sendable {
                 packed.base[blk + (k / 4) * 64 + k % 4] = v
                 sum += Int32(v)
             }
-            wsum.base[n] = 128 * sum
+            colsum.base[n] = sum
             scales.base[n] = s[n]
         }
     }
@@ -86,109 +90,184 @@ public final class PackedInt8Weights: @unchecked Sendable {
         for k in 0..<K { out[k] = Float(blk[(k / 4) * 64 + k % 4]) * s }
     }
 
-    public var bytes: Int { packed.count + scales.count * 4 + wsum.count * 4 }
+    public var bytes: Int { packed.count + scales.count * 4 + colsum.count * 4 }
 }
 
-/// Activations quantized per row for the kernels: u8 = round(x · 127 / max|row|) + 128 in
-/// [1, 255], [M×Kp] with padding 128 (zero); scale = max|row| / 127 per row.
+/// Activations quantized per row for the kernels, asymmetrically: row m is
+///   x ≈ scale[m] · (q − zero[m]),  q ∈ [0, 255],
+/// over the row's range [min(x, 0), max(x, 0)] (0 exactly representable):
+///   scale = (hi − lo) / 255,  zero = round(−lo / scale),  q = clamp(round(x · 255 / (hi − lo)) + zero).
+/// [M×Kp] uint8, the padding holding the zero point. An all-zero row gets scale 0, zero 0.
 public final class QuantizedActivations: @unchecked Sendable {
     public let capacity: Int
-    public let Kp: Int
+    public let maxK: Int
+    /// Row stride of the current contents: K rounded up to a multiple of 4.
+    public private(set) var Kp: Int
     public let q: AlignedBuffer<UInt8>
     public let scales: FloatBuffer
+    public let zeros: AlignedBuffer<Int32>
 
+    /// Room for up to `maxRows` rows of up to `K` values.
     public init(maxRows: Int, K: Int) {
         capacity = maxRows
-        Kp = (K + 3) & ~3
-        q = AlignedBuffer<UInt8>(count: maxRows * Kp)
+        maxK = (K + 3) & ~3
+        Kp = maxK
+        q = AlignedBuffer<UInt8>(count: maxRows * maxK)
         scales = FloatBuffer(count: maxRows)
+        zeros = AlignedBuffer<Int32>(count: maxRows)
     }
 
-    /// Quantizes x [M×K] (leading dimension ldx) on all cores.
-    public func quantize(_ x: UnsafePointer<Float>, M: Int, K: Int, ldx: Int? = nil) {
-        precondition(M <= capacity && (K + 3) & ~3 <= Kp)
+    /// Quantizes x [M×K] (leading dimension ldx) on all cores, each column first multiplied
+    /// by `columnScale` when given (activation smoothing).
+    public func quantize(_ x: UnsafePointer<Float>, M: Int, K: Int, ldx: Int? = nil, columnScale: UnsafePointer<Float>? = nil) {
+        precondition(M <= capacity && (K + 3) & ~3 <= maxK, "activations larger than the buffer")
+        Kp = (K + 3) & ~3
         let ld = ldx ?? K, Kp = self.Kp
-        let qp = SendablePointer(q.base), sp = SendablePointer(scales.base)
+        let qp = SendablePointer(q.base), sp = SendablePointer(scales.base), zp = SendablePointer(zeros.base)
         Parallel.forEachChunk(M, minPerChunk: 16) { _, rows in
-            for m in rows { quantizeRow(x + m * ld, K: K, out: qp.p + m * Kp, Kp: Kp, scale: sp.p + m) }
+            for m in rows {
+                quantizeRow(x + m * ld, K: K, out: qp.p + m * Kp, Kp: Kp, scale: sp.p + m, zero: zp.p + m, columnScale: columnScale)
+            }
         }
     }
 }
 
-/// One row: max |x|, then x · (127 / max) rounded to nearest even with the 1.5·2²³ trick,
-/// offset by 128 and narrowed to bytes.
-@inline(__always)
-func quantizeRow(_ x: UnsafePointer<Float>, K: Int, out: UnsafeMutablePointer<UInt8>, Kp: Int, scale: UnsafeMutablePointer<Float>) {
-    let K8 = K & ~7
-    var m8 = F8()
-    var k = 0
-    while k < K8 { let a = abs8(x.load8(k)); m8 = m8.replacing(with: a, where: a .> m8); k += 8 }
-    var amax = m8.max()
-    while k < K { amax = max(amax, abs(x[k])); k += 1 }
-    if amax == 0 {
-        scale.pointee = 0
-        out.update(repeating: 128, count: Kp)
-        return
+extension QuantizedActivations {
+    /// Quantizes what `source` left over of x [M×K]: r = c ⊙ x − scale · (q − zero), per row
+    /// again. A second product over r, accumulated onto the first, gives the layer
+    /// activations of about 15 bits at twice the int8 cost.
+    public func quantizeResidual(of x: UnsafePointer<Float>, M: Int, K: Int, columnScale: UnsafePointer<Float>?,
+                                 source: QuantizedActivations, scratch: UnsafeMutablePointer<Float>) {
+        precondition(M <= capacity && (K + 3) & ~3 <= maxK && source.Kp == (K + 3) & ~3)
+        let Kp = source.Kp
+        let r = SendablePointer(scratch), q = SendablePointer(source.q.base), s = SendablePointer(source.scales.base)
+        let z = SendablePointer(source.zeros.base)
+        Parallel.forEachChunk(M, minPerChunk: 16) { _, rows in
+            let K8 = K & ~7
+            for m in rows {
+                let xr = x + m * K, rr = r.p + m * K, qr = q.p + m * Kp
+                let sc = F8(repeating: s.p[m])
+                var k = 0
+                while k < K8 {
+                    var v = xr.load8(k)
+                    if let c = columnScale { v *= c.load8(k) }
+                    // u8 → float without the generic conversion: the bits of 2²³ + u, minus 2²³ + 128.
+                    let u = SIMD8<UInt32>(truncatingIfNeeded: UnsafeRawPointer(qr + k).loadUnaligned(as: SIMD8<UInt8>.self))
+                    let qf = unsafeBitCast(u | 0x4B00_0000, to: F8.self) - F8(repeating: 8_388_608 + Float(z.p[m]))
+                    rr.store8(v - sc * qf, k)
+                    k += 8
+                }
+                while k < K {
+                    let v = xr[k] * (columnScale?[k] ?? 1)
+                    rr[k] = v - s.p[m] * Float(Int(qr[k]) - Int(z.p[m]))
+                    k += 1
+                }
+            }
+        }
+        quantize(scratch, M: M, K: K)
     }
-    scale.pointee = amax / 127
-    let inv = 127 / amax
-    let inv8 = F8(repeating: inv), magic = F8(repeating: 12_582_912 + 128)
-    k = 0
-    while k < K8 {
-        let t = unsafeBitCast(x.load8(k) * inv8 + magic, to: SIMD8<UInt32>.self)
-        UnsafeMutableRawPointer(out + k).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: t), as: SIMD8<UInt8>.self)
-        k += 8
-    }
-    while k < K {
-        out[k] = UInt8(Int((x[k] * inv).rounded(.toNearestOrEven)) + 128)
-        k += 1
-    }
-    while k < Kp { out[k] = 128; k += 1 }
 }
 
-@inline(__always) func abs8(_ v: F8) -> F8 { v.replacing(with: -v, where: v .< 0) }
+/// One row, asymmetric: the range of (c ⊙) x, then q = clamp(x · inv + zero) rounded to
+/// nearest even with the 1.5·2²³ trick, narrowed to bytes.
+@inline(__always)
+func quantizeRow(_ x: UnsafePointer<Float>, K: Int, out: UnsafeMutablePointer<UInt8>, Kp: Int, scale: UnsafeMutablePointer<Float>,
+                 zero: UnsafeMutablePointer<Int32>, columnScale c: UnsafePointer<Float>? = nil) {
+    let K8 = K & ~7
+    @inline(__always) func v8(_ k: Int) -> F8 { c.map { x.load8(k) * $0.load8(k) } ?? x.load8(k) }
+    @inline(__always) func v1(_ k: Int) -> Float { c.map { x[k] * $0[k] } ?? x[k] }
+    var lo8 = F8(), hi8 = F8()
+    var k = 0
+    while k < K8 {
+        let v = v8(k)
+        lo8 = lo8.replacing(with: v, where: v .< lo8)
+        hi8 = hi8.replacing(with: v, where: v .> hi8)
+        k += 8
+    }
+    var lo = -hmax(-lo8), hi = hmax(hi8)
+    while k < K { let v = v1(k); lo = min(lo, v); hi = max(hi, v); k += 1 }
+    if hi == lo {
+        scale.pointee = 0
+        zero.pointee = 0
+        out.update(repeating: 0, count: Kp)
+        return
+    }
+    let (inv, s, z) = asymmetricParameters(lo: lo, hi: hi)
+    scale.pointee = s
+    zero.pointee = Int32(z)
+    let inv8 = F8(repeating: inv), zf = Float(z)
+    let magic = F8(repeating: 12_582_912)
+    k = 0
+    while k < K8 {
+        var t = v8(k) * inv8 + zf
+        t = t.replacing(with: 0, where: t .< 0).replacing(with: 255, where: t .> 255)
+        let b = unsafeBitCast(t + magic, to: SIMD8<UInt32>.self)
+        UnsafeMutableRawPointer(out + k).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: b), as: SIMD8<UInt8>.self)
+        k += 8
+    }
+    while k < K { out[k] = quantizeValue(v1(k), inv: inv, zero: zf); k += 1 }
+    while k < Kp { out[k] = UInt8(z); k += 1 }
+}
+
+/// inv = 255 / (hi − lo), scale = (hi − lo) / 255, zero = round(−lo · inv) for a range that
+/// contains 0 (lo ≤ 0 ≤ hi, lo < hi).
+@inline(__always)
+func asymmetricParameters(lo: Float, hi: Float) -> (inv: Float, scale: Float, zero: Int) {
+    let inv = 255 / (hi - lo)
+    return (inv, (hi - lo) / 255, min(255, max(0, Int((-lo * inv).rounded(.toNearestOrEven)))))
+}
+
+@inline(__always)
+func quantizeValue(_ v: Float, inv: Float, zero: Float) -> UInt8 {
+    UInt8(min(255, max(0, (v * inv + zero))).rounded(.toNearestOrEven))
+}
 
 /// The scalar definition `quantizeRow` must match (for tests).
-public func quantizeRowReference(_ x: [Float]) -> (q: [UInt8], scale: Float) {
-    let amax = x.reduce(0) { max($0, abs($1)) }
-    if amax == 0 { return ([UInt8](repeating: 128, count: x.count), 0) }
-    let inv = 127 / amax
-    return (x.map { UInt8(Int(($0 * inv).rounded(.toNearestOrEven)) + 128) }, amax / 127)
+public func quantizeRowReference(_ x: [Float]) -> (q: [UInt8], scale: Float, zero: Int32) {
+    let lo = min(0, x.min() ?? 0), hi = max(0, x.max() ?? 0)
+    if hi == lo { return ([UInt8](repeating: 0, count: x.count), 0, 0) }
+    let (inv, s, z) = asymmetricParameters(lo: lo, hi: hi)
+    return (x.map { quantizeValue($0, inv: inv, zero: Float(z)) }, s, Int32(z))
 }
 
 /// Quantizes one row with the vectorised path (for tests).
-public func quantizeRowVectorised(_ x: [Float]) -> (q: [UInt8], scale: Float) {
+public func quantizeRowVectorised(_ x: [Float]) -> (q: [UInt8], scale: Float, zero: Int32) {
     let Kp = (x.count + 3) & ~3
     var out = [UInt8](repeating: 0, count: Kp)
-    var s: Float = 0
+    var s: Float = 0, z: Int32 = 0
     x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { op in
-        quantizeRow(xp.baseAddress!, K: x.count, out: op.baseAddress!, Kp: Kp, scale: &s)
+        quantizeRow(xp.baseAddress!, K: x.count, out: op.baseAddress!, Kp: Kp, scale: &s, zero: &z)
     } }
-    return (Array(out.prefix(x.count)), s)
+    return (Array(out.prefix(x.count)), s, z)
 }
 
 /// y [M×N] (leading dimension ldy) = dequantize(xq · Wᵀ) + bias, split across threads by rows
 /// (or by column blocks when there are few rows).
+/// With `accumulate`, y += dequantize(xq · Wᵀ) instead (bias ignored).
 public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: QuantizedActivations, M: Int,
-                       _ w: PackedInt8Weights, bias: UnsafePointer<Float>?, kernel: Int8Kernel = .best) {
+                       _ w: PackedInt8Weights, bias: UnsafePointer<Float>?, kernel: Int8Kernel = .best,
+                       accumulate: Bool = false) {
     precondition(x.Kp == w.Kp, "activation and weight widths differ")
     let ld = ldy ?? w.N, Kp = w.Kp, N = w.N
-    let yp = SendablePointer(y)
-    let k = kernel.rawValue
+    let yp = SendablePointer(y), bp = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+    let k = Int32(kernel.rawValue), acc: Int32 = accumulate ? 1 : 0
     let rowsPerTile = 6
+    func call(m0: Int, m1: Int, n0: Int, n1: Int) {
+        var a = distill_i8_args(M: Int32(m1 - m0), N: Int32(n1 - n0), Kp: Int32(Kp),
+                                xq: x.q.base + m0 * Kp, xzero: x.zeros.base + m0, xs: x.scales.base + m0,
+                                wp: w.packed.base + (n0 / 16) * (Kp / 4) * 64, colsum: w.colsum.base + n0, ws: w.scales.base + n0,
+                                bias: bp.map { UnsafePointer($0.p + n0) }, y: yp.p + m0 * ld + n0, ldy: Int32(ld), accumulate: acc)
+        distill_i8_gemm(k, &a)
+    }
     if M >= 2 * rowsPerTile * Parallel.threads || N <= 64 {
         let tiles = (M + rowsPerTile - 1) / rowsPerTile
         Parallel.forEachChunk(tiles) { _, range in
-            let m0 = range.lowerBound * rowsPerTile, m1 = min(M, range.upperBound * rowsPerTile)
-            distill_i8_gemm(k, Int32(m1 - m0), Int32(N), Int32(Kp), x.q.base + m0 * Kp, w.packed.base, w.wsum.base,
-                            x.scales.base + m0, w.scales.base, bias, yp.p + m0 * ld, Int32(ld))
+            call(m0: range.lowerBound * rowsPerTile, m1: min(M, range.upperBound * rowsPerTile), n0: 0, n1: N)
         }
     } else {
         let groups = (N + 63) / 64
         Parallel.forEachChunk(groups) { _, range in
-            let n0 = range.lowerBound * 64, n1 = min(N, range.upperBound * 64)
-            distill_i8_gemm(k, Int32(M), Int32(n1 - n0), Int32(Kp), x.q.base, w.packed.base + (n0 / 16) * (Kp / 4) * 64,
-                            w.wsum.base + n0, x.scales.base, w.scales.base + n0, bias.map { $0 + n0 }, yp.p + n0, Int32(ld))
+            call(m0: 0, m1: M, n0: range.lowerBound * 64, n1: min(N, range.upperBound * 64))
         }
     }
 }

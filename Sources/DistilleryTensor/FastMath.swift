@@ -110,6 +110,23 @@ public func vexp(_ x: D4) -> D4 {
     return p * unsafeBitCast(bits, to: D4.self)
 }
 
+/// Horizontal maximum and sum of eight lanes. The standard library's `max()`/`sum()` on SIMD
+/// vectors are generic and are not always specialised into shuffles.
+@inlinable @inline(__always)
+public func hmax(_ v: F8) -> Float {
+    let a = v.lowHalf, b = v.highHalf
+    let m4 = a.replacing(with: b, where: b .> a)
+    let m2 = m4.lowHalf.replacing(with: m4.highHalf, where: m4.highHalf .> m4.lowHalf)
+    return Swift.max(m2[0], m2[1])
+}
+
+@inlinable @inline(__always)
+public func hsum(_ v: F8) -> Float {
+    let s4 = v.lowHalf + v.highHalf
+    let s2 = s4.lowHalf + s4.highHalf
+    return s2[0] + s2[1]
+}
+
 extension UnsafeMutablePointer where Pointee == Float {
     @inlinable @inline(__always)
     public func load8(_ i: Int) -> F8 {

@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import CBLAS
 
@@ -24,6 +23,20 @@ public enum Parallel {
         _threads = max(1, n)
         openblas_set_num_threads(1)
     }
+
+    /// The workers (threads − 1 of them; the caller is the last), made on first use and
+    /// remade if the thread count grows.
+    nonisolated(unsafe) private static var pool: WorkerPool?
+    private static let poolLock = NSLock()
+    private static func workers() -> WorkerPool {
+        poolLock.lock(); defer { poolLock.unlock() }
+        if let p = pool, p.workers >= threads - 1 { return p }
+        let p = WorkerPool(workers: threads - 1)
+        pool = p
+        return p
+    }
+
+    static func markWorkerThread() { pthread_setspecific(regionKey, marker) }
 
     /// True while this thread runs a chunk of `forEachChunk`: nested parallel work (a matrix
     /// product inside a per-head loop, say) then runs serially on this thread.
@@ -55,19 +68,20 @@ public enum Parallel {
     /// `body` must only write memory that belongs to its range (or to its chunk index).
     /// At most `maxChunks` chunks are made (for callers with per-chunk scratch).
     public static func forEachChunk(_ count: Int, minPerChunk: Int = 1, maxChunks: Int = .max,
-                                    _ body: (Int, Range<Int>) -> Void) {
+                                    _ body: @escaping (Int, Range<Int>) -> Void) {
         let chunks = min(chunkCount(count, minPerChunk: minPerChunk), max(1, maxChunks))
         if chunks == 1 || isInsideParallelRegion {
             body(0, 0..<count)
             return
         }
-        // Chunks write disjoint memory (the contract above), which the compiler cannot see.
-        nonisolated(unsafe) let body = body
-        let key = regionKey
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
-            pthread_setspecific(key, marker)
+        // Chunks write disjoint memory (the contract above). The caller runs chunks too, marked
+        // as inside the region so that nested loops stay serial.
+        let ran = workers().perform(chunks: chunks) { c in
+            let outer = pthread_getspecific(regionKey)
+            pthread_setspecific(regionKey, marker)
             body(c, chunk(c, of: chunks, count: count))
-            pthread_setspecific(key, nil)
+            pthread_setspecific(regionKey, outer)
         }
+        if !ran { body(0, 0..<count) }
     }
 }

@@ -29,13 +29,56 @@ final class Int8KernelTests: XCTestCase {
     func testVectorisedActivationQuantizationMatchesTheDefinition() {
         var rng = SplitMix64(seed: 5)
         for n in [1, 3, 8, 13, 64, 385, 1536] {
-            let x = (0..<n).map { _ in rng.nextGaussian() * 3 }
+            var x = (0..<n).map { _ in rng.nextGaussian() * 3 }
+            x[n / 2] = 0
             let a = quantizeRowVectorised(x), b = quantizeRowReference(x)
             XCTAssertEqual(a.q, b.q, "n = \(n)")
             XCTAssertEqual(a.scale, b.scale)
-            for i in 0..<n { XCTAssertLessThanOrEqual(abs(Float(Int(a.q[i]) - 128) * a.scale - x[i]), a.scale / 2 * 1.0001) }
+            XCTAssertEqual(a.zero, b.zero)
+            let lo = min(0, x.min()!), hi = max(0, x.max()!)
+            XCTAssertEqual(a.scale, (hi - lo) / 255)
+            // Zero is exact, so ReLU-like rows lose no resolution to the sign.
+            XCTAssertEqual(a.q[n / 2], UInt8(a.zero))
+            for i in 0..<n { XCTAssertLessThanOrEqual(abs(Float(Int(a.q[i]) - Int(a.zero)) * a.scale - x[i]), a.scale / 2 * 1.001 + 1e-7, "n = \(n) i = \(i)") }
         }
-        XCTAssertEqual(quantizeRowVectorised([0, 0, 0]).q, [128, 128, 128])
+        // A non-negative row uses the whole byte range: zero point 0, scale max/255.
+        let positive: [Float] = [0, 0.5, 2, 1.25, 0.1, 3, 2.9, 0.7, 1.1]
+        let p = quantizeRowVectorised(positive)
+        XCTAssertEqual(p.zero, 0)
+        XCTAssertEqual(p.scale, 3 / 255)
+        XCTAssertEqual(p.q[5], 255)
+        XCTAssertEqual(p.q, quantizeRowReference(positive).q)
+        let zeroRow = quantizeRowVectorised([0, 0, 0])
+        XCTAssertEqual(zeroRow.q, [0, 0, 0])
+        XCTAssertEqual(zeroRow.scale, 0)
+    }
+
+    /// The second pass quantizes exactly what the first left over.
+    func testResidualQuantization() {
+        var rng = SplitMix64(seed: 8)
+        let M = 5, K = 37
+        let x = (0..<(M * K)).map { _ in rng.nextGaussian() }
+        let c = (0..<K).map { _ in 0.5 + rng.nextFloat() }
+        let first = QuantizedActivations(maxRows: M, K: K), second = QuantizedActivations(maxRows: M, K: K)
+        let scratch = FloatBuffer(count: M * K)
+        x.withUnsafeBufferPointer { xp in c.withUnsafeBufferPointer { cp in
+            first.quantize(xp.baseAddress!, M: M, K: K, columnScale: cp.baseAddress!)
+            second.quantizeResidual(of: xp.baseAddress!, M: M, K: K, columnScale: cp.baseAddress!, source: first, scratch: scratch.base)
+        } }
+        let Kp = first.Kp
+        for m in 0..<M {
+            for k in 0..<K {
+                let v = x[m * K + k] * c[k]
+                let z1 = Int(first.zeros.base[m]), z2 = Int(second.zeros.base[m])
+                let r = v - first.scales.base[m] * Float(Int(first.q.base[m * Kp + k]) - z1)
+                XCTAssertEqual(scratch.base[m * K + k], r, accuracy: 1e-6)
+                let back = first.scales.base[m] * Float(Int(first.q.base[m * Kp + k]) - z1) + second.scales.base[m] * Float(Int(second.q.base[m * Kp + k]) - z2)
+                // Two passes: error at most half a step of the second, finer scale.
+                XCTAssertLessThanOrEqual(abs(back - v), second.scales.base[m] / 2 * 1.001 + 1e-6)
+                // …which is about 1/255 of the first.
+                XCTAssertLessThanOrEqual(second.scales.base[m], first.scales.base[m] / 255 * 1.01)
+            }
+        }
     }
 
     /// Each kernel against the scalar one, and the scalar one against a plain Swift loop.
@@ -51,29 +94,39 @@ final class Int8KernelTests: XCTestCase {
             let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer { PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: N, K: K) } }
             let acts = QuantizedActivations(maxRows: M, K: K)
             x.withUnsafeBufferPointer { acts.quantize($0.baseAddress!, M: M, K: K) }
-            func run(_ k: Int8Kernel, bias b: [Float]?) -> [Float] {
-                var y = [Float](repeating: .nan, count: M * N)
+            func run(_ k: Int8Kernel, bias b: [Float]?, accumulateOnto start: [Float]? = nil) -> [Float] {
+                var y = start ?? [Float](repeating: .nan, count: M * N)
                 y.withUnsafeMutableBufferPointer { yp in
-                    if let b { b.withUnsafeBufferPointer { int8Linear(yp.baseAddress!, acts, M: M, packed, bias: $0.baseAddress!, kernel: k) } } else {
-                        int8Linear(yp.baseAddress!, acts, M: M, packed, bias: nil, kernel: k)
+                    if let b { b.withUnsafeBufferPointer { int8Linear(yp.baseAddress!, acts, M: M, packed, bias: $0.baseAddress!, kernel: k, accumulate: start != nil) } } else {
+                        int8Linear(yp.baseAddress!, acts, M: M, packed, bias: nil, kernel: k, accumulate: start != nil)
                     }
                 }
                 return y
             }
-            // The definition, in Swift.
+            // The definition, in Swift: Σ (q − zero)·w over the unpadded row.
             var expected = [Float](repeating: 0, count: M * N)
             let Kp = acts.Kp
             for m in 0..<M { for n in 0..<N {
                 var acc: Int32 = 0
-                for k in 0..<K { acc += (Int32(acts.q.base[m * Kp + k]) - 128) * Int32(q[n * K + k]) }
+                for k in 0..<K { acc += (Int32(acts.q.base[m * Kp + k]) - acts.zeros.base[m]) * Int32(q[n * K + k]) }
                 expected[m * N + n] = fmaf(Float(acc), acts.scales.base[m] * s[n], bias[n])
             } }
             let scalar = run(.scalar, bias: bias)
             XCTAssertEqual(scalar, expected, "scalar vs definition \(M)×\(N)×\(K)")
             let scalarNoBias = run(.scalar, bias: nil)
+            // Accumulating mode: y = fma(acc, scale, y) (the second pass of two-pass activations).
+            let start = (0..<(M * N)).map { _ in rng.nextGaussian() }
+            let scalarAccumulated = run(.scalar, bias: bias, accumulateOnto: start)
+            for i in 0..<(M * N) {
+                var acc: Int32 = 0
+                let m = i / N, n = i % N
+                for k in 0..<K { acc += (Int32(acts.q.base[m * Kp + k]) - acts.zeros.base[m]) * Int32(q[n * K + k]) }
+                XCTAssertEqual(scalarAccumulated[i], fmaf(Float(acc), acts.scales.base[m] * s[n], start[i]))
+            }
             for k in Int8Kernel.available where k != .scalar {
                 XCTAssertEqual(run(k, bias: bias), scalar, "\(k) \(M)×\(N)×\(K)")
                 XCTAssertEqual(run(k, bias: nil), scalarNoBias, "\(k) no bias \(M)×\(N)×\(K)")
+                XCTAssertEqual(run(k, bias: bias, accumulateOnto: start), scalarAccumulated, "\(k) accumulate \(M)×\(N)×\(K)")
             }
         }
     }

@@ -11,33 +11,44 @@
 extern "C" {
 #endif
 
-/// Kernels, fastest first. All compute exactly the same numbers.
+/// Kernels. All compute exactly the same numbers.
 enum {
-    DISTILL_I8_SCALAR = 0,      // portable C, the reference
-    DISTILL_I8_AVX2 = 1,        // 16-bit products (vpmaddwd), exact
-    DISTILL_I8_AVXVNNI = 2,     // 256-bit vpdpbusd
-    DISTILL_I8_AVX512VNNI = 3,  // 512-bit vpdpbusd
+    DISTILL_I8_SCALAR = 0,            // portable C, the reference
+    DISTILL_I8_AVX2 = 1,              // 16-bit products (vpmaddwd), exact
+    DISTILL_I8_AVXVNNI = 2,           // 256-bit vpdpbusd, VEX (AVX-VNNI)
+    DISTILL_I8_AVX512VNNI = 3,        // 512-bit vpdpbusd
     DISTILL_I8_AVX512VL_VNNI256 = 4,  // the 256-bit VNNI kernel, EVEX-encoded (AVX-512 VL)
 };
 
 /// Which kernels this CPU can run, as a bit mask of (1 << kernel).
 uint32_t distill_i8_available(void);
 
-/// Y = dequantize(X · Wᵀ), for rows m < M and columns n < N:
+/// One product Y = dequantize(X · Wᵀ), rows m < M, columns n < N:
 ///
-///   acc[m][n] = Σ_k (xq[m][k] − 128) · w[n][k]                   (exact, in int32)
-///   y[m·ldy + n] = fmaf((float)acc, xs[m] · ws[n], bias ? bias[n] : 0)
+///   acc[m][n] = Σ_k (xq[m][k] − xzero[m]) · w[n][k]               (exact, in int32)
+///   y[m·ldy + n] = fmaf((float)acc, xs[m] · ws[n], addend)
 ///
-/// xq   [M × Kp] uint8: activations quantized per row, offset by +128 (so 128 is zero);
-///      Kp is a multiple of 4 and the padding holds 128.
-/// wp   packed weights: blocks of 16 columns, [⌈N/16⌉][Kp/4][16][4] int8 (padding zero);
-///      `wp` points at the block of column 0 of this call.
-/// wsum [⌈N/16⌉·16] int32: 128 · Σ_k w[n][k], which cancels the +128 of the activations.
-/// xs   [M] row scales; ws [⌈N/16⌉·16] column scales; bias [N] or NULL.
-void distill_i8_gemm(int kernel, int M, int N, int Kp,
-                     const uint8_t *xq, const int8_t *wp, const int32_t *wsum,
-                     const float *xs, const float *ws, const float *bias,
-                     float *y, int ldy);
+/// with addend = y's previous value when `accumulate` is set (a second pass over what the
+/// first pass's quantization left), else bias[n], or 0 without bias.
+typedef struct {
+    int M, N, Kp;
+    /// Activations [M × Kp] uint8, quantized per row with zero point xzero[m] and scale xs[m];
+    /// Kp is a multiple of 4 and the padding holds the row's zero point.
+    const uint8_t *xq;
+    const int32_t *xzero;
+    const float *xs;
+    /// Packed weights: blocks of 16 columns, [⌈N/16⌉][Kp/4][16][4] int8 (padding zero), and
+    /// per column (padded to a multiple of 16) Σ_k w[n][k] and the scale.
+    const int8_t *wp;
+    const int32_t *colsum;
+    const float *ws;
+    const float *bias;
+    float *y;
+    int ldy;
+    int accumulate;
+} distill_i8_args;
+
+void distill_i8_gemm(int kernel, const distill_i8_args *args);
 
 #ifdef __cplusplus
 }

@@ -87,7 +87,7 @@ public func maskedSoftmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, S: In
             mx8 = mx8.replacing(with: v, where: v .> mx8)
             j += 8
         }
-        var mx = mx8.max()
+        var mx = hmax(mx8)
         while j < S { if all || m[j] != 0 { mx = max(mx, x[j]) }; j += 1 }
         var sum8 = F8()
         j = 0
@@ -98,7 +98,7 @@ public func maskedSoftmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, S: In
             sum8 += e
             j += 8
         }
-        var sum = sum8.sum()
+        var sum = hsum(sum8)
         while j < S {
             let e = (all || m[j] != 0) ? vexp(x[j] - mx) : 0
             x[j] = e; sum += e; j += 1
@@ -154,7 +154,7 @@ public func softmaxBackwardRows(_ dp: UnsafeMutablePointer<Float>, probs: Unsafe
         var acc = F8()
         var j = 0
         while j < S8 { acc = acc.addingProduct(g.load8(j), p.load8(j)); j += 8 }
-        var dot = acc.sum()
+        var dot = hsum(acc)
         while j < S { dot += g[j] * p[j]; j += 1 }
         let dot8 = F8(repeating: dot)
         j = 0

@@ -63,7 +63,7 @@ public func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
         let end = min(count, i + 4096)
         var acc = F8()
         while i + 8 <= end { let v = x.load8(i); acc += v * v; i += 8 }
-        var s = Double(acc.sum())
+        var s = Double(hsum(acc))
         while i < end { s += Double(x[i] * x[i]); i += 1 }
         total += s
     }

@@ -22,14 +22,14 @@ public func layerNormForward(_ out: UnsafeMutablePointer<Float>,
             var acc = F8()
             var c = 0
             while c < C8 { acc += x.load8(c); c += 8 }
-            var s = acc.sum()
+            var s = hsum(acc)
             while c < C { s += x[c]; c += 1 }
             let m = s / Float(C)
             let m8 = F8(repeating: m)
             acc = F8()
             c = 0
             while c < C8 { let d = x.load8(c) - m8; acc = acc.addingProduct(d, d); c += 8 }
-            var v = acc.sum()
+            var v = hsum(acc)
             while c < C { let d = x[c] - m; v += d * d; c += 1 }
             let r = 1 / (v / Float(C) + eps).squareRoot()
             let r8 = F8(repeating: r)

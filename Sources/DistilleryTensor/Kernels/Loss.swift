@@ -13,7 +13,7 @@ func logSumExp(_ z: UnsafePointer<Float>, _ V: Int, invT: Float) -> Double {
     var m8 = F8(repeating: -.infinity)
     var j = 0
     while j < V8 { let v = z.load8(j); m8 = m8.replacing(with: v, where: v .> m8); j += 8 }
-    var mx = m8.max()
+    var mx = hmax(m8)
     while j < V { mx = max(mx, z[j]); j += 1 }
     let mT = Double(mx) * Double(invT)
     let t = Double(invT)

@@ -1,0 +1,87 @@
+import Foundation
+import DistilleryTensor
+import DistilleryModels
+
+/// Activation smoothing (SmoothQuant): for a linear layer whose input has a few channels much
+/// larger than the rest, one scale per token (set by those channels) leaves the other channels
+/// only a few int8 levels. Dividing input channel j by s_j = max|X_j|^α / max_n |W_nj|^(1−α)
+/// and multiplying weight column j by s_j leaves the product unchanged and spreads the range
+/// between activations and weights.
+///
+/// The ranges max|X_j| come from the model itself run on random token ids: BERT's large
+/// channels are a property of the weights, visible whatever the text, so no calibration data
+/// is needed (and the result is deterministic).
+public enum Smoothing {
+    public static let alpha: Float = 0.5
+
+    /// Smoothing factors per weight slot for the given inputs, from random-token activations.
+    public static func selfCalibrated(_ model: EncoderModel, inputs: Set<QuantizationScheme.Input>, seed: UInt64 = 0x5EED) -> [String: [Float]] {
+        if inputs.isEmpty { return [:] }
+        let c = model.config
+        var rng = SplitMix64(seed: seed)
+        let S = min(128, c.maxPositions), B = 8
+        let low = c.vocabSize > 4000 ? 1000 : 0
+        let batches = (0..<2).map { _ -> TokenBatch in
+            let ids = (0..<(B * S)).map { _ in Int32(low + Int(rng.next() % UInt64(c.vocabSize - low))) }
+            return TokenBatch(B: B, S: S, inputIds: ids, attentionMask: [Float](repeating: 1, count: B * S),
+                              tokenTypes: c.hasTokenTypes ? [Int32](repeating: 0, count: B * S) : nil)
+        }
+        let ranges = observeRanges(model, batches: batches).filter { key, _ in
+            switch key {
+            case .qkv: return inputs.contains(.qkv)
+            case .attentionOutput: return inputs.contains(.attentionOutput)
+            case .ffnInput: return inputs.contains(.ffnInput)
+            case .ffnOutput: return inputs.contains(.ffnOutput)
+            case .headTransform: return inputs.contains(.headTransform)
+            }
+        }
+        return factors(model, ranges: ranges, alpha: alpha)
+    }
+}
+
+extension Smoothing {
+    /// SmoothQuant factors from observed activation ranges: for each linear input, s_j =
+    /// max|X_j|^α / max_n |W_nj|^(1−α), shared by the matrices reading that input.
+    public static func factors(_ model: EncoderModel, ranges: [LinearInput: [Float]], alpha: Float) -> [String: [Float]] {
+        let L = model.layout
+        var out: [String: [Float]] = [:]
+        for (input, a) in ranges {
+            let names: [String]
+            switch input {
+            case .qkv(let i): names = ["query", "key", "value"].map { "attention.\(i).\($0).weight" }
+            case .attentionOutput(let i): names = ["attention.\(i).output.weight"]
+            case .ffnInput(let i): names = ["ffn.\(i).intermediate.weight"]
+            case .ffnOutput(let i): names = ["ffn.\(i).output.weight"]
+            case .headTransform: names = ["head.transform.weight"]
+            }
+            let slots = names.compactMap { L.slot($0) }
+            guard !slots.isEmpty else { continue }
+            let K = a.count
+            var wmax = [Float](repeating: 0, count: K)
+            for s in slots {
+                let p = model.p(s.offset)
+                for r in 0..<s.shape[0] { for j in 0..<K { wmax[j] = max(wmax[j], abs(p[r * K + j])) } }
+            }
+            let f = (0..<K).map { j -> Float in
+                guard a[j] > 0, wmax[j] > 0 else { return 1 }
+                return min(1e3, max(1e-3, pow(a[j], alpha) / pow(wmax[j], 1 - alpha)))
+            }
+            for s in slots { out[s.name] = f }
+        }
+        return out
+    }
+
+    /// Per-channel max |x| of every linear layer's input over the given batches.
+    public static func observeRanges(_ model: EncoderModel, batches: [TokenBatch]) -> [LinearInput: [Float]] {
+        var ranges: [LinearInput: [Float]] = [:]
+        for b in batches {
+            let acts = EncoderActivations(config: model.config, maxB: b.B, maxS: b.S, training: false)
+            model.forward(b, acts, observer: { input, x, rows, cols in
+                var r = ranges[input] ?? [Float](repeating: 0, count: cols)
+                for n in 0..<rows where b.attentionMask[n] != 0 { for j in 0..<cols { r[j] = max(r[j], abs(x[n * cols + j])) } }
+                ranges[input] = r
+            })
+        }
+        return ranges
+    }
+}

@@ -1,0 +1,94 @@
+import Foundation
+import Synchronization
+
+/// Worker threads that wait for chunks of a parallel loop.
+///
+/// A parallel loop here is short (tens of microseconds to a few milliseconds) and there are
+/// thousands of them per second in a forward pass; waking sleeping threads for each costs as
+/// much as the work. Workers therefore spin for a short while after each job before going to
+/// sleep, and the caller runs chunks itself too. One job at a time: a caller that finds the
+/// pool busy (another thread's job) runs its loop serially.
+final class WorkerPool: @unchecked Sendable {
+    /// One parallel loop. Its counters live with it, so a worker that picks the job up late
+    /// finds it finished and never touches a newer one.
+    final class Job {
+        let body: (Int) -> Void
+        let chunks: Int
+        let next = Atomic<Int>(0)
+        let done = Atomic<Int>(0)
+        init(body: @escaping (Int) -> Void, chunks: Int) { self.body = body; self.chunks = chunks }
+
+        func run() {
+            while true {
+                let c = next.add(1, ordering: .relaxed).oldValue
+                if c >= chunks { return }
+                body(c)
+                done.add(1, ordering: .releasing)
+            }
+        }
+    }
+
+    let workers: Int
+    private let generation = Atomic<Int>(0)
+    private let busy = Atomic<Bool>(false)
+    private let sleepers = Atomic<Int>(0)
+    /// The current job, handed over under `slot`.
+    nonisolated(unsafe) private var job: Job?
+    private let slot = NSLock()
+    private let wake = NSCondition()
+    /// Spin iterations before a worker sleeps (roughly 50 µs).
+    private let spins = 20_000
+
+    init(workers: Int) {
+        self.workers = workers
+        for i in 0..<workers {
+            let t = Thread { [unowned self] in self.loop() }
+            t.name = "distill-worker-\(i)"
+            t.start()
+        }
+    }
+
+    private func loop() {
+        Parallel.markWorkerThread()
+        var seen = 0
+        while true {
+            var g = generation.load(ordering: .acquiring)
+            var n = 0
+            while g == seen {
+                n += 1
+                if n > spins {
+                    wake.lock()
+                    _ = sleepers.add(1, ordering: .relaxed)
+                    while generation.load(ordering: .acquiring) == seen { wake.wait() }
+                    _ = sleepers.subtract(1, ordering: .relaxed)
+                    wake.unlock()
+                    n = 0
+                }
+                g = generation.load(ordering: .acquiring)
+            }
+            seen = g
+            slot.lock()
+            let j = job
+            slot.unlock()
+            j?.run()
+        }
+    }
+
+    /// Runs body(0..<chunks) on the workers and the calling thread; false if the pool was busy.
+    /// (The body escapes into the job, which a worker may release a moment after the last
+    /// chunk is done.)
+    func perform(chunks: Int, _ body: @escaping (Int) -> Void) -> Bool {
+        guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
+        let j = Job(body: body, chunks: chunks)
+        slot.lock(); job = j; slot.unlock()
+        generation.add(1, ordering: .releasing)
+        if sleepers.load(ordering: .relaxed) > 0 {
+            wake.lock(); wake.broadcast(); wake.unlock()
+        }
+        j.run()
+        while j.done.load(ordering: .acquiring) < chunks { }
+        slot.lock(); job = nil; slot.unlock()
+        busy.store(false, ordering: .releasing)
+        return true
+    }
+}
