@@ -31,10 +31,12 @@ struct BenchForward: ParsableCommand {
         abstract: "Encoder forward pass: ms per batch and GFLOP/s.",
         discussion: """
         Without --model, runs the all-MiniLM-L6-v2 shape (6 × 384, 12 heads, V = 30,522) with \
-        random weights. Every position is a real token (no padding); the MLM head is not run.
+        random weights. Every position is a real token (no padding); the MLM head is not run. \
+        --int8 quantizes the model in memory exactly as distill quantize would; an int8 checkpoint \
+        given as --model runs on the int8 path as it is.
         """)
 
-    @Option(name: .customLong("model"), help: "A model folder or checkpoint (default: the all-MiniLM-L6-v2 shape, random weights).")
+    @Option(name: .customLong("model"), help: "A model folder or checkpoint, fp32 or int8 (default: the all-MiniLM-L6-v2 shape, random weights).")
     var modelPath: String?
     @Option(name: .long, help: "Preset shape when no --model is given.")
     var preset = "all-MiniLM-L6-v2"
@@ -52,28 +54,36 @@ struct BenchForward: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        let model: EncoderModel
+        let options = LoadOptions(dropPooler: true, dropPretrainingHeads: true)
+        var runner: EncoderRunner
+        var precision = "fp32"
         let name: String
         if let path = modelPath {
-            model = try ModelStore.load(path).model
+            let opened = try RunnableModel.open(path, options: options)
+            runner = opened.runner
+            precision = opened.precision
             name = path
         } else {
             guard case .encoder(var c)? = Presets.shape(preset, withHead: false) else {
                 throw ValidationError("--preset must name an encoder preset")
             }
             c.hasPooler = false
-            model = EncoderModel(config: c)
+            let model = EncoderModel(config: c)
             model.initializeRandomly(seed: 1)
+            runner = EncoderSession(model)
             name = preset + " (random weights)"
         }
-        var results: [ForwardBenchResult] = []
-        let quantized = int8 ? try QuantizedEncoder(quantizing: model) : nil
-        for (B, S) in try parseShapes(batch) {
-            let r = try ForwardBenchResult.measure(model, quantized: quantized, B: B, S: S, warmup: warmup, iterations: iterations)
-            results.append(r)
+        if int8 {
+            guard let session = runner as? EncoderSession else { throw ValidationError("--int8: \(name) is already int8") }
+            let q = try QuantizedEncoder(quantizing: session.model)
+            runner = q
+            precision = "int8 (\(q.kernel))"
         }
-        let precision = quantized.map { "int8 (\($0.kernel))" } ?? "fp32"
-        let report = ForwardBenchReport(model: name, precision: precision, threads: Parallel.threads, results: results)
+        let results = try parseShapes(batch).map { shape in
+            try ForwardTiming.measure(runner, B: shape.B, S: shape.S, warmup: warmup, iterations: iterations)
+        }
+        let report = ForwardBenchReport(model: name, precision: precision, threads: Parallel.threads,
+                                        results: results.map { ForwardBenchResult($0, flops: runner.config.forwardFLOPs(B: $0.batch, S: $0.sequence)) })
         print(json ? try jsonText(report) : report.table)
     }
 }
@@ -101,20 +111,10 @@ struct ForwardBenchResult: Encodable {
     let gflops: Double
     let tokensPerSecond: Double
 
-    static func measure(_ model: EncoderModel, quantized: QuantizedEncoder? = nil, B: Int, S: Int, warmup: Int, iterations: Int) throws -> ForwardBenchResult {
-        var rng = SplitMix64(seed: 7)
-        let ids = (0..<(B * S)).map { _ in Int32(rng.next() % UInt64(model.config.vocabSize)) }
-        let batch = TokenBatch(B: B, S: S, inputIds: ids, attentionMask: [Float](repeating: 1, count: B * S),
-                               tokenTypes: model.config.hasTokenTypes ? [Int32](repeating: 0, count: B * S) : nil)
-        try model.validate(batch)
-        let acts = EncoderActivations(config: model.config, maxB: B, maxS: S, training: false)
-        let times = try Timing.measure(warmup: warmup, iterations: iterations) {
-            if let quantized { try quantized.forward(batch) } else { model.forward(batch, acts) }
-        }
-        let med = times.median
-        return ForwardBenchResult(batch: B, sequence: S, medianMs: med * 1e3, minMs: (times.min() ?? 0) * 1e3,
-                                  gflops: model.config.forwardFLOPs(B: B, S: S) / med / 1e9,
-                                  tokensPerSecond: Double(B * S) / med)
+    init(_ t: ForwardTiming, flops: Double) {
+        batch = t.batch; sequence = t.sequence; medianMs = t.medianMs; minMs = t.minMs
+        gflops = flops / (t.medianMs / 1e3) / 1e9
+        tokensPerSecond = t.tokensPerSecond
     }
 }
 

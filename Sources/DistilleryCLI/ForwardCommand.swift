@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import DistilleryFormats
 import DistilleryModels
+import DistilleryQuant
 
 struct ForwardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,10 +12,10 @@ struct ForwardCommand: ParsableCommand {
         IN.safetensors holds int64 tensors input_ids and attention_mask, and optionally \
         token_type_ids, each of shape [B, S] (the layout of the fixtures' reference.safetensors). \
         OUT.safetensors receives F32 hidden_states.0 (the embedding output) … hidden_states.L, \
-        shape [B, S, H], and logits [B, S, V] when the model has an MLM head.
+        shape [B, S, H], and logits [B, S, V] when the model has an MLM head. An int8 checkpoint         (from distill quantize) runs on the int8 path.
         """)
 
-    @Option(name: .long, help: "A Hugging Face folder or a .safetensors.zst checkpoint.")
+    @Option(name: .long, help: "A Hugging Face folder or a .safetensors.zst checkpoint (fp32 or int8).")
     var model: String
     @Option(name: .long, help: "Input batch (safetensors).")
     var batch: String
@@ -26,11 +27,11 @@ struct ForwardCommand: ParsableCommand {
 
     func run() throws {
         threads.apply()
-        let loaded = try ModelStore.load(model, options: LoadOptions(dropPooler: dropPooler, dropPretrainingHeads: true))
+        let loaded = try RunnableModel.open(model, options: LoadOptions(dropPooler: dropPooler, dropPretrainingHeads: true))
         let batchFile = try SafetensorsFile(path: batch)
         let tokens = try TokenBatch.read(from: batchFile)
-        let outputs = try loaded.model.referenceOutputs(tokens)
-        try Safetensors.write(outputs, metadata: ["model": loaded.path], to: out)
+        let outputs = try loaded.runner.referenceOutputs(tokens)
+        try Safetensors.write(outputs, metadata: ["model": loaded.path, "precision": loaded.precision], to: out)
         print("wrote \(outputs.count) tensors for \(tokens.B)×\(tokens.S) tokens to \(out)")
     }
 }

@@ -28,6 +28,17 @@ public struct Provenance: Codable, Sendable, Equatable {
         self.created = f.string(from: created)
         tool = "distillery"
     }
+
+    /// The provenance of a file made from `loaded`: it is the source; the teacher and steps
+    /// that produced it carry over.
+    public static func derived(from loaded: LoadedModel) -> Provenance {
+        var p = Provenance(source: loaded.path)
+        if let text = loaded.metadata[CheckpointKey.provenance],
+           let old = try? JSONDecoder().decode(Provenance.self, from: Data(text.utf8)) {
+            p.teacher = old.teacher; p.steps = old.steps
+        }
+        return p
+    }
 }
 
 public enum ModelCheckpointError: Error, CustomStringConvertible, Equatable {
@@ -110,10 +121,12 @@ public enum ModelCheckpoint {
         if model.config.hasMLMHead != config.hasMLMHead || model.config.hasPooler != config.hasPooler {
             throw ModelCheckpointError.badMetadata(path: path, key: CheckpointKey.config, reason: "heads disagree with the tensors")
         }
-        return LoadedModel(model: model, path: path,
-                           tokenizer: TokenizerFiles(vocabulary: c.metadata[CheckpointKey.vocabulary],
-                                                     config: c.metadata[CheckpointKey.tokenizerConfig]),
-                           metadata: c.metadata)
+        return LoadedModel(model: model, path: path, tokenizer: tokenizer(of: c), metadata: c.metadata)
+    }
+
+    /// The tokenizer files a checkpoint carries in its metadata.
+    public static func tokenizer(of c: Checkpoint) -> TokenizerFiles {
+        TokenizerFiles(vocabulary: c.metadata[CheckpointKey.vocabulary], config: c.metadata[CheckpointKey.tokenizerConfig])
     }
 }
 

@@ -33,12 +33,7 @@ extension ModelStore {
     @discardableResult
     public static func saveCheckpoint(_ loaded: LoadedModel, to path: String, level: Int = CheckpointFormat.defaultLevel,
                                       byteShuffle: Bool = false) throws -> CheckpointWriteStats {
-        var provenance = Provenance(source: loaded.path)
-        if let p = loaded.metadata[CheckpointKey.provenance],
-           let old = try? JSONDecoder().decode(Provenance.self, from: Data(p.utf8)) {
-            provenance.teacher = old.teacher; provenance.steps = old.steps
-        }
-        return try ModelCheckpoint.save(loaded.model, tokenizer: loaded.tokenizer, to: path, provenance: provenance,
+        return try ModelCheckpoint.save(loaded.model, tokenizer: loaded.tokenizer, to: path, provenance: .derived(from: loaded),
                                         recipe: loaded.metadata[CheckpointKey.recipe], level: level, byteShuffle: byteShuffle)
     }
 
@@ -71,7 +66,25 @@ extension ModelStore {
             c.hasPooler = !c.hasMLMHead && c.family != .distilbert
             return ParameterBreakdown(name: arg, layout: ParameterLayout(config: c))
         }
+        if arg.hasSuffix(".zst") {
+            // The checkpoint's header says it all; no weights are read.
+            let c = try Checkpoint(path: arg)
+            let base = try ModelCheckpoint.config(of: c)
+            let config = try HuggingFaceFolder.resolve(base, from: c).config
+            return ParameterBreakdown(name: arg, layout: ParameterLayout(config: config))
+        }
         return ParameterBreakdown(name: arg, layout: try load(arg).model.layout)
+    }
+
+    /// Bytes of weights on disk: a folder's model.safetensors, or the file itself.
+    public static func bytesOnDisk(_ path: String) throws -> Int {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw ModelLoadError.notAModel(path: path, reason: "no such file or folder")
+        }
+        let file = isDir.boolValue ? path + "/model.safetensors" : path
+        let attributes = try FileManager.default.attributesOfItem(atPath: file)
+        return (attributes[.size] as? Int) ?? 0
     }
 }
 

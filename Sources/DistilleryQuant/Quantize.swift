@@ -101,4 +101,56 @@ public enum Quantizer {
         meta[QuantizationScheme.metadataKey] = String(decoding: try enc.encode(scheme), as: UTF8.self)
         return try Safetensors.withPayloads(owned) { try CheckpointWriter.write($0, metadata: meta, to: path, level: level) }
     }
+
+    /// `distill quantize`: reads a model (folder, safetensors or fp32 checkpoint) and writes it
+    /// as an int8 checkpoint. Each `keptFP32` pattern must match some quantizable tensor.
+    public static func quantize(input: String, output: String, scheme: QuantizationScheme = QuantizationScheme(),
+                                level: Int = CheckpointFormat.defaultLevel) throws -> QuantizeSummary {
+        guard output.hasSuffix(".safetensors.zst") else { throw QuantizeError.outputName(path: output) }
+        if input.hasSuffix(".zst"), try QuantizationScheme.read(try Checkpoint(path: input).metadata, path: input) != nil {
+            throw QuantizeError.alreadyQuantized(path: input)
+        }
+        let loaded = try ModelStore.load(input, options: LoadOptions(dropPretrainingHeads: true))
+        let model = loaded.model
+        let table = HuggingFaceNames(layout: model.layout)
+        let matrices = table.pairs.filter { model.layout.slot($0.ours)!.shape.count == 2 }
+            .map { table.prefixed($0.hf, withHead: model.config.hasMLMHead) }
+        for pattern in scheme.keptFP32 where !matrices.contains(where: { $0.contains(pattern) }) {
+            throw QuantizeError.keepMatchesNothing(pattern: pattern, examples: Array(matrices.prefix(4)))
+        }
+        let quantized = quantizedSlots(model, keep: scheme.keptFP32)
+        let stats = try save(model, tokenizer: loaded.tokenizer, to: output, scheme: scheme, provenance: .derived(from: loaded),
+                             recipe: loaded.metadata[CheckpointKey.recipe], level: level)
+        return QuantizeSummary(input: input, output: output, quantizedMatrices: quantized.count,
+                               fp32Matrices: matrices.count - quantized.count,
+                               fp32Bytes: model.layout.slots.reduce(0) { $0 + $1.count * 4 },
+                               rawBytes: stats.rawBytes, compressedBytes: stats.compressedBytes)
+    }
+}
+
+public struct QuantizeSummary: Codable, Sendable, Equatable {
+    public let input: String
+    public let output: String
+    public let quantizedMatrices: Int
+    public let fp32Matrices: Int
+    /// Bytes of the model's tensors in fp32.
+    public let fp32Bytes: Int
+    /// The int8 checkpoint's safetensors bytes before zstd, and its file size.
+    public let rawBytes: Int
+    public let compressedBytes: Int
+}
+
+public enum QuantizeError: Error, CustomStringConvertible, Equatable {
+    case outputName(path: String)
+    case alreadyQuantized(path: String)
+    case keepMatchesNothing(pattern: String, examples: [String])
+
+    public var description: String {
+        switch self {
+        case let .outputName(p): return "\(p): the output of quantize is a checkpoint; name it NAME.safetensors.zst"
+        case let .alreadyQuantized(p): return "\(p) is already int8; quantize the fp32 model it came from"
+        case let .keepMatchesNothing(p, e):
+            return "--keep-fp32 '\(p)' matches no matrix of the model; patterns are parts of Hugging Face names such as \(e.map { "'\($0)'" }.joined(separator: ", "))"
+        }
+    }
 }

@@ -145,13 +145,19 @@ public final class QuantizedEncoder: EncoderRunner, @unchecked Sendable {
 
     /// Reads a quantized checkpoint (I8 matrices with NAME.scale and NAME.smooth, the rest F32),
     /// checked like any model file: every tensor present, shaped as the config says, and used.
-    public static func load(_ path: String, kernel: Int8Kernel = .best) throws -> (QuantizedEncoder, Checkpoint) {
+    public static func load(_ path: String, kernel: Int8Kernel = .best, options: LoadOptions = LoadOptions()) throws -> (QuantizedEncoder, Checkpoint) {
         let c = try Checkpoint(path: path)
+        return (try load(c, kernel: kernel, options: options), c)
+    }
+
+    /// The same, from an opened checkpoint.
+    public static func load(_ c: Checkpoint, kernel: Int8Kernel = .best, options: LoadOptions = LoadOptions()) throws -> QuantizedEncoder {
+        let path = c.path
         let config = try ModelCheckpoint.config(of: c)
         try config.validate()
         let scheme = try QuantizationScheme.read(c.metadata, path: path) ?? QuantizationScheme()
         let image = try SafetensorsImage(try c.decompressAll(), path: path)
-        let resolved = try HuggingFaceFolder.resolve(config, from: image)
+        let resolved = try HuggingFaceFolder.resolve(config, from: image, options: options)
         let encoder = try QuantizedEncoder(config: resolved.config, kernel: kernel, twoPass: Set(scheme.twoPassInputs)) { slot in
             switch resolved.stored[slot.name]! {
             case .float(let info):
@@ -161,7 +167,7 @@ public final class QuantizedEncoder: EncoderRunner, @unchecked Sendable {
                              scales: try image.floats(scale.name), smoothing: try smooth.map { try image.floats($0.name) })
             }
         }
-        return (encoder, c)
+        return encoder
     }
 
     // MARK: forward

@@ -24,48 +24,111 @@ public struct EvalReport: Codable, Sendable, Equatable {
 
 /// Batches of held-out sequences with fixed MLM targets, so evaluations are comparable.
 public struct EvalSet: Sendable {
-    public var batches: [(batch: TokenBatch, labels: [Int32])]
+    public struct Batch: Sendable {
+        /// The text as it is (for hidden-state and sentence-embedding fidelity).
+        public var plain: TokenBatch
+        /// The same with MLM masking applied, and the targets [B·S] (−1: not a target).
+        public var masked: TokenBatch
+        public var labels: [Int32]
+        public init(plain: TokenBatch, masked: TokenBatch, labels: [Int32]) {
+            self.plain = plain; self.masked = masked; self.labels = labels
+        }
+    }
+    public var batches: [Batch]
+    public init(batches: [Batch]) { self.batches = batches }
 
     /// The first `maxBatches` batches of `data` in file order, masked with a fixed key.
     public static func make(_ data: TokenDataset, tokenizer: BertTokenizer, batchSize: Int, maxBatches: Int,
                             policy: MaskingPolicy = MaskingPolicy(), withTokenTypes: Bool) -> EvalSet {
         let masker = MLMMasker(policy: policy, tokenizer: tokenizer)
-        var out: [(TokenBatch, [Int32])] = []
+        var out: [Batch] = []
         var start = 0
         while start < data.count && out.count < maxBatches {
             let idx = Array(start..<min(data.count, start + batchSize))
             let c = data.collate(idx, padId: tokenizer.padId)
             let m = masker.apply(TokenBatchView(inputIds: c.ids, attentionMask: c.mask), key: streamKey(0xE7A1, UInt64(out.count)))
-            let b = TokenBatch(B: c.B, S: c.S, inputIds: m.inputIds, attentionMask: c.mask,
-                               tokenTypes: withTokenTypes ? [Int32](repeating: 0, count: c.B * c.S) : nil)
-            out.append((b, m.labels))
+            let types = withTokenTypes ? [Int32](repeating: 0, count: c.B * c.S) : nil
+            out.append(Batch(plain: TokenBatch(B: c.B, S: c.S, inputIds: c.ids, attentionMask: c.mask, tokenTypes: types),
+                             masked: TokenBatch(B: c.B, S: c.S, inputIds: m.inputIds, attentionMask: c.mask, tokenTypes: types),
+                             labels: m.labels))
             start += batchSize
         }
         return EvalSet(batches: out)
     }
+
+    /// Evaluation batches from a file: a prepared .tok file as it is (its vocabulary must be the
+    /// tokenizer's), or text tokenized into a temporary file first.
+    public static func load(_ path: String, tokenizer: BertTokenizer, maxSequenceLength: Int = 128, batchSize: Int = 16,
+                            maxBatches: Int = 16, policy: MaskingPolicy = MaskingPolicy(), withTokenTypes: Bool,
+                            progress: ((Int, Int) -> Void)? = nil) throws -> EvalSet {
+        if path.hasSuffix(".tok") {
+            let d = try TokenDataset(path: path)
+            try d.checkVocabulary(tokenizer.vocabulary)
+            return make(d, tokenizer: tokenizer, batchSize: batchSize, maxBatches: maxBatches, policy: policy, withTokenTypes: withTokenTypes)
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distill-eval-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tok = dir + "/data.tok"
+        _ = try Corpus.prepare(inputs: [path], tokenizer: tokenizer, maxSequenceLength: maxSequenceLength, output: tok, progress: progress)
+        let d = try TokenDataset(path: tok)
+        if d.count == 0 { throw EvaluationError.noData(path: path) }
+        return make(d, tokenizer: tokenizer, batchSize: batchSize, maxBatches: maxBatches, policy: policy, withTokenTypes: withTokenTypes)
+    }
+
+    public var sequenceCount: Int { batches.reduce(0) { $0 + $1.plain.B } }
+}
+
+public enum EvaluationError: Error, CustomStringConvertible, Equatable {
+    case noVocabulary(model: String)
+    case noData(path: String)
+    case differentVocabulary(model: String, reference: String)
+
+    public var description: String {
+        switch self {
+        case let .noVocabulary(m): return "\(m): no vocabulary comes with this model (a folder needs vocab.txt; a checkpoint records it in its metadata)"
+        case let .noData(p): return "\(p): no text to evaluate on (the file holds no non-empty lines)"
+        case let .differentVocabulary(m, r): return "\(m) and \(r) use different vocabularies, so their token-level outputs cannot be compared"
+        }
+    }
+}
+
+extension BertTokenizer {
+    /// The tokenizer that came with a model (its vocab.txt and tokenizer_config.json).
+    public static func of(model path: String, files: TokenizerFiles) throws -> BertTokenizer {
+        guard let vocabulary = files.vocabulary else { throw EvaluationError.noVocabulary(model: path) }
+        return try BertTokenizer.from(vocabularyText: vocabulary, configText: files.config, origin: path)
+    }
 }
 
 public enum Evaluator {
-    public static func evaluate(_ model: EncoderRunner, reference: EncoderRunner?, on set: EvalSet) throws -> EvalReport {
+    /// MLM metrics on the masked text (models with an MLM head; top-1 agreement and KL when the
+    /// reference has one over the same vocabulary); hidden-state and sentence-embedding cosines
+    /// on the plain text (when the widths agree). `progress(done, total)` follows the batches.
+    public static func evaluate(_ model: EncoderRunner, reference: EncoderRunner?, on set: EvalSet,
+                                progress: ((Int, Int) -> Void)? = nil) throws -> EvalReport {
         var r = EvalReport()
         let c = model.config
         let V = c.vocabSize, H = c.hiddenSize
         let sameWidth = reference.map { $0.config.hiddenSize == H } ?? false
         let bothHeads = c.hasMLMHead && (reference?.config.hasMLMHead ?? false) && reference?.config.vocabSize == V
-        var correct = 0, agree = 0
+        var correct = 0, agree = 0, done = 0
         var lossSum = 0.0, klSum = 0.0, cosSum = 0.0, sentSum = 0.0
-        for (batch, labels) in set.batches {
+        for b in set.batches {
+            let batch = b.masked, labels = b.labels
             let N = batch.B * batch.S
             let rows = (0..<N).filter { labels[$0] >= 0 }
-            let hidden = FloatBuffer(count: N * H), refHidden = FloatBuffer(count: N * (reference?.config.hiddenSize ?? 0))
-            let logits = FloatBuffer(count: c.hasMLMHead ? rows.count * V : 0)
-            let refLogits = FloatBuffer(count: bothHeads ? rows.count * V : 0)
-            try model.encode(batch, hidden: hidden.base, logitRows: rows, logits: c.hasMLMHead ? logits.base : nil)
-            if let reference { try reference.encode(batch, hidden: refHidden.base, logitRows: rows, logits: bothHeads ? refLogits.base : nil) }
             r.sequences += batch.B
             r.tokens += batch.tokenCount
             r.targets += rows.count
+            let hidden = FloatBuffer(count: N * H)
             if c.hasMLMHead && !rows.isEmpty {
+                let logits = FloatBuffer(count: rows.count * V), refLogits = FloatBuffer(count: bothHeads ? rows.count * V : 0)
+                try model.encode(batch, hidden: hidden.base, logitRows: rows, logits: logits.base)
+                if bothHeads, let reference {
+                    let refHidden = FloatBuffer(count: N * reference.config.hiddenSize)
+                    try reference.encode(batch, hidden: refHidden.base, logitRows: rows, logits: refLogits.base)
+                }
                 var am = [Int32](repeating: 0, count: rows.count), lse = [Double](repeating: 0, count: rows.count)
                 rowArgmaxAndLogSumExp(logits.base, rows: rows.count, V: V, argmax: &am, lse: &lse)
                 for (i, n) in rows.enumerated() {
@@ -88,12 +151,16 @@ public enum Evaluator {
                     }
                 }
             }
-            if sameWidth {
-                for b in 0..<batch.B {
+            if sameWidth, let reference {
+                let plain = b.plain
+                let refHidden = FloatBuffer(count: N * H)
+                try model.encode(plain, hidden: hidden.base, logitRows: [], logits: nil)
+                try reference.encode(plain, hidden: refHidden.base, logitRows: [], logits: nil)
+                for i in 0..<plain.B {
                     var sm = [Double](repeating: 0, count: H), tm = [Double](repeating: 0, count: H)
                     var n = 0
-                    for s in 0..<batch.S where batch.attentionMask[b * batch.S + s] != 0 {
-                        let row = b * batch.S + s
+                    for s in 0..<plain.S where plain.attentionMask[i * plain.S + s] != 0 {
+                        let row = i * plain.S + s
                         let x = hidden.base + row * H, y = refHidden.base + row * H
                         cosSum += cosine(x, y, H)
                         for h in 0..<H { sm[h] += Double(x[h]); tm[h] += Double(y[h]) }
@@ -102,6 +169,8 @@ public enum Evaluator {
                     if n > 0 { sentSum += cosine(sm, tm) }
                 }
             }
+            done += 1
+            progress?(done, set.batches.count)
         }
         if c.hasMLMHead && r.targets > 0 {
             r.mlmAccuracy = Double(correct) / Double(r.targets)

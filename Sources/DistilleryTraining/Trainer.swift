@@ -41,14 +41,12 @@ public struct TrainingSummary: Codable, Sendable {
 }
 
 public enum TrainerError: Error, CustomStringConvertible, Equatable {
-    case noVocabulary(teacher: String)
     case noResumeState(path: String)
     case recipeChanged(path: String)
     case noData(path: String)
 
     public var description: String {
         switch self {
-        case let .noVocabulary(t): return "\(t): the teacher has no vocab.txt to tokenize the data with"
         case let .noResumeState(p): return "\(p): no training state to resume from (run without --resume to start)"
         case let .recipeChanged(p): return "\(p): the recipe differs from the one this state was trained with; resume with the same recipe, or start a new run with another output folder"
         case let .noData(p): return "\(p): the prepared data holds no sequences"
@@ -77,8 +75,7 @@ public final class Trainer {
         events(.message("teacher \(r.teacher)"))
         let teacherLoaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
         let teacher = teacherLoaded.model
-        guard let vocabText = teacherLoaded.tokenizer.vocabulary else { throw TrainerError.noVocabulary(teacher: r.teacher) }
-        let tokenizer = try BertTokenizer.from(vocabularyText: vocabText, configText: teacherLoaded.tokenizer.config, origin: r.teacher)
+        let tokenizer = try BertTokenizer.of(model: r.teacher, files: teacherLoaded.tokenizer)
 
         // Data, tokenized once into the output folder.
         let train = try dataset(r.data.train, name: "train", tokenizer: tokenizer, events: events)

@@ -19,6 +19,17 @@ enum Fixtures {
         return p
     }
 
+    /// The tiny BERT fixture with the 512-token vocabulary made for it, as a model folder.
+    static func makeTinyTeacher(at folder: String) throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        for f in ["config.json", "model.safetensors"] {
+            try? FileManager.default.removeItem(atPath: folder + "/" + f)
+            try FileManager.default.copyItem(atPath: path("tiny-bert-mlm/" + f), toPath: folder + "/" + f)
+        }
+        try? FileManager.default.removeItem(atPath: folder + "/vocab.txt")
+        try FileManager.default.copyItem(atPath: path("tiny-vocab/vocab.txt"), toPath: folder + "/vocab.txt")
+    }
+
     static var temporaryDirectory: String {
         let d = NSTemporaryDirectory() + "distillery-tests-\(getpid())"
         try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)

@@ -12,12 +12,7 @@ final class TrainerTests: XCTestCase {
     static func setUp(_ name: String, recipeBody: String) throws -> String {
         let dir = Fixtures.temporaryDirectory + "/trainer-\(name)"
         try? FileManager.default.removeItem(atPath: dir)
-        let teacher = dir + "/teacher"
-        try FileManager.default.createDirectory(atPath: teacher, withIntermediateDirectories: true)
-        for f in ["config.json", "model.safetensors"] {
-            try FileManager.default.copyItem(atPath: Fixtures.path("tiny-bert-mlm/" + f), toPath: teacher + "/" + f)
-        }
-        try FileManager.default.copyItem(atPath: Fixtures.path("tiny-vocab/vocab.txt"), toPath: teacher + "/vocab.txt")
+        try Fixtures.makeTinyTeacher(at: dir + "/teacher")
         let recipe = dir + "/recipe.toml"
         try recipeBody.replacingOccurrences(of: "DATA", with: Fixtures.repositoryRoot + "/recipes/data")
             .write(toFile: recipe, atomically: true, encoding: .utf8)

@@ -1,0 +1,67 @@
+import ArgumentParser
+import Foundation
+import DistilleryTensor
+import DistilleryModels
+import DistilleryTraining
+
+struct CompareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare",
+        abstract: "Teacher, student and quantized student side by side: size, speed, accuracy, fidelity.",
+        discussion: """
+        One row per MODEL (Hugging Face folders or .safetensors.zst checkpoints, fp32 or int8): \
+        stored parameters, bytes of the weights file, milliseconds per forward pass at 8 × 128 and \
+        1 × 128 tokens (median of --iterations on random tokens), masked-LM accuracy on --data, and \
+        fidelity to the first model on the same text: top-1 agreement of the MLM predictions and \
+        the cosine of mean-pooled sentence embeddings (where the hidden widths agree). All models \
+        must share the first model's vocabulary. Time is measured with --threads threads.
+        """)
+
+    @Argument(help: "Models to compare; the first is the reference.")
+    var models: [String]
+    @Option(name: .long, help: "Held-out text (one paragraph a line) or a prepared .tok file.")
+    var data: String
+    @Option(name: .long, help: "Batches of 16 sequences to evaluate.")
+    var batches = 8
+    @Option(name: .long, help: "Timed forward passes per shape (the median is reported).")
+    var iterations = 10
+    @Option(name: .long, help: "Batch shapes B×S to time, comma-separated.")
+    var shapes = "8x128,1x128"
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        guard !models.isEmpty else { throw ValidationError("give at least one model") }
+        guard batches >= 1, iterations >= 1 else { throw ValidationError("--batches and --iterations must be at least 1") }
+        _ = try parseShapes(shapes)
+    }
+
+    func run() throws {
+        threads.apply()
+        var settings = ComparisonSettings()
+        settings.maxBatches = batches
+        settings.iterations = iterations
+        settings.shapes = try parseShapes(shapes)
+        let report = try Comparison.run(models: models, data: data, settings: settings) { line in
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+        print(json ? try jsonText(report) : Self.table(report))
+    }
+
+    static func table(_ r: ComparisonReport) -> String {
+        let shapes = r.rows.first?.timings.map { "ms \($0.batch)×\($0.sequence)" } ?? []
+        var t = TextTable(["model", "precision", "params", "×", "bytes on disk", "×"] + shapes
+                          + ["MLM acc", "top-1 agree", "sentence cos"])
+        let p0 = Double(max(1, r.rows[0].parameters)), b0 = Double(max(1, r.rows[0].bytesOnDisk))
+        func opt(_ v: Double?, _ d: Int) -> String { v.map { fixed($0, d) } ?? "—" }
+        for (i, row) in r.rows.enumerated() {
+            let e = row.evaluation
+            t.add([row.model, row.precision, grouped(row.parameters), fixed(Double(row.parameters) / p0, 2),
+                   grouped(row.bytesOnDisk), fixed(Double(row.bytesOnDisk) / b0, 2)]
+                  + row.timings.map { fixed($0.medianMs, 1) }
+                  + [opt(e.mlmAccuracy, 4), i == 0 ? "ref" : opt(e.top1Agreement, 4), i == 0 ? "ref" : opt(e.sentenceCosine, 5)])
+        }
+        return t.render() + "\n\(grouped(r.sequences)) sequences, \(grouped(r.tokens)) tokens from \(r.data); \(r.threads) threads"
+    }
+}

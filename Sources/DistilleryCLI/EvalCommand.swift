@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import DistilleryModels
+import DistilleryQuant
+import DistilleryText
+import DistilleryTraining
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Held-out quality of a model, alone and against a reference.",
+        discussion: """
+        Tokenizes FILE (text, one paragraph a line, or a prepared .tok file) with the model's \
+        vocabulary, masks 15% of the tokens with a fixed seed (so runs compare), and reports the \
+        masked-LM accuracy and loss (models with an MLM head). With --reference (the teacher, or the \
+        fp32 model an int8 checkpoint came from) it also reports, at the masked positions, how often \
+        the top-1 predictions agree and KL(reference ‖ model), and on the unmasked text the mean \
+        cosine of the last hidden states and of mean-pooled sentence embeddings (when the hidden \
+        widths agree). Models may be fp32 or int8.
+        """)
+
+    @Option(name: .long, help: "A Hugging Face folder or a .safetensors.zst checkpoint (fp32 or int8).")
+    var model: String
+    @Option(name: .long, help: "Held-out text (one paragraph a line) or a prepared .tok file.")
+    var data: String
+    @Option(name: .long, help: "A model to compare against (teacher or fp32 original).")
+    var reference: String?
+    @Option(name: .customLong("max-seq-len"), help: "Tokens per sequence (default: 128, or fewer if the models have fewer positions).")
+    var maxSequenceLength: Int?
+    @Option(name: .customLong("batch-size"), help: "Sequences per batch.")
+    var batchSize = 16
+    @Option(name: .long, help: "Batches to evaluate (from the start of the file).")
+    var batches = 16
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+    @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        guard (maxSequenceLength ?? 3) >= 3 else { throw ValidationError("--max-seq-len must be at least 3") }
+        guard batchSize >= 1, batches >= 1 else { throw ValidationError("--batch-size and --batches must be at least 1") }
+    }
+
+    func run() throws {
+        threads.apply()
+        let options = LoadOptions(dropPooler: true, dropPretrainingHeads: true)
+        let m = try RunnableModel.open(model, options: options)
+        let ref = try reference.map { try RunnableModel.open($0, options: options) }
+        let tokenizer = try BertTokenizer.of(model: model, files: m.tokenizer)
+        let positions = min(m.config.maxPositions, ref?.config.maxPositions ?? .max)
+        if let maxSequenceLength, maxSequenceLength > positions {
+            throw ValidationError("--max-seq-len \(maxSequenceLength) is longer than the \(positions) positions the model\(ref == nil ? "" : "s") can take")
+        }
+        let set = try EvalSet.load(data, tokenizer: tokenizer, maxSequenceLength: maxSequenceLength ?? min(128, positions), batchSize: batchSize,
+                                   maxBatches: batches, withTokenTypes: m.config.hasTokenTypes || (ref?.config.hasTokenTypes ?? false))
+        let bar = ProgressBar("evaluating", total: Double(set.batches.count), unit: "batches")
+        let report = try Evaluator.evaluate(m.runner, reference: ref?.runner, on: set) { done, _ in bar.update(Double(done)) }
+        bar.finish()
+        if json {
+            print(try jsonText(EvalOutput(model: model, precision: m.precision, reference: reference, data: data, report: report)))
+            return
+        }
+        print("eval  \(model)  \(m.precision)\(reference.map { "  vs \($0)" } ?? "")")
+        print("\(grouped(report.sequences)) sequences, \(grouped(report.tokens)) tokens, \(grouped(report.targets)) masked targets from \(data)")
+        print(EvalOutput.table(report))
+        if m.config.hasMLMHead == false { print("(no MLM head: accuracy and loss do not apply)") }
+    }
+}
+
+struct EvalOutput: Encodable {
+    let model: String
+    let precision: String
+    let reference: String?
+    let data: String
+    let report: EvalReport
+
+    static func table(_ r: EvalReport) -> String {
+        var t = TextTable(["metric", "value"])
+        func add(_ name: String, _ v: Double?, _ digits: Int) { if let v { t.add([name, fixed(v, digits)]) } }
+        add("MLM accuracy", r.mlmAccuracy, 4)
+        add("MLM loss", r.mlmLoss, 4)
+        add("top-1 agreement", r.top1Agreement, 4)
+        add("KL(reference ‖ model)", r.kl, 5)
+        add("hidden-state cosine", r.hiddenCosine, 5)
+        add("sentence-embedding cosine", r.sentenceCosine, 5)
+        return t.render()
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import DistilleryTensor
+import DistilleryModels
+import DistilleryText
+import DistilleryQuant
+
+/// `distill compare`: size, speed, accuracy and fidelity of several models on the same text.
+public struct ComparisonReport: Codable, Sendable {
+    public struct Row: Codable, Sendable {
+        public var model: String
+        public var precision: String
+        /// Stored parameters (shared layers once) and parameters applied per forward pass.
+        public var parameters: Int
+        public var appliedParameters: Int
+        /// Bytes of the weights file (a folder's model.safetensors, or the checkpoint).
+        public var bytesOnDisk: Int
+        public var timings: [ForwardTiming]
+        /// MLM accuracy and loss, and for every model but the first its fidelity to the first
+        /// (top-1 agreement, KL, hidden-state and sentence-embedding cosines).
+        public var evaluation: EvalReport
+    }
+    public var data: String
+    public var sequences: Int
+    public var tokens: Int
+    public var threads: Int
+    public var rows: [Row]
+}
+
+public struct ComparisonSettings: Sendable {
+    public var shapes: [(B: Int, S: Int)] = [(8, 128), (1, 128)]
+    public var warmup = 2
+    public var iterations = 10
+    public var batchSize = 16
+    public var maxBatches = 8
+    public var maxSequenceLength = 128
+    public init() {}
+}
+
+public enum Comparison {
+    /// Opens every model, evaluates each on `data` (the first model is the reference for
+    /// fidelity) and times its forward pass. `progress` receives a line per stage.
+    public static func run(models: [String], data: String, settings: ComparisonSettings = ComparisonSettings(),
+                           progress: (String) -> Void = { _ in }) throws -> ComparisonReport {
+        precondition(!models.isEmpty)
+        let options = LoadOptions(dropPooler: true, dropPretrainingHeads: true)
+        var opened: [RunnableModel] = []
+        for path in models {
+            progress("loading \(path)")
+            opened.append(try RunnableModel.open(path, options: options))
+        }
+        let first = opened[0]
+        let tokenizer = try BertTokenizer.of(model: first.path, files: first.tokenizer)
+        for m in opened.dropFirst() {
+            // Token-level metrics need one vocabulary; a model without one is assumed to share it.
+            if m.tokenizer.vocabulary != nil,
+               try BertTokenizer.of(model: m.path, files: m.tokenizer).vocabulary.hash != tokenizer.vocabulary.hash {
+                throw EvaluationError.differentVocabulary(model: m.path, reference: first.path)
+            }
+        }
+        progress("tokenizing \(data)")
+        // Sequences every model can take.
+        let length = min(settings.maxSequenceLength, opened.map(\.config.maxPositions).min()!)
+        let set = try EvalSet.load(data, tokenizer: tokenizer, maxSequenceLength: length,
+                                   batchSize: settings.batchSize, maxBatches: settings.maxBatches,
+                                   withTokenTypes: opened.contains { $0.config.hasTokenTypes })
+        if set.batches.isEmpty { throw EvaluationError.noData(path: data) }
+        var rows: [ComparisonReport.Row] = []
+        for (i, m) in opened.enumerated() {
+            progress("evaluating \(m.path)")
+            let evaluation = try Evaluator.evaluate(m.runner, reference: i == 0 ? nil : first.runner, on: set)
+            progress("timing \(m.path)")
+            let timings = try settings.shapes.map {
+                try ForwardTiming.measure(m.runner, B: $0.B, S: min($0.S, m.config.maxPositions), warmup: settings.warmup, iterations: settings.iterations)
+            }
+            let params = try ModelStore.parameterBreakdown(m.path)
+            rows.append(.init(model: m.path, precision: m.precision, parameters: params.total, appliedParameters: params.applied,
+                              bytesOnDisk: try ModelStore.bytesOnDisk(m.path), timings: timings, evaluation: evaluation))
+        }
+        let q = rows[0].evaluation
+        return ComparisonReport(data: data, sequences: q.sequences, tokens: q.tokens, threads: Parallel.threads, rows: rows)
+    }
+}

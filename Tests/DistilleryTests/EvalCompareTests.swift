@@ -1,0 +1,158 @@
+import Foundation
+import XCTest
+import DistilleryTensor
+import DistilleryFormats
+import DistilleryModels
+import DistilleryQuant
+import DistilleryTraining
+import DistilleryCLI
+
+/// `distill quantize`, `eval` and `compare`: the evaluator against PyTorch's logits, int8
+/// checkpoints through every command, and the errors bad int8 files get.
+final class EvalCompareTests: XCTestCase {
+    func run(_ args: [String]) throws {
+        var command = try Distill.parseAsRoot(args)
+        try command.run()
+    }
+
+    /// MLM accuracy and loss from our forward pass equal those computed from the logits
+    /// PyTorch produced for the same batch; against itself a model agrees everywhere.
+    func testEvaluatorMatchesPyTorchLogits() throws {
+        let folder = Fixtures.path("tiny-bert-mlm")
+        let ref = try SafetensorsFile(path: folder + "/reference.safetensors")
+        let batch = try TokenBatch.read(from: ref)
+        let logits = try ref.floats("logits")
+        let V = 512, N = batch.B * batch.S
+        // Targets at every other real position: the reference's arg max at some, other tokens elsewhere.
+        var labels = [Int32](repeating: -1, count: N)
+        var expectedCorrect = 0, expectedLoss = 0.0, targets = 0
+        for n in 0..<N where batch.attentionMask[n] != 0 && n % 2 == 0 {
+            let row = Array(logits[(n * V)..<((n + 1) * V)]).map(Double.init)
+            let best = row.indices.max { row[$0] < row[$1] }!
+            let label = n % 4 == 0 ? best : (best + 1 + n) % V
+            labels[n] = Int32(label)
+            let m = row.max()!
+            let lse = m + log(row.reduce(0) { $0 + exp($1 - m) })
+            expectedLoss += lse - row[label]
+            if label == best { expectedCorrect += 1 }
+            targets += 1
+        }
+        let set = EvalSet(batches: [EvalSet.Batch(plain: batch, masked: batch, labels: labels)])
+        let model = try HuggingFaceFolder.load(folder).model
+        let r = try Evaluator.evaluate(EncoderSession(model), reference: EncoderSession(model), on: set)
+        XCTAssertEqual(r.targets, targets)
+        XCTAssertEqual(r.tokens, Int(batch.attentionMask.reduce(0, +)))
+        XCTAssertEqual(r.mlmAccuracy!, Double(expectedCorrect) / Double(targets), accuracy: 1e-12)
+        XCTAssertEqual(r.mlmLoss!, expectedLoss / Double(targets), accuracy: 1e-4)
+        XCTAssertEqual(r.top1Agreement, 1)
+        XCTAssertEqual(r.kl!, 0, accuracy: 1e-9)
+        XCTAssertEqual(r.hiddenCosine!, 1, accuracy: 1e-6)
+        XCTAssertEqual(r.sentenceCosine!, 1, accuracy: 1e-6)
+    }
+
+    /// An int8 checkpoint of the tiny teacher: smaller, close to fp32, and accepted by forward,
+    /// eval, compare and bench.
+    func testQuantizedCheckpointThroughTheCommands() throws {
+        let dir = Fixtures.temporaryDirectory + "/int8-commands"
+        try? FileManager.default.removeItem(atPath: dir)
+        let teacher = dir + "/teacher", ck = dir + "/teacher-int8.safetensors.zst"
+        try Fixtures.makeTinyTeacher(at: teacher)
+        let summary = try Quantizer.quantize(input: teacher, output: ck)
+        XCTAssertGreaterThan(summary.quantizedMatrices, 0)
+        XCTAssertEqual(summary.fp32Matrices, 0)
+        XCTAssertLessThan(summary.rawBytes, summary.fp32Bytes / 2)
+
+        let int8 = try RunnableModel.open(ck)
+        XCTAssertTrue(int8.precision.hasPrefix("int8"), int8.precision)
+        XCTAssertNotNil(int8.scheme)
+        XCTAssertNotNil(int8.tokenizer.vocabulary)
+        // Against PyTorch's fp32 outputs: the last hidden state stays close row by row.
+        let ref = try SafetensorsFile(path: Fixtures.path("tiny-bert-mlm/reference.safetensors"))
+        let batch = try TokenBatch.read(from: ref)
+        let outputs = try int8.runner.referenceOutputs(batch)
+        XCTAssertEqual(Set(outputs.map(\.name)), Set(ref.tensors.filter { $0.name.hasPrefix("hidden") || $0.name == "logits" }.map(\.name)))
+        let last = outputs.first { $0.name == "hidden_states.2" }!.floats, expected = try ref.floats("hidden_states.2")
+        let H = 64
+        for row in 0..<(batch.B * batch.S) where batch.attentionMask[row] != 0 {
+            let a = Array(last[(row * H)..<((row + 1) * H)]), b = Array(expected[(row * H)..<((row + 1) * H)])
+            let dot = zip(a, b).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let cos = dot / (a.reduce(0.0) { $0 + Double($1 * $1) }.squareRoot() * b.reduce(0.0) { $0 + Double($1 * $1) }.squareRoot())
+            XCTAssertGreaterThan(cos, 0.995, "row \(row)")
+        }
+
+        var settings = ComparisonSettings()
+        settings.maxBatches = 2
+        settings.shapes = [(B: 2, S: 32)]
+        settings.warmup = 0
+        settings.iterations = 1
+        let data = Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt"
+        let report = try Comparison.run(models: [teacher, ck], data: data, settings: settings)
+        XCTAssertEqual(report.rows.count, 2)
+        let (fp32, q) = (report.rows[0], report.rows[1])
+        XCTAssertEqual(fp32.precision, "fp32")
+        XCTAssertEqual(fp32.parameters, q.parameters)
+        XCTAssertEqual(q.bytesOnDisk, try FileManager.default.attributesOfItem(atPath: ck)[.size] as? Int)
+        XCTAssertLessThan(q.bytesOnDisk, fp32.bytesOnDisk / 2)
+        XCTAssertEqual(fp32.timings.map(\.sequence), [32])
+        XCTAssertNotNil(fp32.evaluation.mlmAccuracy)
+        XCTAssertNil(fp32.evaluation.top1Agreement, "the first model is the reference")
+        XCTAssertGreaterThan(q.evaluation.top1Agreement!, 0.8)
+        XCTAssertGreaterThan(q.evaluation.sentenceCosine!, 0.99)
+        XCTAssertEqual(q.evaluation.mlmAccuracy!, fp32.evaluation.mlmAccuracy!, accuracy: 0.05)
+
+        // The same through the command line.
+        try run(["quantize", teacher, dir + "/cli-int8.safetensors.zst", "--keep-fp32", "word_embeddings", "--json"])
+        try run(["eval", "--model", ck, "--reference", teacher, "--data", data, "--batches", "1", "--json"])
+        try run(["eval", "--model", ck, "--data", data, "--batches", "1"])
+        try run(["compare", teacher, ck, dir + "/cli-int8.safetensors.zst", "--data", data, "--batches", "1",
+                 "--iterations", "1", "--shapes", "2x16"])
+        try run(["bench", "forward", "--model", ck, "--batch", "2x16", "--iterations", "1", "--warmup", "0"])
+        let fwd = dir + "/forward-int8.safetensors"
+        try run(["forward", "--model", ck, "--batch", Fixtures.path("tiny-bert-mlm/reference.safetensors"), "--out", fwd])
+        XCTAssertEqual(try SafetensorsFile(path: fwd).metadata["precision"], int8.precision)
+        // Converting back gives an fp32 Hugging Face folder.
+        try run(["convert", ck, dir + "/back"])
+        XCTAssertEqual(try HuggingFaceFolder.load(dir + "/back").model.config.hiddenSize, 64)
+
+        XCTAssertThrowsError(try run(["quantize", ck, dir + "/again.safetensors.zst"])) { e in
+            XCTAssertTrue("\(e)".contains("already int8"), "\(e)")
+        }
+        XCTAssertThrowsError(try run(["quantize", teacher, dir + "/k.safetensors.zst", "--keep-fp32", "no_such_layer"])) { e in
+            XCTAssertTrue("\(e)".contains("no_such_layer"), "\(e)")
+        }
+        XCTAssertThrowsError(try run(["eval", "--model", teacher, "--data", dir + "/missing.txt"])) { e in
+            XCTAssertTrue("\(e)".contains("missing.txt"), "\(e)")
+        }
+    }
+
+    /// A damaged int8 checkpoint fails to load with the tensor or key named.
+    func testBadInt8Checkpoints() throws {
+        let dir = Fixtures.temporaryDirectory + "/int8-bad"
+        try? FileManager.default.removeItem(atPath: dir)
+        let teacher = dir + "/teacher", ck = dir + "/good.safetensors.zst"
+        try Fixtures.makeTinyTeacher(at: teacher)
+        _ = try Quantizer.quantize(input: teacher, output: ck)
+        let c = try Checkpoint(path: ck)
+        let image = try SafetensorsImage(try c.decompressAll(), path: ck)
+        let all = try image.tensors.map { t in OwnedTensor(name: t.name, dtype: t.dtype, shape: t.shape, data: try image.withBytes(t) { Array($0) }) }
+        func rewrite(_ tensors: [OwnedTensor], metadata: [String: String] = c.metadata, _ name: String) throws -> String {
+            let path = dir + "/" + name + ".safetensors.zst"
+            try Safetensors.withPayloads(tensors) { _ = try CheckpointWriter.write($0, metadata: metadata, to: path) }
+            return path
+        }
+        func expectError(_ path: String, mentioning text: String) {
+            XCTAssertThrowsError(try RunnableModel.open(path)) { XCTAssertTrue("\($0)".contains(text), "\($0)") }
+            XCTAssertThrowsError(try ModelStore.load(path)) { XCTAssertTrue("\($0)".contains(text), "\($0)") }
+        }
+        let scale = "bert.encoder.layer.0.attention.self.query.weight.scale"
+        XCTAssertTrue(all.contains { $0.name == scale })
+        expectError(try rewrite(all.filter { $0.name != scale }, "no-scale"), mentioning: scale)
+        expectError(try rewrite(all.map { $0.name == scale ? OwnedTensor(name: scale, shape: [3], floats: [1, 2, 3]) : $0 }, "short-scale"),
+                    mentioning: scale)
+        expectError(try rewrite(all + [OwnedTensor(name: "bert.encoder.extra", shape: [1], floats: [0])], "extra"), mentioning: "bert.encoder.extra")
+        var meta = c.metadata
+        meta[QuantizationScheme.metadataKey] = "{not json"
+        let badMeta = try rewrite(all, metadata: meta, "bad-scheme")
+        XCTAssertThrowsError(try RunnableModel.open(badMeta)) { XCTAssertTrue("\($0)".contains(QuantizationScheme.metadataKey), "\($0)") }
+    }
+}
