@@ -7,7 +7,9 @@ import DistilleryTensor
 public final class ScratchArena: @unchecked Sendable {
     public private(set) var buffer = FloatBuffer(count: 0)
     public init() {}
-    func reserve(_ count: Int) { if count > buffer.count { buffer = FloatBuffer(count: count) } }
+    /// Grows the arena to at least `count` floats. Pointers into it taken before are invalid
+    /// afterwards: reserve everything first, then take pointers.
+    public func reserve(_ count: Int) { if count > buffer.count { buffer = FloatBuffer(count: count) } }
 }
 
 /// Activation memory for batches of up to maxB × maxS tokens.

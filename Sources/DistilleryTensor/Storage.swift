@@ -39,7 +39,13 @@ public final class AlignedBuffer<Element: BitwiseCopyable>: @unchecked Sendable 
         set { precondition(i >= 0 && i < count); base[i] = newValue }
     }
 
-    public func zero() { memset(base, 0, count * MemoryLayout<Element>.stride) }
+    /// Sets every element to zero (large buffers on all cores: gradients are cleared each step).
+    public func zero() {
+        let bytes = count * MemoryLayout<Element>.stride
+        guard bytes >= 1 << 22 else { memset(base, 0, bytes); return }
+        let raw = SendablePointer(UnsafeMutableRawPointer(base).assumingMemoryBound(to: UInt8.self))
+        Parallel.forEachChunk(bytes, minPerChunk: 1 << 20) { _, r in _ = memset(raw.p + r.lowerBound, 0, r.count) }
+    }
 
     public func copy(from other: AlignedBuffer<Element>) {
         precondition(other.count == count, "AlignedBuffer.copy: \(other.count) != \(count)")

@@ -21,9 +21,14 @@ public enum Timing {
     }
 
     /// Peak resident set size of this process so far, in bytes (Linux: VmHWM).
-    public static func peakRSS() -> Int {
+    public static func peakRSS() -> Int { status("VmHWM:") }
+
+    /// Resident set size now, in bytes (Linux: VmRSS).
+    public static func currentRSS() -> Int { status("VmRSS:") }
+
+    static func status(_ key: String) -> Int {
         guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        for line in s.split(separator: "\n") where line.hasPrefix(key) {
             let kb = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             return kb * 1024
         }

@@ -37,7 +37,9 @@ public struct DistillBenchmark: Codable, Sendable {
             case .c: return ("all-MiniLM-L6-v2", .albert(AlbertStudent(embeddingSize: 128, layers: 6, sharing: .all)))
             }
         }()
-        guard case .encoder(var tc)? = Presets.shape(preset, withHead: true) else { fatalError("preset \(preset) missing") }
+        guard case .encoder(var tc)? = Presets.shape(preset, withHead: true) else {
+            throw ModelLoadError.notAModel(path: preset, reason: "no such encoder preset")
+        }
         tc.hiddenDropout = 0.1; tc.attentionDropout = 0.1
         let teacher = EncoderModel(config: tc)
         teacher.initializeRandomly(seed: 1)
@@ -61,9 +63,14 @@ public struct DistillBenchmark: Codable, Sendable {
             let keys = DropoutKeys(seed: 9, iteration: iteration)
             iteration += 1
             _ = try step.run(batch, labels: labels, dropout: keys)
+            var clock = PhaseClock()
             clipGradientNorm(params.gradients, count: params.layout.count, maxNorm: 5)
+            clock.lap("clip")
             optimizer.update(parameters: params.parameters, gradients: params.gradients, lr: 5e-4)
+            clock.lap("AdamW")
             params.gradients.zero()
+            clock.lap("zero gradients")
+            clock.report()
         }
         let sec = times.median
         let sc = student.config

@@ -105,7 +105,12 @@ public final class DistillationStep {
     let teacherActs: EncoderActivations
     let studentActs: EncoderActivations
     // Scratch
-    let zs: FloatBuffer, zt: FloatBuffer                 // [chunk × V]
+    /// Student and teacher logits of a chunk [chunk × V], in the scratch arena: nothing else
+    /// there is live between the student's forward pass and its backward pass.
+    let arena: ScratchArena
+    let logitCapacity: Int
+    var zs: UnsafeMutablePointer<Float> { arena.buffer.base }
+    var zt: UnsafeMutablePointer<Float> { arena.buffer.base + logitCapacity }
     let hs: FloatBuffer, ht: FloatBuffer, dhs: FloatBuffer  // gathered head outputs [rows × Ht]
     let dLast: FloatBuffer                               // [N×H]
     let proj: FloatBuffer, dProj: FloatBuffer            // [N×H_t] projected student hidden
@@ -125,7 +130,7 @@ public final class DistillationStep {
     }
 
     public init(teacher: EncoderModel, params: TrainableParameters, settings: LossSettings, maxB: Int, maxS: Int,
-                chunkRows: Int = 128) throws {
+                chunkRows: Int = 512) throws {
         let sc = params.student.config, tc = teacher.config
         try Self.check(settings, teacher: tc, student: sc, projection: params.projection != nil)
         self.teacher = teacher; self.params = params; self.settings = settings; self.chunkRows = chunkRows
@@ -136,8 +141,9 @@ public final class DistillationStep {
         studentActs = EncoderActivations(config: sc, maxB: maxB, maxS: maxS, training: true, scratch: scratch)
         let N = maxB * maxS, V = sc.vocabSize
         let logitRows = settings.needsStudentLogits ? min(chunkRows, N) : 0
-        zs = FloatBuffer(count: logitRows * V)
-        zt = FloatBuffer(count: settings.needsTeacherLogits ? logitRows * V : 0)
+        logitCapacity = logitRows * V
+        scratch.reserve(logitCapacity * (settings.needsTeacherLogits ? 2 : 1))
+        arena = scratch
         hs = FloatBuffer(count: settings.needsStudentLogits ? N * sc.headWidth : 0)
         dhs = FloatBuffer(count: settings.needsStudentLogits ? N * sc.headWidth : 0)
         ht = FloatBuffer(count: settings.needsTeacherLogits ? N * tc.headWidth : 0)
@@ -199,10 +205,10 @@ public final class DistillationStep {
             while start < rows.count {
                 let r = min(chunkRows, rows.count - start)
                 let hsC = hs.base + start * Hs
-                linearForward(zs.base, hsC, weight: st.p(wordS), bias: st.p(sh.bias), N: r, K: Hs, M: V)
+                linearForward(zs, hsC, weight: st.p(wordS), bias: st.p(sh.bias), N: r, K: Hs, M: V)
                 if s.needsTeacherLogits {
                     let th = teacher.layout.head!
-                    linearForward(zt.base, ht.base + start * Ht, weight: teacher.p(teacher.layout.embeddings.word),
+                    linearForward(zt, ht.base + start * Ht, weight: teacher.p(teacher.layout.embeddings.word),
                                   bias: teacher.p(th.bias), N: r, K: Ht, M: V)
                 }
                 clock.lap("logits")
@@ -211,7 +217,7 @@ public final class DistillationStep {
                         kl.withUnsafeMutableBufferPointer { klp in
                             ce1.withUnsafeMutableBufferPointer { cep in
                                 mse.withUnsafeMutableBufferPointer { msep in
-                                    distillationRows(zs: zs.base, zt: s.needsTeacherLogits ? UnsafePointer(zt.base) : nil, rows: r, V: V,
+                                    distillationRows(zs: zs, zt: s.needsTeacherLogits ? UnsafePointer(zt) : nil, rows: r, V: V,
                                                      labels: lab.baseAddress! + start, ce: ce.baseAddress! + start, temperature: T,
                                                      ceScale: ceScale, mlmScale: mlmScale, mseScale: mseScale,
                                                      klOut: klp.baseAddress! + start, mlmOut: cep.baseAddress! + start,
@@ -225,7 +231,7 @@ public final class DistillationStep {
                 let dh = dhs.base + start * Hs
                 dh.update(repeating: 0, count: r * Hs)
                 clock.lap("loss rows")
-                linearBackward(dinp: dh, dweight: grads.base + wordS, dbias: grads.base + sh.bias, dout: zs.base,
+                linearBackward(dinp: dh, dweight: grads.base + wordS, dbias: grads.base + sh.bias, dout: zs,
                                inp: hsC, weight: st.p(wordS), N: r, K: Hs, M: V)
                 clock.lap("decoder backward")
                 start += r

@@ -1,3 +1,4 @@
+import Foundation
 // Small element-wise kernels: broadcast bias, residual sums, column sums, scaling.
 
 /// x[n, c] += bias[c]   over x [N×C].
@@ -54,18 +55,28 @@ public func addColumnSums(_ sums: UnsafeMutablePointer<Float>, _ x: UnsafePointe
     }
 }
 
-/// Σ x² in double precision (for gradient norms).
+/// Σ x² in double precision (for gradient norms): blocks of 4,096 summed in float lanes, the
+/// block sums added in double in order, so the result does not depend on the thread count.
 public func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Double {
-    var total = 0.0
-    var i = 0
-    while i < count {
-        // Blocks of 4,096 summed in float lanes, then carried in double.
-        let end = min(count, i + 4096)
-        var acc = F8()
-        while i + 8 <= end { let v = x.load8(i); acc += v * v; i += 8 }
-        var s = Double(hsum(acc))
-        while i < end { s += Double(x[i] * x[i]); i += 1 }
-        total += s
+    let block = 4096
+    let blocks = (count + block - 1) / block
+    guard blocks > 0 else { return 0 }
+    let partial = UnsafeMutablePointer<Double>.allocate(capacity: blocks)
+    defer { partial.deallocate() }
+    let out = SendablePointer(partial)
+    Parallel.forEachChunk(blocks, minPerChunk: 16) { _, range in
+        for b in range {
+            var i = b * block
+            let end = min(count, i + block)
+            var acc = F8()
+            while i + 8 <= end { let v = x.load8(i); acc += v * v; i += 8 }
+            var s = Double(hsum(acc))
+            while i < end { s += Double(x[i] * x[i]); i += 1 }
+            out.p[b] = s
+        }
     }
+    var total = 0.0
+    for b in 0..<blocks { total += partial[b] }
     return total
 }
+
