@@ -81,6 +81,9 @@ public final class Trainer {
         let train = try dataset(r.data.train, name: "train", tokenizer: tokenizer, events: events)
         if train.count == 0 { throw TrainerError.noData(path: train.path) }
         let heldout = r.data.heldout.isEmpty ? nil : try dataset(r.data.heldout, name: "heldout", tokenizer: tokenizer, events: events)
+        if r.data.masking.probability > 0 && !r.loss.needsStudentLogits {
+            events(.message("note: inputs are masked (mlm_probability \(r.data.masking.probability)) but only hidden-state losses are on; the student then learns the teacher's [MASK] states. Set mlm_probability = 0.0 to train on the text as it is."))
+        }
 
         // Student: restored from the state, or built from the teacher.
         var state: TrainingState?
