@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import DistilleryTraining
 import DistilleryModels
 
 struct ParamsCommand: ParsableCommand {

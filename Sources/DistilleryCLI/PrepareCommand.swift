@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import DistilleryTraining
 import DistilleryText
 
 struct PrepareCommand: ParsableCommand {

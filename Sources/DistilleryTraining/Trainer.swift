@@ -308,8 +308,8 @@ final class MetricsLog {
     }
 }
 
-/// 1234567 → "1,234,567".
-func grouped(_ n: Int) -> String {
+/// 1234567 → "1,234,567" (reports and the command line).
+public func grouped(_ n: Int) -> String {
     let s = String(n.magnitude)
     var out = ""
     for (i, ch) in s.enumerated() {
