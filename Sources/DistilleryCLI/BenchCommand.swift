@@ -52,6 +52,11 @@ struct BenchForward: ParsableCommand {
     var json = false
     @OptionGroup var threads: ThreadOptions
 
+    func validate() throws {
+        guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be at least 1 and --warmup at least 0") }
+        _ = try parseShapes(batch)
+    }
+
     func run() throws {
         threads.apply()
         let options = LoadOptions(dropPooler: true, dropPretrainingHeads: true)
@@ -142,6 +147,10 @@ struct BenchTokenize: ParsableCommand {
     struct Result: Encodable { let threads: Int; let seconds: Double; let megabytesPerSecond: Double; let tokens: Int }
     struct Report: Encodable { let file: String; let megabytes: Double; let results: [Result] }
 
+    func validate() throws {
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+    }
+
     func run() throws {
         let t = try BertTokenizer.load(path: tokenizer)
         var results: [Result] = []
@@ -183,6 +192,10 @@ struct BenchCheckpoint: ParsableCommand {
     @Flag(name: .long, help: "Print JSON.")
     var json = false
     @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+    }
 
     func run() throws {
         threads.apply()
@@ -227,6 +240,10 @@ struct BenchDistill: ParsableCommand {
     @Flag(name: .long, help: .hidden)
     var child = false
     @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+    }
 
     func run() throws {
         threads.apply()

@@ -45,7 +45,7 @@ struct EvalCommand: ParsableCommand {
         let options = LoadOptions(dropPooler: true, dropPretrainingHeads: true)
         let m = try RunnableModel.open(model, options: options)
         let ref = try reference.map { try RunnableModel.open($0, options: options) }
-        let tokenizer = try BertTokenizer.of(model: model, files: m.tokenizer)
+        let tokenizer = try BertTokenizer.shared(by: [m] + (ref.map { [$0] } ?? []))
         let positions = min(m.config.maxPositions, ref?.config.maxPositions ?? .max)
         if let maxSequenceLength, maxSequenceLength > positions {
             throw ValidationError("--max-seq-len \(maxSequenceLength) is longer than the \(positions) positions the model\(ref == nil ? "" : "s") can take")

@@ -12,7 +12,8 @@ struct ForwardCommand: ParsableCommand {
         IN.safetensors holds int64 tensors input_ids and attention_mask, and optionally \
         token_type_ids, each of shape [B, S] (the layout of the fixtures' reference.safetensors). \
         OUT.safetensors receives F32 hidden_states.0 (the embedding output) … hidden_states.L, \
-        shape [B, S, H], and logits [B, S, V] when the model has an MLM head. An int8 checkpoint         (from distill quantize) runs on the int8 path.
+        shape [B, S, H], and logits [B, S, V] when the model has an MLM head. An int8 checkpoint \
+        (from distill quantize) runs on the int8 path.
         """)
 
     @Option(name: .long, help: "A Hugging Face folder or a .safetensors.zst checkpoint (fp32 or int8).")

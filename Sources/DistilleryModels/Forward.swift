@@ -102,9 +102,10 @@ extension EncoderModel {
 
     /// The MLM head's transform (dense, activation, LayerNorm) over the last hidden state:
     /// headOutput [N×Ht].
-    public func forwardHeadTransform(_ a: EncoderActivations) {
+    public func forwardHeadTransform(_ a: EncoderActivations, observer: ActivationObserver? = nil) {
         guard let h = layout.head else { return }
         let N = a.N, H = config.hiddenSize, Ht = config.headWidth
+        observer?(.headTransform, a.lastHidden, N, H)
         linearForward(a.f(a.headPre), a.lastHidden, weight: p(h.transformWeight), bias: nil, N: N, K: H, M: Ht)
         activationForward(a.f(a.headAct), pre: a.f(a.headPre), a.f(a.headPre), bias: p(h.transformBias), N: N, C: Ht, config.activation)
         layerNormForward(a.f(a.headOut), mean: a.f(a.headMean), rstd: a.f(a.headRstd), a.f(a.headAct),

@@ -23,6 +23,7 @@ public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
     case untiedDecoder(file: String, tensor: String)
     case duplicateTensor(file: String, tensor: String, other: String)
     case nonFinite(file: String, tensor: String)
+    case badValues(file: String, tensor: String, expected: String)
 
     public var description: String {
         switch self {
@@ -34,6 +35,7 @@ public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
             return "\(f): '\(t)' differs from the tensor it should be tied to; Distillery needs the MLM decoder tied to the word embeddings"
         case let .duplicateTensor(f, t, o): return "\(f): tensors '\(t)' and '\(o)' name the same parameter"
         case let .nonFinite(f, t): return "\(f): tensor '\(t)' holds NaN or infinite values"
+        case let .badValues(f, t, e): return "\(f): tensor '\(t)' holds values out of range (expected \(e))"
         }
     }
 }
@@ -158,6 +160,8 @@ public enum HuggingFaceFolder {
         let table = HuggingFaceNames(layout: layout)
         var used = Set<String>()
         var stored: [String: StoredParameter] = [:]
+        let e = layout.embeddings!
+        let embeddingTables = Set([e.word, e.position] + (e.tokenType.map { [$0] } ?? []))
         func require(_ name: String, shape: [Int], dtype: DType) throws -> TensorInfo {
             guard let info = source.info(name) else {
                 throw ModelLoadError.missingTensor(file: source.path, tensor: name, expectedShape: shape)
@@ -186,9 +190,21 @@ public enum HuggingFaceFolder {
                     throw SafetensorsError.wrongDType(path: source.path, tensor: fileName, dtype: .I8, expected: "F32, F16, BF16 or F64 (only matrices are stored as int8)")
                 }
                 let scale = try require(fileName + ".scale", shape: [slot.shape[0]], dtype: .F32)
+                // Scales are finite and ≥ 0; smoothing factors (linear layers only: embedding
+                // rows are gathered, not multiplied) finite and normal, since they divide.
+                if try !source.floats(scale.name).allSatisfy({ $0.isFinite && $0 >= 0 }) {
+                    throw ModelLoadError.badValues(file: source.path, tensor: scale.name, expected: "finite scales ≥ 0")
+                }
                 var smooth: TensorInfo?
                 if source.info(fileName + ".smooth") != nil {
+                    if embeddingTables.contains(slot.offset) {
+                        throw ModelLoadError.unexpectedTensor(file: source.path, tensor: fileName + ".smooth",
+                                                              hint: "embedding tables are not smoothed")
+                    }
                     smooth = try require(fileName + ".smooth", shape: [slot.shape[1]], dtype: .F32)
+                    if try !source.floats(smooth!.name).allSatisfy({ $0.isNormal && $0 > 0 }) {
+                        throw ModelLoadError.badValues(file: source.path, tensor: smooth!.name, expected: "finite smoothing factors > 0")
+                    }
                     used.insert(hf + ".smooth")
                 }
                 used.insert(hf + ".scale")

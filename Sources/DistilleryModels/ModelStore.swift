@@ -41,20 +41,19 @@ extension ModelStore {
     /// *ForMaskedLM class, ":base" for the base class, the default), a config.json (heads from its
     /// `architectures`), a Hugging Face folder or a checkpoint (heads from its tensors).
     public static func parameterBreakdown(_ arg: String) throws -> ParameterBreakdown {
-        var name = arg, head = false
-        if let r = arg.range(of: ":", options: .backwards), ["mlm", "base"].contains(String(arg[r.upperBound...])) {
-            head = arg[r.upperBound...] == "mlm"
-            name = String(arg[..<r.lowerBound])
-        }
-        if let shape = Presets.shape(name, withHead: head) {
-            switch shape {
-            case .encoder(let c): return ParameterBreakdown(name: arg, layout: ParameterLayout(config: c))
-            case .decoder(let d): return d.breakdown(name: arg)
-            }
-        }
         var isDir: ObjCBool = false
+        // A file or folder of that name wins over a preset of the same name.
         guard FileManager.default.fileExists(atPath: arg, isDirectory: &isDir) else {
-            throw ModelLoadError.notAModel(path: arg, reason: "not a file, a folder or a preset (presets: \(Presets.names.joined(separator: ", ")))")
+            var name = arg, head = false
+            if let r = arg.range(of: ":", options: .backwards), ["mlm", "base"].contains(String(arg[r.upperBound...])) {
+                head = arg[r.upperBound...] == "mlm"
+                name = String(arg[..<r.lowerBound])
+            }
+            switch Presets.shape(name, withHead: head) {
+            case .encoder(let c)?: return ParameterBreakdown(name: arg, layout: ParameterLayout(config: c))
+            case .decoder(let d)?: return d.breakdown(name: arg)
+            case nil: throw ModelLoadError.notAModel(path: arg, reason: "not a file, a folder or a preset (presets: \(Presets.names.joined(separator: ", ")))")
+            }
         }
         if isDir.boolValue {
             return ParameterBreakdown(name: arg, layout: ParameterLayout(config: try HuggingFaceFolder.describe(arg)))

@@ -31,7 +31,8 @@ public enum Int8Kernel: Int32, CaseIterable, Sendable, CustomStringConvertible {
 
 /// Symmetric int8 quantization of the rows of a matrix: row r is q[r] · scale[r] with
 ///   scale = max |row| / 127,  q = round-to-nearest-even(x · 127 / max |row|)  ∈ [−127, 127].
-/// An all-zero row gets scale 0 and q = 0.
+/// An all-zero row gets scale 0 and q = 0; a row holding NaN or ±∞ gets scale NaN and q = 0
+/// (callers refuse such weights first; this only keeps the arithmetic from trapping).
 public func quantizeRowsSymmetric(_ x: UnsafePointer<Float>, rows: Int, cols: Int) -> (q: [Int8], scales: [Float]) {
     var q = [Int8](repeating: 0, count: rows * cols), scales = [Float](repeating: 0, count: rows)
     for r in 0..<rows {
@@ -39,6 +40,7 @@ public func quantizeRowsSymmetric(_ x: UnsafePointer<Float>, rows: Int, cols: In
         var amax: Float = 0
         for c in 0..<cols { amax = max(amax, abs(row[c])) }
         if amax == 0 { continue }
+        if !amax.isFinite { scales[r] = .nan; continue }
         let inv = 127 / amax
         scales[r] = amax / 127
         for c in 0..<cols { q[r * cols + c] = Int8(clamping: Int((row[c] * inv).rounded(.toNearestOrEven))) }
@@ -186,6 +188,13 @@ func quantizeRow(_ x: UnsafePointer<Float>, K: Int, out: UnsafeMutablePointer<UI
     }
     var lo = -hmax(-lo8), hi = hmax(hi8)
     while k < K { let v = v1(k); lo = min(lo, v); hi = max(hi, v); k += 1 }
+    if !(hi - lo).isFinite {
+        // ±∞ in the row (an overflowing model): NaN out, as fp32 would give, without trapping.
+        scale.pointee = .nan
+        zero.pointee = 0
+        out.update(repeating: 0, count: Kp)
+        return
+    }
     if hi == lo {
         scale.pointee = 0
         zero.pointee = 0
@@ -219,7 +228,9 @@ func asymmetricParameters(lo: Float, hi: Float) -> (inv: Float, scale: Float, ze
 
 @inline(__always)
 func quantizeValue(_ v: Float, inv: Float, zero: Float) -> UInt8 {
-    UInt8(min(255, max(0, (v * inv + zero))).rounded(.toNearestOrEven))
+    let t = v * inv + zero
+    guard t > 0 else { return 0 }      // NaN lands here too
+    return t < 255 ? UInt8(t.rounded(.toNearestOrEven)) : 255
 }
 
 /// The scalar definition `quantizeRow` must match (for tests).

@@ -47,14 +47,20 @@ public struct QuantizationScheme: Codable, Sendable, Equatable {
 
 public enum Quantizer {
     /// Which of a model's slots are quantized: every matrix (linear weights and embedding
-    /// tables) whose Hugging Face name does not contain one of `keep`.
+    /// tables) whose Hugging Face name does not contain one of `keep`. Query, key and value
+    /// run as one matrix, so keeping one of them keeps all three.
     static func quantizedSlots(_ model: EncoderModel, keep: [String]) -> Set<String> {
         let table = HuggingFaceNames(layout: model.layout)
         var hf: [String: String] = [:]
         for (o, h) in table.pairs where hf[o] == nil { hf[o] = table.prefixed(h, withHead: model.config.hasMLMHead) }
-        return Set(model.layout.slots.filter { slot in
-            slot.shape.count == 2 && !keep.contains { hf[slot.name]!.contains($0) }
+        var set = Set(model.layout.slots.filter { slot in
+            slot.shape.count == 2 && !keep.contains { (hf[slot.name] ?? slot.name).contains($0) }
         }.map(\.name))
+        for i in model.layout.attention.indices {
+            let trio = ["query", "key", "value"].map { "attention.\(i).\($0).weight" }
+            if !trio.allSatisfy(set.contains) { set.subtract(trio) }
+        }
+        return set
     }
 
     /// The quantized form of one slot: int8 rows, their scales, and the smoothing factors the
@@ -113,6 +119,13 @@ public enum Quantizer {
         let loaded = try ModelStore.load(input, options: LoadOptions(dropPretrainingHeads: true))
         let model = loaded.model
         let table = HuggingFaceNames(layout: model.layout)
+        for (ours, hf) in table.pairs {
+            let slot = model.layout.slot(ours)!
+            let values = UnsafeBufferPointer(start: model.p(slot.offset), count: slot.count)
+            if !values.allSatisfy(\.isFinite) {
+                throw ModelLoadError.nonFinite(file: input, tensor: table.prefixed(hf, withHead: model.config.hasMLMHead))
+            }
+        }
         let matrices = table.pairs.filter { model.layout.slot($0.ours)!.shape.count == 2 }
             .map { table.prefixed($0.hf, withHead: model.config.hasMLMHead) }
         for pattern in scheme.keptFP32 where !matrices.contains(where: { $0.contains(pattern) }) {

@@ -7,7 +7,7 @@ import DistilleryModels
 /// and whose linear layers run as int8 × int8 → int32 products on activations quantized per
 /// token at run time. LayerNorms, biases, GELU, attention products and residuals stay fp32.
 /// The MLM decoder reuses the int8 word table (its rows are the decoder's output channels).
-public final class QuantizedEncoder: EncoderRunner, @unchecked Sendable {
+public final class QuantizedEncoder: EncoderRunner {
     public let config: EncoderConfig
     public let layout: ParameterLayout
     public let kernel: Int8Kernel
@@ -40,11 +40,21 @@ public final class QuantizedEncoder: EncoderRunner, @unchecked Sendable {
     public enum SlotData {
         case int8(q: [Int8], scales: [Float], smoothing: [Float]?)
         case fp32([Float])
+
+        /// The values as fp32: W = diag(scale) · q · diag(1 / smoothing).
+        func dequantized(cols: Int) -> [Float] {
+            switch self {
+            case .fp32(let v): return v
+            case let .int8(q, s, sm):
+                return q.indices.map { i in Float(q[i]) * s[i / cols] / (sm?[i % cols] ?? 1) }
+            }
+        }
     }
 
-    /// `twoPass` names the layer inputs quantized in two passes (see QuantizationScheme).
+    /// `twoPass` names the layer inputs quantized in two passes (see QuantizationScheme);
+    /// `origin` (the file) names where the weights came from in errors.
     public init(config c: EncoderConfig, kernel: Int8Kernel = .best, twoPass: Set<QuantizationScheme.Input> = [],
-                fetch: (ParameterSlot) throws -> SlotData) throws {
+                origin: String = "the quantized model", fetch: (ParameterSlot) throws -> SlotData) throws {
         config = c
         layout = ParameterLayout(config: c)
         self.kernel = kernel
@@ -56,7 +66,12 @@ public final class QuantizedEncoder: EncoderRunner, @unchecked Sendable {
         }
         func vector(_ offset: Int) throws -> FloatBuffer {
             let (d, slot) = try data(offset)
-            guard case .fp32(let v) = d else { throw ModelLoadError.wrongShape(file: "quantized model", tensor: slot.name, shape: slot.shape, expected: slot.shape) }
+            guard case .fp32(let v) = d else {
+                let names = HuggingFaceNames(layout: L)
+                let hf = names.pairs.first { $0.ours == slot.name }.map { names.prefixed($0.hf, withHead: c.hasMLMHead) } ?? slot.name
+                throw SafetensorsError.wrongDType(path: origin, tensor: hf, dtype: .I8,
+                                                  expected: "F32 (only matrices are stored as int8)")
+            }
             bytes += v.count * 4
             return FloatBuffer(v)
         }
@@ -67,35 +82,29 @@ public final class QuantizedEncoder: EncoderRunner, @unchecked Sendable {
                 let p = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer {
                     PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: slot.shape[0], K: slot.shape[1], smoothing: sm)
                 } }
-                bytes += q.count + s.count * 4
+                bytes += q.count + s.count * 4 + (sm?.count ?? 0) * 4
                 return .int8(p)
             case .fp32(let v):
                 bytes += v.count * 4
                 return .fp32(FloatBuffer(v), rows: slot.shape[0], cols: slot.shape[1])
             }
         }
-        /// Q, K and V are three slots side by side; one [3H×H] matrix for the kernels.
+        /// Q, K and V are three slots side by side; one [3H×H] matrix for the kernels: int8
+        /// when all three are int8 with the same smoothing (they read the same input), fp32
+        /// otherwise (int8 parts dequantized).
         func qkvMatrix(_ a: AttentionSlots) throws -> Matrix {
             let H = c.hiddenSize
             let parts = try (0..<3).map { try data(a.qkvWeight + $0 * H * H).0 }
-            if case let .int8(_, _, smoothing) = parts[0] {
+            if case let .int8(_, _, smoothing) = parts[0],
+               parts.allSatisfy({ if case let .int8(_, _, sm) = $0 { return sm == smoothing } else { return false } }) {
                 var q: [Int8] = [], s: [Float] = []
-                for p in parts {
-                    guard case let .int8(pq, ps, psm) = p, psm == smoothing else {
-                        throw ModelLoadError.unexpectedTensor(file: "quantized model", tensor: "attention query/key/value", hint: "quantized differently from each other")
-                    }
-                    q += pq; s += ps
-                }
+                for case let .int8(pq, ps, _) in parts { q += pq; s += ps }
                 bytes += q.count + s.count * 4 + (smoothing?.count ?? 0) * 4
                 return .int8(q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer {
                     PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: 3 * H, K: H, smoothing: smoothing)
                 } })
             }
-            var all: [Float] = []
-            for p in parts {
-                guard case let .fp32(v) = p else { throw ModelLoadError.unexpectedTensor(file: "quantized model", tensor: "attention query/key/value", hint: "mixed int8 and fp32") }
-                all += v
-            }
+            let all = parts.flatMap { $0.dequantized(cols: H) }
             bytes += all.count * 4
             return .fp32(FloatBuffer(all), rows: 3 * H, cols: H)
         }
@@ -120,7 +129,8 @@ public final class QuantizedEncoder: EncoderRunner, @unchecked Sendable {
         }
         pooler = try L.pooler.map { Linear(w: try matrix($0.weight), bias: try vector($0.bias), N: H, K: H) }
         if let h = L.head {
-            headTransform = Linear(w: try matrix(h.transformWeight), bias: try vector(h.transformBias), N: c.headWidth, K: H)
+            headTransform = Linear(w: try matrix(h.transformWeight), bias: try vector(h.transformBias), N: c.headWidth, K: H,
+                                   twoPass: twoPass.contains(.headTransform))
             headNorm = Norm(weight: try vector(h.normWeight), bias: try vector(h.normBias))
             headBias = try vector(h.bias)
         } else {
@@ -158,7 +168,7 @@ public final class QuantizedEncoder: EncoderRunner, @unchecked Sendable {
         let scheme = try QuantizationScheme.read(c.metadata, path: path) ?? QuantizationScheme()
         let image = try SafetensorsImage(try c.decompressAll(), path: path)
         let resolved = try HuggingFaceFolder.resolve(config, from: image, options: options)
-        let encoder = try QuantizedEncoder(config: resolved.config, kernel: kernel, twoPass: Set(scheme.twoPassInputs)) { slot in
+        let encoder = try QuantizedEncoder(config: resolved.config, kernel: kernel, twoPass: Set(scheme.twoPassInputs), origin: path) { slot in
             switch resolved.stored[slot.name]! {
             case .float(let info):
                 return .fp32(try image.floats(info.name))
@@ -298,7 +308,7 @@ public final class QuantizedEncoder: EncoderRunner, @unchecked Sendable {
         // Gather the rows, transform, then the tied decoder (the int8 word table).
         for (i, r) in rows.enumerated() { (ws.tmp.base + i * H).update(from: last + r * H, count: H) }
         let R = rows.count
-        linear(ws.head.base, ws.tmp.base, Linear(w: t.w, bias: nil, N: t.N, K: t.K), M: R, ws: ws)
+        linear(ws.head.base, ws.tmp.base, Linear(w: t.w, bias: nil, N: t.N, K: t.K, twoPass: t.twoPass), M: R, ws: ws)
         activationForward(ws.head.base, pre: nil, ws.head.base, bias: t.bias!.base, N: R, C: Ht, config.activation)
         layerNormForward(ws.headOut.base, mean: nil, rstd: nil, ws.head.base, weight: norm.weight.base, bias: norm.bias.base, N: R, C: Ht, eps: config.layerNormEps)
         linear(out, ws.headOut.base, Linear(w: word, bias: bias, N: config.vocabSize, K: Ht), M: R, ws: ws)

@@ -76,11 +76,13 @@ extension Smoothing {
         var ranges: [LinearInput: [Float]] = [:]
         for b in batches {
             let acts = EncoderActivations(config: model.config, maxB: b.B, maxS: b.S, training: false)
-            model.forward(b, acts, observer: { input, x, rows, cols in
+            let observe: ActivationObserver = { input, x, rows, cols in
                 var r = ranges[input] ?? [Float](repeating: 0, count: cols)
                 for n in 0..<rows where b.attentionMask[n] != 0 { for j in 0..<cols { r[j] = max(r[j], abs(x[n * cols + j])) } }
                 ranges[input] = r
-            })
+            }
+            model.forward(b, acts, observer: observe)
+            model.forwardHeadTransform(acts, observer: observe)
         }
         return ranges
     }

@@ -49,14 +49,7 @@ public enum Comparison {
             opened.append(try RunnableModel.open(path, options: options))
         }
         let first = opened[0]
-        let tokenizer = try BertTokenizer.of(model: first.path, files: first.tokenizer)
-        for m in opened.dropFirst() {
-            // Token-level metrics need one vocabulary; a model without one is assumed to share it.
-            if m.tokenizer.vocabulary != nil,
-               try BertTokenizer.of(model: m.path, files: m.tokenizer).vocabulary.hash != tokenizer.vocabulary.hash {
-                throw EvaluationError.differentVocabulary(model: m.path, reference: first.path)
-            }
-        }
+        let tokenizer = try BertTokenizer.shared(by: opened)
         progress("tokenizing \(data)")
         // Sequences every model can take.
         let length = min(settings.maxSequenceLength, opened.map(\.config.maxPositions).min()!)
@@ -72,7 +65,8 @@ public enum Comparison {
             let timings = try settings.shapes.map {
                 try ForwardTiming.measure(m.runner, B: $0.B, S: min($0.S, m.config.maxPositions), warmup: settings.warmup, iterations: settings.iterations)
             }
-            let params = try ModelStore.parameterBreakdown(m.path)
+            // Counted from what was loaded (a pooler or pre-training head dropped at load is not run).
+            let params = ParameterBreakdown(name: m.path, layout: ParameterLayout(config: m.config))
             rows.append(.init(model: m.path, precision: m.precision, parameters: params.total, appliedParameters: params.applied,
                               bytesOnDisk: try ModelStore.bytesOnDisk(m.path), timings: timings, evaluation: evaluation))
         }

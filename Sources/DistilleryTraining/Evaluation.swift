@@ -2,6 +2,7 @@ import Foundation
 import DistilleryTensor
 import DistilleryModels
 import DistilleryText
+import DistilleryQuant
 
 /// Held-out quality of a model, alone and against a reference (its teacher, or the fp32
 /// model it was quantized from). Fields are nil where they do not apply.
@@ -64,7 +65,12 @@ public struct EvalSet: Sendable {
         if path.hasSuffix(".tok") {
             let d = try TokenDataset(path: path)
             try d.checkVocabulary(tokenizer.vocabulary)
-            return make(d, tokenizer: tokenizer, batchSize: batchSize, maxBatches: maxBatches, policy: policy, withTokenTypes: withTokenTypes)
+            if d.count == 0 { throw EvaluationError.noData(path: path) }
+            let set = make(d, tokenizer: tokenizer, batchSize: batchSize, maxBatches: maxBatches, policy: policy, withTokenTypes: withTokenTypes)
+            if let longest = set.batches.map(\.plain.S).max(), longest > maxSequenceLength {
+                throw EvaluationError.sequencesTooLong(path: path, length: longest, limit: maxSequenceLength)
+            }
+            return set
         }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distill-eval-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -83,12 +89,16 @@ public enum EvaluationError: Error, CustomStringConvertible, Equatable {
     case noVocabulary(model: String)
     case noData(path: String)
     case differentVocabulary(model: String, reference: String)
+    case vocabularyLargerThanModel(model: String, tokens: Int, embeddings: Int)
+    case sequencesTooLong(path: String, length: Int, limit: Int)
 
     public var description: String {
         switch self {
         case let .noVocabulary(m): return "\(m): no vocabulary comes with this model (a folder needs vocab.txt; a checkpoint records it in its metadata)"
         case let .noData(p): return "\(p): no text to evaluate on (the file holds no non-empty lines)"
         case let .differentVocabulary(m, r): return "\(m) and \(r) use different vocabularies, so their token-level outputs cannot be compared"
+        case let .vocabularyLargerThanModel(m, t, e): return "\(m): the vocabulary has \(t) tokens but the model only \(e) embeddings"
+        case let .sequencesTooLong(p, l, n): return "\(p): holds sequences of \(l) tokens; the models take at most \(n) (prepare it with a smaller --max-seq-len)"
         }
     }
 }
@@ -98,6 +108,23 @@ extension BertTokenizer {
     public static func of(model path: String, files: TokenizerFiles) throws -> BertTokenizer {
         guard let vocabulary = files.vocabulary else { throw EvaluationError.noVocabulary(model: path) }
         return try BertTokenizer.from(vocabularyText: vocabulary, configText: files.config, origin: path)
+    }
+
+    /// The tokenizer for evaluating several models on the same text: the first model's, which
+    /// every model must be able to take (others that carry a vocabulary must carry the same).
+    public static func shared(by models: [RunnableModel]) throws -> BertTokenizer {
+        let first = models[0]
+        let tokenizer = try of(model: first.path, files: first.tokenizer)
+        for m in models {
+            if m.path != first.path, m.tokenizer.vocabulary != nil,
+               try of(model: m.path, files: m.tokenizer).vocabulary.hash != tokenizer.vocabulary.hash {
+                throw EvaluationError.differentVocabulary(model: m.path, reference: first.path)
+            }
+            if tokenizer.vocabulary.count > m.config.vocabSize {
+                throw EvaluationError.vocabularyLargerThanModel(model: m.path, tokens: tokenizer.vocabulary.count, embeddings: m.config.vocabSize)
+            }
+        }
+        return tokenizer
     }
 }
 

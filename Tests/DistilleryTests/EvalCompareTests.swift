@@ -123,6 +123,44 @@ final class EvalCompareTests: XCTestCase {
         XCTAssertThrowsError(try run(["eval", "--model", teacher, "--data", dir + "/missing.txt"])) { e in
             XCTAssertTrue("\(e)".contains("missing.txt"), "\(e)")
         }
+
+        // Keeping one of query/key/value keeps all three (they run as one matrix), and the
+        // checkpoint runs.
+        let keptQuery = dir + "/kept-query.safetensors.zst"
+        let kept = try Quantizer.quantize(input: teacher, output: keptQuery, scheme: QuantizationScheme(keptFP32: ["attention.self.query"]))
+        XCTAssertEqual(kept.fp32Matrices, 3 * 2, "Q, K and V of both layers")
+        let keptOutputs = try RunnableModel.open(keptQuery).runner.referenceOutputs(batch)
+        XCTAssertTrue(keptOutputs.allSatisfy { $0.floats.allSatisfy(\.isFinite) })
+
+        // A reference with another vocabulary cannot be compared token by token.
+        let other = dir + "/other-vocab"
+        try Fixtures.makeTinyTeacher(at: other)
+        var words = try String(contentsOfFile: other + "/vocab.txt", encoding: .utf8).split(separator: "\n").map(String.init)
+        words.swapAt(words.count - 1, words.count - 2)
+        try (words.joined(separator: "\n") + "\n").write(toFile: other + "/vocab.txt", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try run(["eval", "--model", ck, "--reference", other, "--data", data, "--batches", "1"])) { e in
+            XCTAssertTrue("\(e)".contains("different vocabularies"), "\(e)")
+        }
+    }
+
+    /// Weights that are not numbers are refused before quantizing, naming the tensor.
+    func testNonFiniteWeightsAreRefused() throws {
+        let dir = Fixtures.temporaryDirectory + "/int8-nan"
+        try? FileManager.default.removeItem(atPath: dir)
+        let teacher = dir + "/teacher"
+        try Fixtures.makeTinyTeacher(at: teacher)
+        let file = try SafetensorsFile(path: teacher + "/model.safetensors")
+        let name = "bert.encoder.layer.1.output.dense.weight"
+        let tensors = try file.tensors.map { t -> OwnedTensor in
+            var v = try file.floats(t.name)
+            if t.name == name { v[17] = .nan }
+            return OwnedTensor(name: t.name, shape: t.shape, floats: v)
+        }
+        try Safetensors.write(tensors, to: teacher + "/model.safetensors")
+        XCTAssertThrowsError(try Quantizer.quantize(input: teacher, output: dir + "/out.safetensors.zst")) { e in
+            XCTAssertTrue("\(e)".contains(name) && "\(e)".contains("NaN"), "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/out.safetensors.zst"))
     }
 
     /// A damaged int8 checkpoint fails to load with the tensor or key named.
@@ -150,6 +188,16 @@ final class EvalCompareTests: XCTestCase {
         expectError(try rewrite(all.map { $0.name == scale ? OwnedTensor(name: scale, shape: [3], floats: [1, 2, 3]) : $0 }, "short-scale"),
                     mentioning: scale)
         expectError(try rewrite(all + [OwnedTensor(name: "bert.encoder.extra", shape: [1], floats: [0])], "extra"), mentioning: "bert.encoder.extra")
+        // Scales and smoothing factors must be usable numbers; embedding tables are not smoothed.
+        let smooth = "bert.encoder.layer.0.attention.self.query.weight.smooth"
+        XCTAssertTrue(all.contains { $0.name == smooth }, "the QKV input is smoothed by default")
+        expectError(try rewrite(all.map { $0.name == smooth ? OwnedTensor(name: smooth, shape: $0.shape, floats: [Float](repeating: 0, count: $0.shape[0])) : $0 },
+                                "zero-smooth"), mentioning: smooth)
+        expectError(try rewrite(all.map { $0.name == scale ? OwnedTensor(name: scale, shape: $0.shape, floats: [Float](repeating: .infinity, count: $0.shape[0])) : $0 },
+                                "inf-scale"), mentioning: scale)
+        let wordSmooth = "bert.embeddings.word_embeddings.weight.smooth"
+        expectError(try rewrite(all + [OwnedTensor(name: wordSmooth, shape: [64], floats: [Float](repeating: 1, count: 64))], "smoothed-embeddings"),
+                    mentioning: wordSmooth)
         var meta = c.metadata
         meta[QuantizationScheme.metadataKey] = "{not json"
         let badMeta = try rewrite(all, metadata: meta, "bad-scheme")
