@@ -2,27 +2,21 @@
 import PackageDescription
 
 // Layers, each importing only those below it:
-//   CBLAS, CZstd (C shims), CInt8 (int8 SIMD microkernels)
-//   → DistilleryTensor (storage, the one sgemm wrapper, kernels)
+//   CBLAS, CZstd (system libraries), CKernels (SIMD kernels with run-time dispatch)
+//   → DistilleryTensor (storage, matrix-product backends, kernels, weight formats)
 //   → DistilleryFormats (safetensors, zstd checkpoints), DistilleryText (tokenizer, data)
 //   → DistilleryModels (configs, parameter layout, forward/backward, Hugging Face names)
-//   → DistilleryQuant (int8) → DistilleryTraining (losses, AdamW, trainer, students)
+//   → DistilleryQuant (the int8 format, loading any model file)
+//   → DistilleryEvaluation (held-out metrics, comparison)
+//   → DistilleryTraining (losses, AdamW, students, trainer)
 //   → DistilleryRecipes (TOML) → DistilleryCLI (one file a subcommand) → distill
-// The numeric kernels use 8-lane float SIMD; on x86-64 let the compiler emit AVX2 and FMA for
-// them (Intel Haswell / AMD Zen and later). Other architectures use their default.
-#if arch(x86_64)
-let simd: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
-#else
-let simd: [SwiftSetting] = []
-#endif
-
+// DistilleryBenchmarks (what `distill bench` measures) sits beside the CLI, outside the library.
 let package = Package(
     name: "Distillery",
-    platforms: [.macOS(.v13)],
     products: [
         .library(name: "Distillery", targets: [
             "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels",
-            "DistilleryQuant", "DistilleryTraining", "DistilleryRecipes", "DistilleryCLI",
+            "DistilleryQuant", "DistilleryEvaluation", "DistilleryTraining", "DistilleryRecipes",
         ]),
         .executable(name: "distill", targets: ["distill"]),
     ],
@@ -35,25 +29,36 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
                        providers: [.apt(["libzstd-dev"])]),
-        // int8 dot-product microkernels (VNNI, AVX2) with a portable reference; the only C.
-        // -ffp-contract=off: every kernel must round exactly as the reference does.
-        .target(name: "CInt8", cSettings: [.unsafeFlags(["-O2", "-ffp-contract=off"])]),
-        .target(name: "DistilleryTensor", dependencies: ["CBLAS"], swiftSettings: simd),
+        // int8 dot-product microkernels (VNNI, AVX2) with a portable reference.
+        .target(name: "CInt8"),
+        // exp/erf-heavy row kernels (softmax, GELU, LayerNorm, losses): AVX2+FMA and generic
+        // copies of one source, chosen at run time.
+        .target(name: "CKernels", exclude: ["kernels_impl.h"]),
+        .target(name: "DistilleryTensor", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "DistilleryFormats", dependencies: ["DistilleryTensor", "CZstd"]),
         .target(name: "DistilleryText", dependencies: ["DistilleryTensor"]),
-        .target(name: "DistilleryModels", dependencies: ["DistilleryTensor", "DistilleryFormats"], swiftSettings: simd),
-        .target(name: "DistilleryQuant", dependencies: ["DistilleryModels", "CInt8"], swiftSettings: simd),
+        .target(name: "DistilleryModels", dependencies: ["DistilleryTensor", "DistilleryFormats"]),
+        .target(name: "DistilleryQuant", dependencies: ["DistilleryTensor", "DistilleryFormats", "DistilleryModels", "CInt8"]),
+        .target(name: "DistilleryEvaluation", dependencies: ["DistilleryTensor", "DistilleryText", "DistilleryModels", "DistilleryQuant"]),
         .target(name: "DistilleryTraining", dependencies: [
-            "DistilleryModels", "DistilleryText", "DistilleryQuant",
-        ], swiftSettings: simd),
+            "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryQuant", "DistilleryEvaluation",
+        ]),
         .target(name: "DistilleryRecipes", dependencies: [
-            "DistilleryTraining", .product(name: "TOMLKit", package: "TOMLKit"),
+            "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryTraining",
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+        .target(name: "DistilleryBenchmarks", dependencies: [
+            "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryTraining",
         ]),
         .target(name: "DistilleryCLI", dependencies: [
-            "DistilleryRecipes",
+            "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryQuant",
+            "DistilleryEvaluation", "DistilleryTraining", "DistilleryRecipes", "DistilleryBenchmarks",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "distill", dependencies: ["DistilleryCLI"]),
-        .testTarget(name: "DistilleryTests", dependencies: ["DistilleryCLI"], exclude: ["Fixtures"]),
+        .testTarget(name: "DistilleryTests", dependencies: [
+            "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryQuant",
+            "DistilleryEvaluation", "DistilleryTraining", "DistilleryRecipes", "DistilleryCLI", "DistilleryBenchmarks",
+        ], exclude: ["Fixtures"]),
     ]
 )

@@ -6,6 +6,13 @@
 // (vpdpbusd) and subtract the zero point afterwards: Σ (x − z)·w = Σ x·w − z·Σ w.
 
 #include "distill_int8.h"
+
+// Every kernel must round exactly as the reference does: no fused multiply-adds the compiler
+// invents (the one fmaf below is written out).
+#pragma STDC FP_CONTRACT OFF
+#ifdef __clang__
+#pragma clang fp contract(off)
+#endif
 #include <math.h>
 #include <string.h>
 

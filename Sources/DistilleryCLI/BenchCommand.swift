@@ -6,23 +6,14 @@ import DistilleryText
 import DistilleryFormats
 import DistilleryTraining
 import DistilleryQuant
+import DistilleryEvaluation
+import DistilleryBenchmarks
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure speed and memory (build with -c release for meaningful figures).",
         subcommands: [BenchForward.self, BenchTokenize.self, BenchCheckpoint.self, BenchDistill.self])
-}
-
-/// "8x128,1x128" → [(8, 128), (1, 128)]
-func parseShapes(_ s: String) throws -> [(B: Int, S: Int)] {
-    try s.split(separator: ",").map { part in
-        let p = part.lowercased().split(whereSeparator: { $0 == "x" || $0 == "×" })
-        guard p.count == 2, let b = Int(p[0]), let l = Int(p[1]), b > 0, l > 0 else {
-            throw ValidationError("batch shape '\(part)' should look like 8x128")
-        }
-        return (b, l)
-    }
 }
 
 struct BenchForward: ParsableCommand {
@@ -40,55 +31,54 @@ struct BenchForward: ParsableCommand {
     var modelPath: String?
     @Option(name: .long, help: "Preset shape when no --model is given.")
     var preset = "all-MiniLM-L6-v2"
-    @Option(name: .long, help: "Batch shapes B×S, comma-separated.")
-    var batch = "8x128,1x128"
+    @Option(name: .long, help: ArgumentHelp("Batch shapes B×S, comma-separated.", valueName: "shapes"), transform: BatchShape.list)
+    var batch = [BatchShape(B: 8, S: 128), BatchShape(B: 1, S: 128)]
     @Option(name: .long, help: "Timed iterations per shape.")
     var iterations = 20
     @Option(name: .long, help: "Untimed warm-up iterations per shape.")
     var warmup = 3
-    @Flag(name: .long, help: "Quantize the model to int8 (in memory) and run the int8 path.")
+    @Flag(name: .long, help: .hidden)
     var int8 = false
     @Flag(name: .long, help: "Print JSON.")
     var json = false
+    @OptionGroup var precision: PrecisionOption
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be at least 1 and --warmup at least 0") }
-        _ = try parseShapes(batch)
+        guard (1...100_000).contains(iterations), (0...100_000).contains(warmup) else {
+            throw ValidationError("--iterations must be 1…100,000 and --warmup 0…100,000")
+        }
     }
 
     func run() throws {
         threads.apply()
         let options = LoadOptions(dropPooler: true, dropPretrainingHeads: true)
-        var runner: EncoderRunner
-        var precision = "fp32"
+        // --int8 is the older spelling of --precision int8.
+        let precision = int8 ? RunPrecision.int8 : self.precision.precision
+        let model: EncoderModel
         let name: String
         if let path = modelPath {
-            let opened = try RunnableModel.open(path, options: options)
-            runner = opened.runner
-            precision = opened.precision
+            model = try ModelStore.open(path, options: options, precision: precision).model
             name = path
         } else {
             guard case .encoder(var c)? = Presets.shape(preset, withHead: false) else {
                 throw ValidationError("--preset must name an encoder preset")
             }
             c.hasPooler = false
-            let model = EncoderModel(config: c)
+            model = EncoderModel(config: c)
             model.initializeRandomly(seed: 1)
-            runner = EncoderSession(model)
+            switch precision {
+            case .stored, .fp32: break
+            case .bf16: model.convertMatricesToBF16()
+            case .int8: try Quantizer.quantizeInPlace(model)
+            }
             name = preset + " (random weights)"
         }
-        if int8 {
-            guard let session = runner as? EncoderSession else { throw ValidationError("--int8: \(name) is already int8") }
-            let q = try QuantizedEncoder(quantizing: session.model)
-            runner = q
-            precision = "int8 (\(q.kernel))"
+        let results = try batch.map { shape in
+            try ForwardTiming.measure(model, B: shape.B, S: min(shape.S, model.config.maxPositions), warmup: warmup, iterations: iterations)
         }
-        let results = try parseShapes(batch).map { shape in
-            try ForwardTiming.measure(runner, B: shape.B, S: shape.S, warmup: warmup, iterations: iterations)
-        }
-        let report = ForwardBenchReport(model: name, precision: precision, threads: Parallel.threads,
-                                        results: results.map { ForwardBenchResult($0, flops: runner.config.forwardFLOPs(B: $0.batch, S: $0.sequence)) })
+        let report = ForwardBenchReport(model: name, precision: model.precision, machine: MachineReport.current(), threads: Parallel.threads,
+                                        results: results.map { ForwardBenchResult($0, flops: model.config.forwardFLOPs(B: $0.batch, S: $0.sequence)) })
         print(json ? try jsonText(report) : report.table)
     }
 }
@@ -96,6 +86,7 @@ struct BenchForward: ParsableCommand {
 struct ForwardBenchReport: Encodable {
     let model: String
     let precision: String
+    let machine: MachineReport
     let threads: Int
     let results: [ForwardBenchResult]
 
@@ -104,7 +95,7 @@ struct ForwardBenchReport: Encodable {
         for r in results {
             t.add(["\(r.batch)×\(r.sequence)", fixed(r.medianMs, 1), fixed(r.minMs, 1), fixed(r.gflops, 1), grouped(Int(r.tokensPerSecond))])
         }
-        return "forward  \(model)  \(precision)  threads \(threads)\n" + t.render()
+        return machine.header + "\nforward  \(model)  \(precision)  threads \(threads)\n" + t.render()
     }
 }
 
@@ -137,8 +128,9 @@ struct BenchTokenize: ParsableCommand {
     var tokenizer: String
     @Option(name: .long, help: "A text file, one paragraph a line.")
     var input: String
-    @Option(name: .long, help: "Thread counts to measure, comma-separated.")
-    var threads = "1,2"
+    @Option(name: .long, help: ArgumentHelp("Thread counts to measure, comma-separated.", valueName: "counts"),
+            transform: { try integerList($0, range: 1...1024, what: "a thread count") })
+    var threads = [1, 2]
     @Option(name: .long, help: "Runs per thread count (the median is reported).")
     var runs = 5
     @Flag(name: .long, help: "Print JSON.")
@@ -148,19 +140,19 @@ struct BenchTokenize: ParsableCommand {
     struct Report: Encodable { let file: String; let megabytes: Double; let results: [Result] }
 
     func validate() throws {
-        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        guard (1...1000).contains(runs) else { throw ValidationError("--runs must be 1…1000") }
     }
 
     func run() throws {
         let t = try BertTokenizer.load(path: tokenizer)
         var results: [Result] = []
         var megabytes = 0.0
-        for n in threads.split(separator: ",").compactMap({ Int($0) }) {
+        for n in threads {
             Parallel.setThreads(n)
             var times: [Double] = []
             var tokens = 0
             for _ in 0..<max(1, runs) {
-                let r = try Corpus.timeTokenization(file: input, tokenizer: t)
+                let r = try TokenizerBenchmark.time(file: input, tokenizer: t)
                 times.append(r.seconds); tokens = r.tokens; megabytes = Double(r.bytes) / 1e6
             }
             results.append(Result(threads: n, seconds: times.median, megabytesPerSecond: megabytes / times.median, tokens: tokens))
@@ -169,7 +161,7 @@ struct BenchTokenize: ParsableCommand {
         if json { print(try jsonText(report)); return }
         var table = TextTable(["threads", "seconds (median)", "MB/s", "tokens"])
         for r in results { table.add(["\(r.threads)", fixed(r.seconds, 3), fixed(r.megabytesPerSecond, 1), grouped(r.tokens)]) }
-        print("tokenize  \(input)  \(fixed(megabytes, 1)) MB\n" + table.render())
+        print(MachineReport.current().header + "\ntokenize  \(input)  \(fixed(megabytes, 1)) MB\n" + table.render())
     }
 }
 
@@ -185,8 +177,9 @@ struct BenchCheckpoint: ParsableCommand {
 
     @Option(name: .long, help: "A model folder or checkpoint (e.g. .models/all-MiniLM-L6-v2).")
     var model: String
-    @Option(name: .long, help: "zstd levels, comma-separated.")
-    var levels = "1,3,9,19"
+    @Option(name: .long, help: ArgumentHelp("zstd levels, comma-separated.", valueName: "levels"),
+            transform: { try integerList($0, range: 1...22, what: "a zstd level") })
+    var levels = [1, 3, 9, 19]
     @Option(name: .long, help: "Runs per setting (medians reported).")
     var runs = 3
     @Flag(name: .long, help: "Print JSON.")
@@ -194,7 +187,7 @@ struct BenchCheckpoint: ParsableCommand {
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        guard (1...1000).contains(runs) else { throw ValidationError("--runs must be 1…1000") }
     }
 
     func run() throws {
@@ -204,7 +197,7 @@ struct BenchCheckpoint: ParsableCommand {
         let path = NSTemporaryDirectory() + "/distill-bench-\(getpid()).safetensors.zst"
         defer { try? FileManager.default.removeItem(atPath: path) }
         var results: [CheckpointBenchmark] = []
-        for level in levels.split(separator: ",").compactMap({ Int($0) }) {
+        for level in levels {
             for shuffle in [false, true] {
                 results.append(try CheckpointBenchmark.measure(tensors, metadata: [:], path: path, level: level,
                                                                byteShuffle: shuffle, runs: level >= 19 ? 1 : runs))
@@ -215,7 +208,7 @@ struct BenchCheckpoint: ParsableCommand {
         for r in results {
             t.add(["\(r.level)", r.byteShuffle ? "yes" : "no", grouped(r.compressedBytes), fixed(r.ratio, 3), fixed(r.writeMBps, 1), fixed(r.readMBps, 1)])
         }
-        print("checkpoint  \(model)  raw \(grouped(results.first?.rawBytes ?? 0)) bytes  threads \(Parallel.threads)\n" + t.render())
+        print(MachineReport.current().header + "\ncheckpoint  \(model)  raw \(grouped(results.first?.rawBytes ?? 0)) bytes  threads \(Parallel.threads)\n" + t.render())
     }
 }
 
@@ -231,8 +224,9 @@ struct BenchDistill: ParsableCommand {
         resident memory is its own.
         """)
 
-    @Option(name: .long, help: "Cases to run: a, b, c (comma-separated).")
-    var cases = "a,b,c"
+    @Option(name: .long, help: ArgumentHelp("Cases to run: a, b, c (comma-separated).", valueName: "cases"),
+            transform: { try choiceList($0, DistillBenchmark.Case.allCases.map { ($0.rawValue, $0) }, what: "case") })
+    var cases = DistillBenchmark.Case.allCases
     @Option(name: .long, help: "Timed steps per case (median reported).")
     var steps = 5
     @Flag(name: .long, help: "Print JSON.")
@@ -242,12 +236,12 @@ struct BenchDistill: ParsableCommand {
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+        guard (1...10_000).contains(steps) else { throw ValidationError("--steps must be 1…10,000") }
     }
 
     func run() throws {
         threads.apply()
-        let selected = cases.split(separator: ",").compactMap { DistillBenchmark.Case(rawValue: String($0)) }
+        let selected = cases
         if child {
             print(try jsonText(try selected.map { try DistillBenchmark.run($0, steps: steps) }))
             return
@@ -271,7 +265,7 @@ struct BenchDistill: ParsableCommand {
             t.add([r.name, fixed(r.secondsPerStep, 3), grouped(Int(r.tokensPerSecond)), fixed(r.gflops, 1),
                    fixed(Double(r.peakRSSBytes) / 1e9, 2) + " GB", "\(grouped(r.teacherParameters)) → \(grouped(r.studentParameters))"])
         }
-        print("distill  batch 16×128  threads \(Parallel.threads)\n" + t.render())
+        print(MachineReport.current().header + "\ndistill  batch 16×128  threads \(Parallel.threads)\n" + t.render())
         for c in selected { print("  \(c.rawValue)) \(c.description)") }
     }
 }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import DistilleryTensor
 import DistilleryModels
-import DistilleryTraining
+import DistilleryEvaluation
 
 struct CompareCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,16 +25,18 @@ struct CompareCommand: ParsableCommand {
     var batches = 8
     @Option(name: .long, help: "Timed forward passes per shape (the median is reported).")
     var iterations = 10
-    @Option(name: .long, help: "Batch shapes B×S to time, comma-separated.")
-    var shapes = "8x128,1x128"
+    @Option(name: .long, help: ArgumentHelp("Batch shapes B×S to time, comma-separated.", valueName: "shapes"), transform: BatchShape.list)
+    var shapes = [BatchShape(B: 8, S: 128), BatchShape(B: 1, S: 128)]
     @Flag(name: .long, help: "Print JSON.")
     var json = false
+    @OptionGroup var precision: PrecisionOption
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
         guard !models.isEmpty else { throw ValidationError("give at least one model") }
-        guard batches >= 1, iterations >= 1 else { throw ValidationError("--batches and --iterations must be at least 1") }
-        _ = try parseShapes(shapes)
+        guard (1...100_000).contains(batches), (1...100_000).contains(iterations) else {
+            throw ValidationError("--batches and --iterations must be 1…100,000")
+        }
     }
 
     func run() throws {
@@ -42,7 +44,8 @@ struct CompareCommand: ParsableCommand {
         var settings = ComparisonSettings()
         settings.maxBatches = batches
         settings.iterations = iterations
-        settings.shapes = try parseShapes(shapes)
+        settings.shapes = shapes.map { ($0.B, $0.S) }
+        settings.precision = precision.precision
         let report = try Comparison.run(models: models, data: data, settings: settings) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import DistilleryTensor
+import DistilleryQuant
 import DistilleryFormats
 import DistilleryModels
 import DistilleryTraining

@@ -19,13 +19,3 @@ public struct Distill: ParsableCommand {
 
     public init() {}
 }
-
-/// Options every compute-heavy command takes.
-struct ThreadOptions: ParsableArguments {
-    @Option(name: .long, help: "Threads for our kernels and OpenBLAS (default: all cores, or $DISTILL_THREADS).")
-    var threads: Int?
-
-    func apply() {
-        if let threads { Parallel.setThreads(threads) }
-    }
-}

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
+import DistilleryTensor
 import DistilleryModels
 import DistilleryQuant
 import DistilleryText
-import DistilleryTraining
+import DistilleryEvaluation
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,42 +28,45 @@ struct EvalCommand: ParsableCommand {
     var reference: String?
     @Option(name: .customLong("max-seq-len"), help: "Tokens per sequence (default: 128, or fewer if the models have fewer positions).")
     var maxSequenceLength: Int?
-    @Option(name: .customLong("batch-size"), help: "Sequences per batch.")
+    @Option(name: .customLong("batch-size"), help: "Sequences per batch (1…4096).")
     var batchSize = 16
     @Option(name: .long, help: "Batches to evaluate (from the start of the file).")
     var batches = 16
     @Flag(name: .long, help: "Print JSON.")
     var json = false
+    @OptionGroup var precision: PrecisionOption
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
-        guard (maxSequenceLength ?? 3) >= 3 else { throw ValidationError("--max-seq-len must be at least 3") }
-        guard batchSize >= 1, batches >= 1 else { throw ValidationError("--batch-size and --batches must be at least 1") }
+        guard (3...65536).contains(maxSequenceLength ?? 3) else { throw ValidationError("--max-seq-len must be 3…65536") }
+        guard (1...4096).contains(batchSize), (1...1_000_000).contains(batches) else {
+            throw ValidationError("--batch-size must be 1…4096 and --batches 1…1,000,000")
+        }
     }
 
     func run() throws {
         threads.apply()
         let options = LoadOptions(dropPooler: true, dropPretrainingHeads: true)
-        let m = try RunnableModel.open(model, options: options)
-        let ref = try reference.map { try RunnableModel.open($0, options: options) }
+        let m = try ModelStore.open(model, options: options, precision: precision.precision)
+        let ref = try reference.map { try ModelStore.open($0, options: options) }
         let tokenizer = try BertTokenizer.shared(by: [m] + (ref.map { [$0] } ?? []))
-        let positions = min(m.config.maxPositions, ref?.config.maxPositions ?? .max)
+        let positions = min(m.model.config.maxPositions, ref?.model.config.maxPositions ?? .max)
         if let maxSequenceLength, maxSequenceLength > positions {
             throw ValidationError("--max-seq-len \(maxSequenceLength) is longer than the \(positions) positions the model\(ref == nil ? "" : "s") can take")
         }
         let set = try EvalSet.load(data, tokenizer: tokenizer, maxSequenceLength: maxSequenceLength ?? min(128, positions), batchSize: batchSize,
-                                   maxBatches: batches, withTokenTypes: m.config.hasTokenTypes || (ref?.config.hasTokenTypes ?? false))
+                                   maxBatches: batches, withTokenTypes: m.model.config.hasTokenTypes || (ref?.model.config.hasTokenTypes ?? false))
         let bar = ProgressBar("evaluating", total: Double(set.batches.count), unit: "batches")
-        let report = try Evaluator.evaluate(m.runner, reference: ref?.runner, on: set) { done, _ in bar.update(Double(done)) }
+        let report = try Evaluator.evaluate(m.model, reference: ref?.model, on: set) { done, _ in bar.update(Double(done)) }
         bar.finish()
         if json {
-            print(try jsonText(EvalOutput(model: model, precision: m.precision, reference: reference, data: data, report: report)))
+            print(try jsonText(EvalOutput(model: model, precision: m.model.precision, reference: reference, data: data, report: report)))
             return
         }
-        print("eval  \(model)  \(m.precision)\(reference.map { "  vs \($0)" } ?? "")")
+        print("eval  \(model)  \(m.model.precision)\(reference.map { "  vs \($0)" } ?? "")")
         print("\(grouped(report.sequences)) sequences, \(grouped(report.tokens)) tokens, \(grouped(report.targets)) masked targets from \(data)")
         print(EvalOutput.table(report))
-        if m.config.hasMLMHead == false { print("(no MLM head: accuracy and loss do not apply)") }
+        if m.model.config.hasMLMHead == false { print("(no MLM head: accuracy and loss do not apply)") }
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import DistilleryTensor
 import DistilleryFormats
 import DistilleryModels
 import DistilleryQuant
@@ -13,7 +14,7 @@ struct ForwardCommand: ParsableCommand {
         token_type_ids, each of shape [B, S] (the layout of the fixtures' reference.safetensors). \
         OUT.safetensors receives F32 hidden_states.0 (the embedding output) … hidden_states.L, \
         shape [B, S, H], and logits [B, S, V] when the model has an MLM head. An int8 checkpoint \
-        (from distill quantize) runs on the int8 path.
+        (from distill quantize) runs on the int8 path; --precision chooses another.
         """)
 
     @Option(name: .long, help: "A Hugging Face folder or a .safetensors.zst checkpoint (fp32 or int8).")
@@ -24,15 +25,17 @@ struct ForwardCommand: ParsableCommand {
     var out: String
     @Flag(name: .long, help: "Load a model whose file has a pooler without it.")
     var dropPooler = false
+    @OptionGroup var precision: PrecisionOption
     @OptionGroup var threads: ThreadOptions
 
     func run() throws {
         threads.apply()
-        let loaded = try RunnableModel.open(model, options: LoadOptions(dropPooler: dropPooler, dropPretrainingHeads: true))
+        let loaded = try ModelStore.open(model, options: LoadOptions(dropPooler: dropPooler, dropPretrainingHeads: true),
+                                         precision: precision.precision)
         let batchFile = try SafetensorsFile(path: batch)
         let tokens = try TokenBatch.read(from: batchFile)
-        let outputs = try loaded.runner.referenceOutputs(tokens)
-        try Safetensors.write(outputs, metadata: ["model": loaded.path, "precision": loaded.precision], to: out)
+        let outputs = try loaded.model.referenceOutputs(tokens)
+        try Safetensors.write(outputs, metadata: ["model": loaded.path, "precision": loaded.model.precision], to: out)
         print("wrote \(outputs.count) tensors for \(tokens.B)×\(tokens.S) tokens to \(out)")
     }
 }

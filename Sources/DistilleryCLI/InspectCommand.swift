@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
+import DistilleryTensor
 import DistilleryTraining
 import DistilleryFormats
 import DistilleryModels
+import DistilleryQuant
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,16 +55,20 @@ struct InspectReport: Encodable {
         }
         let f = try SafetensorsFile(path: path)
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-        return InspectReport(file: path, format: "safetensors", fileBytes: size ?? 0, rawBytes: size ?? 0, compressedBytes: nil, ratio: nil,
+        return InspectReport(file: path, format: "safetensors", fileBytes: size, rawBytes: size, compressedBytes: nil, ratio: nil,
                              frames: nil, verified: nil,
                              tensors: f.tensors.map { Tensor(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount, compressedBytes: nil) },
                              parameters: parameterCount(f.tensors), metadata: f.metadata)
     }
 
-    /// Elements of weight tensors (floating point and int8 weights; not integer buffers or scales).
+    /// Elements of weight tensors (floating point and encoded weights; not integer buffers, nor
+    /// an encoding's companions such as int8 scales and smoothing factors).
     static func parameterCount(_ t: [TensorInfo]) -> Int {
-        t.filter { ($0.dtype.isFloatingPoint || $0.dtype == .I8) && !$0.name.hasSuffix(".scale") && !$0.name.hasSuffix("position_ids") }
-            .reduce(0) { $0 + $1.elementCount }
+        let codecs = ModelStore.codecs
+        return t.filter { info in
+            (info.dtype.isFloatingPoint || codecs.contains { $0.dtype == info.dtype })
+                && !codecs.contains { $0.isCompanion(info.name) } && !HuggingFaceNames.isBuffer(info.name.split(separator: ".").suffix(2).joined(separator: "."))
+        }.reduce(0) { $0 + $1.elementCount }
     }
 
     func text(full: Bool) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import DistilleryTensor
 
 /// A one-line progress bar on standard error, redrawn at most ten times a second; silent when
 /// standard error is not a terminal (logs, CI) except for the final line.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import DistilleryTensor
 import DistilleryTraining
 import DistilleryFormats
 import DistilleryQuant
@@ -28,8 +29,8 @@ struct QuantizeCommand: ParsableCommand {
     var keep: [String] = []
     @Option(name: .customLong("two-pass"), help: ArgumentHelp(
         "Layer inputs quantized in two int8 passes (~15-bit activations at twice the int8 work), comma-separated from: \(QuantizationScheme.Input.allCases.map(\.rawValue).joined(separator: ", ")); 'none' for none.",
-        valueName: "inputs"))
-    var twoPass: String?
+        valueName: "inputs"), transform: Self.twoPassInputs)
+    var twoPass: [QuantizationScheme.Input]?
     @Flag(name: .customLong("no-smoothing"), help: "Do not move activation outliers into the weights (SmoothQuant-style smoothing).")
     var noSmoothing = false
     @Option(name: .long, help: "zstd level (1–22).")
@@ -38,29 +39,25 @@ struct QuantizeCommand: ParsableCommand {
     var json = false
     @OptionGroup var threads: ThreadOptions
 
-    func validate() throws {
-        guard (1...22).contains(level) else { throw ValidationError("--level must be 1…22") }
-        _ = try scheme()
+    static func twoPassInputs(_ s: String) throws -> [QuantizationScheme.Input] {
+        if s == "none" { return [] }
+        return try choiceList(s, QuantizationScheme.Input.allCases.map { ($0.rawValue, $0) }, what: "layer input")
     }
 
-    func scheme() throws -> QuantizationScheme {
+    func validate() throws {
+        guard (1...22).contains(level) else { throw ValidationError("--level must be 1…22") }
+    }
+
+    func scheme() -> QuantizationScheme {
         var s = QuantizationScheme(keptFP32: keep)
         if noSmoothing { s.smoothedInputs = [] }
-        if let twoPass {
-            s.twoPassInputs = []
-            for part in twoPass.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where part != "none" {
-                guard let input = QuantizationScheme.Input(rawValue: part) else {
-                    throw ValidationError("--two-pass: unknown input '\(part)'; choose from \(QuantizationScheme.Input.allCases.map(\.rawValue).joined(separator: ", ")) or none")
-                }
-                s.twoPassInputs.append(input)
-            }
-        }
+        if let twoPass { s.twoPassInputs = twoPass }
         return s
     }
 
     func run() throws {
         threads.apply()
-        let summary = try Quantizer.quantize(input: input, output: output, scheme: try scheme(), level: level)
+        let summary = try Quantizer.quantize(input: input, output: output, scheme: scheme(), level: level)
         if json { print(try jsonText(summary)); return }
         let share = Double(summary.rawBytes) / Double(max(1, summary.fp32Bytes)) * 100
         print("""

@@ -1,9 +1,11 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import DistilleryTensor
 import Synchronization
 import DistilleryTraining
 import DistilleryRecipes
+import DistilleryEvaluation
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

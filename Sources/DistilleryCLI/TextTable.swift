@@ -36,6 +36,7 @@ func fixed(_ x: Double, _ digits: Int) -> String {
 }
 
 import Foundation
+import DistilleryTensor
 
 /// Compact JSON for --json output (sorted keys, so scripts and diffs see stable text).
 func jsonText<T: Encodable>(_ value: T) throws -> String {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import DistilleryTensor
 import DistilleryText
 
 struct TokenizeCommand: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import DistilleryTensor
 import DistilleryRecipes
 
 struct ValidateCommand: ParsableCommand {

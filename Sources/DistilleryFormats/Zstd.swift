@@ -13,14 +13,14 @@ public enum ZstdError: Error, CustomStringConvertible, Equatable {
 }
 
 /// Thin wrappers over libzstd's one-shot frame API.
-enum Zstd {
+package enum Zstd {
     static let frameMagic: UInt32 = 0xFD2F_B528
     static let skippableMagic: UInt32 = 0x184D_2A5E
 
     static func errorName(_ code: Int) -> String { String(cString: ZSTD_getErrorName(code)) }
 
     /// One frame holding `src`, with its content size and XXH64 content checksum in the frame.
-    static func compressFrame(_ src: UnsafeRawBufferPointer, level: Int) throws -> [UInt8] {
+    package static func compressFrame(_ src: UnsafeRawBufferPointer, level: Int) throws -> [UInt8] {
         guard let cctx = ZSTD_createCCtx() else { throw ZstdError.compression("cannot allocate a context") }
         defer { ZSTD_freeCCtx(cctx) }
         for (p, v) in [(ZSTD_c_compressionLevel, Int32(level)), (ZSTD_c_checksumFlag, 1), (ZSTD_c_contentSizeFlag, 1)] {

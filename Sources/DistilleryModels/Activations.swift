@@ -37,6 +37,7 @@ public final class EncoderActivations: @unchecked Sendable {
     let scratch: ScratchArena
     let ids: AlignedBuffer<Int32>       // [N]
     let types: AlignedBuffer<Int32>     // [N]
+    let positions: AlignedBuffer<Int32> // [N]  n mod S (tables gathered row by row)
     let mask: FloatBuffer               // [N]
 
     struct Step {
@@ -57,14 +58,26 @@ public final class EncoderActivations: @unchecked Sendable {
     /// A recomputed intermediate hidden state [N×H] (backward).
     var xRecompute: Loc
     let attentionSlots: Int
+    /// Scratch of the weight matrices' products (quantized activations, bf16 operands), in
+    /// floats, for N rows.
+    var linear: Loc
+    public let linearScratchFloats: Int
     // MLM head transform [N×Ht] / [N]
     var headPre: Loc, headAct: Loc, headMean: Loc, headRstd: Loc, headOut: Loc
     // Backward temporaries (training only).
     var dHiddenA: Loc, dHiddenB: Loc, dRes: Loc, dLn1: Loc, dTmp: Loc, dCtx: Loc, dQKV: Loc
     var dEmbA: Loc, dEmbB: Loc, dHeadA: Loc, dHeadB: Loc
 
-    public init(config c: EncoderConfig, maxB: Int, maxS: Int, training: Bool, scratch: ScratchArena = ScratchArena()) {
+    /// Activations for `model` (whose matrix formats set the products' scratch).
+    public convenience init(model: EncoderModel, maxB: Int, maxS: Int, training: Bool, scratch: ScratchArena = ScratchArena()) {
+        self.init(config: model.config, maxB: maxB, maxS: maxS, training: training, scratch: scratch,
+                  linearScratch: model.linearScratch(rows: maxB * maxS, training: training))
+    }
+
+    public init(config c: EncoderConfig, maxB: Int, maxS: Int, training: Bool, scratch: ScratchArena = ScratchArena(),
+                linearScratch: Int = 0) {
         config = c; self.maxB = maxB; self.maxS = maxS; self.training = training; self.scratch = scratch
+        linearScratchFloats = linearScratch
         let nSteps = ParameterLayout(config: c).steps.count
         let N = maxB * maxS, H = c.hiddenSize, E = c.embeddingSize, I = c.intermediateSize
         let Ht = c.headWidth
@@ -99,6 +112,7 @@ public final class EncoderActivations: @unchecked Sendable {
         }
         attentionSlots = Parallel.threads
         attention = temp(AttentionScratch.count(slots: attentionSlots, S: maxS))
+        linear = temp(max(1, linearScratch))
         ffnAct = temp(N * I); tmp = temp(N * H); ln1Out = temp(N * H)
         xRecompute = training ? temp(N * H) : tmp
         if c.hasMLMHead {
@@ -120,6 +134,7 @@ public final class EncoderActivations: @unchecked Sendable {
         scratch.reserve(scratchSize)
         ids = AlignedBuffer<Int32>(count: N)
         types = AlignedBuffer<Int32>(count: N)
+        positions = AlignedBuffer<Int32>(count: N)
         mask = FloatBuffer(count: N)
     }
 
@@ -128,6 +143,7 @@ public final class EncoderActivations: @unchecked Sendable {
     }
 
     var attentionScratch: AttentionScratch { AttentionScratch(base: f(attention), slots: attentionSlots) }
+    var linearScratch: UnsafeMutablePointer<Float> { f(linear) }
 
     /// Hidden state after applied step k (k = 0: the embedding output, projected to H).
     /// In inference mode only the latest two are valid.

@@ -9,12 +9,19 @@ extension EncoderModel {
     public func backward(_ a: EncoderActivations, dLast: UnsafeMutablePointer<Float>, grads: FloatBuffer,
                          dropout keys: DropoutKeys? = nil) {
         precondition(a.training, "backward needs training activations")
+        precondition(trainable, "backward needs trainable (fp32 or bf16) matrices")
         let c = config, L = layout
         let B = a.B, S = a.S, N = B * S
         let H = c.hiddenSize, E = c.embeddingSize, I = c.intermediateSize
         let pHidden = keys == nil ? 0 : c.hiddenDropout
         let pAttention = keys == nil ? 0 : c.attentionDropout
         @inline(__always) func g(_ offset: Int) -> UnsafeMutablePointer<Float> { grads.base + offset }
+        /// Backward of `linear` through the matrix at `weight` (gradients added at its offsets).
+        @inline(__always) func linearBack(dinp: UnsafeMutablePointer<Float>?, weight: Int, bias: Int, dout: UnsafePointer<Float>,
+                                          inp: UnsafePointer<Float>, N: Int, overwriteInput: Bool = false) {
+            matrix(weight).backward(dinp: dinp, dweight: g(weight), dbias: g(bias), dout: dout, inp: inp, N: N,
+                                    overwriteInput: overwriteInput, scratch: a.linearScratch)
+        }
         let shape = AttentionShape(B: B, S: S, H: H, NH: c.numHeads)
         let dRes = a.f(a.dRes), dLn1 = a.f(a.dLn1), dTmp = a.f(a.dTmp), dCtx = a.f(a.dCtx)
         let dQKV = a.f(a.dQKV)
@@ -47,11 +54,9 @@ extension EncoderModel {
             dTmp.update(from: dRes, count: N * H)
             if let keys, pHidden > 0 { dropout(dTmp, count: N * H, p: pHidden, key: keys.key(step: k, .ffnOutput)) }
             activationForward(act, pre: nil, a.f(s.ffnPre), bias: nil, N: N, C: I, c.activation)
-            linearBackward(dinp: act, dweight: g(ff.outputWeight), dbias: g(ff.outputBias), dout: dTmp,
-                           inp: act, weight: p(ff.outputWeight), N: N, K: I, M: H, overwriteInput: true)
+            linearBack(dinp: act, weight: ff.outputWeight, bias: ff.outputBias, dout: dTmp, inp: act, N: N, overwriteInput: true)
             activationBackward(dinp: act, dout: act, pre: a.f(s.ffnPre), count: N * I, c.activation, overwrite: true)
-            linearBackward(dinp: dLn1, dweight: g(ff.inputWeight), dbias: g(ff.inputBias), dout: act,
-                           inp: ln1Out, weight: p(ff.inputWeight), N: N, K: H, M: I)
+            linearBack(dinp: dLn1, weight: ff.inputWeight, bias: ff.inputBias, dout: act, inp: ln1Out, N: N)
 
             // ln1Out = LN1(attnRes), attnRes = x + dropout(ctx · Woᵀ + bo)
             dIn.update(repeating: 0, count: N * H)
@@ -62,13 +67,11 @@ extension EncoderModel {
                 dropout(dTmp, count: N * H, p: pHidden, key: keys.key(step: k, .attentionOutput))
             }
             dCtx.update(repeating: 0, count: N * H)
-            linearBackward(dinp: dCtx, dweight: g(at.outputWeight), dbias: g(at.outputBias), dout: dTmp,
-                           inp: a.f(s.ctx), weight: p(at.outputWeight), N: N, K: H, M: H)
+            linearBack(dinp: dCtx, weight: at.outputWeight, bias: at.outputBias, dout: dTmp, inp: a.f(s.ctx), N: N)
             dQKV.update(repeating: 0, count: N * 3 * H)
             let drop = (keys != nil && pAttention > 0) ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs)) : nil
             attentionBackward(dqkv: dQKV, dctx: dCtx, qkv: a.f(s.qkv), mask: a.mask.base, shape, scratch: a.attentionScratch, dropout: drop)
-            linearBackward(dinp: dIn, dweight: g(at.qkvWeight), dbias: g(at.qkvBias), dout: dQKV,
-                           inp: x, weight: p(at.qkvWeight), N: N, K: H, M: 3 * H)
+            linearBack(dinp: dIn, weight: at.qkvWeight, bias: at.qkvBias, dout: dQKV, inp: x, N: N)
 
             // The input gradient becomes the next (lower) step's output gradient.
             let done = dOut
@@ -82,7 +85,7 @@ extension EncoderModel {
         if let w = emb.projectionWeight, let b = emb.projectionBias {
             dEmbOut = a.f(a.dEmbA)
             dEmbOut.update(repeating: 0, count: N * E)
-            linearBackward(dinp: dEmbOut, dweight: g(w), dbias: g(b), dout: dOut, inp: a.f(a.embOut), weight: p(w), N: N, K: E, M: H)
+            linearBack(dinp: dEmbOut, weight: w, bias: b, dout: dOut, inp: a.f(a.embOut), N: N)
         }
         if let keys, pHidden > 0 { dropout(dEmbOut, count: N * E, p: pHidden, key: keys.key(step: -1, .embeddings)) }
         let dSum = a.f(a.dEmbB)
@@ -98,15 +101,15 @@ extension EncoderModel {
     public func backwardHeadTransform(_ a: EncoderActivations, dHead: UnsafeMutablePointer<Float>,
                                       dLast: UnsafeMutablePointer<Float>, grads: FloatBuffer) {
         guard let h = layout.head else { return }
-        let N = a.N, H = config.hiddenSize, Ht = config.headWidth
+        let N = a.N, Ht = config.headWidth
         @inline(__always) func g(_ offset: Int) -> UnsafeMutablePointer<Float> { grads.base + offset }
         let dAct = a.f(a.dHeadB)
         dAct.update(repeating: 0, count: N * Ht)
         layerNormBackward(dinp: dAct, dweight: g(h.normWeight), dbias: g(h.normBias), dout: dHead,
                           inp: a.f(a.headAct), weight: p(h.normWeight), mean: a.f(a.headMean), rstd: a.f(a.headRstd), N: N, C: Ht)
         activationBackward(dinp: dAct, dout: dAct, pre: a.f(a.headPre), count: N * Ht, config.activation, overwrite: true)
-        linearBackward(dinp: dLast, dweight: g(h.transformWeight), dbias: g(h.transformBias), dout: dAct,
-                       inp: a.lastHidden, weight: p(h.transformWeight), N: N, K: H, M: Ht)
+        matrix(h.transformWeight).backward(dinp: dLast, dweight: g(h.transformWeight), dbias: g(h.transformBias), dout: dAct,
+                                           inp: a.lastHidden, N: N, overwriteInput: false, scratch: a.linearScratch)
     }
 
     /// Scratch [N×Ht] for the head-output gradient.

@@ -36,6 +36,20 @@ public enum LayerSharing: Sendable, Equatable, Codable {
     /// One feed-forward block serves every layer; each layer has its own attention block.
     case ffn
 
+    /// ALBERT's default: one block shared by every layer.
+    public static let all = LayerSharing.groups(count: 1, inner: 1)
+
+    /// What a recipe can ask of an ALBERT student, by name: "all" (one shared block), "none"
+    /// (every layer its own), "attention" or "ffn" (that block shared, the other per layer).
+    public static let studentChoices: [(name: String, sharing: LayerSharing)] = [
+        ("all", .all), ("attention", .attention), ("ffn", .ffn), ("none", .none),
+    ]
+
+    public init?(studentChoice name: String) {
+        guard let c = Self.studentChoices.first(where: { $0.name == name }) else { return nil }
+        self = c.sharing
+    }
+
     private enum CodingKeys: String, CodingKey { case kind, groups, inner }
 
     public init(from decoder: Decoder) throws {

@@ -23,14 +23,26 @@ public enum LinearInput: Hashable, Sendable {
 public typealias ActivationObserver = (LinearInput, UnsafePointer<Float>, _ rows: Int, _ cols: Int) -> Void
 
 extension EncoderModel {
+    /// y [N × rows] = x · Wᵀ + bias through the matrix at `weight`, in its format.
+    @inline(__always)
+    func linear(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, weight: Int, bias: Int?, N: Int,
+                _ a: EncoderActivations, ldInp: Int? = nil) {
+        let w = matrix(weight)
+        w.forward(out, ldOut: w.rows, inp, ldInp: ldInp ?? w.cols, N: N, bias: bias.map { p($0) }, scratch: a.linearScratch)
+    }
+
     /// Runs the encoder over `batch`. With `dropout` (training) dropout is applied as the
     /// reference models apply it. `onHiddenState(i, h)` receives each reported hidden state
     /// [N×H] as it is produced: i = 0 is the embedding output, i = 1…L the layers.
+    /// Token ids, types and the length are checked against the model first.
     public func forward(_ batch: TokenBatch, _ a: EncoderActivations, dropout keys: DropoutKeys? = nil,
                         observer: ActivationObserver? = nil,
-                        onHiddenState: ((Int, UnsafePointer<Float>) -> Void)? = nil) {
+                        onHiddenState: ((Int, UnsafePointer<Float>) -> Void)? = nil) throws {
+        try validate(batch)
         precondition(batch.B <= a.maxB && batch.S <= a.maxS, "batch larger than the activation capacity")
         precondition(keys == nil || a.training, "dropout needs training activations")
+        precondition(a.linearScratchFloats >= linearScratch(rows: a.maxB * a.maxS, training: a.training),
+                     "activations made before the matrices changed format")
         let c = config, L = layout
         let B = batch.B, S = batch.S, N = B * S
         let H = c.hiddenSize, E = c.embeddingSize, I = c.intermediateSize, eps = c.layerNormEps
@@ -49,16 +61,15 @@ extension EncoderModel {
 
         // Embeddings: gather, LayerNorm, dropout, then ALBERT's E→H projection.
         let emb = L.embeddings!
-        embeddingForward(a.f(a.embSum), ids: a.ids.base, types: c.hasTokenTypes ? a.types.base : nil,
-                         wte: p(emb.word), wpe: p(emb.position), wtt: emb.tokenType.map { p($0) }, B: B, S: S, C: E)
+        embed(a, B: B, S: S)
         layerNormForward(a.f(a.embNorm), mean: a.f(a.embMean), rstd: a.f(a.embRstd), a.f(a.embSum),
                          weight: p(emb.normWeight), bias: p(emb.normBias), N: N, C: E, eps: eps)
         if let keys, pHidden > 0 {
             a.f(a.embOut).update(from: a.f(a.embNorm), count: N * E)
             DistilleryTensor.dropout(a.f(a.embOut), count: N * E, p: pHidden, key: keys.key(step: -1, .embeddings))
         }
-        if let w = emb.projectionWeight, let b = emb.projectionBias {
-            linearForward(a.hidden(step: 0), a.f(a.embOut), weight: p(w), bias: p(b), N: N, K: E, M: H)
+        if let w = emb.projectionWeight {
+            linear(a.hidden(step: 0), a.f(a.embOut), weight: w, bias: emb.projectionBias, N: N, a)
         }
         onHiddenState?(0, a.hidden(step: 0))
 
@@ -71,11 +82,11 @@ extension EncoderModel {
 
             // Attention: packed QKV projection, softmax(q kᵀ/√D) v, output projection.
             observer?(.qkv(attention: step.attention), x, N, H)
-            linearForward(a.f(s.qkv), x, weight: p(at.qkvWeight), bias: p(at.qkvBias), N: N, K: H, M: 3 * H)
+            linear(a.f(s.qkv), x, weight: at.qkvWeight, bias: at.qkvBias, N: N, a)
             let drop = (keys != nil && pAttention > 0) ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs)) : nil
             attentionForward(ctx: a.f(s.ctx), qkv: a.f(s.qkv), mask: a.mask.base, shape, scratch: a.attentionScratch, dropout: drop)
             observer?(.attentionOutput(attention: step.attention), a.f(s.ctx), N, H)
-            linearForward(tmp, a.f(s.ctx), weight: p(at.outputWeight), bias: p(at.outputBias), N: N, K: H, M: H)
+            linear(tmp, a.f(s.ctx), weight: at.outputWeight, bias: at.outputBias, N: N, a)
             if let keys, pHidden > 0, c.dropoutAfterAttentionOutput {
                 DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .attentionOutput))
             }
@@ -86,10 +97,10 @@ extension EncoderModel {
 
             // Feed-forward: act(x W1ᵀ + b1) W2ᵀ + b2, residual, LayerNorm.
             observer?(.ffnInput(ffn: step.ffn), ln1Out, N, H)
-            linearForward(a.f(s.ffnPre), ln1Out, weight: p(ff.inputWeight), bias: nil, N: N, K: H, M: I)
+            linear(a.f(s.ffnPre), ln1Out, weight: ff.inputWeight, bias: nil, N: N, a)
             activationForward(act, pre: a.f(s.ffnPre), a.f(s.ffnPre), bias: p(ff.inputBias), N: N, C: I, c.activation)
             observer?(.ffnOutput(ffn: step.ffn), act, N, I)
-            linearForward(tmp, act, weight: p(ff.outputWeight), bias: p(ff.outputBias), N: N, K: I, M: H)
+            linear(tmp, act, weight: ff.outputWeight, bias: ff.outputBias, N: N, a)
             if let keys, pHidden > 0 {
                 DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .ffnOutput))
             }
@@ -100,23 +111,40 @@ extension EncoderModel {
         }
     }
 
+    /// embSum [N×E] = word[ids] + position[n mod S] + type[types]: one fused kernel when the
+    /// tables are fp32, row gathers from their formats otherwise.
+    func embed(_ a: EncoderActivations, B: Int, S: Int) {
+        let e = layout.embeddings!, N = B * S, E = config.embeddingSize
+        let word = matrix(e.word), position = matrix(e.position), type = e.tokenType.map { matrix($0) }
+        if let w = word as? FP32Matrix, let pos = position as? FP32Matrix, type == nil || type is FP32Matrix {
+            embeddingForward(a.f(a.embSum), ids: a.ids.base, types: config.hasTokenTypes ? a.types.base : nil,
+                             wte: w.base, wpe: pos.base, wtt: (type as? FP32Matrix)?.base, B: B, S: S, C: E)
+            return
+        }
+        for n in 0..<N { a.positions.base[n] = Int32(n % S) }
+        word.gatherRows(a.ids.base, count: N, into: a.f(a.embSum), accumulate: false)
+        position.gatherRows(a.positions.base, count: N, into: a.f(a.embSum), accumulate: true)
+        type?.gatherRows(a.types.base, count: N, into: a.f(a.embSum), accumulate: true)
+    }
+
     /// The MLM head's transform (dense, activation, LayerNorm) over the last hidden state:
     /// headOutput [N×Ht].
     public func forwardHeadTransform(_ a: EncoderActivations, observer: ActivationObserver? = nil) {
         guard let h = layout.head else { return }
         let N = a.N, H = config.hiddenSize, Ht = config.headWidth
         observer?(.headTransform, a.lastHidden, N, H)
-        linearForward(a.f(a.headPre), a.lastHidden, weight: p(h.transformWeight), bias: nil, N: N, K: H, M: Ht)
+        linear(a.f(a.headPre), a.lastHidden, weight: h.transformWeight, bias: nil, N: N, a)
         activationForward(a.f(a.headAct), pre: a.f(a.headPre), a.f(a.headPre), bias: p(h.transformBias), N: N, C: Ht, config.activation)
         layerNormForward(a.f(a.headOut), mean: a.f(a.headMean), rstd: a.f(a.headRstd), a.f(a.headAct),
                          weight: p(h.normWeight), bias: p(h.normBias), N: N, C: Ht, eps: config.layerNormEps)
     }
 
-    /// logits [rows×V] = headOutput[rows] · word embeddingsᵀ + bias (the tied decoder).
-    public func decoderLogits(_ out: UnsafeMutablePointer<Float>, headOutput: UnsafePointer<Float>, rows: Int) {
+    /// logits [rows×V] = headOutput[rows] · word embeddingsᵀ + bias (the tied decoder), rows ≤
+    /// the activations' capacity (their product scratch is used).
+    public func decoderLogits(_ out: UnsafeMutablePointer<Float>, headOutput: UnsafePointer<Float>, rows: Int, _ a: EncoderActivations) {
         guard let h = layout.head else { return }
-        linearForward(out, headOutput, weight: p(layout.embeddings.word), bias: p(h.bias),
-                      N: rows, K: config.headWidth, M: config.vocabSize)
+        precondition(rows <= a.maxB * a.maxS, "more logit rows than the activations hold")
+        linear(out, headOutput, weight: layout.embeddings.word, bias: h.bias, N: rows, a)
     }
 
     /// The pooler: tanh(W · h[CLS] + b) for each sequence, [B×H].
@@ -126,8 +154,8 @@ extension EncoderModel {
         var out = [Float](repeating: 0, count: B * H)
         out.withUnsafeMutableBufferPointer { o in
             // Rows 0, S, 2S, … are the [CLS] positions: a strided view of the last hidden state.
-            linearForward(o.baseAddress!, a.lastHidden, weight: p(pl.weight), bias: p(pl.bias), N: B, K: H, M: H, ldInp: S * H)
-            for i in 0..<(B * H) { o[i] = vtanh(o[i]) }
+            linear(o.baseAddress!, a.lastHidden, weight: pl.weight, bias: pl.bias, N: B, a, ldInp: S * H)
+            for i in 0..<(B * H) { o[i] = tanhScalar(o[i]) }
         }
         return out
     }

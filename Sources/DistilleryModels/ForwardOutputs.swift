@@ -47,25 +47,3 @@ extension TokenBatch {
                           attentionMask: mask.map { $0 != 0 ? 1 : 0 }, tokenTypes: try types.map { try int32($0, "token_type_ids") })
     }
 }
-
-extension EncoderModel {
-    /// The outputs `distill forward` writes: F32 `hidden_states.0` (embedding output) …
-    /// `hidden_states.L`, shape [B, S, H], and `logits` [B, S, V] when the model has an MLM head.
-    public func referenceOutputs(_ batch: TokenBatch) throws -> [OwnedTensor] {
-        try validate(batch)
-        let a = EncoderActivations(config: config, maxB: batch.B, maxS: batch.S, training: false)
-        let B = batch.B, S = batch.S, H = config.hiddenSize, N = B * S
-        var out: [OwnedTensor] = []
-        forward(batch, a, onHiddenState: { i, h in
-            out.append(OwnedTensor(name: "hidden_states.\(i)", shape: [B, S, H],
-                                   floats: Array(UnsafeBufferPointer(start: h, count: N * H))))
-        })
-        if config.hasMLMHead {
-            forwardHeadTransform(a)
-            let logits = FloatBuffer(count: N * config.vocabSize)
-            decoderLogits(logits.base, headOutput: a.headOutput, rows: N)
-            out.append(OwnedTensor(name: "logits", shape: [B, S, config.vocabSize], floats: logits.toArray()))
-        }
-        return out
-    }
-}

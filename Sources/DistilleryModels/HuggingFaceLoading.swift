@@ -69,7 +69,8 @@ public struct LoadedModel: @unchecked Sendable {
 
 public enum HuggingFaceFolder {
     /// Loads config.json + model.safetensors (+ vocab.txt when present) from a folder.
-    public static func load(_ folder: String, options: LoadOptions = LoadOptions()) throws -> LoadedModel {
+    public static func load(_ folder: String, options: LoadOptions = LoadOptions(), codecs: [WeightCodec] = [],
+                            keepEncoded: Bool = false) throws -> LoadedModel {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
@@ -91,7 +92,7 @@ public enum HuggingFaceFolder {
         }
         let hf = try HuggingFaceConfig.load(path: configPath)
         let file = try SafetensorsFile(path: weights)
-        let model = try load(hf.encoder, from: file, options: options)
+        let model = try load(hf.encoder, from: file, options: options, codecs: codecs, keepEncoded: keepEncoded)
         return LoadedModel(model: model, path: folder, tokenizer: .read(folder: folder), metadata: file.metadata)
     }
 
@@ -128,22 +129,38 @@ public enum HuggingFaceFolder {
 
     /// Builds a model from tensors named the Hugging Face way. Which heads exist (pooler, MLM
     /// head) follows the file, less what `options` drops; every other tensor must be used.
-    /// int8 matrices (a quantized checkpoint) are read back as fp32.
-    public static func load(_ base: EncoderConfig, from source: TensorSource, options: LoadOptions = LoadOptions()) throws -> EncoderModel {
-        let resolved = try resolve(base, from: source, options: options)
+    /// Matrices stored by one of `codecs` (int8 with scales) are decoded to fp32, or, with
+    /// `keepEncoded`, kept in their format for running as they are.
+    public static func load(_ base: EncoderConfig, from source: TensorSource, options: LoadOptions = LoadOptions(),
+                            codecs: [WeightCodec] = [], keepEncoded: Bool = false) throws -> EncoderModel {
+        let resolved = try resolve(base, from: source, options: options, codecs: codecs)
         let model = EncoderModel(config: resolved.config)
-        for slot in model.layout.slots {
-            switch resolved.stored[slot.name]! {
+        let slots = Dictionary(uniqueKeysWithValues: model.layout.slots.map { ($0.name, $0) })
+        var decoded = Set<String>()
+        if keepEncoded {
+            // A matrix whose every part a codec stores runs in that codec's format.
+            for site in model.layout.matrixSites {
+                let parts = site.slots.map { resolved.stored[$0]! }
+                guard case let .encoded(codec, _, _)? = parts.first,
+                      parts.allSatisfy({ if case let .encoded(c, _, _) = $0 { return c == codec } else { return false } }) else { continue }
+                let encoded = parts.map { part -> EncodedTensor in
+                    guard case let .encoded(_, info, companions) = part else { preconditionFailure() }
+                    return EncodedTensor(tensor: info, companions: companions)
+                }
+                if let m = try codecs[codec].matrix(encoded, from: source, site: site) {
+                    model.setMatrix(m, at: site.offset, keepsFP32: false)
+                    decoded.formUnion(site.slots)
+                }
+            }
+        }
+        for (name, stored) in resolved.stored where !decoded.contains(name) {
+            let slot = slots[name]!
+            switch stored {
             case .float(let info):
                 try source.readFloats(info, into: model.p(slot.offset))
-            case let .int8(info, scale, smooth):
-                let s = try source.floats(scale.name), cols = slot.shape[1]
-                // Smoothed matrices were stored as W·diag(smooth): divide it back out.
-                let sm = try smooth.map { try source.floats($0.name) } ?? [Float](repeating: 1, count: cols)
-                try source.withBytes(info) { raw in
-                    let q = raw.bindMemory(to: Int8.self), out = model.p(slot.offset)
-                    for r in 0..<slot.shape[0] { for c in 0..<cols { out[r * cols + c] = Float(q[r * cols + c]) * s[r] / sm[c] } }
-                }
+            case let .encoded(codec, info, companions):
+                try codecs[codec].decode(EncodedTensor(tensor: info, companions: companions), from: source,
+                                         rows: slot.shape[0], cols: slot.shape[1], into: model.p(slot.offset))
             }
         }
         return model
@@ -153,7 +170,8 @@ public enum HuggingFaceFolder {
     /// and that nothing else is in the file, without reading the weights (except a tied
     /// decoder, compared with the word embeddings). Both the fp32 loader and the int8 encoder
     /// build from this.
-    public static func resolve(_ base: EncoderConfig, from source: TensorSource, options: LoadOptions = LoadOptions()) throws -> ResolvedParameters {
+    public static func resolve(_ base: EncoderConfig, from source: TensorSource, options: LoadOptions = LoadOptions(),
+                               codecs: [WeightCodec] = []) throws -> ResolvedParameters {
         let names = try shortNames(source, family: base.family)
         let config = try resolveHeads(base, names: names.keys, options: options)
         let layout = ParameterLayout(config: config)
@@ -162,18 +180,6 @@ public enum HuggingFaceFolder {
         var stored: [String: StoredParameter] = [:]
         let e = layout.embeddings!
         let embeddingTables = Set([e.word, e.position] + (e.tokenType.map { [$0] } ?? []))
-        func require(_ name: String, shape: [Int], dtype: DType) throws -> TensorInfo {
-            guard let info = source.info(name) else {
-                throw ModelLoadError.missingTensor(file: source.path, tensor: name, expectedShape: shape)
-            }
-            guard info.shape == shape else {
-                throw ModelLoadError.wrongShape(file: source.path, tensor: name, shape: info.shape, expected: shape)
-            }
-            guard info.dtype == dtype else {
-                throw SafetensorsError.wrongDType(path: source.path, tensor: name, dtype: info.dtype, expected: dtype.rawValue)
-            }
-            return info
-        }
         for (ours, hf) in table.pairs {
             let slot = layout.slot(ours)!
             guard let fileName = names[hf] else {
@@ -184,31 +190,19 @@ public enum HuggingFaceFolder {
             if info.shape != slot.shape {
                 throw ModelLoadError.wrongShape(file: source.path, tensor: fileName, shape: info.shape, expected: slot.shape)
             }
-            if info.dtype == .I8 {
-                // An int8 matrix with one scale per row (a quantized checkpoint).
+            if let c = codecs.firstIndex(where: { $0.dtype == info.dtype }) {
+                // A matrix in another encoding (int8 with per-row scales): its codec finds and
+                // checks the companion tensors.
                 guard slot.shape.count == 2 else {
-                    throw SafetensorsError.wrongDType(path: source.path, tensor: fileName, dtype: .I8, expected: "F32, F16, BF16 or F64 (only matrices are stored as int8)")
+                    throw SafetensorsError.wrongDType(path: source.path, tensor: fileName, dtype: info.dtype,
+                                                      expected: "F32, F16, BF16 or F64 (only matrices are stored as \(info.dtype.rawValue))")
                 }
-                let scale = try require(fileName + ".scale", shape: [slot.shape[0]], dtype: .F32)
-                // Scales are finite and ≥ 0; smoothing factors (linear layers only: embedding
-                // rows are gathered, not multiplied) finite and normal, since they divide.
-                if try !source.floats(scale.name).allSatisfy({ $0.isFinite && $0 >= 0 }) {
-                    throw ModelLoadError.badValues(file: source.path, tensor: scale.name, expected: "finite scales ≥ 0")
+                let companions = try codecs[c].companions(of: fileName, rows: slot.shape[0], cols: slot.shape[1],
+                                                          isEmbedding: embeddingTables.contains(slot.offset), in: source)
+                for t in companions {
+                    used.insert(hf + t.name.dropFirst(fileName.count))
                 }
-                var smooth: TensorInfo?
-                if source.info(fileName + ".smooth") != nil {
-                    if embeddingTables.contains(slot.offset) {
-                        throw ModelLoadError.unexpectedTensor(file: source.path, tensor: fileName + ".smooth",
-                                                              hint: "embedding tables are not smoothed")
-                    }
-                    smooth = try require(fileName + ".smooth", shape: [slot.shape[1]], dtype: .F32)
-                    if try !source.floats(smooth!.name).allSatisfy({ $0.isNormal && $0 > 0 }) {
-                        throw ModelLoadError.badValues(file: source.path, tensor: smooth!.name, expected: "finite smoothing factors > 0")
-                    }
-                    used.insert(hf + ".smooth")
-                }
-                used.insert(hf + ".scale")
-                stored[ours] = .int8(info, scale: scale, smooth: smooth)
+                stored[ours] = .encoded(codec: c, info, companions: companions)
             } else {
                 guard [.F32, .F16, .BF16, .F64].contains(info.dtype) else {
                     throw SafetensorsError.wrongDType(path: source.path, tensor: fileName, dtype: info.dtype, expected: "F32, F16, BF16 or F64")
@@ -241,7 +235,23 @@ public enum HuggingFaceFolder {
             throw ModelLoadError.unexpectedTensor(file: source.path, tensor: fileName,
                 hint: "not part of a \(config.family.rawValue) encoder with an MLM head (task heads are not supported)")
         }
-        return ResolvedParameters(config: config, stored: stored, fileNames: Dictionary(uniqueKeysWithValues: table.pairs.map { ($0.ours, names[$0.hf]!) }))
+        return ResolvedParameters(config: config, stored: stored)
+    }
+}
+
+extension TensorSource {
+    /// The tensor `name`, which must exist with this shape and dtype.
+    public func require(_ name: String, shape: [Int], dtype: DType) throws -> TensorInfo {
+        guard let info = info(name) else {
+            throw ModelLoadError.missingTensor(file: path, tensor: name, expectedShape: shape)
+        }
+        guard info.shape == shape else {
+            throw ModelLoadError.wrongShape(file: path, tensor: name, shape: info.shape, expected: shape)
+        }
+        guard info.dtype == dtype else {
+            throw SafetensorsError.wrongDType(path: path, tensor: name, dtype: info.dtype, expected: dtype.rawValue)
+        }
+        return info
     }
 }
 
@@ -249,9 +259,34 @@ public enum HuggingFaceFolder {
 public enum StoredParameter: Sendable {
     /// A floating-point tensor (F32, F16, BF16 or F64).
     case float(TensorInfo)
-    /// An int8 matrix q [rows×cols] with F32 per-row scales [rows] and, when smoothed, F32
-    /// factors [cols]: W ≈ diag(scale) · q · diag(1/smooth).
-    case int8(TensorInfo, scale: TensorInfo, smooth: TensorInfo?)
+    /// A matrix stored by `codecs[codec]`: its main tensor and the companions the codec found.
+    case encoded(codec: Int, TensorInfo, companions: [TensorInfo])
+}
+
+/// A matrix (or part of one) as a codec stores it.
+public struct EncodedTensor: Sendable {
+    public let tensor: TensorInfo
+    public let companions: [TensorInfo]
+    public init(tensor: TensorInfo, companions: [TensorInfo]) { self.tensor = tensor; self.companions = companions }
+}
+
+/// A way of storing a matrix in a file other than as one float tensor: a main tensor of its own
+/// dtype plus companion tensors named after it (DistilleryQuant's int8 codec: I8 weights with
+/// NAME.scale and NAME.smooth). The loader asks it to find and check the companions, to decode
+/// to fp32, and to make the matrix that runs in its format.
+public protocol WeightCodec: Sendable {
+    /// The dtype of the main tensors this codec stores.
+    var dtype: DType { get }
+    /// The companions of the main tensor `name` [rows × cols] in `source`, each checked (shape,
+    /// dtype, values); an error names the missing or bad tensor.
+    func companions(of name: String, rows: Int, cols: Int, isEmbedding: Bool, in source: TensorSource) throws -> [TensorInfo]
+    /// Whether a tensor name is a companion (not a parameter of its own), for listings.
+    func isCompanion(_ name: String) -> Bool
+    /// The values in fp32: out [rows × cols].
+    func decode(_ t: EncodedTensor, from source: TensorSource, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) throws
+    /// The matrix for a site from its parts (query, key and value for QKV), running in this
+    /// codec's format; nil when the parts cannot run as one (they are then decoded to fp32).
+    func matrix(_ parts: [EncodedTensor], from source: TensorSource, site: MatrixSite) throws -> WeightMatrix?
 }
 
 /// The model a file holds: its configuration (heads as found) and where each slot is stored.
@@ -259,6 +294,4 @@ public struct ResolvedParameters: Sendable {
     public let config: EncoderConfig
     /// By our slot name.
     public let stored: [String: StoredParameter]
-    /// Our slot name → the tensor's name in the file.
-    public let fileNames: [String: String]
 }

@@ -113,6 +113,14 @@ public struct HuggingFaceNames: Sendable {
 
     public func ours(forHF name: String) -> String? { toOursIndex[name] }
 
+    /// Our slot name → the name a file of this model stores it under (the first, for shared
+    /// slots in an unrolled table).
+    public func fileNames(withHead: Bool) -> [String: String] {
+        var out: [String: String] = [:]
+        for (o, h) in pairs where out[o] == nil { out[o] = prefixed(h, withHead: withHead) }
+        return out
+    }
+
     /// The Hugging Face names of the MLM head, and the names under which Hugging Face may also
     /// store the tied decoder (weight = word embeddings, bias = the head bias).
     public static func headNames(_ f: ModelFamily) -> (transform: String, norm: String, bias: String,

@@ -109,7 +109,10 @@ public enum ModelCheckpoint {
         }
     }
 
-    public static func load(_ path: String) throws -> LoadedModel {
+    /// Reads a model checkpoint; matrices stored by `codecs` are decoded to fp32 or, with
+    /// `keepEncoded`, kept in their format.
+    public static func load(_ path: String, options: LoadOptions = LoadOptions(), codecs: [WeightCodec],
+                            keepEncoded: Bool = false) throws -> LoadedModel {
         let c = try Checkpoint(path: path)
         let kind = c.metadata[CheckpointKey.kind] ?? "model"
         guard kind == "model" else { throw ModelCheckpointError.unsupportedKind(path: path, kind: kind) }
@@ -117,8 +120,9 @@ public enum ModelCheckpoint {
         try config.validate()
         // Read every frame once (in parallel), then copy tensors out of the image.
         let image = try SafetensorsImage(try c.decompressAll(), path: path)
-        let model = try HuggingFaceFolder.load(config, from: image)
-        if model.config.hasMLMHead != config.hasMLMHead || model.config.hasPooler != config.hasPooler {
+        let model = try HuggingFaceFolder.load(config, from: image, options: options, codecs: codecs, keepEncoded: keepEncoded)
+        if model.config.hasMLMHead != config.hasMLMHead && !options.dropMLMHead
+            || model.config.hasPooler != config.hasPooler && !options.dropPooler {
             throw ModelCheckpointError.badMetadata(path: path, key: CheckpointKey.config, reason: "heads disagree with the tensors")
         }
         return LoadedModel(model: model, path: path, tokenizer: tokenizer(of: c), metadata: c.metadata)

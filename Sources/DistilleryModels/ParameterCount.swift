@@ -106,3 +106,16 @@ public enum Presets {
                                "albert-large-v2", "albert-xlarge-v2", "albert-xxlarge-v2", "all-MiniLM-L6-v2",
                                "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "openai-gpt"]
 }
+
+extension EncoderConfig {
+    /// Floating-point operations of one encoder forward pass over B × S tokens (a multiply-add
+    /// counts 2): the linear layers, the attention products, and ALBERT's projection.
+    public func forwardFLOPs(B: Int, S: Int) -> Double {
+        let N = Double(B * S), H = Double(hiddenSize), I = Double(intermediateSize)
+        let steps = Double(ParameterLayout(config: self).steps.count)
+        let linear = 2 * N * (4 * H * H + 2 * H * I)
+        let attention = 2 * 2 * Double(B) * Double(S) * Double(S) * H
+        let projection = hasEmbeddingProjection ? 2 * N * Double(embeddingSize) * H : 0
+        return steps * (linear + attention) + projection
+    }
+}

@@ -75,6 +75,20 @@ public struct HeadSlots: Sendable {
     public let bias: Int            // [V]
 }
 
+/// A matrix of the model as the layer schedule multiplies it: linear weights [rows × cols]
+/// (query, key and value together as one [3H × H]) and embedding tables [rows × E].
+public struct MatrixSite: Sendable, Equatable {
+    /// Offset of the first slot (the query weight for QKV).
+    public let offset: Int
+    public let rows: Int
+    public let cols: Int
+    /// The slots it covers, in order.
+    public let slots: [String]
+    /// Embedding tables are gathered by row, never multiplied (except the word table, which is
+    /// also the tied MLM decoder).
+    public let isEmbedding: Bool
+}
+
 /// One applied transformer layer: which attention and FFN blocks it runs.
 public struct LayerStep: Sendable, Equatable {
     public let attention: Int
@@ -192,6 +206,26 @@ public struct ParameterLayout: Sendable {
     }
 
     public func slot(_ name: String) -> ParameterSlot? { index[name].map { slots[$0] } }
+
+    /// Every matrix the layer schedule multiplies or gathers from, in slot order.
+    public var matrixSites: [MatrixSite] {
+        let c = config, H = c.hiddenSize, E = c.embeddingSize, I = c.intermediateSize
+        func site(_ offset: Int, _ rows: Int, _ cols: Int, embedding: Bool = false) -> MatrixSite {
+            var names: [String] = []
+            var o = offset
+            while o < offset + rows * cols, let s = slots.first(where: { $0.offset == o }) { names.append(s.name); o += s.count }
+            return MatrixSite(offset: offset, rows: rows, cols: cols, slots: names, isEmbedding: embedding)
+        }
+        let e = embeddings!
+        var out = [site(e.word, c.vocabSize, E, embedding: true), site(e.position, c.maxPositions, E, embedding: true)]
+        if let t = e.tokenType { out.append(site(t, c.typeVocabSize, E, embedding: true)) }
+        if let w = e.projectionWeight { out.append(site(w, H, E)) }
+        for a in attention { out += [site(a.qkvWeight, 3 * H, H), site(a.outputWeight, H, H)] }
+        for f in ffn { out += [site(f.inputWeight, I, H), site(f.outputWeight, H, I)] }
+        if let p = pooler { out.append(site(p.weight, H, H)) }
+        if let h = head { out.append(site(h.transformWeight, c.headWidth, H)) }
+        return out
+    }
 
     /// The model's own parameters (excluding training-only extras).
     public var modelCount: Int { slots.filter { $0.group != .distillProjection }.reduce(0) { $0 + $1.count } }

@@ -119,6 +119,23 @@ public final class QuantizedActivations: @unchecked Sendable {
         zeros = AlignedBuffer<Int32>(count: maxRows)
     }
 
+    /// Floats of scratch a view for `maxRows` rows of up to `K` values takes.
+    public static func scratchFloats(maxRows: Int, K: Int) -> Int {
+        let qFloats = (maxRows * ((K + 3) & ~3) + 3) / 4
+        return ((qFloats + 15) & ~15) + 2 * ((maxRows + 15) & ~15)
+    }
+
+    /// The same over `scratchFloats(maxRows:K:)` floats of memory owned elsewhere.
+    public init(scratch: UnsafeMutablePointer<Float>, maxRows: Int, K: Int) {
+        capacity = maxRows
+        maxK = (K + 3) & ~3
+        Kp = maxK
+        let qFloats = ((maxRows * maxK + 3) / 4 + 15) & ~15, rows = (maxRows + 15) & ~15
+        q = AlignedBuffer(borrowing: UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: UInt8.self), count: maxRows * maxK)
+        scales = FloatBuffer(borrowing: scratch + qFloats, count: maxRows)
+        zeros = AlignedBuffer(borrowing: UnsafeMutableRawPointer(scratch + qFloats + rows).assumingMemoryBound(to: Int32.self), count: maxRows)
+    }
+
     /// Quantizes x [M×K] (leading dimension ldx) on all cores, each column first multiplied
     /// by `columnScale` when given (activation smoothing).
     public func quantize(_ x: UnsafePointer<Float>, M: Int, K: Int, ldx: Int? = nil, columnScale: UnsafePointer<Float>? = nil) {
@@ -138,7 +155,7 @@ extension QuantizedActivations {
     /// Quantizes what `source` left over of x [M×K]: r = c ⊙ x − scale · (q − zero), per row
     /// again. A second product over r, accumulated onto the first, gives the layer
     /// activations of about 15 bits at twice the int8 cost.
-    public func quantizeResidual(of x: UnsafePointer<Float>, M: Int, K: Int, columnScale: UnsafePointer<Float>?,
+    public func quantizeResidual(of x: UnsafePointer<Float>, M: Int, K: Int, ldx: Int? = nil, columnScale: UnsafePointer<Float>?,
                                  source: QuantizedActivations, scratch: UnsafeMutablePointer<Float>) {
         precondition(M <= capacity && (K + 3) & ~3 <= maxK && source.Kp == (K + 3) & ~3)
         let Kp = source.Kp
@@ -147,7 +164,7 @@ extension QuantizedActivations {
         Parallel.forEachChunk(M, minPerChunk: 16) { _, rows in
             let K8 = K & ~7
             for m in rows {
-                let xr = x + m * K, rr = r.p + m * K, qr = q.p + m * Kp
+                let xr = x + m * (ldx ?? K), rr = r.p + m * K, qr = q.p + m * Kp
                 let sc = F8(repeating: s.p[m])
                 var k = 0
                 while k < K8 {

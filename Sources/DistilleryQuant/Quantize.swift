@@ -31,6 +31,13 @@ public struct QuantizationScheme: Codable, Sendable, Equatable {
 
     public static let metadataKey = "distillery.quantization"
 
+    /// The scheme as JSON, as the metadata records it.
+    public func json() throws -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        return String(decoding: try enc.encode(self), as: UTF8.self)
+    }
+
     /// The scheme a checkpoint records; nil for an fp32 checkpoint.
     public static func read(_ metadata: [String: String], path: String) throws -> QuantizationScheme? {
         guard let text = metadata[metadataKey] else { return nil }
@@ -50,9 +57,7 @@ public enum Quantizer {
     /// tables) whose Hugging Face name does not contain one of `keep`. Query, key and value
     /// run as one matrix, so keeping one of them keeps all three.
     static func quantizedSlots(_ model: EncoderModel, keep: [String]) -> Set<String> {
-        let table = HuggingFaceNames(layout: model.layout)
-        var hf: [String: String] = [:]
-        for (o, h) in table.pairs where hf[o] == nil { hf[o] = table.prefixed(h, withHead: model.config.hasMLMHead) }
+        let hf = HuggingFaceNames(layout: model.layout).fileNames(withHead: model.config.hasMLMHead)
         var set = Set(model.layout.slots.filter { slot in
             slot.shape.count == 2 && !keep.contains { (hf[slot.name] ?? slot.name).contains($0) }
         }.map(\.name))
@@ -77,34 +82,56 @@ public enum Quantizer {
         return (q, sc, s)
     }
 
-    /// Writes `model` as an int8 checkpoint: quantized matrices as I8 tensors with F32 per-row
-    /// scales (NAME.scale) and, where smoothed, F32 NAME.smooth; everything else F32; the
-    /// scheme in the metadata.
+    /// The quantized form of every slot `scheme` quantizes, by slot name.
+    static func quantizeSlots(_ model: EncoderModel, scheme: QuantizationScheme) throws -> [String: (q: [Int8], scales: [Float], smoothing: [Float]?)] {
+        let quantized = quantizedSlots(model, keep: scheme.keptFP32)
+        let smoothing = try Smoothing.selfCalibrated(model, inputs: Set(scheme.smoothedInputs))
+        var out: [String: (q: [Int8], scales: [Float], smoothing: [Float]?)] = [:]
+        for slot in model.layout.slots where quantized.contains(slot.name) {
+            out[slot.name] = quantize(model, slot, smoothing: smoothing[slot.name])
+        }
+        return out
+    }
+
+    /// Runs `model`'s matrices in int8 from now on, exactly as a checkpoint written by `save`
+    /// would load (its fp32 weights stay in the buffer, so it can still be saved as fp32).
+    public static func quantizeInPlace(_ model: EncoderModel, scheme: QuantizationScheme = QuantizationScheme(),
+                                       kernel: Int8Kernel = .best) throws {
+        let parts = try quantizeSlots(model, scheme: scheme)
+        for site in model.layout.matrixSites {
+            let p = site.slots.compactMap { parts[$0] }
+            guard p.count == site.slots.count else { continue }
+            let q = p.flatMap(\.q), s = p.flatMap(\.scales)
+            let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer {
+                PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: site.rows, K: site.cols, smoothing: p[0].smoothing)
+            } }
+            let twoPass = QuantizationScheme.Input(site: site).map { scheme.twoPassInputs.contains($0) } ?? false
+            model.setMatrix(Int8Matrix(packed, twoPass: twoPass, kernel: kernel), at: site.offset, keepsFP32: true)
+        }
+    }
+
+    /// Writes `model` as an int8 checkpoint: quantized matrices in the int8 encoding
+    /// (`Int8Codec`), everything else F32, the scheme in the metadata.
     @discardableResult
     public static func save(_ model: EncoderModel, tokenizer: TokenizerFiles, to path: String,
                             scheme: QuantizationScheme = QuantizationScheme(), provenance: Provenance, recipe: String? = nil,
                             level: Int = CheckpointFormat.defaultLevel) throws -> CheckpointWriteStats {
-        let quantized = quantizedSlots(model, keep: scheme.keptFP32)
-        let smoothing = Smoothing.selfCalibrated(model, inputs: Set(scheme.smoothedInputs))
+        precondition(model.hasFP32Weights, "quantize from the fp32 weights")
+        let parts = try quantizeSlots(model, scheme: scheme)
         let table = HuggingFaceNames(layout: model.layout)
         var owned: [OwnedTensor] = []
         for (ours, hf) in table.pairs {
             let slot = model.layout.slot(ours)!
             let name = table.prefixed(hf, withHead: model.config.hasMLMHead)
-            if quantized.contains(ours) {
-                let (q, s, sm) = quantize(model, slot, smoothing: smoothing[ours])
-                owned.append(OwnedTensor(name: name, dtype: .I8, shape: slot.shape, data: q.withUnsafeBytes { Array($0) }))
-                owned.append(OwnedTensor(name: name + ".scale", shape: [slot.shape[0]], floats: s))
-                if let sm { owned.append(OwnedTensor(name: name + ".smooth", shape: [slot.shape[1]], floats: sm)) }
+            if let (q, s, sm) = parts[ours] {
+                owned += Int8Codec.tensors(name: name, q: q, scales: s, smoothing: sm, rows: slot.shape[0], cols: slot.shape[1])
             } else {
                 owned.append(OwnedTensor(name: name, shape: slot.shape,
                                          floats: Array(UnsafeBufferPointer(start: model.p(slot.offset), count: slot.count))))
             }
         }
         var meta = try model.checkpointMetadata(tokenizer: tokenizer, provenance: provenance, recipe: recipe)
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        meta[QuantizationScheme.metadataKey] = String(decoding: try enc.encode(scheme), as: UTF8.self)
+        meta[QuantizationScheme.metadataKey] = try scheme.json()
         return try Safetensors.withPayloads(owned) { try CheckpointWriter.write($0, metadata: meta, to: path, level: level) }
     }
 
@@ -118,14 +145,8 @@ public enum Quantizer {
         }
         let loaded = try ModelStore.load(input, options: LoadOptions(dropPretrainingHeads: true))
         let model = loaded.model
+        try ModelStore.checkFinite(model, path: input)
         let table = HuggingFaceNames(layout: model.layout)
-        for (ours, hf) in table.pairs {
-            let slot = model.layout.slot(ours)!
-            let values = UnsafeBufferPointer(start: model.p(slot.offset), count: slot.count)
-            if !values.allSatisfy(\.isFinite) {
-                throw ModelLoadError.nonFinite(file: input, tensor: table.prefixed(hf, withHead: model.config.hasMLMHead))
-            }
-        }
         let matrices = table.pairs.filter { model.layout.slot($0.ours)!.shape.count == 2 }
             .map { table.prefixed($0.hf, withHead: model.config.hasMLMHead) }
         for pattern in scheme.keptFP32 where !matrices.contains(where: { $0.contains(pattern) }) {

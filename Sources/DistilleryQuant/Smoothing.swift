@@ -15,7 +15,7 @@ public enum Smoothing {
     public static let alpha: Float = 0.5
 
     /// Smoothing factors per weight slot for the given inputs, from random-token activations.
-    public static func selfCalibrated(_ model: EncoderModel, inputs: Set<QuantizationScheme.Input>, seed: UInt64 = 0x5EED) -> [String: [Float]] {
+    public static func selfCalibrated(_ model: EncoderModel, inputs: Set<QuantizationScheme.Input>, seed: UInt64 = 0x5EED) throws -> [String: [Float]] {
         if inputs.isEmpty { return [:] }
         let c = model.config
         var rng = SplitMix64(seed: seed)
@@ -26,7 +26,7 @@ public enum Smoothing {
             return TokenBatch(B: B, S: S, inputIds: ids, attentionMask: [Float](repeating: 1, count: B * S),
                               tokenTypes: c.hasTokenTypes ? [Int32](repeating: 0, count: B * S) : nil)
         }
-        let ranges = observeRanges(model, batches: batches).filter { key, _ in
+        let ranges = try observeRanges(model, batches: batches).filter { key, _ in
             switch key {
             case .qkv: return inputs.contains(.qkv)
             case .attentionOutput: return inputs.contains(.attentionOutput)
@@ -72,16 +72,16 @@ extension Smoothing {
     }
 
     /// Per-channel max |x| of every linear layer's input over the given batches.
-    public static func observeRanges(_ model: EncoderModel, batches: [TokenBatch]) -> [LinearInput: [Float]] {
+    public static func observeRanges(_ model: EncoderModel, batches: [TokenBatch]) throws -> [LinearInput: [Float]] {
         var ranges: [LinearInput: [Float]] = [:]
         for b in batches {
-            let acts = EncoderActivations(config: model.config, maxB: b.B, maxS: b.S, training: false)
+            let acts = EncoderActivations(model: model, maxB: b.B, maxS: b.S, training: false)
             let observe: ActivationObserver = { input, x, rows, cols in
                 var r = ranges[input] ?? [Float](repeating: 0, count: cols)
                 for n in 0..<rows where b.attentionMask[n] != 0 { for j in 0..<cols { r[j] = max(r[j], abs(x[n * cols + j])) } }
                 ranges[input] = r
             }
-            model.forward(b, acts, observer: observe)
+            try model.forward(b, acts, observer: observe)
             model.forwardHeadTransform(acts, observer: observe)
         }
         return ranges

@@ -357,7 +357,7 @@ public enum RecipeParser {
             return .albert(AlbertStudent(embeddingSize: e, hiddenSize: try s.int("hidden_size", range: 1...65536),
                                          layers: try s.int("num_layers", range: 1...1024), heads: try s.int("num_heads", range: 1...1024),
                                          intermediateSize: try s.int("intermediate_size", range: 1...1_000_000),
-                                         sharing: Sharing(rawValue: try s.string("sharing", oneOf: Sharing.allCases.map(\.rawValue)) ?? "all")!,
+                                         sharing: LayerSharing(studentChoice: try s.string("sharing", oneOf: LayerSharing.studentChoices.map(\.name)) ?? "all")!,
                                          initLayer: try s.int("init_layer", range: 0...1024)))
         default:
             try only(["config"])

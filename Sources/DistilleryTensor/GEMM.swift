@@ -1,5 +1,12 @@
 import CBLAS
 
+/// The library that runs the matrix products.
+public enum GEMMBackend: String, Sendable, CaseIterable {
+    case openblas
+    public static var current: GEMMBackend { .openblas }
+    public var name: String { rawValue }
+}
+
 /// Whether a matrix operand is used as stored or transposed.
 public enum Transpose: Sendable {
     case no, yes

@@ -6,18 +6,43 @@ import Foundation
 public final class AlignedBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
     public let count: Int
     public let base: UnsafeMutablePointer<Element>
+    /// How the memory was obtained (and is released).
+    private enum Origin { case heap, mapped(bytes: Int), borrowed }
+    private let origin: Origin
+
+    /// Large buffers are mapped from the kernel: their pages are zero until first written and
+    /// cost no memory until then (an int8 model never touches the fp32 slots of its matrices).
+    static var mapThreshold: Int { 1 << 20 }
 
     /// Allocates `count` elements, zero-filled.
     public init(count: Int) {
         precondition(count >= 0, "AlignedBuffer: negative count")
         self.count = count
-        let bytes = max(64, (count * MemoryLayout<Element>.stride + 63) & ~63)
+        let (product, overflow) = count.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
+        precondition(!overflow && product <= Int.max - 4096, "AlignedBuffer: \(count) elements overflow the address space")
+        let bytes = max(64, (product + 63) & ~63)
+        if bytes >= Self.mapThreshold {
+            let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            guard let p, p != MAP_FAILED else {
+                // Out of memory is not recoverable for a numeric buffer; callers that size
+                // buffers from files check the sizes before allocating (see MemoryBudget).
+                preconditionFailure("AlignedBuffer: cannot map \(bytes) bytes")
+            }
+            origin = .mapped(bytes: bytes)
+            base = p.bindMemory(to: Element.self, capacity: max(count, 1))
+            return
+        }
         guard let raw = aligned_alloc(64, bytes) else {
-            // Out of memory is not recoverable for a numeric buffer.
             preconditionFailure("AlignedBuffer: cannot allocate \(bytes) bytes")
         }
         memset(raw, 0, bytes)
+        origin = .heap
         base = raw.bindMemory(to: Element.self, capacity: max(count, 1))
+    }
+
+    /// A view of memory owned elsewhere (scratch), valid while the owner lives.
+    public init(borrowing base: UnsafeMutablePointer<Element>, count: Int) {
+        self.base = base; self.count = count; origin = .borrowed
     }
 
     /// Copies `values` into a new buffer.
@@ -28,7 +53,13 @@ public final class AlignedBuffer<Element: BitwiseCopyable>: @unchecked Sendable 
         }
     }
 
-    deinit { free(base) }
+    deinit {
+        switch origin {
+        case .heap: free(base)
+        case .mapped(let bytes): munmap(base, bytes)
+        case .borrowed: break
+        }
+    }
 
     public var buffer: UnsafeMutableBufferPointer<Element> {
         UnsafeMutableBufferPointer(start: base, count: count)

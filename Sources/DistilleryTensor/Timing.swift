@@ -21,14 +21,9 @@ public enum Timing {
     }
 
     /// Peak resident set size of this process so far, in bytes (Linux: VmHWM).
-    public static func peakRSS() -> Int { status("VmHWM:") }
-
-    /// Resident set size now, in bytes (Linux: VmRSS).
-    public static func currentRSS() -> Int { status("VmRSS:") }
-
-    static func status(_ key: String) -> Int {
+    public static func peakRSS() -> Int {
         guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in s.split(separator: "\n") where line.hasPrefix(key) {
+        for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
             let kb = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
             return kb * 1024
         }

@@ -112,10 +112,10 @@ public enum Corpus {
         return summary
     }
 
-    struct LineResult { var ids: [Int32] = []; var unknown = 0; var invalid = 0 }
+    package struct LineResult { package var ids: [Int32] = []; var unknown = 0; var invalid = 0 }
 
     /// Tokenizes lines on all cores; invalid UTF-8 is replaced by U+FFFD (which BERT drops) and counted.
-    static func tokenizeLines(_ bytes: UnsafeRawBufferPointer, _ lines: [Range<Int>], _ t: BertTokenizer) -> [LineResult] {
+    package static func tokenizeLines(_ bytes: UnsafeRawBufferPointer, _ lines: [Range<Int>], _ t: BertTokenizer) -> [LineResult] {
         var results = [LineResult](repeating: LineResult(), count: lines.count)
         results.withUnsafeMutableBufferPointer { out in
             let out = SendablePointer(out.baseAddress!)
@@ -217,25 +217,5 @@ enum UTF8Check {
         var spelled = 0
         if raw.count >= 3 { for i in 0..<(raw.count - 2) where raw[i] == 0xEF && raw[i + 1] == 0xBF && raw[i + 2] == 0xBD { spelled += 1 } }
         return repaired.unicodeScalars.reduce(0) { $0 + ($1 == "\u{FFFD}" ? 1 : 0) } - spelled
-    }
-}
-
-extension Corpus {
-    /// Tokenizes every line of `file` (in memory) with the current thread count; returns the
-    /// seconds taken and the tokens produced. For `distill bench tokenize`.
-    public static func timeTokenization(file: String, tokenizer: BertTokenizer) throws -> (seconds: Double, bytes: Int, tokens: Int) {
-        let mapped = try MappedFile(path: file)
-        let bytes = mapped.bytes
-        var lines: [Range<Int>] = []
-        var s = 0
-        for i in 0..<bytes.count where bytes[i] == UInt8(ascii: "\n") { lines.append(s..<i); s = i + 1 }
-        if s < bytes.count { lines.append(s..<bytes.count) }
-        // Touch the pages first so the timing measures tokenization, not disk reads.
-        var sink: UInt8 = 0
-        for i in stride(from: 0, to: bytes.count, by: 4096) { sink &+= bytes[i] }
-        let start = Timing.now()
-        let results = tokenizeLines(bytes, lines, tokenizer)
-        let seconds = Timing.now() - start
-        return (seconds, bytes.count + Int(sink & 0), results.reduce(0) { $0 + $1.ids.count })
     }
 }

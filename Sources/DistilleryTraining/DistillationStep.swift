@@ -104,7 +104,6 @@ public final class DistillationStep {
     public let chunkRows: Int
     let teacherActs: EncoderActivations
     let studentActs: EncoderActivations
-    // Scratch
     /// Student and teacher logits of a chunk [chunk × V], in the scratch arena: nothing else
     /// there is live between the student's forward pass and its backward pass.
     let arena: ScratchArena
@@ -112,8 +111,14 @@ public final class DistillationStep {
     var zs: UnsafeMutablePointer<Float> { arena.buffer.base }
     var zt: UnsafeMutablePointer<Float> { arena.buffer.base + logitCapacity }
     let hs: FloatBuffer, ht: FloatBuffer, dhs: FloatBuffer  // gathered head outputs [rows × Ht]
+    let decoderScratch: FloatBuffer                      // the decoder product's backward scratch
     let dLast: FloatBuffer                               // [N×H]
     let proj: FloatBuffer, dProj: FloatBuffer            // [N×H_t] projected student hidden
+    // Rows that need logits, per step: position, MLM label (−1: none), in the soft-target set.
+    let rowIndex: AlignedBuffer<Int32>, rowLabel: AlignedBuffer<Int32>, rowCE: AlignedBuffer<Bool>  // [N]
+    // Per-row loss values [N]: KL, MLM cross-entropy, logit MSE; per-token hidden losses [N].
+    let rowKL: AlignedBuffer<Double>, rowMLM: AlignedBuffer<Double>, rowMSE: AlignedBuffer<Double>, rowHidden: AlignedBuffer<Double>
+    let tokenWeight: FloatBuffer                         // [N] 1 real, 0 padding
 
     public var student: EncoderModel { params.student }
 
@@ -133,12 +138,13 @@ public final class DistillationStep {
                 chunkRows: Int = 512) throws {
         let sc = params.student.config, tc = teacher.config
         try Self.check(settings, teacher: tc, student: sc, projection: params.projection != nil)
+        precondition(params.student.trainable, "the student's matrices must be trainable (fp32 or bf16)")
         self.teacher = teacher; self.params = params; self.settings = settings; self.chunkRows = chunkRows
         // The teacher's temporaries are dead by the time the student's forward pass starts (its
         // outputs are kept apart), so both share one scratch arena.
         let scratch = ScratchArena()
-        teacherActs = EncoderActivations(config: tc, maxB: maxB, maxS: maxS, training: false, scratch: scratch)
-        studentActs = EncoderActivations(config: sc, maxB: maxB, maxS: maxS, training: true, scratch: scratch)
+        teacherActs = EncoderActivations(model: teacher, maxB: maxB, maxS: maxS, training: false, scratch: scratch)
+        studentActs = EncoderActivations(model: params.student, maxB: maxB, maxS: maxS, training: true, scratch: scratch)
         let N = maxB * maxS, V = sc.vocabSize
         let logitRows = settings.needsStudentLogits ? min(chunkRows, N) : 0
         logitCapacity = logitRows * V
@@ -147,170 +153,159 @@ public final class DistillationStep {
         hs = FloatBuffer(count: settings.needsStudentLogits ? N * sc.headWidth : 0)
         dhs = FloatBuffer(count: settings.needsStudentLogits ? N * sc.headWidth : 0)
         ht = FloatBuffer(count: settings.needsTeacherLogits ? N * tc.headWidth : 0)
+        let word = params.student.matrix(params.student.layout.embeddings.word)
+        decoderScratch = FloatBuffer(count: settings.needsStudentLogits ? word.backwardScratchFloats(maxRows: logitRows) : 0)
         dLast = FloatBuffer(count: N * sc.hiddenSize)
         let pw = params.projection?.to ?? 0
         proj = FloatBuffer(count: N * pw)
         dProj = FloatBuffer(count: N * pw)
+        rowIndex = AlignedBuffer(count: N); rowLabel = AlignedBuffer(count: N); rowCE = AlignedBuffer(count: N)
+        rowKL = AlignedBuffer(count: N); rowMLM = AlignedBuffer(count: N); rowMSE = AlignedBuffer(count: N)
+        rowHidden = AlignedBuffer(count: N)
+        tokenWeight = FloatBuffer(count: N)
     }
 
     /// Runs the step on `batch` (input ids already masked) with MLM `labels` (−100: not a
     /// target), adding gradients × `gradScale` into the gradient buffer.
     public func run(_ batch: TokenBatch, labels: [Int32], gradScale: Float = 1, dropout: DropoutKeys? = nil) throws -> LossValues {
-        let s = settings, st = student, sc = st.config, tc = teacher.config
-        let B = batch.B, S = batch.S, N = B * S
-        let grads = params.gradients
-        try teacher.validate(batch)
-        try st.validate(batch)
-
+        let s = settings, st = student
         var clock = PhaseClock()
-        // Teacher: no gradients, no stored activations.
-        teacher.forward(batch, teacherActs)
+        try teacher.forward(batch, teacherActs)
         if s.needsTeacherLogits { teacher.forwardHeadTransform(teacherActs) }
         clock.lap("teacher forward")
-        st.forward(batch, studentActs, dropout: dropout)
+        try st.forward(batch, studentActs, dropout: dropout)
         if s.needsStudentLogits { st.forwardHeadTransform(studentActs) }
         clock.lap("student forward")
 
         var values = LossValues()
-        let dLast = self.dLast.base
-        dLast.update(repeating: 0, count: N * sc.hiddenSize)
-        let mask = batch.attentionMask
-        let tokens = mask.reduce(0) { $0 + ($1 != 0 ? 1 : 0) }
-
-        // Logit losses over gathered rows.
-        if s.needsStudentLogits {
-            var rows: [Int] = [], rowLabels: [Int32] = [], rowCE: [Bool] = []
-            // A row needs logits if it is in the soft-target set or is an MLM target.
-            for n in 0..<N {
-                let inCE = s.needsTeacherLogits && (s.restrictCEToMask ? labels[n] >= 0 : mask[n] != 0)
-                if inCE || labels[n] >= 0 {
-                    rows.append(n); rowLabels.append(max(-1, labels[n])); rowCE.append(inCE)
-                }
-            }
-            let nCE = rowCE.reduce(0) { $0 + ($1 ? 1 : 0) }
-            let nMLM = rowLabels.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
-            let V = sc.vocabSize, Hs = sc.headWidth, Ht = tc.headWidth
-            let T = s.temperature
-            let ceScale = nCE > 0 ? s.alphaCE * T * T / Float(nCE) * gradScale : 0
-            let mlmScale = nMLM > 0 && s.alphaMLM > 0 ? s.alphaMLM / Float(nMLM) * gradScale : 0
-            let mseScale = nCE > 0 ? s.alphaMSE / Float(nCE) * gradScale : 0
-            // Gather head outputs of the rows.
-            for (i, n) in rows.enumerated() {
-                (hs.base + i * Hs).update(from: studentActs.headOutput + n * Hs, count: Hs)
-                if s.needsTeacherLogits { (ht.base + i * Ht).update(from: teacherActs.headOutput + n * Ht, count: Ht) }
-            }
-            var kl = [Double](repeating: 0, count: rows.count), ce1 = kl, mse = kl
-            let sh = st.layout.head!, wordS = st.layout.embeddings.word
-            var start = 0
-            while start < rows.count {
-                let r = min(chunkRows, rows.count - start)
-                let hsC = hs.base + start * Hs
-                linearForward(zs, hsC, weight: st.p(wordS), bias: st.p(sh.bias), N: r, K: Hs, M: V)
-                if s.needsTeacherLogits {
-                    let th = teacher.layout.head!
-                    linearForward(zt, ht.base + start * Ht, weight: teacher.p(teacher.layout.embeddings.word),
-                                  bias: teacher.p(th.bias), N: r, K: Ht, M: V)
-                }
-                clock.lap("logits")
-                rowLabels.withUnsafeBufferPointer { lab in
-                    rowCE.withUnsafeBufferPointer { ce in
-                        kl.withUnsafeMutableBufferPointer { klp in
-                            ce1.withUnsafeMutableBufferPointer { cep in
-                                mse.withUnsafeMutableBufferPointer { msep in
-                                    distillationRows(zs: zs, zt: s.needsTeacherLogits ? UnsafePointer(zt) : nil, rows: r, V: V,
-                                                     labels: lab.baseAddress! + start, ce: ce.baseAddress! + start, temperature: T,
-                                                     ceScale: ceScale, mlmScale: mlmScale, mseScale: mseScale,
-                                                     klOut: klp.baseAddress! + start, mlmOut: cep.baseAddress! + start,
-                                                     mseOut: msep.baseAddress! + start)
-                                }
-                            }
-                        }
-                    }
-                }
-                // Decoder backward: the word embeddings (tied) and the head bias.
-                let dh = dhs.base + start * Hs
-                dh.update(repeating: 0, count: r * Hs)
-                clock.lap("loss rows")
-                linearBackward(dinp: dh, dweight: grads.base + wordS, dbias: grads.base + sh.bias, dout: zs,
-                               inp: hsC, weight: st.p(wordS), N: r, K: Hs, M: V)
-                clock.lap("decoder backward")
-                start += r
-            }
-            // Row losses summed in row order.
-            var klSum = 0.0, klMasked = 0.0, mlmSum = 0.0, mseSum = 0.0
-            for i in rows.indices {
-                if rowCE[i] { klSum += kl[i]; mseSum += mse[i] }
-                if rowLabels[i] >= 0 { mlmSum += ce1[i]; klMasked += kl[i] }
-            }
-            values.ce = nCE > 0 ? Double(T * T) * klSum / Double(nCE) : 0
-            values.ceMaskedOnly = nMLM > 0 && s.needsTeacherLogits ? Double(T * T) * klMasked / Double(nMLM) : 0
-            values.mlm = nMLM > 0 ? mlmSum / Double(nMLM) : 0
-            values.mse = nCE > 0 ? mseSum / Double(nCE) : 0
-            // Scatter the head-output gradient and backpropagate through the head transform.
-            let dHead = st.headGradientScratch(studentActs)
-            dHead.update(repeating: 0, count: N * Hs)
-            for (i, n) in rows.enumerated() { (dHead + n * Hs).update(from: dhs.base + i * Hs, count: Hs) }
-            st.backwardHeadTransform(studentActs, dHead: dHead, dLast: dLast, grads: grads)
-            clock.lap("head backward")
-        }
-
-        // Hidden-state losses on the last layer over real tokens.
-        if (s.alphaCos > 0 || s.alphaHidden > 0) && tokens > 0 {
-            var weights = mask
-            let Hs = sc.hiddenSize, Ht = tc.hiddenSize
-            var student = UnsafePointer(studentActs.lastHidden)
-            var dStudent = dLast
-            if let p = params.projection {
-                linearForward(proj.base, studentActs.lastHidden, weight: st.parameters.base + p.weight,
-                              bias: st.parameters.base + p.bias, N: N, K: Hs, M: Ht)
-                student = UnsafePointer(proj.base)
-                dStudent = dProj.base
-                dStudent.update(repeating: 0, count: N * Ht)
-            }
-            var perRow = [Double](repeating: 0, count: N)
-            weights.withUnsafeMutableBufferPointer { w in
-                perRow.withUnsafeMutableBufferPointer { out in
-                    if s.alphaCos > 0 {
-                        cosineLossRows(s: student, t: teacherActs.lastHidden, ds: dStudent, weight: w.baseAddress!, N: N, H: Ht,
-                                       scale: s.alphaCos / Float(tokens) * gradScale, lossOut: out.baseAddress!)
-                        values.cos = out.reduce(0, +) / Double(tokens)
-                    }
-                    if s.alphaHidden > 0 {
-                        squaredErrorRows(s: student, t: teacherActs.lastHidden, ds: dStudent, weight: w.baseAddress!, N: N, H: Ht,
-                                         scale: s.alphaHidden / Float(tokens * Ht) * gradScale, lossOut: out.baseAddress!)
-                        values.hidden = out.reduce(0, +) / Double(tokens * Ht)
-                    }
-                }
-            }
-            if let p = params.projection {
-                linearBackward(dinp: dLast, dweight: grads.base + p.weight, dbias: grads.base + p.bias, dout: dProj.base,
-                               inp: studentActs.lastHidden, weight: st.parameters.base + p.weight, N: N, K: Hs, M: Ht)
-            }
-        }
+        dLast.base.update(repeating: 0, count: batch.B * batch.S * st.config.hiddenSize)
+        if s.needsStudentLogits { logitLosses(batch, labels: labels, gradScale: gradScale, into: &values, clock: &clock) }
+        hiddenLosses(batch, gradScale: gradScale, into: &values)
         values.total = Double(s.alphaCE) * values.ce + Double(s.alphaMLM) * values.mlm + Double(s.alphaCos) * values.cos
             + Double(s.alphaMSE) * values.mse + Double(s.alphaHidden) * values.hidden
         clock.lap("hidden losses")
-        st.backward(studentActs, dLast: dLast, grads: grads, dropout: dropout)
+        st.backward(studentActs, dLast: dLast.base, grads: params.gradients, dropout: dropout)
         clock.lap("student backward")
         clock.report()
         return values
     }
+
+    /// The soft-target, MLM and logit-MSE losses over the rows that need logits, chunk by
+    /// chunk, ending with the head transform's backward (which adds into dLast).
+    func logitLosses(_ batch: TokenBatch, labels: [Int32], gradScale: Float, into values: inout LossValues, clock: inout PhaseClock) {
+        let s = settings, st = student, sc = st.config, tc = teacher.config
+        let N = batch.B * batch.S, V = sc.vocabSize, Hs = sc.headWidth, Ht = tc.headWidth
+        let grads = params.gradients
+        // A row needs logits if it is in the soft-target set or is an MLM target.
+        var rows = 0, nCE = 0, nMLM = 0
+        for n in 0..<N {
+            let inCE = s.needsTeacherLogits && (s.restrictCEToMask ? labels[n] >= 0 : batch.attentionMask[n] != 0)
+            guard inCE || labels[n] >= 0 else { continue }
+            rowIndex[rows] = Int32(n); rowLabel[rows] = max(-1, labels[n]); rowCE[rows] = inCE
+            if inCE { nCE += 1 }
+            if labels[n] >= 0 { nMLM += 1 }
+            rows += 1
+        }
+        let T = s.temperature
+        let ceScale = nCE > 0 ? s.alphaCE * T * T / Float(nCE) * gradScale : 0
+        let mlmScale = nMLM > 0 && s.alphaMLM > 0 ? s.alphaMLM / Float(nMLM) * gradScale : 0
+        let mseScale = nCE > 0 ? s.alphaMSE / Float(nCE) * gradScale : 0
+        // Gather the head outputs of the rows.
+        for i in 0..<rows {
+            let n = Int(rowIndex[i])
+            (hs.base + i * Hs).update(from: studentActs.headOutput + n * Hs, count: Hs)
+            if s.needsTeacherLogits { (ht.base + i * Ht).update(from: teacherActs.headOutput + n * Ht, count: Ht) }
+        }
+        let word = st.matrix(st.layout.embeddings.word), headBias = st.layout.head!.bias
+        var start = 0
+        while start < rows {
+            let r = min(chunkRows, rows - start)
+            let hsC = hs.base + start * Hs
+            st.decoderLogits(zs, headOutput: hsC, rows: r, studentActs)
+            if s.needsTeacherLogits { teacher.decoderLogits(zt, headOutput: ht.base + start * Ht, rows: r, teacherActs) }
+            clock.lap("logits")
+            distillationRows(zs: zs, zt: s.needsTeacherLogits ? UnsafePointer(zt) : nil, rows: r, V: V,
+                             labels: rowLabel.base + start, ce: rowCE.base + start, temperature: T,
+                             ceScale: ceScale, mlmScale: mlmScale, mseScale: mseScale,
+                             klOut: rowKL.base + start, mlmOut: rowMLM.base + start, mseOut: rowMSE.base + start)
+            clock.lap("loss rows")
+            // Decoder backward: the word embeddings (tied) and the head bias.
+            let dh = dhs.base + start * Hs
+            dh.update(repeating: 0, count: r * Hs)
+            word.backward(dinp: dh, dweight: grads.base + st.layout.embeddings.word, dbias: grads.base + headBias,
+                          dout: zs, inp: hsC, N: r, overwriteInput: false, scratch: decoderScratch.base)
+            clock.lap("decoder backward")
+            start += r
+        }
+        // Row losses summed in row order.
+        var klSum = 0.0, klMasked = 0.0, mlmSum = 0.0, mseSum = 0.0
+        for i in 0..<rows {
+            if rowCE[i] { klSum += rowKL[i]; mseSum += rowMSE[i] }
+            if rowLabel[i] >= 0 { mlmSum += rowMLM[i]; klMasked += rowKL[i] }
+        }
+        values.ce = nCE > 0 ? Double(T * T) * klSum / Double(nCE) : 0
+        values.ceMaskedOnly = nMLM > 0 && s.needsTeacherLogits ? Double(T * T) * klMasked / Double(nMLM) : 0
+        values.mlm = nMLM > 0 ? mlmSum / Double(nMLM) : 0
+        values.mse = nCE > 0 ? mseSum / Double(nCE) : 0
+        // Scatter the head-output gradient and backpropagate through the head transform.
+        let dHead = st.headGradientScratch(studentActs)
+        dHead.update(repeating: 0, count: N * Hs)
+        for i in 0..<rows { (dHead + Int(rowIndex[i]) * Hs).update(from: dhs.base + i * Hs, count: Hs) }
+        st.backwardHeadTransform(studentActs, dHead: dHead, dLast: dLast.base, grads: grads)
+        clock.lap("head backward")
+    }
+
+    /// The cosine and MSE losses on the last hidden states over real tokens (through the
+    /// learned projection when the student is narrower), adding into dLast.
+    func hiddenLosses(_ batch: TokenBatch, gradScale: Float, into values: inout LossValues) {
+        let s = settings, st = student
+        let N = batch.B * batch.S
+        var tokens = 0
+        for n in 0..<N { tokenWeight[n] = batch.attentionMask[n]; if batch.attentionMask[n] != 0 { tokens += 1 } }
+        guard (s.alphaCos > 0 || s.alphaHidden > 0) && tokens > 0 else { return }
+        let Hs = st.config.hiddenSize, Ht = teacher.config.hiddenSize
+        var student = UnsafePointer(studentActs.lastHidden)
+        var dStudent = dLast.base
+        if let p = params.projection {
+            linearForward(proj.base, studentActs.lastHidden, weight: st.parameters.base + p.weight,
+                          bias: st.parameters.base + p.bias, N: N, K: Hs, M: Ht)
+            student = UnsafePointer(proj.base)
+            dStudent = dProj.base
+            dStudent.update(repeating: 0, count: N * Ht)
+        }
+        let perRow = rowHidden.base
+        if s.alphaCos > 0 {
+            cosineLossRows(s: student, t: teacherActs.lastHidden, ds: dStudent, weight: tokenWeight.base, N: N, H: Ht,
+                           scale: s.alphaCos / Float(tokens) * gradScale, lossOut: perRow)
+            values.cos = (0..<N).reduce(0.0) { $0 + perRow[$1] } / Double(tokens)
+        }
+        if s.alphaHidden > 0 {
+            squaredErrorRows(s: student, t: teacherActs.lastHidden, ds: dStudent, weight: tokenWeight.base, N: N, H: Ht,
+                             scale: s.alphaHidden / Float(tokens * Ht) * gradScale, lossOut: perRow)
+            values.hidden = (0..<N).reduce(0.0) { $0 + perRow[$1] } / Double(tokens * Ht)
+        }
+        if let p = params.projection {
+            linearBackward(dinp: dLast.base, dweight: params.gradients.base + p.weight, dbias: params.gradients.base + p.bias,
+                           dout: dProj.base, inp: studentActs.lastHidden, weight: st.parameters.base + p.weight, N: N, K: Hs, M: Ht)
+        }
+    }
 }
 
 /// Per-phase wall time of a step, printed to standard error when DISTILL_PROFILE is set.
-struct PhaseClock {
+package struct PhaseClock {
     static let enabled = ProcessInfo.processInfo.environment["DISTILL_PROFILE"] != nil
     var last = Timing.now()
     var phases: [(String, Double)] = []
+    package init() {}
 
-    mutating func lap(_ name: String) {
+    package mutating func lap(_ name: String) {
         guard Self.enabled else { return }
         let now = Timing.now()
         if let i = phases.firstIndex(where: { $0.0 == name }) { phases[i].1 += now - last } else { phases.append((name, now - last)) }
         last = now
     }
 
-    func report() {
+    package func report() {
         guard Self.enabled else { return }
         let line = phases.map { "\($0.0) \(String(format: "%.0f", $0.1 * 1000)) ms" }.joined(separator: ", ")
         FileHandle.standardError.write(Data(("step: " + line + "\n").utf8))

@@ -24,21 +24,18 @@ public struct LayerSelection: Sendable, Equatable {
     }
 }
 
-public enum Sharing: String, Sendable, Equatable, CaseIterable, Codable {
-    case all, attention, ffn, none
-}
-
 public struct AlbertStudent: Sendable, Equatable {
     public var embeddingSize: Int
     public var hiddenSize: Int?
     public var layers: Int?
     public var heads: Int?
     public var intermediateSize: Int?
-    public var sharing: Sharing = .all
+    /// How the student's layers share weights (`LayerSharing.studentChoices`).
+    public var sharing: LayerSharing = .all
     /// Teacher layer the shared weights start from (default: the middle layer).
     public var initLayer: Int?
     public init(embeddingSize: Int, hiddenSize: Int? = nil, layers: Int? = nil, heads: Int? = nil,
-                intermediateSize: Int? = nil, sharing: Sharing = .all, initLayer: Int? = nil) {
+                intermediateSize: Int? = nil, sharing: LayerSharing = .all, initLayer: Int? = nil) {
         self.embeddingSize = embeddingSize; self.hiddenSize = hiddenSize; self.layers = layers; self.heads = heads
         self.intermediateSize = intermediateSize; self.sharing = sharing; self.initLayer = initLayer
     }
@@ -89,13 +86,7 @@ public enum StudentBuilder {
         guard E >= 1 && E <= Ht else { throw StudentError.embeddingSize(E, max: Ht) }
         let H = spec.hiddenSize ?? Ht
         let L = spec.layers ?? tc.numLayers
-        let sharing: LayerSharing
-        switch spec.sharing {
-        case .all: sharing = .groups(count: 1, inner: 1)
-        case .none: sharing = .groups(count: L, inner: 1)
-        case .attention: sharing = .attention
-        case .ffn: sharing = .ffn
-        }
+        let sharing = spec.sharing
         if let l = spec.initLayer, !(0..<tc.numLayers).contains(l) { throw StudentError.initLayer(l, teacherLayers: tc.numLayers) }
         let c = EncoderConfig(family: .albert, vocabSize: tc.vocabSize, hiddenSize: H, embeddingSize: E, numLayers: L,
                               numHeads: spec.heads ?? (H == Ht ? tc.numHeads : max(1, H / 64)),

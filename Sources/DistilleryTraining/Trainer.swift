@@ -3,6 +3,8 @@ import DistilleryTensor
 import DistilleryFormats
 import DistilleryModels
 import DistilleryText
+import DistilleryQuant
+import DistilleryEvaluation
 
 /// What a step reports.
 public struct StepReport: Codable, Sendable {
@@ -67,165 +69,14 @@ public final class Trainer {
     /// student); `interrupt` is polled between steps (Ctrl-C).
     public func run(resume: Bool = false, stopAfterSteps: Int? = nil, interrupt: (() -> Bool)? = nil,
                     events: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
-        let r = recipe
         let start = Timing.now()
-        try FileManager.default.createDirectory(atPath: r.output + "/data", withIntermediateDirectories: true)
-
-        // Teacher and tokenizer.
-        events(.message("teacher \(r.teacher)"))
-        let teacherLoaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
-        let teacher = teacherLoaded.model
-        let tokenizer = try BertTokenizer.of(model: r.teacher, files: teacherLoaded.tokenizer)
-
-        // Data, tokenized once into the output folder.
-        let train = try dataset(r.data.train, name: "train", tokenizer: tokenizer, events: events)
-        if train.count == 0 { throw TrainerError.noData(path: train.path) }
-        let heldout = r.data.heldout.isEmpty ? nil : try dataset(r.data.heldout, name: "heldout", tokenizer: tokenizer, events: events)
-        if r.data.masking.probability > 0 && !r.loss.needsStudentLogits {
-            events(.message("note: inputs are masked (mlm_probability \(r.data.masking.probability)) but only hidden-state losses are on; the student then learns the teacher's [MASK] states. Set mlm_probability = 0.0 to train on the text as it is."))
-        }
-
-        // Student: restored from the state, or built from the teacher.
-        var state: TrainingState?
-        var checkpoint: Checkpoint?
-        if resume {
-            guard FileManager.default.fileExists(atPath: statePath) else { throw TrainerError.noResumeState(path: statePath) }
-            let loaded = try TrainingState.load(statePath)
-            if loaded.state.recipeText != r.text { throw TrainerError.recipeChanged(path: statePath) }
-            state = loaded.state; checkpoint = loaded.checkpoint
-        }
-        var studentModel = try state.map { EncoderModel(config: $0.studentConfig) }
-            ?? StudentBuilder.build(r.student, teacher: teacher, seed: streamKey(r.seed, 0x5354))
-        if state == nil, let d = r.studentDropout {
-            var c = studentModel.config
-            c.hiddenDropout = d; c.attentionDropout = d
-            studentModel = EncoderModel(config: c, parameters: studentModel.parameters)
-        }
-        let projectTo = r.projection ? teacher.config.hiddenSize : nil
-        let params = TrainableParameters(model: studentModel, projectTo: projectTo)
-        let optimizer = AdamW(layout: params.layout, settings: r.optimizer.adamw, rule: r.optimizer.decay)
-        if let state, let checkpoint {
-            try TrainingState.restore(from: checkpoint, params: params, optimizer: optimizer)
-            optimizer.step = state.optimizerStep
-        }
-        let student = params.student
-        events(.message("student \(grouped(student.layout.modelCount)) parameters, teacher \(grouped(teacher.layout.modelCount))"))
-
-        let maxS = r.data.maxSequenceLength
-        let step = try DistillationStep(teacher: teacher, params: params, settings: r.loss, maxB: r.training.batchSize, maxS: maxS)
-        let counts = r.data.masking.smoothing > 0 ? train.tokenCounts() : nil
-        let masker = MLMMasker(policy: r.data.masking, tokenizer: tokenizer, tokenCounts: counts)
-        let batches = BucketedBatches(lengths: (0..<train.count).map(train.length), batchSize: r.training.batchSize, seed: r.seed)
-        let perEpoch = (train.count + r.training.batchSize - 1) / r.training.batchSize
-        let accumulation = r.training.accumulation
-        let total = r.training.steps ?? max(1, r.training.epochs! * perEpoch / accumulation)
-        let warmup = r.optimizer.warmupSteps ?? Int((r.optimizer.warmupFraction * Double(total)).rounded())
-        let schedule = LinearSchedule(peak: r.optimizer.lr, warmupSteps: min(warmup, total), totalSteps: total)
-        let evalSet = heldout.map {
-            EvalSet.make($0, tokenizer: tokenizer, batchSize: r.training.batchSize, maxBatches: r.evaluation.batches,
-                         policy: r.data.masking, withTokenTypes: teacher.config.hasTokenTypes)
-        }
-        let studentSession = EncoderSession(student), teacherSession = EncoderSession(teacher)
-
-        var summary = TrainingSummary()
-        summary.totalSteps = total
-        summary.studentParameters = student.layout.modelCount
-        summary.teacherParameters = teacher.layout.modelCount
-        var current = state?.step ?? 0
-        try prepareMetrics(keepingThrough: current, fresh: !resume)
-        let metrics = try MetricsLog(path: metricsPath)
-
-        var epochCache: (Int, [[Int]])? = nil
-        func batchIndices(micro g: Int) -> [Int] {
-            let e = g / perEpoch, i = g % perEpoch
-            if epochCache?.0 != e { epochCache = (e, batches.epoch(e)) }
-            return epochCache!.1[i]
-        }
-        func saveState() throws {
-            let g = current * accumulation
-            let s = TrainingState(step: current, optimizerStep: optimizer.step,
-                                  position: DataPosition(epoch: g / perEpoch, batch: g % perEpoch),
-                                  studentConfig: student.config, recipeText: r.text)
-            try TrainingState.save(s, params: params, optimizer: optimizer, to: statePath)
-            events(.checkpoint(step: current, path: statePath))
-        }
-
-        // Where the student starts (a fresh run only).
-        if let evalSet, current == 0, r.evaluation.every > 0 {
-            let e = try Evaluator.evaluate(studentSession, reference: teacherSession, on: evalSet)
-            try metrics.append(evaluation: e, step: 0)
-            events(.evaluation(step: 0, e))
-        }
-        let runStart = Timing.now()
-        var runTokens = 0
-        let firstStep = current
-        while current < total {
-            if let stopAfterSteps, current - firstStep >= stopAfterSteps { break }
-            if interrupt?() == true { summary.interrupted = true; break }
-            var losses = LossValues()
-            var tokens = 0
-            for micro in 0..<accumulation {
-                let g = current * accumulation + micro
-                let c = train.collate(batchIndices(micro: g), padId: tokenizer.padId)
-                let masked = masker.apply(TokenBatchView(inputIds: c.ids, attentionMask: c.mask), key: streamKey(r.seed, 0x4D41_534B, UInt64(g)))
-                let batch = TokenBatch(B: c.B, S: c.S, inputIds: masked.inputIds, attentionMask: c.mask,
-                                       tokenTypes: teacher.config.hasTokenTypes ? [Int32](repeating: 0, count: c.B * c.S) : nil)
-                let keys = r.training.dropout ? DropoutKeys(seed: streamKey(r.seed, 0x4452_4F50), iteration: UInt64(g)) : nil
-                let v = try step.run(batch, labels: masked.labels, gradScale: 1 / Float(accumulation), dropout: keys)
-                for (name, value) in [("loss_total", v.total), ("loss_ce", v.ce), ("loss_mlm", v.mlm), ("loss_cos", v.cos),
-                                      ("loss_mse", v.mse), ("loss_hidden", v.hidden)] where !value.isFinite {
-                    throw DistillationError.nonFinite(step: current + 1, loss: name)
-                }
-                let w = 1 / Double(accumulation)
-                losses.total += w * v.total; losses.ce += w * v.ce; losses.mlm += w * v.mlm; losses.cos += w * v.cos
-                losses.mse += w * v.mse; losses.hidden += w * v.hidden; losses.ceMaskedOnly += w * v.ceMaskedOnly
-                tokens += batch.tokenCount
-            }
-            let norm = clipGradientNorm(params.gradients, count: params.layout.count, maxNorm: r.optimizer.clip)
-            if !norm.isFinite { throw DistillationError.nonFinite(step: current + 1, loss: "gradient norm") }
-            let lr = schedule.rate(at: current)
-            optimizer.update(parameters: params.parameters, gradients: params.gradients, lr: lr)
-            params.gradients.zero()
-            current += 1
-            runTokens += tokens
-            let elapsed = Timing.now() - runStart
-            let report = StepReport(step: current, totalSteps: total, losses: losses, lr: lr, gradNorm: norm, tokens: tokens,
-                                    tokensPerSecond: Double(runTokens) / max(elapsed, 1e-9), elapsed: elapsed,
-                                    eta: elapsed / Double(current - firstStep) * Double(total - current))
-            try metrics.append(report)
-            summary.lastLosses = losses
-            events(.step(report))
-            if let evalSet, r.evaluation.every > 0, current % r.evaluation.every == 0, current < total {
-                let e = try Evaluator.evaluate(studentSession, reference: teacherSession, on: evalSet)
-                try metrics.append(evaluation: e, step: current)
-                events(.evaluation(step: current, e))
-            }
-            if r.checkpoints.every > 0, current % r.checkpoints.every == 0, current < total { try saveState() }
-        }
-        summary.steps = current
-        summary.tokens = runTokens
-        try saveState()
-        if current >= total {
-            if let evalSet {
-                let e = try Evaluator.evaluate(studentSession, reference: teacherSession, on: evalSet)
-                try metrics.append(evaluation: e, step: current)
-                summary.evaluation = e
-                events(.evaluation(step: current, e))
-            }
-            // The student alone (no training-only projection), as a Hugging Face folder and a
-            // compact checkpoint.
-            var final = student
-            if params.projection != nil {
-                final = EncoderModel(config: student.config)
-                final.parameters.base.update(from: student.parameters.base, count: final.layout.count)
-            }
-            let folder = r.output + "/student", ck = r.output + "/student.safetensors.zst"
-            try HuggingFaceFolder.save(final, tokenizer: teacherLoaded.tokenizer, to: folder)
-            try ModelCheckpoint.save(final, tokenizer: teacherLoaded.tokenizer, to: ck,
-                                     provenance: Provenance(source: r.path, teacher: r.teacher, steps: current),
-                                     recipe: r.text, level: r.checkpoints.level)
-            summary.studentFolder = folder
-            summary.studentCheckpoint = ck
+        let session = try TrainingSession(trainer: self, resume: resume, events: events)
+        if session.current == 0 { try session.evaluate(events: events) }
+        var summary = try session.train(stopAfterSteps: stopAfterSteps, interrupt: interrupt, events: events)
+        try session.saveState(events: events)
+        if session.current >= session.totalSteps {
+            summary.evaluation = try session.evaluate(events: events, final: true)
+            (summary.studentFolder, summary.studentCheckpoint) = try session.exportStudent()
         }
         summary.seconds = Timing.now() - start
         return summary
@@ -274,6 +125,209 @@ public final class Trainer {
     }
 }
 
+/// One training run's state between steps: the teacher, the data, the student with its
+/// optimizer and the step, named stages in the order `Trainer.run` calls them.
+final class TrainingSession {
+    let trainer: Trainer
+    var recipe: Recipe { trainer.recipe }
+    let teacherLoaded: LoadedModel
+    var teacher: EncoderModel { teacherLoaded.model }
+    let tokenizer: BertTokenizer
+    let train: TokenDataset
+    let evalSet: EvalSet?
+    let params: TrainableParameters
+    var student: EncoderModel { params.student }
+    let optimizer: AdamW
+    let step: DistillationStep
+    let masker: MLMMasker
+    let batches: BucketedBatches
+    let perEpoch: Int
+    let totalSteps: Int
+    let schedule: LinearSchedule
+    let metrics: MetricsLog
+    /// Optimizer steps taken (restored on resume).
+    private(set) var current: Int
+    private var epochCache: (Int, [[Int]])?
+
+    /// Loads the teacher and the data, builds or restores the student, and readies the step.
+    init(trainer: Trainer, resume: Bool, events: (TrainerEvent) -> Void) throws {
+        self.trainer = trainer
+        let r = trainer.recipe
+        try FileManager.default.createDirectory(atPath: r.output + "/data", withIntermediateDirectories: true)
+
+        events(.message("teacher \(r.teacher)"))
+        teacherLoaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
+        let tokenizer = try BertTokenizer.of(model: r.teacher, files: teacherLoaded.tokenizer)
+        self.tokenizer = tokenizer
+
+        // Data, tokenized once into the output folder.
+        let train = try trainer.dataset(r.data.train, name: "train", tokenizer: tokenizer, events: events)
+        self.train = train
+        if train.count == 0 { throw TrainerError.noData(path: train.path) }
+        let heldout = r.data.heldout.isEmpty ? nil : try trainer.dataset(r.data.heldout, name: "heldout", tokenizer: tokenizer, events: events)
+        if r.data.masking.probability > 0 && !r.loss.needsStudentLogits {
+            events(.message("note: inputs are masked (mlm_probability \(r.data.masking.probability)) but only hidden-state losses are on; the student then learns the teacher's [MASK] states. Set mlm_probability = 0.0 to train on the text as it is."))
+        }
+
+        // Student: restored from the state, or built from the teacher.
+        var state: (state: TrainingState, checkpoint: Checkpoint)?
+        if resume {
+            guard FileManager.default.fileExists(atPath: trainer.statePath) else { throw TrainerError.noResumeState(path: trainer.statePath) }
+            let loaded = try TrainingState.load(trainer.statePath)
+            if loaded.state.recipeText != r.text { throw TrainerError.recipeChanged(path: trainer.statePath) }
+            state = loaded
+        }
+        let teacherModel = teacherLoaded.model
+        var studentModel = try state.map { EncoderModel(config: $0.state.studentConfig) }
+            ?? StudentBuilder.build(r.student, teacher: teacherModel, seed: streamKey(r.seed, 0x5354))
+        if state == nil, let d = r.studentDropout {
+            var c = studentModel.config
+            c.hiddenDropout = d; c.attentionDropout = d
+            studentModel = EncoderModel(config: c, parameters: studentModel.parameters)
+        }
+        params = TrainableParameters(model: studentModel, projectTo: r.projection ? teacherModel.config.hiddenSize : nil)
+        optimizer = AdamW(layout: params.layout, settings: r.optimizer.adamw, rule: r.optimizer.decay)
+        if let state {
+            try TrainingState.restore(from: state.checkpoint, params: params, optimizer: optimizer)
+            optimizer.step = state.state.optimizerStep
+        }
+        current = state?.state.step ?? 0
+        events(.message("student \(grouped(params.student.layout.modelCount)) parameters, teacher \(grouped(teacherModel.layout.modelCount))"))
+
+        step = try DistillationStep(teacher: teacherModel, params: params, settings: r.loss, maxB: r.training.batchSize,
+                                    maxS: r.data.maxSequenceLength)
+        masker = MLMMasker(policy: r.data.masking, tokenizer: tokenizer, tokenCounts: r.data.masking.smoothing > 0 ? train.tokenCounts() : nil)
+        batches = BucketedBatches(lengths: (0..<train.count).map(train.length), batchSize: r.training.batchSize, seed: r.seed)
+        let perEpoch = (train.count + r.training.batchSize - 1) / r.training.batchSize
+        self.perEpoch = perEpoch
+        let totalSteps = r.training.steps ?? max(1, r.training.epochs! * perEpoch / r.training.accumulation)
+        self.totalSteps = totalSteps
+        let warmup = r.optimizer.warmupSteps ?? Int((r.optimizer.warmupFraction * Double(totalSteps)).rounded())
+        schedule = LinearSchedule(peak: r.optimizer.lr, warmupSteps: min(warmup, totalSteps), totalSteps: totalSteps)
+        evalSet = heldout.map {
+            EvalSet.make($0, tokenizer: tokenizer, batchSize: r.training.batchSize, maxBatches: r.evaluation.batches,
+                         policy: r.data.masking, withTokenTypes: teacherModel.config.hasTokenTypes)
+        }
+        try trainer.prepareMetrics(keepingThrough: current, fresh: !resume)
+        metrics = try MetricsLog(path: trainer.metricsPath)
+    }
+
+    /// The sequences of micro-batch `g` (counted over the whole run, epochs following each other).
+    func batchIndices(micro g: Int) -> [Int] {
+        let e = g / perEpoch, i = g % perEpoch
+        if epochCache?.0 != e { epochCache = (e, batches.epoch(e)) }
+        return epochCache!.1[i]
+    }
+
+    /// Micro-batch `g`, collated and masked (masks keyed by the seed and g alone).
+    func microBatch(_ g: Int) -> (batch: TokenBatch, labels: [Int32]) {
+        let r = recipe
+        let c = train.collate(batchIndices(micro: g), padId: tokenizer.padId)
+        let masked = masker.apply(TokenBatchView(inputIds: c.ids, attentionMask: c.mask), key: streamKey(r.seed, 0x4D41_534B, UInt64(g)))
+        let batch = TokenBatch(B: c.B, S: c.S, inputIds: masked.inputIds, attentionMask: c.mask,
+                               tokenTypes: teacher.config.hasTokenTypes ? [Int32](repeating: 0, count: c.B * c.S) : nil)
+        return (batch, masked.labels)
+    }
+
+    /// One optimizer step: the micro-batches' gradients, clipping, AdamW. Returns the mean
+    /// losses, the gradient norm and the real tokens seen.
+    func trainStep() throws -> (losses: LossValues, gradNorm: Double, lr: Float, tokens: Int) {
+        let r = recipe, accumulation = r.training.accumulation
+        var losses = LossValues()
+        var tokens = 0
+        for micro in 0..<accumulation {
+            let g = current * accumulation + micro
+            let (batch, labels) = microBatch(g)
+            let keys = r.training.dropout ? DropoutKeys(seed: streamKey(r.seed, 0x4452_4F50), iteration: UInt64(g)) : nil
+            let v = try step.run(batch, labels: labels, gradScale: 1 / Float(accumulation), dropout: keys)
+            for (name, value) in [("loss_total", v.total), ("loss_ce", v.ce), ("loss_mlm", v.mlm), ("loss_cos", v.cos),
+                                  ("loss_mse", v.mse), ("loss_hidden", v.hidden)] where !value.isFinite {
+                throw DistillationError.nonFinite(step: current + 1, loss: name)
+            }
+            let w = 1 / Double(accumulation)
+            losses.total += w * v.total; losses.ce += w * v.ce; losses.mlm += w * v.mlm; losses.cos += w * v.cos
+            losses.mse += w * v.mse; losses.hidden += w * v.hidden; losses.ceMaskedOnly += w * v.ceMaskedOnly
+            tokens += batch.tokenCount
+        }
+        let norm = clipGradientNorm(params.gradients, count: params.layout.count, maxNorm: r.optimizer.clip)
+        if !norm.isFinite { throw DistillationError.nonFinite(step: current + 1, loss: "gradient norm") }
+        let lr = schedule.rate(at: current)
+        optimizer.update(parameters: params.parameters, gradients: params.gradients, lr: lr)
+        student.refreshMatrices()
+        params.gradients.zero()
+        current += 1
+        return (losses, norm, lr, tokens)
+    }
+
+    /// Steps until the end, `stopAfterSteps` more, or an interruption; evaluates and saves the
+    /// state as the recipe says along the way.
+    func train(stopAfterSteps: Int?, interrupt: (() -> Bool)?, events: (TrainerEvent) -> Void) throws -> TrainingSummary {
+        var summary = TrainingSummary()
+        summary.totalSteps = totalSteps
+        summary.studentParameters = student.layout.modelCount
+        summary.teacherParameters = teacher.layout.modelCount
+        let r = recipe
+        let runStart = Timing.now(), firstStep = current
+        var runTokens = 0
+        while current < totalSteps {
+            if let stopAfterSteps, current - firstStep >= stopAfterSteps { break }
+            if interrupt?() == true { summary.interrupted = true; break }
+            let (losses, norm, lr, tokens) = try trainStep()
+            runTokens += tokens
+            let elapsed = Timing.now() - runStart
+            let report = StepReport(step: current, totalSteps: totalSteps, losses: losses, lr: lr, gradNorm: norm, tokens: tokens,
+                                    tokensPerSecond: Double(runTokens) / max(elapsed, 1e-9), elapsed: elapsed,
+                                    eta: elapsed / Double(current - firstStep) * Double(totalSteps - current))
+            try metrics.append(report)
+            summary.lastLosses = losses
+            events(.step(report))
+            if r.evaluation.every > 0, current % r.evaluation.every == 0, current < totalSteps { try evaluate(events: events) }
+            if r.checkpoints.every > 0, current % r.checkpoints.every == 0, current < totalSteps { try saveState(events: events) }
+        }
+        summary.steps = current
+        summary.tokens = runTokens
+        return summary
+    }
+
+    /// Evaluates the student against the teacher on the held-out set (nil without one, or when
+    /// evaluation is off, except for the final one), logging it.
+    @discardableResult
+    func evaluate(events: (TrainerEvent) -> Void, final: Bool = false) throws -> EvalReport? {
+        guard let evalSet, final || recipe.evaluation.every > 0 else { return nil }
+        let e = try Evaluator.evaluate(student, reference: teacher, on: evalSet)
+        try metrics.append(evaluation: e, step: current)
+        events(.evaluation(step: current, e))
+        return e
+    }
+
+    /// Saves parameters, Adam moments, the step and the data position.
+    func saveState(events: (TrainerEvent) -> Void) throws {
+        let r = recipe, g = current * r.training.accumulation
+        let s = TrainingState(step: current, optimizerStep: optimizer.step,
+                              position: DataPosition(epoch: g / perEpoch, batch: g % perEpoch),
+                              studentConfig: student.config, recipeText: r.text)
+        try TrainingState.save(s, params: params, optimizer: optimizer, to: trainer.statePath)
+        events(.checkpoint(step: current, path: trainer.statePath))
+    }
+
+    /// The student alone (no training-only projection), as a Hugging Face folder and a compact
+    /// checkpoint.
+    func exportStudent() throws -> (folder: String, checkpoint: String) {
+        let r = recipe
+        var final = student
+        if params.projection != nil {
+            final = EncoderModel(config: student.config)
+            final.parameters.base.update(from: student.parameters.base, count: final.layout.count)
+        }
+        let folder = r.output + "/student", ck = r.output + "/student.safetensors.zst"
+        try HuggingFaceFolder.save(final, tokenizer: teacherLoaded.tokenizer, to: folder)
+        try ModelCheckpoint.save(final, tokenizer: teacherLoaded.tokenizer, to: ck,
+                                 provenance: Provenance(source: r.path, teacher: r.teacher, steps: current),
+                                 recipe: r.text, level: r.checkpoints.level)
+        return (folder, ck)
+    }
+}
+
 /// metrics.jsonl: one JSON object a line, a step or an evaluation.
 final class MetricsLog {
     let handle: FileHandle
@@ -306,15 +360,4 @@ final class MetricsLog {
         if let v = e.sentenceCosine { o["sentence_cosine"] = v }
         try write(o)
     }
-}
-
-/// 1234567 → "1,234,567" (reports and the command line).
-public func grouped(_ n: Int) -> String {
-    let s = String(n.magnitude)
-    var out = ""
-    for (i, ch) in s.enumerated() {
-        if i > 0 && (s.count - i) % 3 == 0 { out.append(",") }
-        out.append(ch)
-    }
-    return (n < 0 ? "-" : "") + out
 }

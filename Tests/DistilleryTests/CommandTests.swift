@@ -4,14 +4,9 @@ import DistilleryCLI
 
 /// The `distill` commands, run in-process.
 final class CommandTests: XCTestCase {
-    func run(_ args: [String]) throws {
-        var command = try Distill.parseAsRoot(args)
-        try command.run()
-    }
-
     func testForwardWritesTheContract() throws {
         let out = Fixtures.temporaryDirectory + "/forward-albert.safetensors"
-        try run(["forward", "--model", Fixtures.path("tiny-albert-mlm"),
+        try distill(["forward", "--model", Fixtures.path("tiny-albert-mlm"),
                  "--batch", Fixtures.path("tiny-albert-mlm/reference.safetensors"), "--out", out])
         let got = try SafetensorsFile(path: out)
         let ref = try SafetensorsFile(path: Fixtures.path("tiny-albert-mlm/reference.safetensors"))
@@ -25,12 +20,12 @@ final class CommandTests: XCTestCase {
 
     func testForwardRejectsBadInput() throws {
         // The batch file has no input_ids: a clear error, not a crash.
-        XCTAssertThrowsError(try run(["forward", "--model", Fixtures.path("tiny-bert-mlm"),
+        XCTAssertThrowsError(try distill(["forward", "--model", Fixtures.path("tiny-bert-mlm"),
                                       "--batch", Fixtures.path("tiny-bert-mlm/model.safetensors"),
                                       "--out", Fixtures.temporaryDirectory + "/x.safetensors"])) { e in
             XCTAssertTrue("\(e)".contains("input_ids"), "\(e)")
         }
-        XCTAssertThrowsError(try run(["forward", "--model", "/nonexistent", "--batch", "b", "--out", "o"])) { e in
+        XCTAssertThrowsError(try distill(["forward", "--model", "/nonexistent", "--batch", "b", "--out", "o"])) { e in
             XCTAssertTrue("\(e)".contains("/nonexistent"), "\(e)")
         }
     }
@@ -38,20 +33,20 @@ final class CommandTests: XCTestCase {
     func testConvertBothWaysAndInspect() throws {
         let dir = Fixtures.temporaryDirectory
         let ck = dir + "/cli-bert.safetensors.zst", out = dir + "/cli-bert-export"
-        try run(["convert", Fixtures.path("tiny-bert-mlm"), ck])
-        try run(["inspect", ck, "--verify"])
-        try run(["inspect", ck, "--json"])
-        try run(["convert", ck, out])
+        try distill(["convert", Fixtures.path("tiny-bert-mlm"), ck])
+        try distill(["inspect", ck, "--verify"])
+        try distill(["inspect", ck, "--json"])
+        try distill(["convert", ck, out])
         for f in ["config.json", "model.safetensors"] { XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + f), f) }
         // Every command that takes a model takes the checkpoint too.
         let fwd = dir + "/cli-forward.safetensors"
-        try run(["forward", "--model", ck, "--batch", Fixtures.path("tiny-bert-mlm/reference.safetensors"), "--out", fwd])
-        try run(["params", ck, Fixtures.path("tiny-bert-mlm"), "--json"])
-        XCTAssertThrowsError(try run(["inspect", Fixtures.path("tokenizer/vocab.txt")]))
+        try distill(["forward", "--model", ck, "--batch", Fixtures.path("tiny-bert-mlm/reference.safetensors"), "--out", fwd])
+        try distill(["params", ck, Fixtures.path("tiny-bert-mlm"), "--json"])
+        XCTAssertThrowsError(try distill(["inspect", Fixtures.path("tokenizer/vocab.txt")]))
     }
 
     func testTokenizeReadsTheFixtureFormat() throws {
-        try run(["tokenize", "--tokenizer", Fixtures.path("tokenizer/vocab.txt"), "--input", Fixtures.path("tokenizer/cases.jsonl")])
-        XCTAssertThrowsError(try run(["tokenize", "--tokenizer", Fixtures.path("tokenizer/vocab.txt")]))
+        try distill(["tokenize", "--tokenizer", Fixtures.path("tokenizer/vocab.txt"), "--input", Fixtures.path("tokenizer/cases.jsonl")])
+        XCTAssertThrowsError(try distill(["tokenize", "--tokenizer", Fixtures.path("tokenizer/vocab.txt")]))
     }
 }

@@ -4,17 +4,13 @@ import DistilleryTensor
 import DistilleryFormats
 import DistilleryModels
 import DistilleryQuant
+import DistilleryEvaluation
 import DistilleryTraining
 import DistilleryCLI
 
 /// `distill quantize`, `eval` and `compare`: the evaluator against PyTorch's logits, int8
 /// checkpoints through every command, and the errors bad int8 files get.
 final class EvalCompareTests: XCTestCase {
-    func run(_ args: [String]) throws {
-        var command = try Distill.parseAsRoot(args)
-        try command.run()
-    }
-
     /// MLM accuracy and loss from our forward pass equal those computed from the logits
     /// PyTorch produced for the same batch; against itself a model agrees everywhere.
     func testEvaluatorMatchesPyTorchLogits() throws {
@@ -39,7 +35,7 @@ final class EvalCompareTests: XCTestCase {
         }
         let set = EvalSet(batches: [EvalSet.Batch(plain: batch, masked: batch, labels: labels)])
         let model = try HuggingFaceFolder.load(folder).model
-        let r = try Evaluator.evaluate(EncoderSession(model), reference: EncoderSession(model), on: set)
+        let r = try Evaluator.evaluate(model, reference: model, on: set)
         XCTAssertEqual(r.targets, targets)
         XCTAssertEqual(r.tokens, Int(batch.attentionMask.reduce(0, +)))
         XCTAssertEqual(r.mlmAccuracy!, Double(expectedCorrect) / Double(targets), accuracy: 1e-12)
@@ -62,14 +58,14 @@ final class EvalCompareTests: XCTestCase {
         XCTAssertEqual(summary.fp32Matrices, 0)
         XCTAssertLessThan(summary.rawBytes, summary.fp32Bytes / 2)
 
-        let int8 = try RunnableModel.open(ck)
-        XCTAssertTrue(int8.precision.hasPrefix("int8"), int8.precision)
-        XCTAssertNotNil(int8.scheme)
+        let int8 = try ModelStore.open(ck)
+        XCTAssertTrue(int8.model.precision.hasPrefix("int8"), int8.model.precision)
+        XCTAssertNotNil(try QuantizationScheme.read(int8.metadata, path: ck))
         XCTAssertNotNil(int8.tokenizer.vocabulary)
         // Against PyTorch's fp32 outputs: the last hidden state stays close row by row.
         let ref = try SafetensorsFile(path: Fixtures.path("tiny-bert-mlm/reference.safetensors"))
         let batch = try TokenBatch.read(from: ref)
-        let outputs = try int8.runner.referenceOutputs(batch)
+        let outputs = try int8.model.referenceOutputs(batch)
         XCTAssertEqual(Set(outputs.map(\.name)), Set(ref.tensors.filter { $0.name.hasPrefix("hidden") || $0.name == "logits" }.map(\.name)))
         let last = outputs.first { $0.name == "hidden_states.2" }!.floats, expected = try ref.floats("hidden_states.2")
         let H = 64
@@ -101,26 +97,26 @@ final class EvalCompareTests: XCTestCase {
         XCTAssertEqual(q.evaluation.mlmAccuracy!, fp32.evaluation.mlmAccuracy!, accuracy: 0.05)
 
         // The same through the command line.
-        try run(["quantize", teacher, dir + "/cli-int8.safetensors.zst", "--keep-fp32", "word_embeddings", "--json"])
-        try run(["eval", "--model", ck, "--reference", teacher, "--data", data, "--batches", "1", "--json"])
-        try run(["eval", "--model", ck, "--data", data, "--batches", "1"])
-        try run(["compare", teacher, ck, dir + "/cli-int8.safetensors.zst", "--data", data, "--batches", "1",
+        try distill(["quantize", teacher, dir + "/cli-int8.safetensors.zst", "--keep-fp32", "word_embeddings", "--json"])
+        try distill(["eval", "--model", ck, "--reference", teacher, "--data", data, "--batches", "1", "--json"])
+        try distill(["eval", "--model", ck, "--data", data, "--batches", "1"])
+        try distill(["compare", teacher, ck, dir + "/cli-int8.safetensors.zst", "--data", data, "--batches", "1",
                  "--iterations", "1", "--shapes", "2x16"])
-        try run(["bench", "forward", "--model", ck, "--batch", "2x16", "--iterations", "1", "--warmup", "0"])
+        try distill(["bench", "forward", "--model", ck, "--batch", "2x16", "--iterations", "1", "--warmup", "0"])
         let fwd = dir + "/forward-int8.safetensors"
-        try run(["forward", "--model", ck, "--batch", Fixtures.path("tiny-bert-mlm/reference.safetensors"), "--out", fwd])
-        XCTAssertEqual(try SafetensorsFile(path: fwd).metadata["precision"], int8.precision)
+        try distill(["forward", "--model", ck, "--batch", Fixtures.path("tiny-bert-mlm/reference.safetensors"), "--out", fwd])
+        XCTAssertEqual(try SafetensorsFile(path: fwd).metadata["precision"], int8.model.precision)
         // Converting back gives an fp32 Hugging Face folder.
-        try run(["convert", ck, dir + "/back"])
+        try distill(["convert", ck, dir + "/back"])
         XCTAssertEqual(try HuggingFaceFolder.load(dir + "/back").model.config.hiddenSize, 64)
 
-        XCTAssertThrowsError(try run(["quantize", ck, dir + "/again.safetensors.zst"])) { e in
+        XCTAssertThrowsError(try distill(["quantize", ck, dir + "/again.safetensors.zst"])) { e in
             XCTAssertTrue("\(e)".contains("already int8"), "\(e)")
         }
-        XCTAssertThrowsError(try run(["quantize", teacher, dir + "/k.safetensors.zst", "--keep-fp32", "no_such_layer"])) { e in
+        XCTAssertThrowsError(try distill(["quantize", teacher, dir + "/k.safetensors.zst", "--keep-fp32", "no_such_layer"])) { e in
             XCTAssertTrue("\(e)".contains("no_such_layer"), "\(e)")
         }
-        XCTAssertThrowsError(try run(["eval", "--model", teacher, "--data", dir + "/missing.txt"])) { e in
+        XCTAssertThrowsError(try distill(["eval", "--model", teacher, "--data", dir + "/missing.txt"])) { e in
             XCTAssertTrue("\(e)".contains("missing.txt"), "\(e)")
         }
 
@@ -129,7 +125,7 @@ final class EvalCompareTests: XCTestCase {
         let keptQuery = dir + "/kept-query.safetensors.zst"
         let kept = try Quantizer.quantize(input: teacher, output: keptQuery, scheme: QuantizationScheme(keptFP32: ["attention.self.query"]))
         XCTAssertEqual(kept.fp32Matrices, 3 * 2, "Q, K and V of both layers")
-        let keptOutputs = try RunnableModel.open(keptQuery).runner.referenceOutputs(batch)
+        let keptOutputs = try ModelStore.open(keptQuery).model.referenceOutputs(batch)
         XCTAssertTrue(keptOutputs.allSatisfy { $0.floats.allSatisfy(\.isFinite) })
 
         // A reference with another vocabulary cannot be compared token by token.
@@ -138,7 +134,7 @@ final class EvalCompareTests: XCTestCase {
         var words = try String(contentsOfFile: other + "/vocab.txt", encoding: .utf8).split(separator: "\n").map(String.init)
         words.swapAt(words.count - 1, words.count - 2)
         try (words.joined(separator: "\n") + "\n").write(toFile: other + "/vocab.txt", atomically: true, encoding: .utf8)
-        XCTAssertThrowsError(try run(["eval", "--model", ck, "--reference", other, "--data", data, "--batches", "1"])) { e in
+        XCTAssertThrowsError(try distill(["eval", "--model", ck, "--reference", other, "--data", data, "--batches", "1"])) { e in
             XCTAssertTrue("\(e)".contains("different vocabularies"), "\(e)")
         }
     }
@@ -179,7 +175,7 @@ final class EvalCompareTests: XCTestCase {
             return path
         }
         func expectError(_ path: String, mentioning text: String) {
-            XCTAssertThrowsError(try RunnableModel.open(path)) { XCTAssertTrue("\($0)".contains(text), "\($0)") }
+            XCTAssertThrowsError(try ModelStore.open(path)) { XCTAssertTrue("\($0)".contains(text), "\($0)") }
             XCTAssertThrowsError(try ModelStore.load(path)) { XCTAssertTrue("\($0)".contains(text), "\($0)") }
         }
         let scale = "bert.encoder.layer.0.attention.self.query.weight.scale"
@@ -201,6 +197,6 @@ final class EvalCompareTests: XCTestCase {
         var meta = c.metadata
         meta[QuantizationScheme.metadataKey] = "{not json"
         let badMeta = try rewrite(all, metadata: meta, "bad-scheme")
-        XCTAssertThrowsError(try RunnableModel.open(badMeta)) { XCTAssertTrue("\($0)".contains(QuantizationScheme.metadataKey), "\($0)") }
+        XCTAssertThrowsError(try ModelStore.open(badMeta)) { XCTAssertTrue("\($0)".contains(QuantizationScheme.metadataKey), "\($0)") }
     }
 }

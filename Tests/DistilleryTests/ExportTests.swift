@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import DistilleryFormats
 import DistilleryModels
+import DistilleryQuant
 import DistilleryTraining
 
 /// Exported folders load in transformers as the source family's *ForMaskedLM and match our
@@ -58,9 +59,9 @@ final class ExportTests: XCTestCase {
         let teacher = try HuggingFaceFolder.load(Fixtures.path("tiny-bert-mlm")).model
         let batch = Fixtures.path("tiny-bert-mlm/reference.safetensors")
         let noTypes = Fixtures.path("tiny-distilbert-mlm/reference.safetensors")
-        for sharing in Sharing.allCases {
+        for (name, sharing) in LayerSharing.studentChoices {
             let s = try StudentBuilder.build(.albert(AlbertStudent(embeddingSize: 16, layers: 3, sharing: sharing)), teacher: teacher, seed: 3)
-            models.append(("albert-student-\(sharing)", s, batch))
+            models.append(("albert-student-\(name)", s, batch))
         }
         models.append(("distilbert-student", try StudentBuilder.build(.layers(LayerSelection(layers: [1], family: .distilbert)), teacher: teacher, seed: 0), noTypes))
         try Self.checkWithTransformers(models)

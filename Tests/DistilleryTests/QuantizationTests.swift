@@ -21,7 +21,7 @@ final class QuantizationTests: XCTestCase {
     }
 
     /// Mean-pooled sentence embeddings of a runner.
-    static func embeddings(_ r: EncoderRunner, _ batches: [TokenBatch]) throws -> [[Double]] {
+    static func embeddings(_ r: EncoderModel, _ batches: [TokenBatch]) throws -> [[Double]] {
         let H = r.config.hiddenSize
         var out: [[Double]] = []
         for b in batches {
@@ -54,11 +54,11 @@ final class QuantizationTests: XCTestCase {
         let batches = try Self.sentences(tokenizer, count: 96)
         let ck = Fixtures.temporaryDirectory + "/minilm-int8.safetensors.zst"
         try Quantizer.save(fp32.model, tokenizer: fp32.tokenizer, to: ck, provenance: Provenance(source: folder))
-        let (int8, checkpoint) = try QuantizedEncoder.load(ck)
-        let a = try Self.embeddings(EncoderSession(fp32.model), batches), b = try Self.embeddings(int8, batches)
+        let int8 = try ModelStore.open(ck).model, checkpoint = try Checkpoint(path: ck)
+        let a = try Self.embeddings(fp32.model, batches), b = try Self.embeddings(int8, batches)
         let cosines = zip(a, b).map { Self.cosine($0, $1) }
         let mean = cosines.reduce(0, +) / Double(cosines.count)
-        print("MiniLM int8 (\(int8.kernel)): mean sentence cosine \(mean) over \(cosines.count) sentences, min \(cosines.min()!)")
+        print("MiniLM \(int8.precision): mean sentence cosine \(mean) over \(cosines.count) sentences, min \(cosines.min()!)")
         XCTAssertGreaterThanOrEqual(cosines.count, 64)
         XCTAssertGreaterThanOrEqual(mean, 0.999)
 
@@ -68,7 +68,8 @@ final class QuantizationTests: XCTestCase {
         XCTAssertLessThanOrEqual(share, 0.26)
 
         // In memory, the same quantization gives the same numbers as through the checkpoint.
-        let direct = try QuantizedEncoder(quantizing: fp32.model)
+        let direct = fp32.model.copy()
+        try Quantizer.quantizeInPlace(direct)
         XCTAssertEqual(try Self.embeddings(direct, Array(batches.prefix(1))), try Self.embeddings(int8, Array(batches.prefix(1))))
     }
 }

@@ -65,7 +65,7 @@ final class StudentBuilderTests: XCTestCase {
 
     func testAlbertStudentsFactorizeAndShare() throws {
         let t = try teacher()
-        let cases: [(Sharing, Int, Int)] = [(.all, 1, 1), (.attention, 1, 3), (.ffn, 3, 1), (.none, 3, 3)]
+        let cases: [(LayerSharing, Int, Int)] = [(.all, 1, 1), (.attention, 1, 3), (.ffn, 3, 1), (.none, 3, 3)]
         for (sharing, nA, nF) in cases {
             let s = try StudentBuilder.build(.albert(AlbertStudent(embeddingSize: 16, layers: 3, sharing: sharing, initLayer: 1)), teacher: t, seed: 1)
             XCTAssertEqual(s.layout.attention.count, nA, "\(sharing)")

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import DistilleryFormats
+import DistilleryCLI
 
 /// Paths of the committed fixtures (copied from ../shared/fixtures, produced by Hugging Face).
 enum Fixtures {
@@ -46,4 +47,12 @@ func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
 
 extension OwnedTensor {
     var floats: [Float] { data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) } }
+}
+
+extension XCTestCase {
+    /// Runs a `distill` command line in-process.
+    func distill(_ args: [String]) throws {
+        var command = try Distill.parseAsRoot(args)
+        try command.run()
+    }
 }

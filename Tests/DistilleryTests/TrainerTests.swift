@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import DistilleryTensor
 import DistilleryModels
+import DistilleryQuant
 import DistilleryTraining
 import DistilleryRecipes
 

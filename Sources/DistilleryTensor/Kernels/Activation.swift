@@ -1,3 +1,5 @@
+import CKernels
+
 // Element-wise activations of the feed-forward block and the MLM head transform.
 //
 //   inp, out [count]
@@ -22,46 +24,14 @@ public enum Activation: String, Codable, Sendable, CaseIterable {
     }
 }
 
-@usableFromInline let sqrtHalf: Float = 0.70710678118654752
-@usableFromInline let invSqrt2Pi: Float = 0.39894228040143268
-@usableFromInline let sqrt2OverPi: Float = 0.79788456080286536
-@usableFromInline let geluCubic: Float = 0.044715
-
-@inlinable @inline(__always)
-func activate8(_ x: F8, _ kind: Activation) -> F8 {
-    let half = F8(repeating: 0.5), one = F8(repeating: 1)
-    switch kind {
-    case .gelu:
-        let e: F8 = verf(x * sqrtHalf)
-        return half * x * (one + e)
-    case .geluTanh:
-        let x3: F8 = x * x * x
-        let u: F8 = (x + geluCubic * x3) * sqrt2OverPi
-        let t: F8 = vtanh(u)
-        return half * x * (one + t)
-    case .relu:
-        return x.replacing(with: 0, where: x .< 0)
-    }
-}
-
-@inlinable @inline(__always)
-func activationGrad8(_ x: F8, _ kind: Activation) -> F8 {
-    let half = F8(repeating: 0.5), one = F8(repeating: 1)
-    switch kind {
-    case .gelu:
-        let cdf: F8 = half * (one + verf(x * sqrtHalf))
-        let g: F8 = vexp(-half * x * x)
-        let pdf: F8 = g * invSqrt2Pi
-        return cdf + x * pdf
-    case .geluTanh:
-        let x2: F8 = x * x
-        let u: F8 = (x + geluCubic * x2 * x) * sqrt2OverPi
-        let t: F8 = vtanh(u)
-        let du: F8 = (one + (3 * geluCubic) * x2) * sqrt2OverPi
-        let sech2: F8 = one - t * t
-        return half * (one + t) + half * x * sech2 * du
-    case .relu:
-        return F8(repeating: 1).replacing(with: 0, where: x .<= 0)
+extension Activation {
+    /// The kind number CKernels takes.
+    var kernelKind: Int32 {
+        switch self {
+        case .gelu: return 0
+        case .geluTanh: return 1
+        case .relu: return 2
+        }
     }
 }
 
@@ -70,26 +40,10 @@ func activationGrad8(_ x: F8, _ kind: Activation) -> F8 {
 public func activationForward(_ out: UnsafeMutablePointer<Float>, pre: UnsafeMutablePointer<Float>?,
                               _ inp: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                               N: Int, C: Int, _ kind: Activation) {
-    let out = SendablePointer(out), pre = pre.map { SendablePointer($0) }
+    let out = SendablePointer(out), pre = pre.map { SendablePointer($0) }, k = kind.kernelKind
     Parallel.forEachChunk(N, minPerChunk: 8) { _, rows in
-        for n in rows {
-            let x = inp + n * C, o = out.p + n * C, pr = pre.map { $0.p + n * C }
-            var c = 0
-            while c + 8 <= C {
-                var v = x.load8(c)
-                if let bias { v += bias.load8(c) }
-                pr?.store8(v, c)
-                o.store8(activate8(v, kind), c)
-                c += 8
-            }
-            while c < C {
-                var v = x[c]
-                if let bias { v += bias[c] }
-                pr?[c] = v
-                o[c] = activate8(F8(repeating: v), kind)[0]
-                c += 1
-            }
-        }
+        let r0 = rows.lowerBound
+        distill_activation_rows(out.p + r0 * C, pre.map { $0.p + r0 * C }, inp + r0 * C, bias, rows.count, C, k)
     }
 }
 
@@ -98,18 +52,9 @@ public func activationForward(_ out: UnsafeMutablePointer<Float>, pre: UnsafeMut
 public func activationBackward(dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
                                pre: UnsafePointer<Float>, count: Int, _ kind: Activation,
                                overwrite: Bool = false) {
-    let dinp = SendablePointer(dinp)
+    let dinp = SendablePointer(dinp), k = kind.kernelKind
     Parallel.forEachChunk(count, minPerChunk: 4096) { _, range in
-        var i = range.lowerBound
-        while i + 8 <= range.upperBound {
-            let g = dout.load8(i) * activationGrad8(pre.load8(i), kind)
-            dinp.p.store8(overwrite ? g : dinp.p.load8(i) + g, i)
-            i += 8
-        }
-        while i < range.upperBound {
-            let g = dout[i] * activationGrad8(F8(repeating: pre[i]), kind)[0]
-            dinp.p[i] = overwrite ? g : dinp.p[i] + g
-            i += 1
-        }
+        let i = range.lowerBound
+        distill_activation_backward(dinp.p + i, dout + i, pre + i, range.count, k, overwrite ? 1 : 0)
     }
 }

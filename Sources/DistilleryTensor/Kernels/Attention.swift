@@ -1,3 +1,5 @@
+import CKernels
+
 // Multi-head self-attention over packed projections, with a key padding mask.
 //
 //   qkv   [B·S × 3H]    row n = [q | k | v], head h uses columns h·D ..< (h+1)·D of each part
@@ -71,43 +73,9 @@ func headProbabilities(_ p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>
 
 /// Row-wise softmax in place over rows × S scores that share one key mask [S]; padding keys get
 /// probability 0 (all keys when none is real).
+@inline(__always)
 public func maskedSoftmaxRows(_ x: UnsafeMutablePointer<Float>, rows: Int, S: Int, mask m: UnsafePointer<Float>) {
-    var valid = 0
-    for j in 0..<S where m[j] != 0 { valid += 1 }
-    let all = valid == 0
-    let S8 = S & ~7
-    let ninf = F8(repeating: -.infinity)
-    for row in 0..<rows {
-        let x = x + row * S
-        var mx8 = ninf
-        var j = 0
-        while j < S8 {
-            var v = x.load8(j)
-            if !all { v = v.replacing(with: ninf, where: m.load8(j) .== 0) }
-            mx8 = mx8.replacing(with: v, where: v .> mx8)
-            j += 8
-        }
-        var mx = hmax(mx8)
-        while j < S { if all || m[j] != 0 { mx = max(mx, x[j]) }; j += 1 }
-        var sum8 = F8()
-        j = 0
-        while j < S8 {
-            var e = vexp(x.load8(j) - mx)
-            if !all { e = e.replacing(with: 0, where: m.load8(j) .== 0) }
-            x.store8(e, j)
-            sum8 += e
-            j += 8
-        }
-        var sum = hsum(sum8)
-        while j < S {
-            let e = (all || m[j] != 0) ? vexp(x[j] - mx) : 0
-            x[j] = e; sum += e; j += 1
-        }
-        let inv = 1 / sum
-        j = 0
-        while j < S8 { x.store8(x.load8(j) * inv, j); j += 8 }
-        while j < S { x[j] *= inv; j += 1 }
-    }
+    distill_softmax_masked_rows(x, rows, S, m)
 }
 
 /// Backward of `attentionForward`, adding into dqkv; the probabilities are recomputed from qkv.
@@ -146,19 +114,8 @@ public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dctx: UnsafePoi
 }
 
 /// dS = P ⊙ (dP − Σ_j dP ⊙ P) · scale, in place over dP [rows × S].
+@inline(__always)
 public func softmaxBackwardRows(_ dp: UnsafeMutablePointer<Float>, probs: UnsafePointer<Float>,
                                 rows: Int, S: Int, scale: Float) {
-    let S8 = S & ~7
-    for row in 0..<rows {
-        let g = dp + row * S, p = probs + row * S
-        var acc = F8()
-        var j = 0
-        while j < S8 { acc = acc.addingProduct(g.load8(j), p.load8(j)); j += 8 }
-        var dot = hsum(acc)
-        while j < S { dot += g[j] * p[j]; j += 1 }
-        let dot8 = F8(repeating: dot)
-        j = 0
-        while j < S8 { g.store8(p.load8(j) * (g.load8(j) - dot8) * scale, j); j += 8 }
-        while j < S { g[j] = p[j] * (g[j] - dot) * scale; j += 1 }
-    }
+    distill_softmax_backward_rows(dp, probs, rows, S, scale)
 }

@@ -1,12 +1,12 @@
 import Foundation
 // Small element-wise kernels: broadcast bias, residual sums, column sums, scaling.
 
-/// x[n, c] += bias[c]   over x [N×C].
-public func addBiasRows(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, N: Int, C: Int) {
-    let x = SendablePointer(x)
+/// x[n, c] += bias[c]   over x [N×C] (leading dimension ld, default C).
+public func addBiasRows(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, N: Int, C: Int, ld: Int? = nil) {
+    let x = SendablePointer(x), ld = ld ?? C
     Parallel.forEachChunk(N, minPerChunk: 64) { _, rows in
         for n in rows {
-            let r = x.p + n * C
+            let r = x.p + n * ld
             var c = 0
             while c + 8 <= C { r.store8(r.load8(c) + bias.load8(c), c); c += 8 }
             while c < C { r[c] += bias[c]; c += 1 }

@@ -1,3 +1,5 @@
+import CKernels
+
 // LayerNorm over the channels of each row.
 //
 //   inp, out [N×C];  mean, rstd [N];  w, b [C]
@@ -5,8 +7,7 @@
 //
 // Forward is two-pass (mean, then variance of the centred values), which keeps the float sums
 // accurate for rows whose mean is large. mean and rstd are kept for the backward pass.
-// Sums run in eight float lanes (C is a multiple of 8 in every real model; a scalar tail
-// handles the rest).
+// Forward and apply run in CKernels (eight float lanes, a scalar tail).
 
 public func layerNormForward(_ out: UnsafeMutablePointer<Float>,
                              mean: UnsafeMutablePointer<Float>?, rstd: UnsafeMutablePointer<Float>?,
@@ -16,30 +17,9 @@ public func layerNormForward(_ out: UnsafeMutablePointer<Float>,
     let out = SendablePointer(out)
     let mean = mean.map { SendablePointer($0) }, rstd = rstd.map { SendablePointer($0) }
     Parallel.forEachChunk(N, minPerChunk: 32) { _, rows in
-        let C8 = C & ~7
-        for n in rows {
-            let x = inp + n * C
-            var acc = F8()
-            var c = 0
-            while c < C8 { acc += x.load8(c); c += 8 }
-            var s = hsum(acc)
-            while c < C { s += x[c]; c += 1 }
-            let m = s / Float(C)
-            let m8 = F8(repeating: m)
-            acc = F8()
-            c = 0
-            while c < C8 { let d = x.load8(c) - m8; acc = acc.addingProduct(d, d); c += 8 }
-            var v = hsum(acc)
-            while c < C { let d = x[c] - m; v += d * d; c += 1 }
-            let r = 1 / (v / Float(C) + eps).squareRoot()
-            let r8 = F8(repeating: r)
-            let o = out.p + n * C
-            c = 0
-            while c < C8 { o.store8(((x.load8(c) - m8) * r8) * weight.load8(c) + bias.load8(c), c); c += 8 }
-            while c < C { o[c] = (x[c] - m) * r * weight[c] + bias[c]; c += 1 }
-            mean?.p[n] = m
-            rstd?.p[n] = r
-        }
+        let r0 = rows.lowerBound
+        distill_layernorm_rows(out.p + r0 * C, mean.map { $0.p + r0 }, rstd.map { $0.p + r0 }, inp + r0 * C, weight, bias,
+                               rows.count, C, eps)
     }
 }
 
@@ -50,15 +30,8 @@ public func layerNormApply(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePoin
                            weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, N: Int, C: Int) {
     let out = SendablePointer(out)
     Parallel.forEachChunk(N, minPerChunk: 32) { _, rows in
-        let C8 = C & ~7
-        for n in rows {
-            let x = inp + n * C, o = out.p + n * C
-            let m = mean[n], r = rstd[n]
-            let m8 = F8(repeating: m), r8 = F8(repeating: r)
-            var c = 0
-            while c < C8 { o.store8(((x.load8(c) - m8) * r8) * weight.load8(c) + bias.load8(c), c); c += 8 }
-            while c < C { o[c] = (x[c] - m) * r * weight[c] + bias[c]; c += 1 }
-        }
+        let r0 = rows.lowerBound
+        distill_layernorm_apply_rows(out.p + r0 * C, inp + r0 * C, mean + r0, rstd + r0, weight, bias, rows.count, C)
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import DistilleryTensor
 import DistilleryModels
 import DistilleryText
+import DistilleryTraining
 
 /// `distill bench distill`: training steps on random weights and random tokens, at the shapes
 /// the distillation issue compares against PyTorch.

@@ -81,8 +81,6 @@ public struct EvalSet: Sendable {
         if d.count == 0 { throw EvaluationError.noData(path: path) }
         return make(d, tokenizer: tokenizer, batchSize: batchSize, maxBatches: maxBatches, policy: policy, withTokenTypes: withTokenTypes)
     }
-
-    public var sequenceCount: Int { batches.reduce(0) { $0 + $1.plain.B } }
 }
 
 public enum EvaluationError: Error, CustomStringConvertible, Equatable {
@@ -112,7 +110,7 @@ extension BertTokenizer {
 
     /// The tokenizer for evaluating several models on the same text: the first model's, which
     /// every model must be able to take (others that carry a vocabulary must carry the same).
-    public static func shared(by models: [RunnableModel]) throws -> BertTokenizer {
+    public static func shared(by models: [LoadedModel]) throws -> BertTokenizer {
         let first = models[0]
         let tokenizer = try of(model: first.path, files: first.tokenizer)
         for m in models {
@@ -120,8 +118,8 @@ extension BertTokenizer {
                try of(model: m.path, files: m.tokenizer).vocabulary.hash != tokenizer.vocabulary.hash {
                 throw EvaluationError.differentVocabulary(model: m.path, reference: first.path)
             }
-            if tokenizer.vocabulary.count > m.config.vocabSize {
-                throw EvaluationError.vocabularyLargerThanModel(model: m.path, tokens: tokenizer.vocabulary.count, embeddings: m.config.vocabSize)
+            if tokenizer.vocabulary.count > m.model.config.vocabSize {
+                throw EvaluationError.vocabularyLargerThanModel(model: m.path, tokens: tokenizer.vocabulary.count, embeddings: m.model.config.vocabSize)
             }
         }
         return tokenizer
@@ -132,7 +130,7 @@ public enum Evaluator {
     /// MLM metrics on the masked text (models with an MLM head; top-1 agreement and KL when the
     /// reference has one over the same vocabulary); hidden-state and sentence-embedding cosines
     /// on the plain text (when the widths agree). `progress(done, total)` follows the batches.
-    public static func evaluate(_ model: EncoderRunner, reference: EncoderRunner?, on set: EvalSet,
+    public static func evaluate(_ model: EncoderModel, reference: EncoderModel?, on set: EvalSet,
                                 progress: ((Int, Int) -> Void)? = nil) throws -> EvalReport {
         var r = EvalReport()
         let c = model.config

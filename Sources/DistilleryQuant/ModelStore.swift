@@ -1,15 +1,66 @@
 import Foundation
+import DistilleryTensor
 import DistilleryFormats
+import DistilleryModels
 
 /// The one entry point for "a model" on the command line: a Hugging Face folder, a compact
 /// checkpoint (NAME.safetensors.zst), or a plain safetensors file next to a config.json.
+/// How a command runs a model's matrices.
+public enum RunPrecision: String, Sendable, CaseIterable, Codable {
+    /// As the file stores them: fp32, or int8 for an int8 checkpoint.
+    case stored
+    /// fp32 (an int8 checkpoint is dequantized).
+    case fp32
+    /// bf16 operands, fp32 accumulation (matrices converted at load).
+    case bf16
+    /// int8 (an fp32 model is quantized in memory as `distill quantize` would).
+    case int8
+}
+
 public enum ModelStore {
-    public static func load(_ path: String, options: LoadOptions = LoadOptions()) throws -> LoadedModel {
+    /// Every weight encoding Distillery reads besides plain floats.
+    public static let codecs: [WeightCodec] = [Int8Codec()]
+
+    /// Reads a model for running at `precision`.
+    public static func open(_ path: String, options: LoadOptions = LoadOptions(), precision: RunPrecision = .stored) throws -> LoadedModel {
+        let loaded = try load(path, options: options, keepEncoded: precision == .stored)
+        switch precision {
+        case .stored, .fp32: return loaded
+        case .bf16:
+            loaded.model.convertMatricesToBF16()
+            return loaded
+        case .int8:
+            if loaded.model.formats.contains(.int8) { return loaded }
+            try checkFinite(loaded.model, path: path)
+            let scheme = QuantizationScheme()
+            try Quantizer.quantizeInPlace(loaded.model, scheme: scheme)
+            var metadata = loaded.metadata
+            metadata[QuantizationScheme.metadataKey] = try scheme.json()
+            return LoadedModel(model: loaded.model, path: path, tokenizer: loaded.tokenizer, metadata: metadata)
+        }
+    }
+
+    /// Refuses weights that are not finite numbers, naming the tensor (quantizing them would
+    /// give meaningless scales).
+    public static func checkFinite(_ model: EncoderModel, path: String) throws {
+        let table = HuggingFaceNames(layout: model.layout)
+        for (ours, hf) in table.pairs {
+            let slot = model.layout.slot(ours)!
+            let values = UnsafeBufferPointer(start: model.p(slot.offset), count: slot.count)
+            if !values.allSatisfy(\.isFinite) {
+                throw ModelLoadError.nonFinite(file: path, tensor: table.prefixed(hf, withHead: model.config.hasMLMHead))
+            }
+        }
+    }
+
+    /// Reads a model (a folder, a checkpoint or a bare safetensors file beside a config.json),
+    /// fp32; matrices stored in another format are decoded, or with `keepEncoded` kept so.
+    public static func load(_ path: String, options: LoadOptions = LoadOptions(), keepEncoded: Bool = false) throws -> LoadedModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw ModelLoadError.notAModel(path: path, reason: "no such file or folder")
         }
-        if isDir.boolValue { return try HuggingFaceFolder.load(path, options: options) }
+        if isDir.boolValue { return try HuggingFaceFolder.load(path, options: options, codecs: Self.codecs, keepEncoded: keepEncoded) }
         if path.hasSuffix(".safetensors") {
             let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
             let config = folder + "/config.json"
@@ -18,11 +69,11 @@ public enum ModelStore {
             }
             let hf = try HuggingFaceConfig.load(path: config)
             let file = try SafetensorsFile(path: path)
-            let model = try HuggingFaceFolder.load(hf.encoder, from: file, options: options)
+            let model = try HuggingFaceFolder.load(hf.encoder, from: file, options: options, codecs: Self.codecs, keepEncoded: keepEncoded)
             return LoadedModel(model: model, path: path, tokenizer: .read(folder: folder), metadata: file.metadata)
         }
         if path.hasSuffix(".zst") {
-            return try ModelCheckpoint.load(path)
+            return try ModelCheckpoint.load(path, options: options, codecs: Self.codecs, keepEncoded: keepEncoded)
         }
         throw ModelLoadError.notAModel(path: path, reason: "expected a Hugging Face folder or a .safetensors.zst checkpoint")
     }
@@ -69,7 +120,7 @@ extension ModelStore {
             // The checkpoint's header says it all; no weights are read.
             let c = try Checkpoint(path: arg)
             let base = try ModelCheckpoint.config(of: c)
-            let config = try HuggingFaceFolder.resolve(base, from: c).config
+            let config = try HuggingFaceFolder.resolve(base, from: c, codecs: Self.codecs).config
             return ParameterBreakdown(name: arg, layout: ParameterLayout(config: config))
         }
         return ParameterBreakdown(name: arg, layout: try load(arg).model.layout)
@@ -87,15 +138,3 @@ extension ModelStore {
     }
 }
 
-extension EncoderConfig {
-    /// Floating-point operations of one encoder forward pass over B × S tokens (a multiply-add
-    /// counts 2): the linear layers, the attention products, and ALBERT's projection.
-    public func forwardFLOPs(B: Int, S: Int) -> Double {
-        let N = Double(B * S), H = Double(hiddenSize), I = Double(intermediateSize)
-        let steps = Double(ParameterLayout(config: self).steps.count)
-        let linear = 2 * N * (4 * H * H + 2 * H * I)
-        let attention = 2 * 2 * Double(B) * Double(S) * Double(S) * H
-        let projection = hasEmbeddingProjection ? 2 * N * Double(embeddingSize) * H : 0
-        return steps * (linear + attention) + projection
-    }
-}

@@ -33,6 +33,8 @@ public struct ComparisonSettings: Sendable {
     public var batchSize = 16
     public var maxBatches = 8
     public var maxSequenceLength = 128
+    /// How the models' matrices run (as stored by default).
+    public var precision = RunPrecision.stored
     public init() {}
 }
 
@@ -43,31 +45,31 @@ public enum Comparison {
                            progress: (String) -> Void = { _ in }) throws -> ComparisonReport {
         precondition(!models.isEmpty)
         let options = LoadOptions(dropPooler: true, dropPretrainingHeads: true)
-        var opened: [RunnableModel] = []
+        var opened: [LoadedModel] = []
         for path in models {
             progress("loading \(path)")
-            opened.append(try RunnableModel.open(path, options: options))
+            opened.append(try ModelStore.open(path, options: options, precision: settings.precision))
         }
         let first = opened[0]
         let tokenizer = try BertTokenizer.shared(by: opened)
         progress("tokenizing \(data)")
         // Sequences every model can take.
-        let length = min(settings.maxSequenceLength, opened.map(\.config.maxPositions).min()!)
+        let length = min(settings.maxSequenceLength, opened.map(\.model.config.maxPositions).min()!)
         let set = try EvalSet.load(data, tokenizer: tokenizer, maxSequenceLength: length,
                                    batchSize: settings.batchSize, maxBatches: settings.maxBatches,
-                                   withTokenTypes: opened.contains { $0.config.hasTokenTypes })
+                                   withTokenTypes: opened.contains { $0.model.config.hasTokenTypes })
         if set.batches.isEmpty { throw EvaluationError.noData(path: data) }
         var rows: [ComparisonReport.Row] = []
         for (i, m) in opened.enumerated() {
             progress("evaluating \(m.path)")
-            let evaluation = try Evaluator.evaluate(m.runner, reference: i == 0 ? nil : first.runner, on: set)
+            let evaluation = try Evaluator.evaluate(m.model, reference: i == 0 ? nil : first.model, on: set)
             progress("timing \(m.path)")
             let timings = try settings.shapes.map {
-                try ForwardTiming.measure(m.runner, B: $0.B, S: min($0.S, m.config.maxPositions), warmup: settings.warmup, iterations: settings.iterations)
+                try ForwardTiming.measure(m.model, B: $0.B, S: min($0.S, m.model.config.maxPositions), warmup: settings.warmup, iterations: settings.iterations)
             }
             // Counted from what was loaded (a pooler or pre-training head dropped at load is not run).
-            let params = ParameterBreakdown(name: m.path, layout: ParameterLayout(config: m.config))
-            rows.append(.init(model: m.path, precision: m.precision, parameters: params.total, appliedParameters: params.applied,
+            let params = ParameterBreakdown(name: m.path, layout: m.model.layout)
+            rows.append(.init(model: m.path, precision: m.model.precision, parameters: params.total, appliedParameters: params.applied,
                               bytesOnDisk: try ModelStore.bytesOnDisk(m.path), timings: timings, evaluation: evaluation))
         }
         let q = rows[0].evaluation

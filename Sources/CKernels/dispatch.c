@@ -1,0 +1,92 @@
+// Run-time choice between the kernel copies: AVX2 + FMA where the CPU has both, the baseline
+// otherwise or when DISTILL_SIMD=generic.
+#include "distill_kernels.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define DECLARE(P)                                                                                                       \
+    void P##activation_rows(float *, float *, const float *, const float *, long, long, int);                           \
+    void P##activation_backward(float *, const float *, const float *, long, int, int);                                 \
+    void P##layernorm_rows(float *, float *, float *, const float *, const float *, const float *, long, long, float);   \
+    void P##layernorm_apply_rows(float *, const float *, const float *, const float *, const float *, const float *,   \
+                                 long, long);                                                                           \
+    void P##softmax_masked_rows(float *, long, long, const float *);                                                    \
+    void P##softmax_backward_rows(float *, const float *, long, long, float);                                           \
+    double P##logsumexp(const float *, long, float);                                                                    \
+    void P##loss_row(float *, const float *, long, int, int, float, float, float, float, double *, double *, double *); \
+    void P##exp(const float *, float *, long);                                                                          \
+    void P##erf(const float *, float *, long);                                                                          \
+    void P##tanh(const float *, float *, long);                                                                         \
+    void P##exp_double(const double *, double *, long);
+
+DECLARE(distill_generic_)
+#if defined(__x86_64__)
+DECLARE(distill_avx2_)
+#endif
+
+static int level = -1;
+
+static int detect(void) {
+    const char *forced = getenv("DISTILL_SIMD");
+    if (forced && strcmp(forced, "generic") == 0) return 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}
+
+static inline int current(void) {
+    // A benign race: every thread computes the same value.
+    if (level < 0) level = detect();
+    return level;
+}
+
+int distill_simd_level(void) { return current(); }
+const char *distill_simd_name(void) { return current() == 1 ? "avx2+fma" : "generic"; }
+
+int distill_simd_force(int wanted) {
+    int best = 0;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = 1;
+#endif
+    level = wanted <= best ? wanted : best;
+    return level;
+}
+
+#if defined(__x86_64__)
+#define CALL(name, ...) (current() == 1 ? distill_avx2_##name(__VA_ARGS__) : distill_generic_##name(__VA_ARGS__))
+#else
+#define CALL(name, ...) distill_generic_##name(__VA_ARGS__)
+#endif
+
+void distill_activation_rows(float *out, float *pre, const float *inp, const float *bias, long rows, long C, int kind) {
+    CALL(activation_rows, out, pre, inp, bias, rows, C, kind);
+}
+void distill_activation_backward(float *dinp, const float *dout, const float *pre, long count, int kind, int overwrite) {
+    CALL(activation_backward, dinp, dout, pre, count, kind, overwrite);
+}
+void distill_layernorm_rows(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                            long rows, long C, float eps) {
+    CALL(layernorm_rows, out, mean, rstd, inp, w, b, rows, C, eps);
+}
+void distill_layernorm_apply_rows(float *out, const float *inp, const float *mean, const float *rstd,
+                                  const float *w, const float *b, long rows, long C) {
+    CALL(layernorm_apply_rows, out, inp, mean, rstd, w, b, rows, C);
+}
+void distill_softmax_masked_rows(float *x, long rows, long S, const float *mask) {
+    CALL(softmax_masked_rows, x, rows, S, mask);
+}
+void distill_softmax_backward_rows(float *dp, const float *p, long rows, long S, float scale) {
+    CALL(softmax_backward_rows, dp, p, rows, S, scale);
+}
+double distill_logsumexp(const float *z, long V, float invT) { return CALL(logsumexp, z, V, invT); }
+void distill_loss_row(float *zs, const float *zt, long V, int label, int doCE, float T,
+                      float ceScale, float mlmScale, float mseScale, double *kl, double *mlm, double *mse) {
+    CALL(loss_row, zs, zt, V, label, doCE, T, ceScale, mlmScale, mseScale, kl, mlm, mse);
+}
+void distill_exp(const float *x, float *y, long n) { CALL(exp, x, y, n); }
+void distill_erf(const float *x, float *y, long n) { CALL(erf, x, y, n); }
+void distill_tanh(const float *x, float *y, long n) { CALL(tanh, x, y, n); }
+void distill_exp_double(const double *x, double *y, long n) { CALL(exp_double, x, y, n); }

@@ -1,0 +1,67 @@
+// Distillery's element-wise and row kernels that need AVX2 and FMA to be fast: the
+// exponentials of softmax and of the losses over a vocabulary, GELU, LayerNorm.
+//
+// Each kernel is written once (kernels_impl.h, with vector types the compiler lowers to the
+// target's registers) and compiled twice: for x86-64 with AVX2 and FMA, and for the baseline
+// of the architecture. The set is chosen at run time from what the CPU supports, or forced with
+// DISTILL_SIMD=generic. Both compute the same numbers: multiply-adds are fused only where the
+// source says so (fmaf), never by the compiler.
+//
+// The kernels are serial; callers split rows across threads.
+#ifndef DISTILL_KERNELS_H
+#define DISTILL_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Which compiled set runs: 0 generic, 1 AVX2+FMA.
+int distill_simd_level(void);
+/// "avx2+fma" or "generic".
+const char *distill_simd_name(void);
+/// Forces a set (for tests): 0 generic, 1 AVX2+FMA when the CPU has it. Returns the set in use.
+int distill_simd_force(int level);
+
+/// Activation kinds: 0 gelu (erf), 1 gelu_new (tanh), 2 relu.
+/// out[n,c] = act(inp[n,c] + bias[c]) over rows × C; pre (when given) keeps inp + bias.
+/// out may alias inp.
+void distill_activation_rows(float *out, float *pre, const float *inp, const float *bias, long rows, long C, int kind);
+/// dinp[i] (+)= dout[i] · act'(pre[i]) over count elements (= with overwrite).
+void distill_activation_backward(float *dinp, const float *dout, const float *pre, long count, int kind, int overwrite);
+
+/// LayerNorm of rows × C: out = (x − μ)·r·w + b, r = 1/sqrt(var + eps); mean/rstd optional.
+void distill_layernorm_rows(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                            long rows, long C, float eps);
+/// out = (x − mean[n])·rstd[n]·w + b with the statistics given.
+void distill_layernorm_apply_rows(float *out, const float *inp, const float *mean, const float *rstd,
+                                  const float *w, const float *b, long rows, long C);
+
+/// Softmax of rows × S scores sharing one key mask [S] (0 = padding key, probability 0; all
+/// keys when none is real), in place.
+void distill_softmax_masked_rows(float *x, long rows, long S, const float *mask);
+/// dS = P ⊙ (dP − Σ_j dP ⊙ P) · scale over rows × S, in place over dp.
+void distill_softmax_backward_rows(float *dp, const float *p, long rows, long S, float scale);
+
+/// log Σ_j exp(z_j · invT) of one row, in double precision.
+double distill_logsumexp(const float *z, long V, float invT);
+
+/// One row of DistilBERT's logit losses (see Loss.swift): overwrites zs [V] with dL/dzs and
+/// returns the row's KL (soft targets, when doCE), MLM cross-entropy (when label ≥ 0) and
+/// logit MSE. zt may be NULL when doCE is 0.
+void distill_loss_row(float *zs, const float *zt, long V, int label, int doCE, float T,
+                      float ceScale, float mlmScale, float mseScale,
+                      double *kl, double *mlm, double *mse);
+
+/// Vectorised exp, erf and tanh of n floats (for tests of accuracy).
+void distill_exp(const float *x, float *y, long n);
+void distill_erf(const float *x, float *y, long n);
+void distill_tanh(const float *x, float *y, long n);
+void distill_exp_double(const double *x, double *y, long n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,385 @@
+// The kernels' one source, included by kernels_avx2.c (compiled for AVX2 + FMA) and
+// kernels_generic.c (the architecture's baseline). K(name) gives each copy its own names.
+//
+// Vector types are clang's ext_vector_type: eight floats become one AVX register in the AVX2
+// copy and two SSE registers in the generic one. Multiply-adds are fused exactly where FMA(...)
+// is written (fmaf semantics in both copies; a library call where the CPU has no FMA), and the
+// compiler fuses nothing else, so both copies give identical results.
+#include <math.h>
+#include <string.h>
+#include <stdint.h>
+
+#pragma STDC FP_CONTRACT OFF
+#pragma clang fp contract(off)
+#pragma clang diagnostic ignored "-Wpsabi"
+
+typedef float f8 __attribute__((ext_vector_type(8)));
+typedef float f4 __attribute__((ext_vector_type(4)));
+typedef float f2 __attribute__((ext_vector_type(2)));
+typedef int32_t i8 __attribute__((ext_vector_type(8)));
+typedef double d4 __attribute__((ext_vector_type(4)));
+typedef int64_t l4 __attribute__((ext_vector_type(4)));
+
+#define FMA(a, b, c) __builtin_elementwise_fma((a), (b), (c))
+
+static inline __attribute__((always_inline)) f8 K(ld8)(const float *p) { f8 v; memcpy(&v, p, sizeof v); return v; }
+static inline __attribute__((always_inline)) void K(st8)(float *p, f8 v) { memcpy(p, &v, sizeof v); }
+static inline __attribute__((always_inline)) f8 K(splat)(float x) { f8 v = x; return v; }
+/// a where m, else b (m: a comparison's all-ones / zero lanes).
+static inline __attribute__((always_inline)) f8 K(sel)(i8 m, f8 a, f8 b) { return (f8)((m & (i8)a) | (~m & (i8)b)); }
+static inline __attribute__((always_inline)) float K(hsum)(f8 v) { f4 s4 = v.lo + v.hi; f2 s2 = s4.lo + s4.hi; return s2.x + s2.y; }
+static inline __attribute__((always_inline)) float K(hmax)(f8 v) {
+    float m = v[0];
+    for (int l = 1; l < 8; l++) m = v[l] > m ? v[l] : m;
+    return m;
+}
+
+/// e^x: Cephes' range reduction x = n·ln2 + r and a degree-6 polynomial; 0 below −87.3, a large
+/// finite value above 88.4, NaN stays NaN.
+static inline __attribute__((always_inline)) f8 K(exp8)(f8 x) {
+    const float hi = 88.3762626647949f, lo = -87.3365447505531f;
+    f8 input = x;
+    x = K(sel)(x > hi, K(splat)(hi), x);
+    x = K(sel)(x < lo, K(splat)(lo), x);
+    // n = round(x / ln2): adding 1.5·2²³ leaves the rounded integer in the low mantissa bits.
+    const f8 magic = K(splat)(12582912.0f);
+    f8 t = FMA(x, K(splat)(1.44269504088896341f), magic);
+    f8 fx = t - magic;
+    x = FMA(fx, K(splat)(-0.693359375f), x);
+    x = FMA(fx, K(splat)(2.12194440e-4f), x);
+    f8 z = x * x;
+    f8 y = K(splat)(1.9875691500e-4f);
+    y = FMA(y, x, K(splat)(1.3981999507e-3f));
+    y = FMA(y, x, K(splat)(8.3334519073e-3f));
+    y = FMA(y, x, K(splat)(4.1665795894e-2f));
+    y = FMA(y, x, K(splat)(1.6666665459e-1f));
+    y = FMA(y, x, K(splat)(5.0000001201e-1f));
+    y = FMA(y, z, x + 1.0f);
+    i8 n = (i8)t - 0x4B400000;
+    f8 scale = (f8)((n + 127) << 23);
+    return K(sel)(input < lo, K(splat)(0.0f), y * scale);
+}
+
+/// erf(x): a rational minimax form on [−4, 4] (±1 to float precision outside).
+static inline __attribute__((always_inline)) f8 K(erf8)(f8 x) {
+    x = K(sel)(x > 4.0f, K(splat)(4.0f), x);
+    x = K(sel)(x < -4.0f, K(splat)(-4.0f), x);
+    f8 x2 = x * x;
+    f8 p = K(splat)(-2.72614225801306e-10f);
+    p = FMA(p, x2, K(splat)(2.77068142495902e-08f));
+    p = FMA(p, x2, K(splat)(-2.10102402082508e-06f));
+    p = FMA(p, x2, K(splat)(-5.69250639462346e-05f));
+    p = FMA(p, x2, K(splat)(-7.34990630326855e-04f));
+    p = FMA(p, x2, K(splat)(-2.95459980854025e-03f));
+    p = FMA(p, x2, K(splat)(-1.60960333262415e-02f));
+    p = p * x;
+    f8 q = K(splat)(-1.45660718464996e-05f);
+    q = FMA(q, x2, K(splat)(-2.13374055278905e-04f));
+    q = FMA(q, x2, K(splat)(-1.68282697438203e-03f));
+    q = FMA(q, x2, K(splat)(-7.37332916720468e-03f));
+    q = FMA(q, x2, K(splat)(-1.42647390514189e-02f));
+    return p / q;
+}
+
+/// tanh(x) = 1 − 2 / (e^{2x} + 1), clamped where tanh is ±1 in float.
+static inline __attribute__((always_inline)) f8 K(tanh8)(f8 x) {
+    x = K(sel)(x > 9.0f, K(splat)(9.0f), x);
+    x = K(sel)(x < -9.0f, K(splat)(-9.0f), x);
+    f8 e = K(exp8)(x * 2.0f);
+    return 1.0f - 2.0f / (e + 1.0f);
+}
+
+/// e^x in double precision, four lanes: the same reduction with a degree-12 Taylor polynomial on
+/// |r| ≤ ln2/2 (relative error about 3e-16).
+static inline __attribute__((always_inline)) d4 K(exp4d)(d4 x) {
+    d4 hi = 708.0, lo = -708.0;
+    x = (d4)(((x > hi) & (l4)hi) | (~(x > hi) & (l4)x));
+    x = (d4)(((x < lo) & (l4)lo) | (~(x < lo) & (l4)x));
+    const d4 magic = 6755399441055744.0;  // 1.5·2⁵²
+    d4 t = FMA(x, (d4)1.4426950408889634, magic);
+    d4 n = t - magic;
+    d4 r = FMA(n, (d4)-0.6931471803691238, x);
+    r = FMA(n, (d4)-1.9082149292705877e-10, r);
+    d4 p = 1.0 / 479001600.0;
+    p = FMA(p, r, (d4)(1.0 / 39916800.0));
+    p = FMA(p, r, (d4)(1.0 / 3628800.0));
+    p = FMA(p, r, (d4)(1.0 / 362880.0));
+    p = FMA(p, r, (d4)(1.0 / 40320.0));
+    p = FMA(p, r, (d4)(1.0 / 5040.0));
+    p = FMA(p, r, (d4)(1.0 / 720.0));
+    p = FMA(p, r, (d4)(1.0 / 120.0));
+    p = FMA(p, r, (d4)(1.0 / 24.0));
+    p = FMA(p, r, (d4)(1.0 / 6.0));
+    p = FMA(p, r, (d4)0.5);
+    p = FMA(p, r, (d4)1.0);
+    p = FMA(p, r, (d4)1.0);
+    l4 bits = ((l4)t - 0x4338000000000000LL + 1023) << 52;
+    return p * (d4)bits;
+}
+
+static inline __attribute__((always_inline)) float K(exp1)(float x) { return K(exp8)(K(splat)(x)).x; }
+
+// ------------------------------------------------------------------------------ activations
+
+static inline __attribute__((always_inline)) f8 K(act8)(f8 x, int kind) {
+    switch (kind) {
+    case 0: return 0.5f * x * (1.0f + K(erf8)(x * 0.70710678118654752f));
+    case 1: {
+        f8 x3 = x * x * x;
+        f8 u = (x + 0.044715f * x3) * 0.79788456080286536f;
+        return 0.5f * x * (1.0f + K(tanh8)(u));
+    }
+    default: return K(sel)(x < 0.0f, K(splat)(0.0f), x);
+    }
+}
+
+static inline __attribute__((always_inline)) f8 K(actgrad8)(f8 x, int kind) {
+    switch (kind) {
+    case 0: {
+        f8 cdf = 0.5f * (1.0f + K(erf8)(x * 0.70710678118654752f));
+        f8 pdf = K(exp8)(-0.5f * x * x) * 0.39894228040143268f;
+        return cdf + x * pdf;
+    }
+    case 1: {
+        f8 x2 = x * x;
+        f8 u = (x + 0.044715f * x2 * x) * 0.79788456080286536f;
+        f8 t = K(tanh8)(u);
+        f8 du = (1.0f + (3.0f * 0.044715f) * x2) * 0.79788456080286536f;
+        f8 sech2 = 1.0f - t * t;
+        return 0.5f * (1.0f + t) + 0.5f * x * sech2 * du;
+    }
+    default: return K(sel)(x <= 0.0f, K(splat)(0.0f), K(splat)(1.0f));
+    }
+}
+
+void K(activation_rows)(float *out, float *pre, const float *inp, const float *bias, long rows, long C, int kind) {
+    for (long n = 0; n < rows; n++) {
+        const float *x = inp + n * C;
+        float *o = out + n * C, *pr = pre ? pre + n * C : 0;
+        long c = 0;
+        for (; c + 8 <= C; c += 8) {
+            f8 v = K(ld8)(x + c);
+            if (bias) v += K(ld8)(bias + c);
+            if (pr) K(st8)(pr + c, v);
+            K(st8)(o + c, K(act8)(v, kind));
+        }
+        for (; c < C; c++) {
+            float v = x[c] + (bias ? bias[c] : 0.0f);
+            if (pr) pr[c] = v;
+            o[c] = K(act8)(K(splat)(v), kind).x;
+        }
+    }
+}
+
+void K(activation_backward)(float *dinp, const float *dout, const float *pre, long count, int kind, int overwrite) {
+    long i = 0;
+    for (; i + 8 <= count; i += 8) {
+        f8 g = K(ld8)(dout + i) * K(actgrad8)(K(ld8)(pre + i), kind);
+        K(st8)(dinp + i, overwrite ? g : K(ld8)(dinp + i) + g);
+    }
+    for (; i < count; i++) {
+        float g = dout[i] * K(actgrad8)(K(splat)(pre[i]), kind).x;
+        dinp[i] = overwrite ? g : dinp[i] + g;
+    }
+}
+
+// ------------------------------------------------------------------------------ LayerNorm
+
+// Two passes (mean, then the variance of the centred values): accurate for rows whose mean
+// is large.
+void K(layernorm_rows)(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                       long rows, long C, float eps) {
+    long C8 = C & ~7L;
+    for (long n = 0; n < rows; n++) {
+        const float *x = inp + n * C;
+        f8 acc = 0.0f;
+        long c = 0;
+        for (; c < C8; c += 8) acc += K(ld8)(x + c);
+        float s = K(hsum)(acc);
+        for (; c < C; c++) s += x[c];
+        float m = s / (float)C;
+        f8 m8 = K(splat)(m);
+        acc = 0.0f;
+        for (c = 0; c < C8; c += 8) { f8 d = K(ld8)(x + c) - m8; acc = FMA(d, d, acc); }
+        float v = K(hsum)(acc);
+        for (; c < C; c++) { float d = x[c] - m; v += d * d; }
+        float r = 1.0f / sqrtf(v / (float)C + eps);
+        f8 r8 = K(splat)(r);
+        float *o = out + n * C;
+        for (c = 0; c < C8; c += 8) K(st8)(o + c, ((K(ld8)(x + c) - m8) * r8) * K(ld8)(w + c) + K(ld8)(b + c));
+        for (; c < C; c++) o[c] = (x[c] - m) * r * w[c] + b[c];
+        if (mean) mean[n] = m;
+        if (rstd) rstd[n] = r;
+    }
+}
+
+void K(layernorm_apply_rows)(float *out, const float *inp, const float *mean, const float *rstd,
+                             const float *w, const float *b, long rows, long C) {
+    long C8 = C & ~7L;
+    for (long n = 0; n < rows; n++) {
+        const float *x = inp + n * C;
+        float *o = out + n * C;
+        float m = mean[n], r = rstd[n];
+        f8 m8 = K(splat)(m), r8 = K(splat)(r);
+        long c = 0;
+        for (; c < C8; c += 8) K(st8)(o + c, ((K(ld8)(x + c) - m8) * r8) * K(ld8)(w + c) + K(ld8)(b + c));
+        for (; c < C; c++) o[c] = (x[c] - m) * r * w[c] + b[c];
+    }
+}
+
+// ------------------------------------------------------------------------------ softmax
+
+void K(softmax_masked_rows)(float *x, long rows, long S, const float *mask) {
+    long valid = 0;
+    for (long j = 0; j < S; j++) valid += mask[j] != 0.0f;
+    int all = valid == 0;
+    long S8 = S & ~7L;
+    const f8 ninf = K(splat)(-INFINITY);
+    for (long row = 0; row < rows; row++) {
+        float *xr = x + row * S;
+        f8 mx8 = ninf;
+        long j = 0;
+        for (; j < S8; j += 8) {
+            f8 v = K(ld8)(xr + j);
+            if (!all) v = K(sel)(K(ld8)(mask + j) == 0.0f, ninf, v);
+            mx8 = K(sel)(v > mx8, v, mx8);
+        }
+        float mx = K(hmax)(mx8);
+        for (; j < S; j++) if ((all || mask[j] != 0.0f) && xr[j] > mx) mx = xr[j];
+        f8 sum8 = 0.0f;
+        for (j = 0; j < S8; j += 8) {
+            f8 e = K(exp8)(K(ld8)(xr + j) - mx);
+            if (!all) e = K(sel)(K(ld8)(mask + j) == 0.0f, K(splat)(0.0f), e);
+            K(st8)(xr + j, e);
+            sum8 += e;
+        }
+        float sum = K(hsum)(sum8);
+        for (; j < S; j++) {
+            float e = (all || mask[j] != 0.0f) ? K(exp1)(xr[j] - mx) : 0.0f;
+            xr[j] = e; sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (j = 0; j < S8; j += 8) K(st8)(xr + j, K(ld8)(xr + j) * inv);
+        for (; j < S; j++) xr[j] *= inv;
+    }
+}
+
+void K(softmax_backward_rows)(float *dp, const float *p, long rows, long S, float scale) {
+    long S8 = S & ~7L;
+    for (long row = 0; row < rows; row++) {
+        float *g = dp + row * S;
+        const float *pr = p + row * S;
+        f8 acc = 0.0f;
+        long j = 0;
+        for (; j < S8; j += 8) acc = FMA(K(ld8)(g + j), K(ld8)(pr + j), acc);
+        float dot = K(hsum)(acc);
+        for (; j < S; j++) dot += g[j] * pr[j];
+        f8 dot8 = K(splat)(dot);
+        for (j = 0; j < S8; j += 8) K(st8)(g + j, K(ld8)(pr + j) * (K(ld8)(g + j) - dot8) * scale);
+        for (; j < S; j++) g[j] = pr[j] * (g[j] - dot) * scale;
+    }
+}
+
+// ------------------------------------------------------------------------------ losses
+
+// log Σ_j exp(z_j / T) in double precision: the KL divergence between close distributions is
+// a small difference of two such values, and float exponentials alone would leave about 1e-9
+// of error in each.
+double K(logsumexp)(const float *z, long V, float invT) {
+    long V8 = V & ~7L, j = 0;
+    f8 m8 = K(splat)(-INFINITY);
+    for (; j < V8; j += 8) { f8 v = K(ld8)(z + j); m8 = K(sel)(v > m8, v, m8); }
+    float mx = K(hmax)(m8);
+    for (; j < V; j++) if (z[j] > mx) mx = z[j];
+    double mT = (double)mx * (double)invT, t = (double)invT;
+    d4 s4 = 0.0;
+    for (j = 0; j + 4 <= V; j += 4) {
+        d4 x = {(double)z[j], (double)z[j + 1], (double)z[j + 2], (double)z[j + 3]};
+        s4 += K(exp4d)(x * t - mT);
+    }
+    double total = s4.x + s4.y + s4.z + s4.w;
+    for (; j < V; j++) total += exp((double)z[j] * t - mT);
+    return mT + log(total);
+}
+
+//   KL row  = Σ_j pt_j (log pt_j − log ps_j),  p = softmax(z / T)
+//   CE row  = −log softmax(zs)[label]
+//   MSE row = Σ_j (zs_j − zt_j)²
+//   dL/dzs  = ceScale · (ps − pt) / T + mlmScale · (softmax(zs) − onehot) + mseScale · 2 (zs − zt)
+void K(loss_row)(float *s, const float *t, long V, int label, int doCE, float T,
+                 float ceScale, float mlmScale, float mseScale, double *klOut, double *mlmOut, double *mseOut) {
+    float invT = 1.0f / T;
+    long V8 = V & ~7L;
+    *klOut = 0; *mlmOut = 0; *mseOut = 0;
+    double lseSTd = K(logsumexp)(s, V, invT);
+    double lseS1d = label >= 0 ? K(logsumexp)(s, V, 1.0f) : 0;
+    double lseTTd = doCE ? K(logsumexp)(t, V, invT) : 0;
+    if (label >= 0) *mlmOut = lseS1d - (double)s[label];
+    float lseST = (float)lseSTd, lseTT = (float)lseTTd, lseS1 = (float)lseS1d;
+    // log pt − log ps = (zt − zs)/T − c, with c taken in double precision.
+    float c = (float)(lseTTd - lseSTd);
+    float gCE = ceScale * invT, gMLM = mlmScale, gMSE = 2 * mseScale;
+    double klSum = 0, mseSum = 0;
+    // Compensated lanes for the KL sum (a small total of terms of both signs).
+    f8 kl8 = 0.0f, klc8 = 0.0f, mse8 = 0.0f;
+    long j = 0;
+    for (; j < V8; j += 8) {
+        f8 zsv = K(ld8)(s + j);
+        f8 g = 0.0f;
+        if (doCE) {
+            f8 ztv = K(ld8)(t + j);
+            f8 pt = K(exp8)(ztv * invT - lseTT);
+            f8 ps = K(exp8)(zsv * invT - lseST);
+            f8 y = pt * ((ztv - zsv) * invT - c) - klc8;
+            f8 sum = kl8 + y;
+            klc8 = (sum - kl8) - y;
+            kl8 = sum;
+            g += gCE * (ps - pt);
+            if (mseScale != 0) { f8 d = zsv - ztv; mse8 += d * d; g += gMSE * d; }
+        }
+        if (label >= 0) g += gMLM * K(exp8)(zsv - lseS1);
+        K(st8)(s + j, g);
+    }
+    for (int l = 0; l < 8; l++) { klSum += (double)kl8[l] - (double)klc8[l]; mseSum += (double)mse8[l]; }
+    for (; j < V; j++) {
+        float zsv = s[j], g = 0;
+        if (doCE) {
+            float ztv = t[j];
+            float pt = K(exp1)(ztv * invT - lseTT), ps = K(exp1)(zsv * invT - lseST);
+            klSum += (double)(pt * ((ztv - zsv) * invT - c));
+            g += gCE * (ps - pt);
+            if (mseScale != 0) { float d = zsv - ztv; mseSum += (double)(d * d); g += gMSE * d; }
+        }
+        if (label >= 0) g += gMLM * K(exp1)(zsv - lseS1);
+        s[j] = g;
+    }
+    if (label >= 0) s[label] -= gMLM;
+    if (doCE) { *klOut = klSum; *mseOut = mseSum; }
+}
+
+// ------------------------------------------------------------------------------ for tests
+
+void K(exp)(const float *x, float *y, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) K(st8)(y + i, K(exp8)(K(ld8)(x + i)));
+    for (; i < n; i++) y[i] = K(exp1)(x[i]);
+}
+void K(erf)(const float *x, float *y, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) K(st8)(y + i, K(erf8)(K(ld8)(x + i)));
+    for (; i < n; i++) y[i] = K(erf8)(K(splat)(x[i])).x;
+}
+void K(tanh)(const float *x, float *y, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) K(st8)(y + i, K(tanh8)(K(ld8)(x + i)));
+    for (; i < n; i++) y[i] = K(tanh8)(K(splat)(x[i])).x;
+}
+void K(exp_double)(const double *x, double *y, long n) {
+    long i = 0;
+    for (; i + 4 <= n; i += 4) {
+        d4 v = {x[i], x[i + 1], x[i + 2], x[i + 3]};
+        d4 r = K(exp4d)(v);
+        y[i] = r.x; y[i + 1] = r.y; y[i + 2] = r.z; y[i + 3] = r.w;
+    }
+    for (; i < n; i++) y[i] = exp(x[i]);
+}
