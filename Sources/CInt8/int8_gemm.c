@@ -14,6 +14,7 @@
 #pragma clang fp contract(off)
 #endif
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -184,50 +185,111 @@ DISTILL_VNNI256(avxvnni, "avx2,fma,avxvnni", _mm256_dpbusd_avx_epi32)
 DISTILL_VNNI256(avx512vl_vnni, "avx2,fma,avx512f,avx512vl,avx512vnni", _mm256_dpbusd_epi32)
 
 // ---------------------------------------------------------------- AVX2 (no VNNI)
-// Exact 16-bit products: weights and (x − zero point) widened to int16, vpmaddwd sums pairs
-// of k into int32. For a block of 16 columns × 4 k, the 64 weight bytes widen to four vectors
-// of 16 int16 (4 columns each); each accumulator lane holds one column's partial sum over two
-// k, and the two lanes of a column are added at the end. |x − z| ≤ 255 and |w| ≤ 127, so a
-// pair sums to at most 64,770: no overflow.
+// Exact 16-bit products. Weights are widened to int16 once per matrix, in panels of 24 columns
+// ([⌈N/24⌉][Kp/2][24][2], `wp16`); (x − zero point) is widened to int16 once per block of
+// rows. vpmaddwd multiplies a broadcast pair (x_k, x_k+1) by eight columns' pairs and sums
+// each pair into int32: |x − z| ≤ 255 and |w| ≤ 127, so a pair is at most 64,770 and nothing
+// saturates. Tile: MR ≤ 3 rows × 24 columns: 9 accumulators, 3 weight vectors, the broadcast
+// pair and the product fit the 16 registers without spilling. The products of a tile are
+// written to a small int32 block, then dequantized like every other kernel's.
 
+#define NR16 24
+#define MC16 96
+
+// The products of MR rows (int16 (x − z), row stride Kp) with one panel: acc [MR][24] int32.
+// Kept out of line, one copy per MR, so each loop is compiled on its own.
+#define DISTILL_AVX2_PRODUCTS(MR)                                                                            \
+__attribute__((noinline, target("avx2,fma")))                                                                \
+static void products_avx2_##MR(const int16_t *xw, int Kp, const int16_t *w, int32_t *out) {                \
+    const int K2 = Kp / 2;                                                                                   \
+    __m256i acc[MR][3];                                                                                      \
+    UNROLL for (int r = 0; r < MR; r++) UNROLL for (int j = 0; j < 3; j++) acc[r][j] = _mm256_setzero_si256(); \
+    for (int p = 0; p < K2; p++) {                                                                           \
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + 0));                                     \
+        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 16));                                    \
+        const __m256i w2 = _mm256_loadu_si256((const __m256i *)(w + 32));                                    \
+        UNROLL for (int r = 0; r < MR; r++) {                                                                \
+            int32_t pair;                                                                                    \
+            memcpy(&pair, xw + (long)r * Kp + 2 * p, 4);                                                     \
+            const __m256i xb = _mm256_set1_epi32(pair);                                                      \
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(xb, w0));                              \
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(xb, w1));                              \
+            acc[r][2] = _mm256_add_epi32(acc[r][2], _mm256_madd_epi16(xb, w2));                              \
+        }                                                                                                    \
+        w += 2 * NR16;                                                                                       \
+    }                                                                                                        \
+    UNROLL for (int r = 0; r < MR; r++) UNROLL for (int j = 0; j < 3; j++)                                   \
+        _mm256_storeu_si256((__m256i *)(out + r * NR16 + 8 * j), acc[r][j]);                                 \
+}
+DISTILL_AVX2_PRODUCTS(1)
+DISTILL_AVX2_PRODUCTS(2)
+DISTILL_AVX2_PRODUCTS(3)
+
+/// y = fmaf(acc, xs[m]·ws[n], addend) for mr rows × the panel's columns. Full groups of eight
+/// columns use plain vector loads and stores (AMD's masked stores are slow); the last, partial
+/// group is done column by column with the same arithmetic.
 __attribute__((target("avx2,fma")))
-static void tile_avx2(int mr, const args_t *a, int m0, int b) {
-    const int Kp = a->Kp, K4 = Kp / 4;
-    const int8_t *w0 = a->wp + (long)b * K4 * 64;
-    __m256i acc[4][4];
-    for (int r = 0; r < 4; r++) for (int q = 0; q < 4; q++) acc[r][q] = _mm256_setzero_si256();
-    __m256i zero[4];
-    for (int r = 0; r < mr; r++) zero[r] = _mm256_set1_epi16((short)a->xzero[m0 + r]);
-    for (int g = 0; g < K4; g++) {
-        const int8_t *blk = w0 + (long)g * 64;
-        __m256i w[4];
-        for (int q = 0; q < 4; q++) w[q] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16 * q)));
-        for (int r = 0; r < mr; r++) {
-            int32_t x4;
-            memcpy(&x4, a->xq + (long)(m0 + r) * Kp + 4 * g, 4);
-            // (x0, x1, x2, x3) − z as int16, repeated across the vector.
-            __m256i xv = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_set1_epi32(x4)), zero[r]);
-            for (int q = 0; q < 4; q++) acc[r][q] = _mm256_add_epi32(acc[r][q], _mm256_madd_epi16(w[q], xv));
+static void dequantize_avx2(const args_t *a, const int32_t *acc, int mr, int m0, int n0) {
+    for (int j = 0; j < 3; j++) {
+        const int n = n0 + 8 * j, left = a->N - n;
+        if (left <= 0) break;
+        if (left < 8) {
+            for (int r = 0; r < mr; r++) {
+                const int m = m0 + r;
+                for (int c = 0; c < left; c++) {
+                    float *dst = a->y + (long)m * a->ldy + n + c;
+                    *dst = fmaf((float)acc[r * NR16 + 8 * j + c], a->xs[m] * a->ws[n + c], addend(a, dst, n + c));
+                }
+            }
+            break;
         }
-    }
-    const int n0 = 16 * b, left = a->N - n0;
-    for (int r = 0; r < mr; r++) {
-        int32_t lanes[32];
-        for (int q = 0; q < 4; q++) _mm256_storeu_si256((__m256i *)(lanes + 8 * q), acc[r][q]);
-        const int m = m0 + r;
-        for (int c = 0; c < 16 && c < left; c++) {
-            const int n = n0 + c;
+        const __m256 wsv = _mm256_loadu_ps(a->ws + n);
+        const __m256 b = a->bias ? _mm256_loadu_ps(a->bias + n) : _mm256_setzero_ps();
+        for (int r = 0; r < mr; r++) {
+            const int m = m0 + r;
             float *dst = a->y + (long)m * a->ldy + n;
-            *dst = fmaf((float)(lanes[2 * c] + lanes[2 * c + 1]), a->xs[m] * a->ws[n], addend(a, dst, n));
+            const __m256 sc = _mm256_mul_ps(_mm256_set1_ps(a->xs[m]), wsv);
+            const __m256 add = a->accumulate ? _mm256_loadu_ps(dst) : b;
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(acc + r * NR16 + 8 * j));
+            _mm256_storeu_ps(dst, _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, add));
         }
     }
 }
 
 __attribute__((target("avx2,fma")))
 static void gemm_avx2(const args_t *a) {
-    const int blocks = (a->N + 15) / 16;
-    for (int b = 0; b < blocks; b++)
-        for (int m = 0; m < a->M; m += 4) tile_avx2(a->M - m < 4 ? a->M - m : 4, a, m, b);
+    const int Kp = a->Kp;
+    int16_t *xw = (int16_t *)aligned_alloc(64, ((size_t)MC16 * Kp * 2 + 63) & ~(size_t)63);
+    if (!xw) { gemm_scalar(a); return; }
+    for (int mb = 0; mb < a->M; mb += MC16) {
+        const int mc = a->M - mb < MC16 ? a->M - mb : MC16;
+        // (x − z) of the block's rows as int16; the padding holds z, so it becomes 0.
+        for (int r = 0; r < mc; r++) {
+            const uint8_t *x = a->xq + (long)(mb + r) * Kp;
+            int16_t *o = xw + (long)r * Kp;
+            const __m256i z = _mm256_set1_epi16((short)a->xzero[mb + r]);
+            int k = 0;
+            for (; k + 16 <= Kp; k += 16)
+                _mm256_storeu_si256((__m256i *)(o + k), _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(x + k))), z));
+            for (; k < Kp; k++) o[k] = (int16_t)((int)x[k] - a->xzero[mb + r]);
+        }
+        // Column panels outside (a panel's weights stay in cache), row tiles inside.
+        for (int n0 = 0; n0 < a->N; n0 += NR16) {
+            const int16_t *w = a->wp16 + (long)(n0 / NR16) * (Kp / 2) * 2 * NR16;
+            int32_t acc[3 * NR16];
+            for (int m = 0; m < mc; m += 3) {
+                const int16_t *xr = xw + (long)m * Kp;
+                const int mr = mc - m < 3 ? mc - m : 3;
+                switch (mr) {
+                case 1: products_avx2_1(xr, Kp, w, acc); break;
+                case 2: products_avx2_2(xr, Kp, w, acc); break;
+                default: products_avx2_3(xr, Kp, w, acc); break;
+                }
+                dequantize_avx2(a, acc, mr, mb + m, n0);
+            }
+        }
+    }
+    free(xw);
 }
 
 static uint32_t detect(void) {
@@ -260,7 +322,7 @@ void distill_i8_gemm(int kernel, const distill_i8_args *a) {
     case DISTILL_I8_AVX512VNNI: gemm_avx512vnni(a); return;
     case DISTILL_I8_AVXVNNI: gemm_avxvnni(a); return;
     case DISTILL_I8_AVX512VL_VNNI256: gemm_avx512vl_vnni(a); return;
-    case DISTILL_I8_AVX2: gemm_avx2(a); return;
+    case DISTILL_I8_AVX2: if (a->wp16) { gemm_avx2(a); return; } gemm_scalar(a); return;
 #endif
     default: gemm_scalar(a); return;
     }

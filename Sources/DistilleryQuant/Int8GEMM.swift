@@ -92,7 +92,25 @@ public final class PackedInt8Weights: @unchecked Sendable {
         for k in 0..<K { out[k] = Float(blk[(k / 4) * 64 + k % 4]) * s }
     }
 
-    public var bytes: Int { packed.count + scales.count * 4 + colsum.count * 4 }
+    /// The weights widened to int16 for the AVX2 kernel, in panels of 24 columns:
+    /// [⌈N/24⌉][Kp/2][24][2]. Made on first use (only the AVX2 kernel reads them).
+    public var wide16: AlignedBuffer<Int16> {
+        wideLock.lock(); defer { wideLock.unlock() }
+        if let w = _wide16 { return w }
+        let panels = (N + 23) / 24, K2 = Kp / 2, K4 = Kp / 4
+        let w = AlignedBuffer<Int16>(count: panels * K2 * 48)
+        for n in 0..<N {
+            let src = packed.base + (n / 16) * K4 * 64 + (n % 16) * 4
+            let dst = w.base + (n / 24) * K2 * 48 + (n % 24) * 2
+            for k in 0..<K { dst[(k / 2) * 48 + k % 2] = Int16(src[(k / 4) * 64 + k % 4]) }
+        }
+        _wide16 = w
+        return w
+    }
+    private var _wide16: AlignedBuffer<Int16>?
+    private let wideLock = NSLock()
+
+    public var bytes: Int { packed.count + scales.count * 4 + colsum.count * 4 + (_wide16?.count ?? 0) * 2 }
 }
 
 /// Activations quantized per row for the kernels, asymmetrically: row m is
@@ -280,10 +298,14 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
     let yp = SendablePointer(y), bp = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
     let k = Int32(kernel.rawValue), acc: Int32 = accumulate ? 1 : 0
     let rowsPerTile = 6
+    // Only the AVX2 kernel reads the int16 panels (column ranges start at multiples of 48, a
+    // multiple of both the 16-column blocks and the 24-column panels).
+    let wide = kernel == .avx2 ? SendablePointer(w.wide16.base) : nil
     func call(m0: Int, m1: Int, n0: Int, n1: Int) {
         var a = distill_i8_args(M: Int32(m1 - m0), N: Int32(n1 - n0), Kp: Int32(Kp),
                                 xq: x.q.base + m0 * Kp, xzero: x.zeros.base + m0, xs: x.scales.base + m0,
-                                wp: w.packed.base + (n0 / 16) * (Kp / 4) * 64, colsum: w.colsum.base + n0, ws: w.scales.base + n0,
+                                wp: w.packed.base + (n0 / 16) * (Kp / 4) * 64,
+                                wp16: wide.map { UnsafePointer($0.p + (n0 / 24) * (Kp / 2) * 48) }, colsum: w.colsum.base + n0, ws: w.scales.base + n0,
                                 bias: bp.map { UnsafePointer($0.p + n0) }, y: yp.p + m0 * ld + n0, ldy: Int32(ld), accumulate: acc)
         distill_i8_gemm(k, &a)
     }
@@ -293,9 +315,9 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
             call(m0: range.lowerBound * rowsPerTile, m1: min(M, range.upperBound * rowsPerTile), n0: 0, n1: N)
         }
     } else {
-        let groups = (N + 63) / 64
+        let groups = (N + 47) / 48
         Parallel.forEachChunk(groups) { _, range in
-            call(m0: 0, m1: M, n0: range.lowerBound * 64, n1: min(N, range.upperBound * 64))
+            call(m0: 0, m1: M, n0: range.lowerBound * 48, n1: min(N, range.upperBound * 48))
         }
     }
 }

@@ -40,6 +40,10 @@ typedef struct {
     /// Packed weights: blocks of 16 columns, [⌈N/16⌉][Kp/4][16][4] int8 (padding zero), and
     /// per column (padded to a multiple of 16) Σ_k w[n][k] and the scale.
     const int8_t *wp;
+    /// The same weights widened to int16 in panels of 24 columns, [⌈N/24⌉][Kp/2][24][2] (the
+    /// AVX2 kernel needs them; NULL where it does not run). With y offset to column n0, wp16
+    /// points at n0's panel (n0 a multiple of 24).
+    const int16_t *wp16;
     const int32_t *colsum;
     const float *ws;
     const float *bias;
