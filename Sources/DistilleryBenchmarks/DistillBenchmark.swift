@@ -8,6 +8,7 @@ import DistilleryTraining
 /// the distillation issue compares against PyTorch.
 public struct DistillBenchmark: Codable, Sendable {
     public let name: String
+    public let precision: String
     public let teacher: String
     public let student: String
     public let batch: Int
@@ -30,7 +31,8 @@ public struct DistillBenchmark: Codable, Sendable {
         }
     }
 
-    public static func run(_ c: Case, B: Int = 16, S: Int = 128, steps: Int = 5, warmup: Int = 1) throws -> DistillBenchmark {
+    public static func run(_ c: Case, precision: WeightFormat = .fp32, B: Int = 16, S: Int = 128, steps: Int = 5,
+                           warmup: Int = 1) throws -> DistillBenchmark {
         let (preset, spec): (String, StudentSpec) = {
             switch c {
             case .a: return ("all-MiniLM-L6-v2", .layers(LayerSelection(layers: [0, 2, 4])))
@@ -46,6 +48,10 @@ public struct DistillBenchmark: Codable, Sendable {
         teacher.initializeRandomly(seed: 1)
         let student = try StudentBuilder.build(spec, teacher: teacher, seed: 2)
         let params = TrainableParameters(model: student, projectTo: nil)
+        if precision == .bf16 {
+            teacher.convertMatricesToBF16()
+            params.student.convertMatricesToBF16()
+        }
         var settings = LossSettings()
         settings.temperature = 2; settings.alphaCE = 5; settings.alphaMLM = 2; settings.alphaCos = 1
         let step = try DistillationStep(teacher: teacher, params: params, settings: settings, maxB: B, maxS: S)
@@ -68,6 +74,7 @@ public struct DistillBenchmark: Codable, Sendable {
             clipGradientNorm(params.gradients, count: params.layout.count, maxNorm: 5)
             clock.lap("clip")
             optimizer.update(parameters: params.parameters, gradients: params.gradients, lr: 5e-4)
+            params.student.refreshMatrices()
             clock.lap("AdamW")
             params.gradients.zero()
             clock.lap("zero gradients")
@@ -78,7 +85,7 @@ public struct DistillBenchmark: Codable, Sendable {
         // Teacher: encoder and logits forward. Student: the same forward, backward ≈ twice it.
         func head(_ c: EncoderConfig) -> Double { 2 * Double(N) * Double(c.hiddenSize * c.headWidth) + 2 * Double(N) * Double(c.headWidth * V) }
         let flops = tc.forwardFLOPs(B: B, S: S) + head(tc) + 3 * (sc.forwardFLOPs(B: B, S: S) + head(sc))
-        return DistillBenchmark(name: c.rawValue, teacher: c.description.components(separatedBy: " → ")[0],
+        return DistillBenchmark(name: c.rawValue, precision: precision.rawValue, teacher: c.description.components(separatedBy: " → ")[0],
                                 student: c.description.components(separatedBy: " → ").last ?? "", batch: B, sequence: S,
                                 secondsPerStep: sec, tokensPerSecond: Double(N) / sec, gflops: flops / sec / 1e9,
                                 peakRSSBytes: Timing.peakRSS(), teacherParameters: teacher.layout.count,

@@ -229,6 +229,8 @@ struct BenchDistill: ParsableCommand {
     var cases = DistillBenchmark.Case.allCases
     @Option(name: .long, help: "Timed steps per case (median reported).")
     var steps = 5
+    @Option(name: .long, help: "Matrix products in fp32, or bf16 operands with fp32 accumulation (as training precision = \"bf16\").")
+    var precision = WeightFormat.fp32
     @Flag(name: .long, help: "Print JSON.")
     var json = false
     @Flag(name: .long, help: .hidden)
@@ -237,20 +239,22 @@ struct BenchDistill: ParsableCommand {
 
     func validate() throws {
         guard (1...10_000).contains(steps) else { throw ValidationError("--steps must be 1…10,000") }
+        guard precision != .int8 else { throw ValidationError("--precision: training runs in fp32 or bf16 (int8 is for inference)") }
     }
 
     func run() throws {
         threads.apply()
         let selected = cases
         if child {
-            print(try jsonText(try selected.map { try DistillBenchmark.run($0, steps: steps) }))
+            print(try jsonText(try selected.map { try DistillBenchmark.run($0, precision: precision, steps: steps) }))
             return
         }
         var results: [DistillBenchmark] = []
         for c in selected {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-            p.arguments = ["bench", "distill", "--cases", c.rawValue, "--steps", "\(steps)", "--child", "--threads", "\(Parallel.threads)"]
+            p.arguments = ["bench", "distill", "--cases", c.rawValue, "--steps", "\(steps)", "--precision", precision.rawValue,
+                           "--child", "--threads", "\(Parallel.threads)"]
             let pipe = Pipe()
             p.standardOutput = pipe
             try p.run()
@@ -265,7 +269,7 @@ struct BenchDistill: ParsableCommand {
             t.add([r.name, fixed(r.secondsPerStep, 3), grouped(Int(r.tokensPerSecond)), fixed(r.gflops, 1),
                    fixed(Double(r.peakRSSBytes) / 1e9, 2) + " GB", "\(grouped(r.teacherParameters)) → \(grouped(r.studentParameters))"])
         }
-        print(MachineReport.current().header + "\ndistill  batch 16×128  threads \(Parallel.threads)\n" + t.render())
+        print(MachineReport.current().header + "\ndistill  batch 16×128  \(precision.rawValue)  threads \(Parallel.threads)\n" + t.render())
         for c in selected { print("  \(c.rawValue)) \(c.description)") }
     }
 }

@@ -81,3 +81,5 @@ struct PrecisionOption: ParsableArguments {
         """, valueName: "precision"))
     var precision: RunPrecision = .stored
 }
+
+extension WeightFormat: ExpressibleByArgument {}

@@ -142,9 +142,24 @@ extension EncoderModel {
     /// logits [rows×V] = headOutput[rows] · word embeddingsᵀ + bias (the tied decoder), rows ≤
     /// the activations' capacity (their product scratch is used).
     public func decoderLogits(_ out: UnsafeMutablePointer<Float>, headOutput: UnsafePointer<Float>, rows: Int, _ a: EncoderActivations) {
-        guard let h = layout.head else { return }
         precondition(rows <= a.maxB * a.maxS, "more logit rows than the activations hold")
-        linear(out, headOutput, weight: layout.embeddings.word, bias: h.bias, N: rows, a)
+        decoderLogits(out, headOutput: headOutput, rows: rows, scratch: a.linearScratch)
+    }
+
+    /// The same with the product's scratch given (`decoderScratch(rows:)` floats): the
+    /// distillation step keeps its logits where the activations' scratch lives.
+    public func decoderLogits(_ out: UnsafeMutablePointer<Float>, headOutput: UnsafePointer<Float>, rows: Int,
+                              scratch: UnsafeMutablePointer<Float>) {
+        guard let h = layout.head else { return }
+        let w = matrix(layout.embeddings.word)
+        w.forward(out, ldOut: w.rows, headOutput, ldInp: w.cols, N: rows, bias: p(h.bias), scratch: scratch)
+    }
+
+    /// Floats of scratch the tied decoder's forward (and, for training, backward) product needs
+    /// for `rows` rows.
+    public func decoderScratch(rows: Int, training: Bool) -> Int {
+        let w = matrix(layout.embeddings.word)
+        return max(w.scratchFloats(maxRows: rows), training ? w.backwardScratchFloats(maxRows: rows) : 0)
     }
 
     /// The pooler: tanh(W · h[CLS] + b) for each sequence, [B×H].

@@ -298,13 +298,15 @@ public enum RecipeParser {
 
         // [training]
         var training = TrainingSpec()
-        if let tr = try top.subtable("training", allowed: ["steps", "epochs", "batch_size", "accumulation", "dropout"]) {
+        if let tr = try top.subtable("training", allowed: ["steps", "epochs", "batch_size", "accumulation", "dropout", "precision"]) {
             training.steps = try tr.int("steps", range: 1...Int(Int32.max))
             training.epochs = try tr.int("epochs", range: 1...100_000)
             if training.steps != nil && training.epochs != nil { throw tr.bad("epochs", "give steps or epochs, not both") }
             training.batchSize = try tr.int("batch_size", range: 1...65536) ?? training.batchSize
             training.accumulation = try tr.int("accumulation", range: 1...65536) ?? 1
             training.dropout = try tr.bool("dropout") ?? true
+            training.precision = try tr.string("precision", oneOf: [WeightFormat.fp32, .bf16].map(\.rawValue))
+                .flatMap(WeightFormat.init(rawValue:)) ?? .fp32
             try tr.finish()
         }
         if training.steps == nil && training.epochs == nil {

@@ -1,6 +1,7 @@
 import Foundation
 import DistilleryModels
 import DistilleryFormats
+import DistilleryTensor
 import DistilleryTraining
 
 /// What a recipe will do, worked out without loading weights: the teacher's and the
@@ -45,6 +46,6 @@ public struct RecipePlan: Sendable {
             s += c.hasMLMHead ? ", MLM head" : ", no MLM head"
             return s + " — \(ParameterLayout(config: c).count) parameters"
         }
-        return "teacher: \(describe(teacher))\nstudent: \(describe(student))"
+        return "teacher: \(describe(teacher))\nstudent: \(describe(student))\nprecision: \(recipe.training.precision.rawValue)"
     }
 }

@@ -153,8 +153,10 @@ public final class DistillationStep {
         hs = FloatBuffer(count: settings.needsStudentLogits ? N * sc.headWidth : 0)
         dhs = FloatBuffer(count: settings.needsStudentLogits ? N * sc.headWidth : 0)
         ht = FloatBuffer(count: settings.needsTeacherLogits ? N * tc.headWidth : 0)
-        let word = params.student.matrix(params.student.layout.embeddings.word)
-        decoderScratch = FloatBuffer(count: settings.needsStudentLogits ? word.backwardScratchFloats(maxRows: logitRows) : 0)
+        // The decoder products' own scratch: the logits of a chunk occupy the arena, where the
+        // activations' product scratch lives.
+        decoderScratch = FloatBuffer(count: max(settings.needsStudentLogits ? params.student.decoderScratch(rows: logitRows, training: true) : 0,
+                                                settings.needsTeacherLogits ? teacher.decoderScratch(rows: logitRows, training: false) : 0))
         dLast = FloatBuffer(count: N * sc.hiddenSize)
         let pw = params.projection?.to ?? 0
         proj = FloatBuffer(count: N * pw)
@@ -221,8 +223,8 @@ public final class DistillationStep {
         while start < rows {
             let r = min(chunkRows, rows - start)
             let hsC = hs.base + start * Hs
-            st.decoderLogits(zs, headOutput: hsC, rows: r, studentActs)
-            if s.needsTeacherLogits { teacher.decoderLogits(zt, headOutput: ht.base + start * Ht, rows: r, teacherActs) }
+            st.decoderLogits(zs, headOutput: hsC, rows: r, scratch: decoderScratch.base)
+            if s.needsTeacherLogits { teacher.decoderLogits(zt, headOutput: ht.base + start * Ht, rows: r, scratch: decoderScratch.base) }
             clock.lap("logits")
             distillationRows(zs: zs, zt: s.needsTeacherLogits ? UnsafePointer(zt) : nil, rows: r, V: V,
                              labels: rowLabel.base + start, ce: rowCE.base + start, temperature: T,

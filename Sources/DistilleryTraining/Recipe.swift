@@ -71,6 +71,9 @@ public struct TrainingSpec: Sendable, Equatable {
     public var accumulation = 1
     /// Apply the student's configured dropout while training.
     public var dropout = true
+    /// How the matrix products run: fp32, or bf16 operands with fp32 accumulation, fp32 master
+    /// weights, Adam moments, LayerNorm, softmax and losses (PyTorch autocast's split).
+    public var precision = WeightFormat.fp32
     public init() {}
 }
 

@@ -194,6 +194,11 @@ final class TrainingSession {
         current = state?.state.step ?? 0
         events(.message("student \(grouped(params.student.layout.modelCount)) parameters, teacher \(grouped(teacherModel.layout.modelCount))"))
 
+        if r.training.precision == .bf16 {
+            // Copies made once for the teacher, after every optimizer step for the student.
+            teacherModel.convertMatricesToBF16()
+            params.student.convertMatricesToBF16()
+        }
         step = try DistillationStep(teacher: teacherModel, params: params, settings: r.loss, maxB: r.training.batchSize,
                                     maxS: r.data.maxSequenceLength)
         masker = MLMMasker(policy: r.data.masking, tokenizer: tokenizer, tokenCounts: r.data.masking.smoothing > 0 ? train.tokenCounts() : nil)
