@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Layers, each importing only those below it:
-//   CBLAS, CZstd (system libraries), CKernels (SIMD kernels with run-time dispatch)
+//   CBLAS, CZstd (system libraries), CKernels (SIMD kernels with run-time dispatch),
+//   CInt8 (int8 products), CDNNL (oneDNN, optional, loaded at run time)
 //   → DistilleryTensor (storage, matrix-product backends, kernels, weight formats)
 //   → DistilleryFormats (safetensors, zstd checkpoints), DistilleryText (tokenizer, data)
 //   → DistilleryModels (configs, parameter layout, forward/backward, Hugging Face names)
@@ -34,11 +35,13 @@ let package = Package(
         // exp/erf-heavy row kernels (softmax, GELU, LayerNorm, losses): AVX2+FMA and generic
         // copies of one source, chosen at run time.
         .target(name: "CKernels", exclude: ["kernels_impl.h"]),
-        .target(name: "DistilleryTensor", dependencies: ["CBLAS", "CKernels"]),
+        // oneDNN, loaded at run time when installed (compiled against dnnl.h when present).
+        .target(name: "CDNNL"),
+        .target(name: "DistilleryTensor", dependencies: ["CBLAS", "CKernels", "CDNNL"]),
         .target(name: "DistilleryFormats", dependencies: ["DistilleryTensor", "CZstd"]),
         .target(name: "DistilleryText", dependencies: ["DistilleryTensor"]),
         .target(name: "DistilleryModels", dependencies: ["DistilleryTensor", "DistilleryFormats"]),
-        .target(name: "DistilleryQuant", dependencies: ["DistilleryTensor", "DistilleryFormats", "DistilleryModels", "CInt8"]),
+        .target(name: "DistilleryQuant", dependencies: ["DistilleryTensor", "DistilleryFormats", "DistilleryModels", "CInt8", "CDNNL"]),
         .target(name: "DistilleryEvaluation", dependencies: ["DistilleryTensor", "DistilleryText", "DistilleryModels", "DistilleryQuant"]),
         .target(name: "DistilleryTraining", dependencies: [
             "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryQuant", "DistilleryEvaluation",

@@ -327,3 +327,13 @@ void distill_i8_gemm(int kernel, const distill_i8_args *a) {
     default: gemm_scalar(a); return;
     }
 }
+
+void distill_i8_dequantize(const distill_i8_args *a, const int32_t *acc, long ldacc) {
+    for (int m = 0; m < a->M; m++) {
+        for (int n = 0; n < a->N; n++) {
+            const int32_t v = acc[(long)m * ldacc + n] - a->xzero[m] * a->colsum[n];
+            float *dst = a->y + (long)m * a->ldy + n;
+            *dst = fmaf((float)v, a->xs[m] * a->ws[n], addend(a, dst, n));
+        }
+    }
+}

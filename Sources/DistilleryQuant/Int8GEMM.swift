@@ -1,14 +1,17 @@
 import Foundation
 import CInt8
+import CDNNL
 import DistilleryTensor
 
 /// The int8 matrix-product kernels, chosen at run time from what the CPU supports.
 public enum Int8Kernel: Int32, CaseIterable, Sendable, CustomStringConvertible {
     case scalar = 0, avx2 = 1, avxVNNI = 2, avx512VLVNNI256 = 4, avx512VNNI = 3
+    /// oneDNN's u8 × s8 → s32 products (AMX or VNNI), where they are exact; our dequantization.
+    case onednn = 5
 
     public static var available: [Int8Kernel] {
         let mask = distill_i8_available()
-        return allCases.filter { mask & (1 << UInt32($0.rawValue)) != 0 }
+        return allCases.filter { $0 == .onednn ? OneDNN.int8 : mask & (1 << UInt32($0.rawValue)) != 0 }
     }
 
     /// The fastest available kernel, or the one named by $DISTILL_INT8_KERNEL.
@@ -25,6 +28,7 @@ public enum Int8Kernel: Int32, CaseIterable, Sendable, CustomStringConvertible {
         case .avxVNNI: return "avx-vnni"
         case .avx512VNNI: return "avx512-vnni"
         case .avx512VLVNNI256: return "avx512vl-vnni-256"
+        case .onednn: return "onednn"
         }
     }
 }
@@ -110,7 +114,21 @@ public final class PackedInt8Weights: @unchecked Sendable {
     private var _wide16: AlignedBuffer<Int16>?
     private let wideLock = NSLock()
 
-    public var bytes: Int { packed.count + scales.count * 4 + colsum.count * 4 + (_wide16?.count ?? 0) * 2 }
+    /// The weights as plain rows [N × Kp] int8 (padding zero), for oneDNN. Made on first use.
+    public var plain: AlignedBuffer<Int8> {
+        wideLock.lock(); defer { wideLock.unlock() }
+        if let p = _plain { return p }
+        let p = AlignedBuffer<Int8>(count: N * Kp), K4 = Kp / 4
+        for n in 0..<N {
+            let src = packed.base + (n / 16) * K4 * 64 + (n % 16) * 4
+            for k in 0..<K { p.base[n * Kp + k] = src[(k / 4) * 64 + k % 4] }
+        }
+        _plain = p
+        return p
+    }
+    private var _plain: AlignedBuffer<Int8>?
+
+    public var bytes: Int { packed.count + scales.count * 4 + colsum.count * 4 + (_wide16?.count ?? 0) * 2 + (_plain?.count ?? 0) }
 }
 
 /// Activations quantized per row for the kernels, asymmetrically: row m is
@@ -297,6 +315,21 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
     let ld = ldy ?? w.N, Kp = w.Kp, N = w.N
     let yp = SendablePointer(y), bp = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
     let k = Int32(kernel.rawValue), acc: Int32 = accumulate ? 1 : 0
+    if kernel == .onednn {
+        // oneDNN's products (with its own threads) into int32, then our dequantization.
+        let products = OneDNNProducts.shared.buffer(M * N)
+        var a = distill_i8_args(M: Int32(M), N: Int32(N), Kp: Int32(Kp), xq: x.q.base, xzero: x.zeros.base, xs: x.scales.base,
+                                wp: w.packed.base, wp16: nil, colsum: w.colsum.base, ws: w.scales.base, bias: bias,
+                                y: y, ldy: Int32(ld), accumulate: acc)
+        if distill_dnnl_matmul(Int32(DISTILL_DNNL_U8S8), M, N, Kp, x.q.base, Kp, 1, w.plain.base, 1, Kp, products, N, 0) == 0 {
+            distill_i8_dequantize(&a, products, N)
+            OneDNNProducts.shared.calls += 1
+            return
+        }
+        // oneDNN refused the shape: the portable kernel gives the same numbers.
+        distill_i8_gemm(Int32(Int8Kernel.scalar.rawValue), &a)
+        return
+    }
     let rowsPerTile = 6
     // Only the AVX2 kernel reads the int16 panels (column ranges start at multiples of 48, a
     // multiple of both the 16-column blocks and the 24-column panels).
@@ -319,5 +352,18 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
         Parallel.forEachChunk(groups) { _, range in
             call(m0: 0, m1: M, n0: range.lowerBound * 48, n1: min(N, range.upperBound * 48))
         }
+    }
+}
+
+/// The int32 products oneDNN writes before dequantization, kept between calls (one call at a
+/// time: oneDNN's own threads do the work).
+package final class OneDNNProducts: @unchecked Sendable {
+    package static let shared = OneDNNProducts()
+    private var storage = AlignedBuffer<Int32>(count: 0)
+    /// Products oneDNN ran (tests check the path was taken).
+    package var calls = 0
+    func buffer(_ count: Int) -> UnsafeMutablePointer<Int32> {
+        if storage.count < count { storage = AlignedBuffer<Int32>(count: count) }
+        return storage.base
     }
 }

@@ -1,3 +1,5 @@
+import CDNNL
+
 // bfloat16: the top 16 bits of an IEEE float (8-bit exponent, 7-bit mantissa).
 //
 //   bf16(x) = round-to-nearest-even of x to 7 mantissa bits (NaN stays NaN, quietened)
@@ -41,65 +43,153 @@ public func roundRowsToBF16(_ x: UnsafePointer<Float>, ld: Int, N: Int, K: Int, 
     }
 }
 
+/// bf16 bits of `count` floats: out[i] = bf16(x[i]).
+public func bf16Bits(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<UInt16>) {
+    let o = SendablePointer(out)
+    Parallel.forEachChunk(count, minPerChunk: 16384) { _, r in
+        for i in r { o.p[i] = bf16Bits(x[i]) }
+    }
+}
+
+/// bf16 bits of the rows of a strided matrix, packed: out [N × K] from x [N × K] (ld).
+public func bf16BitsRows(_ x: UnsafePointer<Float>, ld: Int, N: Int, K: Int, into out: UnsafeMutablePointer<UInt16>) {
+    if ld == K { bf16Bits(x, count: N * K, into: out); return }
+    let o = SendablePointer(out)
+    Parallel.forEachChunk(N, minPerChunk: 16) { _, rows in
+        for n in rows { for k in 0..<K { o.p[n * K + k] = bf16Bits(x[n * ld + k]) } }
+    }
+}
+
 /// A matrix in bf16: weights rounded to bf16 once (and again by `refresh()` after each
 /// optimizer step when made from trainable fp32 master weights), operands rounded to bf16 as
 /// the products run, fp32 accumulation. Trainable: gradients flow to the fp32 master's slots.
+///
+/// With oneDNN's bf16 kernels (AMX, AVX512-BF16) the operands are bf16 in memory and oneDNN
+/// multiplies them; elsewhere they are floats holding bf16 values, multiplied in fp32 (the same
+/// products, exact, summed in another order).
 public final class BF16Matrix: WeightMatrix {
     public let rows: Int, cols: Int
-    /// The weights rounded to bf16, held as floats for the fp32 product path [rows × cols].
-    let rounded: FloatBuffer
-    /// The fp32 weights this is a copy of (nil: a fixed copy).
-    let master: FP32Matrix?
+    /// How the products run.
+    enum Path { case rounded, onednnBF16, onednnF32 }
+    let path: Path
+    /// The weights rounded to bf16, as floats [rows × cols] (rounded and onednnF32 paths).
+    var rounded: FloatBuffer?
+    /// The weights as bf16 bits [rows × cols] (onednnBF16 path).
+    let bits: AlignedBuffer<UInt16>?
+    /// The fp32 weights this is a copy of.
+    let master: FP32Matrix
     public var format: WeightFormat { .bf16 }
     public var bytes: Int { rows * cols * 2 }
-    public var trainable: Bool { master != nil }
-    public var implementation: String { "" }
+    public var trainable: Bool { true }
+    public var implementation: String { path == .onednnBF16 ? "onednn" : "" }
+
+    /// Tests set this to run the oneDNN call sites with fp32 operands holding bf16 values, where
+    /// the CPU has no bf16 kernels: the strides and accumulation are then checked anyway.
+    package nonisolated(unsafe) static var oneDNNGlueWithF32 = false
 
     /// A copy of `master`'s weights, refreshed by `refresh()`.
     public init(master: FP32Matrix) {
         rows = master.rows; cols = master.cols; self.master = master
-        rounded = FloatBuffer(count: rows * cols)
+        path = OneDNN.bf16 ? .onednnBF16 : (Self.oneDNNGlueWithF32 && OneDNN.available ? .onednnF32 : .rounded)
+        bits = path == .onednnBF16 ? AlignedBuffer<UInt16>(count: rows * cols) : nil
+        rounded = path == .onednnBF16 ? nil : FloatBuffer(count: rows * cols)
         refresh()
     }
 
     public func refresh() {
-        guard let master else { return }
-        roundToBF16(master.base, count: rows * cols, into: rounded.base)
+        if let bits { bf16Bits(master.base, count: rows * cols, into: bits.base) }
+        if let rounded { roundToBF16(master.base, count: rows * cols, into: rounded.base) }
     }
 
+    /// Operands in scratch: floats for the fp32 paths, bf16 bits (half the floats) otherwise.
     public func scratchFloats(maxRows: Int) -> Int { maxRows * cols }
     public func backwardScratchFloats(maxRows: Int) -> Int { maxRows * (rows + cols) }
 
+    /// The weights as floats, made from the bits if oneDNN ever refuses a product.
+    func roundedWeights() -> UnsafeMutablePointer<Float> {
+        if let rounded { return rounded.base }
+        let r = FloatBuffer(count: rows * cols)
+        roundToBF16(master.base, count: rows * cols, into: r.base)
+        rounded = r
+        return r.base
+    }
+
+    /// C [M × N] (ldc) = A · B (+ C) through oneDNN, A logically [M × K] with strides (am, ak),
+    /// B logically [K × N] with strides (bk, bn), operands already bf16 (bits or rounded floats).
+    func onednn(_ M: Int, _ N: Int, _ K: Int, _ a: UnsafeRawPointer, _ am: Int, _ ak: Int, _ b: UnsafeRawPointer, _ bk: Int, _ bn: Int,
+                _ c: UnsafeMutablePointer<Float>, _ ldc: Int, accumulate: Bool) -> Bool {
+        let types = path == .onednnBF16 ? Int32(DISTILL_DNNL_BF16) : Int32(DISTILL_DNNL_F32)
+        return distill_dnnl_matmul(types, M, N, K, a, am, ak, b, bk, bn, c, ldc, accumulate ? 1 : 0) == 0
+    }
+
     public func forward(_ out: UnsafeMutablePointer<Float>, ldOut: Int, _ inp: UnsafePointer<Float>, ldInp: Int, N: Int,
                         bias: UnsafePointer<Float>?, scratch: UnsafeMutablePointer<Float>) {
-        roundRowsToBF16(inp, ld: ldInp, N: N, K: cols, into: scratch)
-        sgemm(.no, .yes, m: N, n: rows, k: cols, scratch, lda: cols, rounded.base, ldb: cols, out, ldc: ldOut)
+        var done = false
+        switch path {
+        case .onednnBF16:
+            let x16 = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: UInt16.self)
+            bf16BitsRows(inp, ld: ldInp, N: N, K: cols, into: x16)
+            done = onednn(N, rows, cols, x16, cols, 1, bits!.base, 1, cols, out, ldOut, accumulate: false)
+            if !done { roundRowsToBF16(inp, ld: ldInp, N: N, K: cols, into: scratch) }
+        case .onednnF32:
+            roundRowsToBF16(inp, ld: ldInp, N: N, K: cols, into: scratch)
+            done = onednn(N, rows, cols, scratch, cols, 1, rounded!.base, 1, cols, out, ldOut, accumulate: false)
+        case .rounded:
+            roundRowsToBF16(inp, ld: ldInp, N: N, K: cols, into: scratch)
+        }
+        if !done { sgemm(.no, .yes, m: N, n: rows, k: cols, scratch, lda: cols, roundedWeights(), ldb: cols, out, ldc: ldOut) }
         if let bias { addBiasRows(out, bias: bias, N: N, C: rows, ld: ldOut) }
     }
 
     public func backward(dinp: UnsafeMutablePointer<Float>?, dweight: UnsafeMutablePointer<Float>, dbias: UnsafeMutablePointer<Float>?,
                          dout: UnsafePointer<Float>, inp: UnsafePointer<Float>, N: Int, overwriteInput: Bool,
                          scratch: UnsafeMutablePointer<Float>) {
-        let d16 = scratch, x16 = scratch + N * rows
-        roundToBF16(dout, count: N * rows, into: d16)
-        roundToBF16(inp, count: N * cols, into: x16)
-        // dweight += dout16ᵀ · x16 (fp32 accumulation), dbias from the fp32 gradient.
-        sgemm(.yes, .no, m: rows, n: cols, k: N, d16, lda: rows, x16, ldb: cols, beta: 1, dweight, ldc: cols)
         if let dbias { addColumnSums(dbias, dout, N: N, C: rows) }
-        if let dinp {
-            sgemm(.no, .no, m: N, n: cols, k: rows, d16, lda: rows, rounded.base, ldb: cols, beta: overwriteInput ? 0 : 1, dinp, ldc: cols)
+        // Operands rounded to bf16: bits for oneDNN's bf16 kernels, floats otherwise.
+        let d: UnsafeRawPointer, x: UnsafeRawPointer, w: UnsafeRawPointer
+        if path == .onednnBF16 {
+            let d16 = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: UInt16.self), x16 = d16 + N * rows
+            bf16Bits(dout, count: N * rows, into: d16)
+            bf16Bits(inp, count: N * cols, into: x16)
+            (d, x, w) = (UnsafeRawPointer(d16), UnsafeRawPointer(x16), UnsafeRawPointer(bits!.base))
+        } else {
+            roundToBF16(dout, count: N * rows, into: scratch)
+            roundToBF16(inp, count: N * cols, into: scratch + N * rows)
+            (d, x, w) = (UnsafeRawPointer(scratch), UnsafeRawPointer(scratch + N * rows), UnsafeRawPointer(roundedWeights()))
+        }
+        // dweight [rows × cols] += doutᵀ · x: doutᵀ is [rows × N] with strides (1, rows);
+        // dinp [N × cols] (+)= dout · W, W [rows × cols] with strides (cols, 1).
+        let native = path != .rounded
+        if !(native && onednn(rows, cols, N, d, 1, rows, x, cols, 1, dweight, cols, accumulate: true)) {
+            withRoundedOperands(d, x, N: N) { d, x in
+                sgemm(.yes, .no, m: rows, n: cols, k: N, d, lda: rows, x, ldb: cols, beta: 1, dweight, ldc: cols)
+            }
+        }
+        guard let dinp else { return }
+        if !(native && onednn(N, cols, rows, d, rows, 1, w, cols, 1, dinp, cols, accumulate: !overwriteInput)) {
+            withRoundedOperands(d, x, N: N) { d, _ in
+                sgemm(.no, .no, m: N, n: cols, k: rows, d, lda: rows, roundedWeights(), ldb: cols, beta: overwriteInput ? 0 : 1, dinp, ldc: cols)
+            }
         }
     }
 
-    public func gatherRows(_ ids: UnsafePointer<Int32>, count: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
-        // Lookups read the fp32 master where there is one (autocast leaves embeddings in fp32).
-        if let master { master.gatherRows(ids, count: count, into: out, accumulate: accumulate); return }
-        let o = SendablePointer(out), w = SendablePointer(rounded.base), C = cols
-        Parallel.forEachChunk(count, minPerChunk: 64) { _, range in
-            for i in range {
-                let src = w.p + Int(ids[i]) * C, dst = o.p + i * C
-                if accumulate { for c in 0..<C { dst[c] += src[c] } } else { dst.update(from: src, count: C) }
-            }
+    /// Calls `body` with the operands as floats: as they are on the fp32 paths, converted from
+    /// bf16 bits (into temporary memory: only when oneDNN refused a product) otherwise.
+    func withRoundedOperands(_ d: UnsafeRawPointer, _ x: UnsafeRawPointer, N: Int,
+                             _ body: (UnsafePointer<Float>, UnsafePointer<Float>) -> Void) {
+        guard path == .onednnBF16 else {
+            body(d.assumingMemoryBound(to: Float.self), x.assumingMemoryBound(to: Float.self))
+            return
         }
+        let df = FloatBuffer(count: N * rows), xf = FloatBuffer(count: N * cols)
+        let d16 = d.assumingMemoryBound(to: UInt16.self), x16 = x.assumingMemoryBound(to: UInt16.self)
+        for i in 0..<(N * rows) { df.base[i] = float(bf16: d16[i]) }
+        for i in 0..<(N * cols) { xf.base[i] = float(bf16: x16[i]) }
+        body(df.base, xf.base)
+    }
+
+    public func gatherRows(_ ids: UnsafePointer<Int32>, count: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        // Lookups read the fp32 master (autocast leaves embeddings in fp32).
+        master.gatherRows(ids, count: count, into: out, accumulate: accumulate)
     }
 }

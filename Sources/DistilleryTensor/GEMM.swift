@@ -1,10 +1,31 @@
+import Foundation
 import CBLAS
+import CDNNL
 
-/// The library that runs the matrix products.
+/// The library that runs the large matrix products: oneDNN where it is installed (loaded at run
+/// time; it chooses AVX-512, AMX or AVX2 kernels by CPUID), OpenBLAS otherwise or when
+/// DISTILL_BACKEND=openblas. Small products and those inside our own parallel loops (one
+/// attention head each) always run on OpenBLAS, single-threaded.
 public enum GEMMBackend: String, Sendable, CaseIterable {
-    case openblas
-    public static var current: GEMMBackend { .openblas }
+    case openblas, onednn
+
+    public static let current: GEMMBackend = {
+        if ProcessInfo.processInfo.environment["DISTILL_BACKEND"] == "openblas" { return .openblas }
+        return OneDNN.available ? .onednn : .openblas
+    }()
+
     public var name: String { rawValue }
+}
+
+/// oneDNN, when installed (see CDNNL).
+public enum OneDNN {
+    public static var available: Bool { distill_dnnl_load() != 0 }
+    /// "oneDNN 2.6.3, ISA avx2", or why it is not used.
+    public static var status: String { String(cString: distill_dnnl_status()) }
+    /// bf16 × bf16 → fp32 products run on optimised kernels (AVX512-BF16, AMX).
+    public static let bf16: Bool = GEMMBackend.current == .onednn && distill_dnnl_supports(Int32(DISTILL_DNNL_BF16)) != 0
+    /// u8 × s8 → s32 products run exactly (VNNI or AMX; AVX2 alone saturates).
+    public static let int8: Bool = GEMMBackend.current == .onednn && distill_dnnl_supports(Int32(DISTILL_DNNL_U8S8)) != 0
 }
 
 /// Whether a matrix operand is used as stored or transposed.
@@ -39,6 +60,10 @@ public func sgemm(_ transA: Transpose, _ transB: Transpose,
     }
     let threads = Parallel.threads
     let flops = 2 * m * n * k
+    if GEMMBackend.current == .onednn, flops >= 4_000_000, !Parallel.isInsideParallelRegion,
+       distill_dnnl_sgemm(transA == .no ? 78 : 84, transB == .no ? 78 : 84, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0 {
+        return
+    }
     if threads == 1 || flops < 4_000_000 || Parallel.isInsideParallelRegion {
         sgemmSerial(transA, transB, m: m, n: n, k: k, alpha: alpha, a, lda: lda, b, ldb: ldb, beta: beta, c, ldc: ldc)
         return

@@ -19,12 +19,13 @@ public struct MachineReport: Codable, Sendable {
 
     public static func current() -> MachineReport {
         let info = CPUInfo.read()
-        return MachineReport(cpuModel: info.model, extensions: interesting.filter(info.flags.contains),
+        let model = info.family.map { "\(info.model) (family \($0) model \(info.modelNumber ?? 0))" } ?? info.model
+        return MachineReport(cpuModel: model, extensions: interesting.filter(info.flags.contains),
                              logicalCPUs: ProcessInfo.processInfo.activeProcessorCount, threads: Parallel.threads,
                              backend: GEMMBackend.current.description)
     }
 
-    /// One line: "AMD EPYC 7B13 · avx2 fma … · 2 CPUs, 2 threads · openblas (Zen)".
+    /// One line: "cpu  AMD EPYC (family 25 model 1)  [avx2 fma …]  2 CPUs, 2 threads  backend openblas (Zen)".
     public var header: String {
         "cpu  \(cpuModel)  [\(extensions.joined(separator: " "))]  \(logicalCPUs) CPUs, \(threads) threads  backend \(backend)"
     }
@@ -66,6 +67,7 @@ extension GEMMBackend: CustomStringConvertible {
     public var description: String {
         switch self {
         case .openblas: return "openblas (\(OpenBLAS.status().summary))"
+        case .onednn: return "onednn (\(OneDNN.status); bf16 \(OneDNN.bf16 ? "yes" : "no"), int8 \(OneDNN.int8 ? "yes" : "no")) + openblas (\(OpenBLAS.status().summary))"
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import CBLAS
+import CDNNL
 
 /// Thread configuration: one pool of threads (ours) does all parallel work. OpenBLAS is kept
 /// single-threaded and `sgemm` splits products across our threads, so BLAS worker threads
@@ -11,8 +12,10 @@ import CBLAS
 public enum Parallel {
     nonisolated(unsafe) private static var _threads: Int = {
         openblas_set_num_threads(1)
-        if let s = ProcessInfo.processInfo.environment["DISTILL_THREADS"], let n = Int(s), n > 0 { return n }
-        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+        var n = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        if let s = ProcessInfo.processInfo.environment["DISTILL_THREADS"], let v = Int(s), (1...1024).contains(v) { n = v }
+        if GEMMBackend.current == .onednn { distill_dnnl_set_threads(Int32(n)) }
+        return n
     }()
 
     /// Threads used by parallel loops and matrix products.
@@ -22,6 +25,7 @@ public enum Parallel {
     public static func setThreads(_ n: Int) {
         _threads = max(1, n)
         openblas_set_num_threads(1)
+        if GEMMBackend.current == .onednn { distill_dnnl_set_threads(Int32(_threads)) }
     }
 
     /// The workers (threads − 1 of them; the caller is the last), made on first use and

@@ -93,4 +93,20 @@ final class BF16TrainingTests: XCTestCase {
         model.refreshMatrices()
         XCTAssertEqual(try model.referenceOutputs(batch).map(\.floats), before.map(\.floats))
     }
+
+    /// oneDNN's bf16 call sites (strides of the forward product and of both backward products,
+    /// accumulation) give the products the portable path gives. On a CPU without bf16 kernels
+    /// they run with fp32 operands holding bf16 values, so only the summation order differs.
+    func testOneDNNCallSitesMatchThePortablePath() throws {
+        try XCTSkipUnless(OneDNN.available, "oneDNN is not installed (\(OneDNN.status))")
+        let portable = try step("distill-step-bert", bf16: true)
+        BF16Matrix.oneDNNGlueWithF32 = !OneDNN.bf16
+        defer { BF16Matrix.oneDNNGlueWithF32 = false }
+        let viaOneDNN = try step("distill-step-bert", bf16: true)
+        XCTAssertEqual(viaOneDNN.losses.total, portable.losses.total, accuracy: 1e-5 * abs(portable.losses.total))
+        for (name, g) in portable.gradients {
+            let c = cosine(g, viaOneDNN.gradients[name]!)
+            if norm(g) > 1e-6 { XCTAssertGreaterThan(c, 0.99999, name) }
+        }
+    }
 }

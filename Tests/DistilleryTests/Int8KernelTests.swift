@@ -130,4 +130,35 @@ final class Int8KernelTests: XCTestCase {
             }
         }
     }
+
+    /// oneDNN's u8 × s8 products with our dequantization equal the reference kernel bit for
+    /// bit. Where oneDNN lacks VNNI it saturates 16-bit partial sums, so it is not offered
+    /// there (OneDNN.int8 is false); this test keeps |w| ≤ 63 so nothing saturates and the glue
+    /// (strides, zero points, accumulation) is checked on any CPU.
+    func testOneDNNProductsMatchTheReference() throws {
+        try XCTSkipUnless(OneDNN.available, "oneDNN is not installed (\(OneDNN.status))")
+        var rng = SplitMix64(seed: 11)
+        let before = OneDNNProducts.shared.calls
+        defer { XCTAssertGreaterThan(OneDNNProducts.shared.calls, before, "oneDNN ran the products") }
+        for (M, N, K) in [(1, 1, 1), (3, 17, 5), (13, 100, 130), (128, 384, 1536)] {
+            let q = (0..<(N * K)).map { _ in Int8(Int(rng.next() % 127) - 63) }
+            let s = (0..<N).map { _ in 0.01 + rng.nextFloat() }
+            let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer { PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: N, K: K) } }
+            let x = (0..<(M * K)).map { _ in rng.nextGaussian() }
+            let acts = QuantizedActivations(maxRows: M, K: K)
+            x.withUnsafeBufferPointer { acts.quantize($0.baseAddress!, M: M, K: K) }
+            let bias = (0..<N).map { _ in rng.nextGaussian() }
+            let start = (0..<(M * N)).map { _ in rng.nextGaussian() }
+            for accumulate in [false, true] {
+                var a = accumulate ? start : [Float](repeating: .nan, count: M * N), b = a
+                a.withUnsafeMutableBufferPointer { yp in bias.withUnsafeBufferPointer {
+                    int8Linear(yp.baseAddress!, acts, M: M, packed, bias: $0.baseAddress!, kernel: .scalar, accumulate: accumulate)
+                } }
+                b.withUnsafeMutableBufferPointer { yp in bias.withUnsafeBufferPointer {
+                    int8Linear(yp.baseAddress!, acts, M: M, packed, bias: $0.baseAddress!, kernel: .onednn, accumulate: accumulate)
+                } }
+                XCTAssertEqual(a, b, "onednn \(M)×\(N)×\(K) accumulate \(accumulate)")
+            }
+        }
+    }
 }

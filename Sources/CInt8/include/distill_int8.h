@@ -54,6 +54,11 @@ typedef struct {
 
 void distill_i8_gemm(int kernel, const distill_i8_args *args);
 
+/// The same dequantization from products computed elsewhere (oneDNN): acc[m·ldacc + n] =
+/// Σ_k xq[m][k] · w[n][k] (without the zero point), so y = fmaf(acc − xzero[m]·colsum[n],
+/// xs[m]·ws[n], addend) — bit for bit what the kernels give.
+void distill_i8_dequantize(const distill_i8_args *args, const int32_t *acc, long ldacc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,240 @@
+// See include/distill_dnnl.h.
+#include "distill_dnnl.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if !defined(DISTILL_NO_DNNL) && __has_include(<oneapi/dnnl/dnnl.h>)
+#include <oneapi/dnnl/dnnl.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#define HAVE_DNNL 1
+#endif
+
+#ifndef HAVE_DNNL
+
+int distill_dnnl_load(void) { return 0; }
+const char *distill_dnnl_status(void) { return "not built in (dnnl.h was not found when Distillery was built; install libdnnl-dev and rebuild)"; }
+int distill_dnnl_isa(void) { return 0; }
+const char *distill_dnnl_isa_name(void) { return "none"; }
+void distill_dnnl_set_threads(int n) { (void)n; }
+int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, const float *A, long lda, const float *B, long ldb,
+                       float beta, float *C, long ldc) {
+    (void)ta; (void)tb; (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda; (void)B; (void)ldb; (void)beta; (void)C; (void)ldc;
+    return -1;
+}
+int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long sm, long sk, const void *wei, long wk, long wn,
+                        void *dst, long ldc, int accumulate) {
+    (void)types; (void)M; (void)N; (void)K; (void)src; (void)sm; (void)sk; (void)wei; (void)wk; (void)wn; (void)dst; (void)ldc; (void)accumulate;
+    return -1;
+}
+int distill_dnnl_supports(int types) { (void)types; return 0; }
+
+#else
+
+// The entry points used, resolved from the library at run time.
+#define FUNCS(X)                                                                                                   \
+    X(const dnnl_version_t *, dnnl_version, (void))                                                                \
+    X(dnnl_cpu_isa_t, dnnl_get_effective_cpu_isa, (void))                                                          \
+    X(dnnl_status_t, dnnl_sgemm, (char, char, dnnl_dim_t, dnnl_dim_t, dnnl_dim_t, float, const float *, dnnl_dim_t, \
+                                  const float *, dnnl_dim_t, float, float *, dnnl_dim_t))                          \
+    X(dnnl_status_t, dnnl_engine_create, (dnnl_engine_t *, dnnl_engine_kind_t, size_t))                            \
+    X(dnnl_status_t, dnnl_stream_create, (dnnl_stream_t *, dnnl_engine_t, unsigned))                               \
+    X(dnnl_status_t, dnnl_stream_wait, (dnnl_stream_t))                                                            \
+    X(dnnl_status_t, dnnl_memory_desc_init_by_strides, (dnnl_memory_desc_t *, int, const dnnl_dims_t,              \
+                                                        dnnl_data_type_t, const dnnl_dims_t))                      \
+    X(dnnl_status_t, dnnl_matmul_desc_init, (dnnl_matmul_desc_t *, const dnnl_memory_desc_t *,                     \
+                                             const dnnl_memory_desc_t *, const dnnl_memory_desc_t *,               \
+                                             const dnnl_memory_desc_t *))                                          \
+    X(dnnl_status_t, dnnl_primitive_attr_create, (dnnl_primitive_attr_t *))                                        \
+    X(dnnl_status_t, dnnl_primitive_attr_destroy, (dnnl_primitive_attr_t))                                        \
+    X(dnnl_status_t, dnnl_post_ops_create, (dnnl_post_ops_t *))                                                    \
+    X(dnnl_status_t, dnnl_post_ops_destroy, (dnnl_post_ops_t))                                                     \
+    X(dnnl_status_t, dnnl_post_ops_append_sum, (dnnl_post_ops_t, float))                                           \
+    X(dnnl_status_t, dnnl_primitive_attr_set_post_ops, (dnnl_primitive_attr_t, const_dnnl_post_ops_t))             \
+    X(dnnl_status_t, dnnl_primitive_desc_create, (dnnl_primitive_desc_t *, const_dnnl_op_desc_t,                   \
+                                                  const_dnnl_primitive_attr_t, dnnl_engine_t,                      \
+                                                  const_dnnl_primitive_desc_t))                                    \
+    X(dnnl_status_t, dnnl_primitive_desc_destroy, (dnnl_primitive_desc_t))                                         \
+    X(dnnl_status_t, dnnl_primitive_desc_query, (const_dnnl_primitive_desc_t, dnnl_query_t, int, void *))          \
+    X(dnnl_status_t, dnnl_primitive_create, (dnnl_primitive_t *, const_dnnl_primitive_desc_t))                     \
+    X(dnnl_status_t, dnnl_primitive_execute, (const_dnnl_primitive_t, dnnl_stream_t, int, const dnnl_exec_arg_t *)) \
+    X(dnnl_status_t, dnnl_memory_create, (dnnl_memory_t *, const dnnl_memory_desc_t *, dnnl_engine_t, void *))    \
+    X(dnnl_status_t, dnnl_memory_set_data_handle, (dnnl_memory_t, void *))
+
+#define DECLARE(ret, name, args) static ret(*p_##name) args;
+FUNCS(DECLARE)
+static void (*p_omp_set_num_threads)(int);
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int loaded = 0;
+static char status[256] = "not loaded";
+static dnnl_engine_t engine;
+static dnnl_stream_t stream;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void load(void) {
+    // oneDNN's OpenMP threads should sleep between our calls, not spin against our own workers.
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+    const char *off = getenv("DISTILL_BACKEND");
+    if (off && strcmp(off, "openblas") == 0) { snprintf(status, sizeof status, "not used (DISTILL_BACKEND=openblas)"); return; }
+    void *h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!h) { snprintf(status, sizeof status, "not installed (libdnnl.so.2: %s)", dlerror()); return; }
+#define RESOLVE(ret, name, args)                                                                          \
+    p_##name = (ret(*) args)dlsym(h, #name);                                                              \
+    if (!p_##name) { snprintf(status, sizeof status, "libdnnl.so.2 lacks %s", #name); return; }
+    FUNCS(RESOLVE)
+    p_omp_set_num_threads = (void (*)(int))dlsym(h, "omp_set_num_threads");
+    const dnnl_version_t *v = p_dnnl_version();
+    if (v->major != DNNL_VERSION_MAJOR) {
+        snprintf(status, sizeof status, "libdnnl.so.2 is version %d.%d, built against %d", v->major, v->minor, DNNL_VERSION_MAJOR);
+        return;
+    }
+    if (p_dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success || p_dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success) {
+        snprintf(status, sizeof status, "oneDNN %d.%d.%d: cannot create a CPU engine", v->major, v->minor, v->patch);
+        return;
+    }
+    loaded = 1;
+    snprintf(status, sizeof status, "oneDNN %d.%d.%d, ISA %s", v->major, v->minor, v->patch, distill_dnnl_isa_name());
+}
+
+int distill_dnnl_load(void) { pthread_once(&once, load); return loaded; }
+const char *distill_dnnl_status(void) { distill_dnnl_load(); return status; }
+int distill_dnnl_isa(void) { return distill_dnnl_load() ? (int)p_dnnl_get_effective_cpu_isa() : 0; }
+
+const char *distill_dnnl_isa_name(void) {
+    if (!loaded) return "none";
+    switch (p_dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+    }
+}
+
+void distill_dnnl_set_threads(int n) {
+    if (distill_dnnl_load() && p_omp_set_num_threads) p_omp_set_num_threads(n);
+}
+
+int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, const float *A, long lda, const float *B, long ldb,
+                       float beta, float *C, long ldc) {
+    if (!distill_dnnl_load()) return -1;
+    return p_dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success ? 0 : -1;
+}
+
+// ---------------------------------------------------------------- matmul primitives, cached
+
+typedef struct {
+    int types, accumulate;
+    long M, N, K, sm, sk, wk, wn, ldc;
+    dnnl_primitive_t prim;   // NULL: oneDNN cannot run this shape and types
+    dnnl_memory_t src, wei, dst;
+} entry_t;
+
+static entry_t *cache = NULL;
+static int cached = 0, capacity = 0;
+
+static dnnl_data_type_t src_type(int t) { return t == DISTILL_DNNL_BF16 ? dnnl_bf16 : t == DISTILL_DNNL_U8S8 ? dnnl_u8 : dnnl_f32; }
+static dnnl_data_type_t wei_type(int t) { return t == DISTILL_DNNL_BF16 ? dnnl_bf16 : t == DISTILL_DNNL_U8S8 ? dnnl_s8 : dnnl_f32; }
+static dnnl_data_type_t dst_type(int t) { return t == DISTILL_DNNL_U8S8 ? dnnl_s32 : dnnl_f32; }
+
+static void make(entry_t *e) {
+    dnnl_memory_desc_t s, w, d;
+    dnnl_dims_t sd = {e->M, e->K}, ss = {e->sm, e->sk};
+    dnnl_dims_t wd = {e->K, e->N}, ws = {e->wk, e->wn};
+    dnnl_dims_t dd = {e->M, e->N}, ds = {e->ldc, 1};
+    e->prim = NULL;
+    if (p_dnnl_memory_desc_init_by_strides(&s, 2, sd, src_type(e->types), ss) != dnnl_success) return;
+    if (p_dnnl_memory_desc_init_by_strides(&w, 2, wd, wei_type(e->types), ws) != dnnl_success) return;
+    if (p_dnnl_memory_desc_init_by_strides(&d, 2, dd, dst_type(e->types), ds) != dnnl_success) return;
+    dnnl_matmul_desc_t md;
+    if (p_dnnl_matmul_desc_init(&md, &s, &w, NULL, &d) != dnnl_success) return;
+    dnnl_primitive_attr_t attr;
+    p_dnnl_primitive_attr_create(&attr);
+    dnnl_post_ops_t po = NULL;
+    if (e->accumulate) {
+        p_dnnl_post_ops_create(&po);
+        p_dnnl_post_ops_append_sum(po, 1.0f);
+        p_dnnl_primitive_attr_set_post_ops(attr, po);
+    }
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = p_dnnl_primitive_desc_create(&pd, &md, attr, engine, NULL);
+    if (po) p_dnnl_post_ops_destroy(po);
+    p_dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) return;
+    // A reference implementation would be slower than our own kernels: only optimised ones count.
+    const char *impl = NULL;
+    if (p_dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl || strstr(impl, "ref")) {
+        p_dnnl_primitive_desc_destroy(pd);
+        return;
+    }
+    if (p_dnnl_primitive_create(&e->prim, pd) != dnnl_success) { e->prim = NULL; p_dnnl_primitive_desc_destroy(pd); return; }
+    p_dnnl_primitive_desc_destroy(pd);
+    p_dnnl_memory_create(&e->src, &s, engine, DNNL_MEMORY_NONE);
+    p_dnnl_memory_create(&e->wei, &w, engine, DNNL_MEMORY_NONE);
+    p_dnnl_memory_create(&e->dst, &d, engine, DNNL_MEMORY_NONE);
+}
+
+int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long sm, long sk, const void *wei, long wk, long wn,
+                        void *dst, long ldc, int accumulate) {
+    if (!distill_dnnl_load()) return -1;
+    if (types == DISTILL_DNNL_U8S8) accumulate = 0;
+    pthread_mutex_lock(&lock);
+    entry_t *e = NULL;
+    for (int i = 0; i < cached; i++) {
+        entry_t *c = &cache[i];
+        if (c->types == types && c->accumulate == accumulate && c->M == M && c->N == N && c->K == K && c->sm == sm && c->sk == sk &&
+            c->wk == wk && c->wn == wn && c->ldc == ldc) { e = c; break; }
+    }
+    if (!e) {
+        if (cached == capacity) {
+            int cap = capacity ? 2 * capacity : 64;
+            entry_t *grown = (entry_t *)realloc(cache, (size_t)cap * sizeof(entry_t));
+            if (!grown) { pthread_mutex_unlock(&lock); return -1; }
+            cache = grown; capacity = cap;
+        }
+        e = &cache[cached++];
+        memset(e, 0, sizeof *e);
+        e->types = types; e->accumulate = accumulate; e->M = M; e->N = N; e->K = K;
+        e->sm = sm; e->sk = sk; e->wk = wk; e->wn = wn; e->ldc = ldc;
+        make(e);
+    }
+    int rc = -1;
+    if (e->prim) {
+        p_dnnl_memory_set_data_handle(e->src, (void *)src);
+        p_dnnl_memory_set_data_handle(e->wei, (void *)wei);
+        p_dnnl_memory_set_data_handle(e->dst, dst);
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
+        if (p_dnnl_primitive_execute(e->prim, stream, 3, args) == dnnl_success && p_dnnl_stream_wait(stream) == dnnl_success) rc = 0;
+    }
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
+
+int distill_dnnl_supports(int types) {
+    if (!distill_dnnl_load()) return 0;
+    enum { M = 32, N = 48, K = 256 };
+    if (types == DISTILL_DNNL_U8S8) {
+        // All-maximum operands: exact only without 16-bit intermediate saturation.
+        static uint8_t a[M * K]; static int8_t b[N * K]; static int32_t c[M * N];
+        memset(a, 255, sizeof a); memset(b, 127, sizeof b);
+        if (distill_dnnl_matmul(types, M, N, K, a, K, 1, b, 1, K, c, N, 0) != 0) return 0;
+        for (int i = 0; i < M * N; i++) if (c[i] != 255 * 127 * K) return 0;
+        return 1;
+    }
+    static uint16_t a16[M * K], b16[N * K]; static float af[M * K], bf[N * K], c[M * N];
+    for (int i = 0; i < M * K; i++) { a16[i] = 0x3F80; af[i] = 1; }   // 1.0
+    for (int i = 0; i < N * K; i++) { b16[i] = 0x4000; bf[i] = 2; }   // 2.0
+    const void *a = types == DISTILL_DNNL_BF16 ? (const void *)a16 : (const void *)af;
+    const void *b = types == DISTILL_DNNL_BF16 ? (const void *)b16 : (const void *)bf;
+    if (distill_dnnl_matmul(types, M, N, K, a, K, 1, b, 1, K, c, N, 0) != 0) return 0;
+    for (int i = 0; i < M * N; i++) if (c[i] != 2.0f * K) return 0;
+    return 1;
+}
+
+#endif

@@ -1,0 +1,49 @@
+// oneDNN (Debian's libdnnl-dev) as an optional backend for the matrix products, loaded at run
+// time: nothing links against it, so a machine without it builds and runs Distillery on
+// OpenBLAS. The shim is compiled against dnnl.h when the build machine has it (and
+// DISTILL_NO_DNNL is not defined); otherwise every call reports that oneDNN is unavailable.
+//
+// oneDNN chooses its kernels by CPUID: AMX and AVX512-BF16 for bf16, VNNI or AMX for int8.
+// Calls are made from one thread at a time; oneDNN's own OpenMP threads do the work.
+#ifndef DISTILL_DNNL_H
+#define DISTILL_DNNL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Loads libdnnl.so.2 (once). 1 if usable, 0 if not (see distill_dnnl_status).
+int distill_dnnl_load(void);
+/// "oneDNN 2.6.3, ISA avx2" or why it is not used.
+const char *distill_dnnl_status(void);
+/// The ISA oneDNN runs (its dnnl_cpu_isa_t value; 0 when not loaded) and its name.
+int distill_dnnl_isa(void);
+const char *distill_dnnl_isa_name(void);
+/// OpenMP threads oneDNN uses.
+void distill_dnnl_set_threads(int n);
+
+/// Row-major C[M×N] = alpha · op(A) · op(B) + beta · C (oneDNN's sgemm). 0 on success.
+int distill_dnnl_sgemm(char transa, char transb, long M, long N, long K, float alpha, const float *A, long lda,
+                       const float *B, long ldb, float beta, float *C, long ldc);
+
+/// Data types of a matmul: 0 f32 × f32 → f32, 1 bf16 × bf16 → f32, 2 u8 × s8 → s32.
+enum { DISTILL_DNNL_F32 = 0, DISTILL_DNNL_BF16 = 1, DISTILL_DNNL_U8S8 = 2 };
+
+/// dst[M×N] (row stride ldc) = src · wei, or += with accumulate (f32 results only), where
+/// src is logically [M×K] with element (m, k) at src[m·sm + k·sk] and wei is logically [K×N]
+/// with element (k, n) at wei[k·wk + n·wn]. Primitives are made once per shape and cached.
+/// 0 on success; nonzero when oneDNN cannot run it (the caller falls back).
+int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long sm, long sk, const void *wei, long wk, long wn,
+                        void *dst, long ldc, int accumulate);
+
+/// Whether a kind of product runs here: types as above. For u8 × s8 it also checks that the
+/// results are exact (oneDNN on AVX2 without VNNI saturates 16-bit intermediate sums).
+int distill_dnnl_supports(int types);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
