@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import DistilleryTensor
 
@@ -18,4 +19,27 @@ public struct Distill: ParsableCommand {
     )
 
     public init() {}
+}
+
+extension Distill {
+    /// Runs the command line: errors are printed as one line a user can act on and the exit
+    /// status is non-zero (1 for failures, 64 for usage errors, 130 after Ctrl-C). Foundation's
+    /// file errors are rewritten to name the file.
+    public static func runMain() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: readable(error))
+        }
+    }
+
+    static func readable(_ error: Error) -> Error {
+        let e = error as NSError
+        guard e.domain == NSCocoaErrorDomain || e.domain == NSPOSIXErrorDomain else { return error }
+        let path = (e.userInfo[NSFilePathErrorKey] as? String) ?? (e.userInfo[NSURLErrorKey] as? URL)?.path ?? "a file"
+        let reason = (e.userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+            ?? e.localizedFailureReason ?? e.localizedDescription
+        return FileError(path: path, operation: "use", reason: reason)
+    }
 }

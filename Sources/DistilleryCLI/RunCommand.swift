@@ -22,11 +22,18 @@ struct RunCommand: ParsableCommand {
     var recipe: String
     @Flag(name: .long, help: "Continue from the output folder's saved state.")
     var resume = false
+    @Flag(name: .long, help: "Start again in an output folder that holds a previous run (its state, metrics and student are deleted).")
+    var overwrite = false
     @Option(name: .long, help: "Stop after this many steps (state saved; resume later).")
     var stopAfter: Int?
     @Flag(name: .long, help: "Print the final summary as JSON.")
     var json = false
     @OptionGroup var threads: ThreadOptions
+
+    func validate() throws {
+        if resume && overwrite { throw ValidationError("--resume continues the run in the output folder; --overwrite replaces it: give one") }
+        if let stopAfter, stopAfter < 1 { throw ValidationError("--stop-after must be at least 1") }
+    }
 
     func run() throws {
         threads.apply()
@@ -36,7 +43,8 @@ struct RunCommand: ParsableCommand {
         let stop = Interrupt.install()
         let bar = ProgressBar("distil", total: 1)
         var lastLine = 0.0
-        let summary = try Trainer(recipe: r).run(resume: resume, stopAfterSteps: stopAfter, interrupt: { stop.requested }) { event in
+        let summary = try Trainer(recipe: r).run(resume: resume, overwrite: overwrite, stopAfterSteps: stopAfter,
+                                                 interrupt: { stop.requested }) { event in
             switch event {
             case .message(let m): log(m)
             case let .preparing(file, done, total):
@@ -58,11 +66,12 @@ struct RunCommand: ParsableCommand {
             }
         }
         bar.finish()
-        if json { print(try jsonText(summary)); return }
-        if summary.interrupted || summary.steps < summary.totalSteps {
+        if json { print(try jsonText(summary)) } else if summary.interrupted || summary.steps < summary.totalSteps {
             print("stopped at step \(summary.steps) of \(summary.totalSteps); state saved in \(r.output)/state.safetensors.zst (continue with --resume)")
-            return
         }
+        // Interrupted by Ctrl-C: the state is saved; exit as a signalled program does.
+        if summary.interrupted { throw ExitCode(130) }
+        if json || summary.steps < summary.totalSteps { return }
         print("""
         done: \(summary.steps) steps, \(grouped(summary.tokens)) tokens in \(formatDuration(summary.seconds)) (\(grouped(Int(summary.tokensPerSecond))) tokens/s)
         student: \(grouped(summary.studentParameters)) parameters (teacher \(grouped(summary.teacherParameters)), \(fixed(Double(summary.studentParameters) / Double(max(1, summary.teacherParameters)), 2))×)

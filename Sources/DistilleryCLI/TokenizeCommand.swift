@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import DistilleryModels
 import DistilleryTensor
 import DistilleryText
 
@@ -44,12 +45,21 @@ struct TokenizeRequest: Decodable {
 
     static func read(texts: [String], maxLength: Int?, input: String?) throws -> [TokenizeRequest] {
         guard let input else { return texts.map { TokenizeRequest(text: $0, textPair: nil, maxLength: maxLength) } }
-        let data = try String(contentsOfFile: input, encoding: .utf8)
+        let data = try readFile(input)
         var out: [TokenizeRequest] = []
-        for (n, line) in data.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
-            do { out.append(try JSONDecoder().decode(TokenizeRequest.self, from: Data(line.utf8))) } catch {
-                throw ValidationError("\(input):\(n + 1): expected {\"text\": …, \"text_pair\"?: …, \"max_length\"?: …}: \(error)")
+        for (n, bytes) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
+            guard let line = String(validating: bytes, as: UTF8.self) else {
+                throw ValidationError("\(input):\(n + 1): not valid UTF-8")
             }
+            if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            let request: TokenizeRequest
+            do { request = try JSONDecoder().decode(TokenizeRequest.self, from: Data(line.utf8)) } catch {
+                throw ValidationError("\(input):\(n + 1): expected {\"text\": …, \"text_pair\"?: …, \"max_length\"?: …}: \(describe(error))")
+            }
+            if let m = request.maxLength, !(2...65536).contains(m) {
+                throw ValidationError("\(input):\(n + 1): max_length must be 2…65536, got \(m)")
+            }
+            out.append(request)
         }
         return out
     }

@@ -73,7 +73,7 @@ public struct EvalSet: Sendable {
             return set
         }
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distill-eval-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.createFolder(dir)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let tok = dir + "/data.tok"
         _ = try Corpus.prepare(inputs: [path], tokenizer: tokenizer, maxSequenceLength: maxSequenceLength, output: tok, progress: progress)

@@ -162,13 +162,28 @@ public final class Checkpoint: TensorSource, @unchecked Sendable {
 
     /// The whole decompressed safetensors file (what `zstd -d` gives, unshuffled).
     public func decompressAll() throws -> AlignedBuffer<UInt8> {
+        try MemoryBudget.check(decompressedSize, for: "\(path): holding the decompressed checkpoint")
         let buf = AlignedBuffer<UInt8>(count: decompressedSize)
         try decompress(range: 0, decompressedSize, into: buf.base)
         return buf
     }
 
-    /// Decompresses every frame, verifying every checksum.
-    public func verify() throws { _ = try decompressAll() }
+    /// Decompresses every frame, verifying every checksum, a few frames at a time: memory stays
+    /// at a few frames whatever the file declares.
+    public func verify() throws {
+        // Room for two of the largest frames (checked on open: at most 64 MiB, the header's 100 MB).
+        let window = 2 * max(1, frames.map(\.size).max() ?? 1)
+        let buf = AlignedBuffer<UInt8>(count: min(window, max(1, decompressedSize)))
+        var start = 0
+        while start < decompressedSize {
+            // Whole frames up to the window (one always fits).
+            var end = start
+            for f in frames where f.offset >= start && f.offset + f.size <= start + buf.count { end = f.offset + f.size }
+            if end == start { end = min(decompressedSize, start + buf.count) }
+            try decompress(range: start, end, into: buf.base)
+            start = end
+        }
+    }
 
     /// Compressed bytes spent on a tensor (its frames; frames never mix tensors).
     public func compressedSize(of info: TensorInfo) -> Int {

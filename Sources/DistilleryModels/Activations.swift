@@ -69,16 +69,29 @@ public final class EncoderActivations: @unchecked Sendable {
     var dEmbA: Loc, dEmbB: Loc, dHeadA: Loc, dHeadB: Loc
 
     /// Activations for `model` (whose matrix formats set the products' scratch).
-    public convenience init(model: EncoderModel, maxB: Int, maxS: Int, training: Bool, scratch: ScratchArena = ScratchArena()) {
-        self.init(config: model.config, maxB: maxB, maxS: maxS, training: training, scratch: scratch,
-                  linearScratch: model.linearScratch(rows: maxB * maxS, training: training))
+    public convenience init(model: EncoderModel, maxB: Int, maxS: Int, training: Bool, scratch: ScratchArena = ScratchArena()) throws {
+        try self.init(config: model.config, maxB: maxB, maxS: maxS, training: training, scratch: scratch,
+                      linearScratch: model.linearScratch(rows: maxB * maxS, training: training))
     }
 
+    /// Checks that activations for batches of maxB × maxS tokens fit in memory, allocating
+    /// nothing (what `distill validate` checks for a recipe's batch).
+    public static func checkFits(config: EncoderConfig, maxB: Int, maxS: Int, training: Bool) throws {
+        _ = try EncoderActivations(config: config, maxB: maxB, maxS: maxS, training: training, planOnly: true)
+    }
+
+    /// Plans the buffers, checks they fit in memory (naming the batch), then allocates them
+    /// (unless `planOnly`).
     public init(config c: EncoderConfig, maxB: Int, maxS: Int, training: Bool, scratch: ScratchArena = ScratchArena(),
-                linearScratch: Int = 0) {
+                linearScratch: Int = 0, planOnly: Bool = false) throws {
         config = c; self.maxB = maxB; self.maxS = maxS; self.training = training; self.scratch = scratch
         linearScratchFloats = linearScratch
         let nSteps = ParameterLayout(config: c).steps.count
+        // The largest products below (N·I, N·3H, S·S per thread, with room for the sums) must
+        // not overflow before the budget is checked.
+        guard maxB > 0, maxS > 0, MemoryBudget.product(maxB, maxS, max(c.intermediateSize, 3 * c.hiddenSize, maxS), nSteps + 2, 64) != nil else {
+            throw MemoryBudgetError.tooLarge(what: "activations for batches of \(maxB) × \(maxS) tokens", bytes: nil, budget: MemoryBudget.bytes)
+        }
         let N = maxB * maxS, H = c.hiddenSize, E = c.embeddingSize, I = c.intermediateSize
         let Ht = c.headWidth
         var storedSize = 0, scratchSize = 0
@@ -130,12 +143,15 @@ public final class EncoderActivations: @unchecked Sendable {
             (dHiddenA, dHiddenB, dRes, dLn1, dTmp, dCtx, dQKV) = (none, none, none, none, none, none, none)
             (dEmbA, dEmbB, dHeadA, dHeadB) = (none, none, none, none)
         }
-        stored = FloatBuffer(count: storedSize)
-        scratch.reserve(scratchSize)
-        ids = AlignedBuffer<Int32>(count: N)
-        types = AlignedBuffer<Int32>(count: N)
-        positions = AlignedBuffer<Int32>(count: N)
-        mask = FloatBuffer(count: N)
+        try MemoryBudget.check(MemoryBudget.product(MemoryBudget.sum([storedSize, scratchSize, 3 * N]) ?? Int.max, 4),
+                               for: "\(training ? "training" : "inference") activations for batches of \(maxB) × \(maxS) tokens")
+        let n = planOnly ? 0 : N
+        stored = FloatBuffer(count: planOnly ? 0 : storedSize)
+        if !planOnly { scratch.reserve(scratchSize) }
+        ids = AlignedBuffer<Int32>(count: n)
+        types = AlignedBuffer<Int32>(count: n)
+        positions = AlignedBuffer<Int32>(count: n)
+        mask = FloatBuffer(count: n)
     }
 
     @inline(__always) func f(_ l: Loc) -> UnsafeMutablePointer<Float> {

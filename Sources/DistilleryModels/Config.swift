@@ -144,15 +144,24 @@ public struct EncoderConfig: Codable, Sendable, Equatable {
     /// DistilBERT applies no dropout after the attention output projection.
     public var dropoutAfterAttentionOutput: Bool { family != .distilbert }
 
-    /// Checks the dimensions fit together.
+    /// Upper bounds on each dimension: far above any real model, low enough that products of
+    /// them cannot overflow and that token ids fit in Int32.
+    public static let limits: [(field: String, max: Int)] = [
+        ("vocab_size", Int(Int32.max)), ("hidden_size", 1 << 16), ("embedding_size", 1 << 16), ("num_hidden_layers", 4096),
+        ("num_attention_heads", 4096), ("intermediate_size", 1 << 20), ("max_position_embeddings", 1 << 20), ("type_vocab_size", 1 << 16),
+    ]
+
+    /// Checks the dimensions fit together and the model fits in memory, before anything is
+    /// allocated.
     public func validate() throws {
         func bad(_ field: String, _ why: String) -> ConfigError { .invalidValue(field: field, reason: why) }
-        for (f, v) in [("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("embedding_size", embeddingSize),
-                       ("num_hidden_layers", numLayers), ("num_attention_heads", numHeads),
-                       ("intermediate_size", intermediateSize), ("max_position_embeddings", maxPositions)] where v <= 0 {
-            throw bad(f, "must be positive, got \(v)")
+        let values = [vocabSize, hiddenSize, embeddingSize, numLayers, numHeads, intermediateSize, maxPositions, typeVocabSize]
+        for ((field, limit), v) in zip(Self.limits, values) {
+            if field == "type_vocab_size" { if v < 0 { throw bad(field, "must not be negative, got \(v)") } } else if v <= 0 {
+                throw bad(field, "must be positive, got \(v)")
+            }
+            if v > limit { throw bad(field, "\(v) is beyond any model Distillery can run (at most \(limit))") }
         }
-        if typeVocabSize < 0 { throw bad("type_vocab_size", "must not be negative") }
         if hiddenSize % numHeads != 0 {
             throw bad("num_attention_heads", "hidden_size \(hiddenSize) is not divisible by \(numHeads) heads")
         }
@@ -161,26 +170,57 @@ public struct EncoderConfig: Codable, Sendable, Equatable {
         }
         if !(0..<1).contains(hiddenDropout) { throw bad("hidden_dropout_prob", "must be in [0, 1)") }
         if !(0..<1).contains(attentionDropout) { throw bad("attention_probs_dropout_prob", "must be in [0, 1)") }
+        if !(layerNormEps > 0 && layerNormEps.isFinite && layerNormEps < 1) {
+            throw bad("layer_norm_eps", "must be a small positive number (PyTorch's default is 1e-12), got \(layerNormEps)")
+        }
+        if padTokenId < 0 || padTokenId >= vocabSize { throw bad("pad_token_id", "\(padTokenId) is not a token id (0…\(vocabSize - 1))") }
         switch sharing {
         case .none: break
         case let .groups(g, inner):
             if family != .albert { throw bad("layer_sharing", "layer groups are an ALBERT feature") }
-            if g <= 0 || inner <= 0 { throw bad("num_hidden_groups", "groups and inner_group_num must be positive") }
-            if numLayers % g != 0 {
-                throw bad("num_hidden_groups", "\(numLayers) layers cannot be split evenly into \(g) groups")
-            }
+            if g <= 0 || g > numLayers { throw bad("num_hidden_groups", "must be 1…num_hidden_layers (\(numLayers)), got \(g)") }
+            if inner <= 0 || inner > 64 { throw bad("inner_group_num", "must be 1…64, got \(inner)") }
         case .attention, .ffn:
             if family != .albert { throw bad("layer_sharing", "cross-layer sharing is an ALBERT feature") }
         }
+        try MemoryBudget.check(parameterBytes, for: "a model of this configuration (\(largestComponent))")
+    }
+
+    /// Bytes of the fp32 parameters, computed with overflow checks (nil: beyond 64 bits).
+    public var parameterBytes: Int? {
+        let (blocksA, blocksF) = ParameterLayout.blockCounts(self)
+        let H = hiddenSize, E = embeddingSize, I = intermediateSize
+        let p = MemoryBudget.product
+        let floats = MemoryBudget.sum([
+            p(vocabSize, E), p(maxPositions, E), p(typeVocabSize, E), p(4, E), p(H, E + 1),
+            p(blocksA, 4 * H * H + 6 * H), p(blocksF, 2 * H * I + I + 3 * H),
+            p(H, H + 1), p(E + H, H + 1), p(vocabSize, 1),
+        ])
+        return floats.flatMap { MemoryBudget.product($0, 4) }
+    }
+
+    /// The field behind the largest part of the model, for messages.
+    var largestComponent: String {
+        let (blocksA, blocksF) = ParameterLayout.blockCounts(self)
+        let parts: [(String, Double)] = [
+            ("vocab_size \(vocabSize) × embedding_size \(embeddingSize)", Double(vocabSize) * Double(embeddingSize)),
+            ("max_position_embeddings \(maxPositions) × embedding_size \(embeddingSize)", Double(maxPositions) * Double(embeddingSize)),
+            ("type_vocab_size \(typeVocabSize) × embedding_size \(embeddingSize)", Double(typeVocabSize) * Double(embeddingSize)),
+            ("\(blocksA) attention blocks × hidden_size \(hiddenSize)²", Double(blocksA) * 4 * Double(hiddenSize) * Double(hiddenSize)),
+            ("\(blocksF) FFN blocks × hidden_size \(hiddenSize) × intermediate_size \(intermediateSize)",
+             Double(blocksF) * 2 * Double(hiddenSize) * Double(intermediateSize)),
+        ]
+        return parts.max { $0.1 < $1.1 }!.0
     }
 }
 
-public enum ConfigError: Error, CustomStringConvertible, Equatable {
+public indirect enum ConfigError: Error, CustomStringConvertible, Equatable {
     case unreadable(path: String, reason: String)
     case unknownModelType(path: String, modelType: String?)
     case unsupported(path: String, field: String, value: String, reason: String)
     case invalidValue(field: String, reason: String)
     case invalid(path: String, field: String, reason: String)
+    case inFile(path: String, ConfigError)
 
     public var description: String {
         switch self {
@@ -190,6 +230,7 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
         case let .unsupported(p, f, v, r): return "\(p): \(f) = \(v) is not supported: \(r)"
         case let .invalidValue(f, r): return "config field \(f): \(r)"
         case let .invalid(p, f, r): return "\(p): \(f): \(r)"
+        case let .inFile(p, e): return "\(p): \(e)"
         }
     }
 }

@@ -107,7 +107,7 @@ extension EncoderModel {
             residualForward(a.f(s.ffnRes), ln1Out, tmp, count: N * H)
             layerNormForward(out, mean: a.f(s.ln2Mean), rstd: a.f(s.ln2Rstd), a.f(s.ffnRes),
                              weight: p(ff.normWeight), bias: p(ff.normBias), N: N, C: H, eps: eps)
-            if (k + 1) % L.stepsPerHiddenState == 0 { onHiddenState?((k + 1) / L.stepsPerHiddenState, out) }
+            onHiddenState?(k + 1, out)
         }
     }
 

@@ -263,7 +263,14 @@ public struct HuggingFaceConfig: Sendable {
         return try decode(data, path: path)
     }
 
+    /// Decodes a config.json and checks it (dimensions, limits, memory) before anything is built.
     public static func decode(_ data: Data, path: String) throws -> HuggingFaceConfig {
+        let c = try decodeUnchecked(data, path: path)
+        do { try c.encoder.validate() } catch let e as ConfigError { throw ConfigError.inFile(path: path, e) }
+        return c
+    }
+
+    static func decodeUnchecked(_ data: Data, path: String) throws -> HuggingFaceConfig {
         struct Probe: Decodable { let model_type: String? }
         let probe: Probe
         do { probe = try JSONDecoder().decode(Probe.self, from: data) } catch {

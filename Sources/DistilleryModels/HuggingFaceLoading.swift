@@ -46,10 +46,18 @@ public struct TokenizerFiles: Sendable, Equatable {
     public var config: String?
     public init(vocabulary: String? = nil, config: String? = nil) { self.vocabulary = vocabulary; self.config = config }
 
-    /// Reads vocab.txt and tokenizer_config.json from a folder, where present.
-    public static func read(folder: String) -> TokenizerFiles {
-        func text(_ name: String) -> String? { try? String(contentsOfFile: folder + "/" + name, encoding: .utf8) }
-        return TokenizerFiles(vocabulary: text("vocab.txt"), config: text("tokenizer_config.json"))
+    /// Reads vocab.txt and tokenizer_config.json from a folder, where present (each must be
+    /// readable UTF-8 text).
+    public static func read(folder: String) throws -> TokenizerFiles {
+        func text(_ name: String) throws -> String? {
+            let path = folder + "/" + name
+            guard FileManager.default.fileExists(atPath: path) else { return nil }
+            guard let s = String(validating: try readFile(path), as: UTF8.self) else {
+                throw FileError(path: path, operation: "read", reason: "it is not UTF-8 text")
+            }
+            return s
+        }
+        return TokenizerFiles(vocabulary: try text("vocab.txt"), config: try text("tokenizer_config.json"))
     }
 }
 
@@ -93,7 +101,7 @@ public enum HuggingFaceFolder {
         let hf = try HuggingFaceConfig.load(path: configPath)
         let file = try SafetensorsFile(path: weights)
         let model = try load(hf.encoder, from: file, options: options, codecs: codecs, keepEncoded: keepEncoded)
-        return LoadedModel(model: model, path: folder, tokenizer: .read(folder: folder), metadata: file.metadata)
+        return LoadedModel(model: model, path: folder, tokenizer: try .read(folder: folder), metadata: file.metadata)
     }
 
     /// Prefix-free name → name in the file. The same parameter under both spellings is an error.
@@ -197,7 +205,7 @@ public enum HuggingFaceFolder {
                     throw SafetensorsError.wrongDType(path: source.path, tensor: fileName, dtype: info.dtype,
                                                       expected: "F32, F16, BF16 or F64 (only matrices are stored as \(info.dtype.rawValue))")
                 }
-                let companions = try codecs[c].companions(of: fileName, rows: slot.shape[0], cols: slot.shape[1],
+                let companions = try codecs[c].companions(of: fileName, slot: ours, rows: slot.shape[0], cols: slot.shape[1],
                                                           isEmbedding: embeddingTables.contains(slot.offset), in: source)
                 for t in companions {
                     used.insert(hf + t.name.dropFirst(fileName.count))
@@ -279,7 +287,8 @@ public protocol WeightCodec: Sendable {
     var dtype: DType { get }
     /// The companions of the main tensor `name` [rows × cols] in `source`, each checked (shape,
     /// dtype, values); an error names the missing or bad tensor.
-    func companions(of name: String, rows: Int, cols: Int, isEmbedding: Bool, in source: TensorSource) throws -> [TensorInfo]
+    /// `slot` is our name for the parameter (which layer input a matrix reads follows from it).
+    func companions(of name: String, slot: String, rows: Int, cols: Int, isEmbedding: Bool, in source: TensorSource) throws -> [TensorInfo]
     /// Whether a tensor name is a companion (not a parameter of its own), for listings.
     func isCompanion(_ name: String) -> Bool
     /// The values in fp32: out [rows × cols].

@@ -7,9 +7,9 @@ import DistilleryFormats
 
 extension EncoderModel {
     /// The inference workspace for batches of up to B × S tokens.
-    func inferenceActivations(B: Int, S: Int) -> EncoderActivations {
+    func inferenceActivations(B: Int, S: Int) throws -> EncoderActivations {
         if let a = inference, a.maxB >= B, a.maxS >= S, a.linearScratchFloats >= linearScratch(rows: a.maxB * a.maxS) { return a }
-        let a = EncoderActivations(model: self, maxB: max(B, inference?.maxB ?? 0), maxS: max(S, inference?.maxS ?? 0), training: false)
+        let a = try EncoderActivations(model: self, maxB: max(B, inference?.maxB ?? 0), maxS: max(S, inference?.maxS ?? 0), training: false)
         inference = a
         return a
     }
@@ -18,7 +18,7 @@ extension EncoderModel {
     /// and the model has an MLM head, the logits of `logitRows` into it [rows×V].
     public func encode(_ batch: TokenBatch, hidden: UnsafeMutablePointer<Float>, logitRows: [Int] = [],
                        logits: UnsafeMutablePointer<Float>? = nil) throws {
-        let a = inferenceActivations(B: batch.B, S: batch.S)
+        let a = try inferenceActivations(B: batch.B, S: batch.S)
         let N = batch.B * batch.S, H = config.hiddenSize
         try forward(batch, a)
         hidden.update(from: a.lastHidden, count: N * H)
@@ -43,7 +43,7 @@ extension EncoderModel {
     /// `distill forward`'s outputs: F32 `hidden_states.0` (embedding output) … `hidden_states.L`,
     /// shape [B, S, H], and `logits` [B, S, V] when the model has an MLM head.
     public func referenceOutputs(_ batch: TokenBatch) throws -> [OwnedTensor] {
-        let a = inferenceActivations(B: batch.B, S: batch.S)
+        let a = try inferenceActivations(B: batch.B, S: batch.S)
         let B = batch.B, S = batch.S, H = config.hiddenSize, N = B * S
         var out: [OwnedTensor] = []
         try forward(batch, a, onHiddenState: { i, h in

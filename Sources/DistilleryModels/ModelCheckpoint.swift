@@ -99,13 +99,31 @@ public enum ModelCheckpoint {
                                    to: path, level: level, byteShuffle: byteShuffle)
     }
 
-    /// The encoder configuration recorded in a checkpoint.
+    /// The encoder configuration recorded in a checkpoint, checked as a config.json is; the
+    /// format version must be one this build reads.
     public static func config(of c: Checkpoint) throws -> EncoderConfig {
+        try checkFormatVersion(c)
         guard let text = c.metadata[CheckpointKey.config] else {
             throw ModelCheckpointError.missingMetadata(path: c.path, key: CheckpointKey.config)
         }
-        do { return try JSONDecoder().decode(EncoderConfig.self, from: Data(text.utf8)) } catch {
+        let config: EncoderConfig
+        do { config = try JSONDecoder().decode(EncoderConfig.self, from: Data(text.utf8)) } catch {
             throw ModelCheckpointError.badMetadata(path: c.path, key: CheckpointKey.config, reason: describe(error))
+        }
+        do { try config.validate() } catch let e as ConfigError {
+            throw ModelCheckpointError.badMetadata(path: c.path, key: CheckpointKey.config, reason: "\(e)")
+        }
+        return config
+    }
+
+    /// Refuses a checkpoint written by a newer (or unknown) format version.
+    public static func checkFormatVersion(_ c: Checkpoint) throws {
+        guard let v = c.metadata[CheckpointKey.formatVersion] else {
+            throw ModelCheckpointError.missingMetadata(path: c.path, key: CheckpointKey.formatVersion)
+        }
+        guard v == CheckpointFormat.formatVersion else {
+            throw ModelCheckpointError.badMetadata(path: c.path, key: CheckpointKey.formatVersion,
+                                                   reason: "version \(v); this build reads version \(CheckpointFormat.formatVersion)")
         }
     }
 
@@ -125,12 +143,29 @@ public enum ModelCheckpoint {
             || model.config.hasPooler != config.hasPooler && !options.dropPooler {
             throw ModelCheckpointError.badMetadata(path: path, key: CheckpointKey.config, reason: "heads disagree with the tensors")
         }
-        return LoadedModel(model: model, path: path, tokenizer: tokenizer(of: c), metadata: c.metadata)
+        return LoadedModel(model: model, path: path, tokenizer: try tokenizer(of: c), metadata: c.metadata)
     }
 
-    /// The tokenizer files a checkpoint carries in its metadata.
-    public static func tokenizer(of c: Checkpoint) -> TokenizerFiles {
-        TokenizerFiles(vocabulary: c.metadata[CheckpointKey.vocabulary], config: c.metadata[CheckpointKey.tokenizerConfig])
+    /// The tokenizer files a checkpoint carries in its metadata. An embedded vocabulary must be
+    /// one a tokenizer can use (tokens one a line, none empty or repeated): it is exported as
+    /// vocab.txt.
+    public static func tokenizer(of c: Checkpoint) throws -> TokenizerFiles {
+        let files = TokenizerFiles(vocabulary: c.metadata[CheckpointKey.vocabulary], config: c.metadata[CheckpointKey.tokenizerConfig])
+        if let v = files.vocabulary {
+            var lines = v.split(separator: "\n", omittingEmptySubsequences: false)
+            if lines.last == "" { lines.removeLast() }
+            guard !lines.isEmpty else {
+                throw ModelCheckpointError.badMetadata(path: c.path, key: CheckpointKey.vocabulary, reason: "the vocabulary is empty")
+            }
+            var seen = Set<Substring>()
+            for (i, t) in lines.enumerated() {
+                if t.isEmpty { throw ModelCheckpointError.badMetadata(path: c.path, key: CheckpointKey.vocabulary, reason: "line \(i + 1) is empty") }
+                if !seen.insert(t).inserted {
+                    throw ModelCheckpointError.badMetadata(path: c.path, key: CheckpointKey.vocabulary, reason: "token '\(t)' (line \(i + 1)) appears twice")
+                }
+            }
+        }
+        return files
     }
 }
 
@@ -139,7 +174,7 @@ extension HuggingFaceFolder {
     /// into `folder` (created if needed; each file written atomically). Transformers loads the
     /// result as the family's *ForMaskedLM (or base model when there is no head).
     public static func save(_ model: EncoderModel, tokenizer: TokenizerFiles, to folder: String) throws {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try FileManager.default.createFolder(folder)
         try AtomicFileWriter.write(try HuggingFaceConfig.encode(model.config), to: folder + "/config.json")
         try Safetensors.write(model.huggingFaceTensors(unrolled: true), metadata: ["format": "pt"], to: folder + "/model.safetensors")
         if let v = tokenizer.vocabulary { try AtomicFileWriter.write(Data(v.utf8), to: folder + "/vocab.txt") }

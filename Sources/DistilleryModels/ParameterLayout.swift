@@ -105,18 +105,16 @@ public struct ParameterLayout: Sendable {
     public private(set) var ffn: [FFNSlots] = []
     public private(set) var pooler: PoolerSlots?
     public private(set) var head: HeadSlots?
-    /// Applied layers in order; shared blocks appear more than once.
+    /// Applied layers in order; shared blocks appear more than once. ALBERT's groups of
+    /// several sub-layers contribute one step each (transformers 5 reports a hidden state
+    /// after each).
     public let steps: [LayerStep]
-    /// A hidden state is reported after every `stepsPerHiddenState` steps (ALBERT's inner
-    /// groups run several sub-layers per reported layer).
-    public let stepsPerHiddenState: Int
     private var index: [String: Int] = [:]
 
     public init(config c: EncoderConfig) {
         config = c
-        let (nAttention, nFFN, steps, per) = Self.blocks(c)
+        let (nAttention, nFFN, steps) = Self.blocks(c)
         self.steps = steps
-        stepsPerHiddenState = per
         let V = c.vocabSize, H = c.hiddenSize, E = c.embeddingSize, I = c.intermediateSize
 
         let word = add("embeddings.word", [V, E], .wordEmbeddings, decay: true)
@@ -172,23 +170,36 @@ public struct ParameterLayout: Sendable {
         }
     }
 
-    private static func blocks(_ c: EncoderConfig) -> (Int, Int, [LayerStep], Int) {
+    /// Attention and FFN blocks a configuration stores.
+    static func blockCounts(_ c: EncoderConfig) -> (attention: Int, ffn: Int) {
+        switch c.sharing {
+        case .none: return (c.numLayers, c.numLayers)
+        case let .groups(g, inner): return (g * inner, g * inner)
+        case .attention: return (1, c.numLayers)
+        case .ffn: return (c.numLayers, 1)
+        }
+    }
+
+    /// ALBERT: the group layer i runs, as transformers computes it, int(i / (L / G)), which is
+    /// ⌊i·G / L⌋ (groups need not divide the layers evenly: 5 layers in 2 groups run 0, 0, 0, 1, 1).
+    public static func group(ofLayer i: Int, layers L: Int, groups G: Int) -> Int { i * G / L }
+
+    private static func blocks(_ c: EncoderConfig) -> (Int, Int, [LayerStep]) {
         let L = c.numLayers
         switch c.sharing {
         case .none:
-            return (L, L, (0..<L).map { LayerStep(attention: $0, ffn: $0) }, 1)
+            return (L, L, (0..<L).map { LayerStep(attention: $0, ffn: $0) })
         case let .groups(g, inner):
             var steps: [LayerStep] = []
-            let perGroup = max(1, L / max(1, g))
             for i in 0..<L {
-                let group = i / perGroup
+                let group = Self.group(ofLayer: i, layers: L, groups: g)
                 for j in 0..<inner { steps.append(LayerStep(attention: group * inner + j, ffn: group * inner + j)) }
             }
-            return (g * inner, g * inner, steps, inner)
+            return (g * inner, g * inner, steps)
         case .attention:
-            return (1, L, (0..<L).map { LayerStep(attention: 0, ffn: $0) }, 1)
+            return (1, L, (0..<L).map { LayerStep(attention: 0, ffn: $0) })
         case .ffn:
-            return (L, 1, (0..<L).map { LayerStep(attention: $0, ffn: 0) }, 1)
+            return (L, 1, (0..<L).map { LayerStep(attention: $0, ffn: 0) })
         }
     }
 

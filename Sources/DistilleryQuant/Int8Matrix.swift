@@ -81,14 +81,22 @@ public struct Int8Codec: WeightCodec {
 
     public func isCompanion(_ name: String) -> Bool { name.hasSuffix(Self.scaleSuffix) || name.hasSuffix(Self.smoothSuffix) }
 
-    public func companions(of name: String, rows: Int, cols: Int, isEmbedding: Bool, in source: TensorSource) throws -> [TensorInfo] {
+    public func companions(of name: String, slot: String, rows: Int, cols: Int, isEmbedding: Bool, in source: TensorSource) throws -> [TensorInfo] {
         let scale = try source.require(name + Self.scaleSuffix, shape: [rows], dtype: .F32)
         // Scales are finite and ≥ 0; smoothing factors (linear layers only: embedding rows are
         // gathered, not multiplied) finite and normal, since they divide.
         if try !source.floats(scale.name).allSatisfy({ $0.isFinite && $0 >= 0 }) {
             throw ModelLoadError.badValues(file: source.path, tensor: scale.name, expected: "finite scales ≥ 0")
         }
-        guard source.info(name + Self.smoothSuffix) != nil else { return [scale] }
+        guard source.info(name + Self.smoothSuffix) != nil else {
+            // A matrix whose input the scheme smooths was stored as W·diag(smooth): without the
+            // factors its weights cannot be recovered.
+            let scheme = try QuantizationScheme.read(source.metadata, path: source.path) ?? QuantizationScheme()
+            if let input = QuantizationScheme.Input(slot: slot), scheme.smoothedInputs.contains(input) {
+                throw ModelLoadError.missingTensor(file: source.path, tensor: name + Self.smoothSuffix, expectedShape: [cols])
+            }
+            return [scale]
+        }
         if isEmbedding {
             throw ModelLoadError.unexpectedTensor(file: source.path, tensor: name + Self.smoothSuffix, hint: "embedding tables are not smoothed")
         }
@@ -141,14 +149,20 @@ extension QuantizationScheme.Input {
     /// The layer input a matrix of the schedule reads (nil for embedding tables and the pooler).
     public init?(site: MatrixSite) {
         guard let first = site.slots.first else { return nil }
-        let parts = first.split(separator: ".")
+        self.init(slot: first)
+    }
+
+    /// The layer input the matrix slot `slot` (our name) reads.
+    public init?(slot: String) {
+        let parts = slot.split(separator: ".")
         switch (parts.first, parts.count > 2 ? parts[2] : "") {
-        case ("attention", "query"): self = .qkv
+        case ("attention", "query"), ("attention", "key"), ("attention", "value"): self = .qkv
         case ("attention", "output"): self = .attentionOutput
         case ("ffn", "intermediate"): self = .ffnInput
         case ("ffn", "output"): self = .ffnOutput
-        case ("head", "transform"): self = .headTransform
-        default: return nil
+        default:
+            guard slot == "head.transform.weight" else { return nil }
+            self = .headTransform
         }
     }
 }

@@ -70,7 +70,7 @@ public enum ModelStore {
             let hf = try HuggingFaceConfig.load(path: config)
             let file = try SafetensorsFile(path: path)
             let model = try HuggingFaceFolder.load(hf.encoder, from: file, options: options, codecs: Self.codecs, keepEncoded: keepEncoded)
-            return LoadedModel(model: model, path: path, tokenizer: .read(folder: folder), metadata: file.metadata)
+            return LoadedModel(model: model, path: path, tokenizer: try .read(folder: folder), metadata: file.metadata)
         }
         if path.hasSuffix(".zst") {
             return try ModelCheckpoint.load(path, options: options, codecs: Self.codecs, keepEncoded: keepEncoded)
@@ -124,6 +124,27 @@ extension ModelStore {
             return ParameterBreakdown(name: arg, layout: ParameterLayout(config: config))
         }
         return ParameterBreakdown(name: arg, layout: try load(arg).model.layout)
+    }
+
+    /// A model's configuration, heads as its file has them (less what `options` drops), and the
+    /// tokenizer files that come with it, from config.json or a checkpoint's header: no weights
+    /// are read.
+    public static func describe(_ path: String, options: LoadOptions = LoadOptions()) throws -> (config: EncoderConfig, tokenizer: TokenizerFiles) {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw ModelLoadError.notAModel(path: path, reason: "no such file or folder")
+        }
+        if isDir.boolValue {
+            let hf = try HuggingFaceConfig.load(path: path + "/config.json")
+            let file = try SafetensorsFile(path: path + "/model.safetensors")
+            return (try HuggingFaceFolder.resolve(hf.encoder, from: file, options: options, codecs: codecs).config, try .read(folder: path))
+        }
+        guard path.hasSuffix(".zst") else {
+            throw ModelLoadError.notAModel(path: path, reason: "expected a Hugging Face folder or a .safetensors.zst checkpoint")
+        }
+        let c = try Checkpoint(path: path)
+        let base = try ModelCheckpoint.config(of: c)
+        return (try HuggingFaceFolder.resolve(base, from: c, options: options, codecs: codecs).config, try ModelCheckpoint.tokenizer(of: c))
     }
 
     /// Bytes of weights on disk: a folder's model.safetensors, or the file itself.

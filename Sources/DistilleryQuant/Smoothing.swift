@@ -75,7 +75,7 @@ extension Smoothing {
     public static func observeRanges(_ model: EncoderModel, batches: [TokenBatch]) throws -> [LinearInput: [Float]] {
         var ranges: [LinearInput: [Float]] = [:]
         for b in batches {
-            let acts = EncoderActivations(model: model, maxB: b.B, maxS: b.S, training: false)
+            let acts = try EncoderActivations(model: model, maxB: b.B, maxS: b.S, training: false)
             let observe: ActivationObserver = { input, x, rows, cols in
                 var r = ranges[input] ?? [Float](repeating: 0, count: cols)
                 for n in 0..<rows where b.attentionMask[n] != 0 { for j in 0..<cols { r[j] = max(r[j], abs(x[n * cols + j])) } }

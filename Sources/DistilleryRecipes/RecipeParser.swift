@@ -284,7 +284,7 @@ public enum RecipeParser {
                 guard b.count == 2, b.allSatisfy({ $0 >= 0 && $0 < 1 }) else { throw o.bad("betas", "two numbers in [0, 1), e.g. [0.9, 0.98]") }
                 opt.adamw.beta1 = b[0]; opt.adamw.beta2 = b[1]
             }
-            opt.adamw.eps = try o.float("eps", range: 0...1) ?? opt.adamw.eps
+            opt.adamw.eps = try o.float("eps", range: 1e-30...1) ?? opt.adamw.eps
             opt.adamw.weightDecay = try o.float("weight_decay", range: 0...10) ?? opt.adamw.weightDecay
             if let nd = try o.strings("no_decay") { opt.decay = DecayRule.namePatterns(nd) }
             opt.warmupFraction = try o.double("warmup", range: 0...1) ?? opt.warmupFraction

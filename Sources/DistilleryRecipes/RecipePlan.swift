@@ -13,20 +13,10 @@ public struct RecipePlan: Sendable {
 
     public init(_ recipe: Recipe) throws {
         self.recipe = recipe
-        let t = recipe.teacher
-        var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: t, isDirectory: &isDir)
-        var tc: EncoderConfig
-        if isDir.boolValue {
-            tc = try HuggingFaceFolder.describe(t, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
-        } else {
-            tc = try ModelCheckpoint.config(of: try Checkpoint(path: t))
-            tc.hasPooler = false
-        }
-        teacher = tc
-        student = try recipe.studentConfig(teacher: tc)
         do {
-            try DistillationStep.check(recipe.loss, teacher: tc, student: student, projection: recipe.projection)
+            let check = try RecipeCheck(recipe)
+            teacher = check.teacher
+            student = check.student
         } catch let e as DistillationError {
             throw RecipeError.badValue(path: recipe.path, key: "loss", line: LineLocator(recipe.text).line(of: "alpha_ce", in: ["loss"]), reason: "\(e)")
         }

@@ -152,3 +152,50 @@ public func readFile(_ path: String) throws -> Data {
         throw FileError(path: path, operation: "read", reason: error.localizedDescription)
     }
 }
+
+extension FileManager {
+    /// Creates a folder (and its parents), with an error naming the folder.
+    public func createFolder(_ path: String) throws {
+        do { try createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw FileError(path: path, operation: "create the folder", reason: (error as NSError).localizedFailureReason ?? error.localizedDescription)
+        }
+    }
+
+    /// Replaces the folder `path` by `staging` (a complete folder beside it) so that readers see
+    /// the old folder or the new one, never half of one: the old one is renamed away, the new
+    /// one renamed into place, then the old one removed.
+    public func replaceFolder(_ path: String, with staging: String) throws {
+        let old = path + ".old-\(getpid())"
+        if fileExists(atPath: path) {
+            if rename(path, old) != 0 { throw FileError(path: path, operation: "move aside", errno: errno) }
+        }
+        if rename(staging, path) != 0 {
+            let e = errno
+            _ = rename(old, path)
+            throw FileError(path: path, operation: "rename \(staging) to", errno: e)
+        }
+        try? removeItem(atPath: old)
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        let dfd = open(parent, O_RDONLY)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+    }
+
+    /// Removes what interrupted atomic writes left in `folder`: hidden ".NAME.tmp-PID-…" files
+    /// and ".NAME.tmp-PID" / "NAME.old-PID" folders of processes that no longer run.
+    @discardableResult
+    public func removeStaleTemporaries(in folder: String) -> [String] {
+        guard let names = try? contentsOfDirectory(atPath: folder) else { return [] }
+        var removed: [String] = []
+        for name in names {
+            let pid: Int32?
+            if let r = name.range(of: ".tmp-"), name.hasPrefix(".") {
+                pid = Int32(name[r.upperBound...].prefix { $0.isNumber })
+            } else if let r = name.range(of: ".old-") {
+                pid = Int32(name[r.upperBound...].prefix { $0.isNumber })
+            } else { continue }
+            guard let pid, pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            if (try? removeItem(atPath: folder + "/" + name)) != nil { removed.append(name) }
+        }
+        return removed
+    }
+}

@@ -19,9 +19,27 @@ public struct StepSettings: Decodable, Sendable {
     public var adamw: AdamWJSON
 
     public static func load(_ path: String) throws -> StepSettings {
-        do { return try JSONDecoder().decode(StepSettings.self, from: try readFile(path)) } catch let e as DecodingError {
+        let s: StepSettings
+        do { s = try JSONDecoder().decode(StepSettings.self, from: try readFile(path)) } catch let e as DecodingError {
             throw ConfigError.unreadable(path: path, reason: describe(e))
         }
+        try s.check(path: path)
+        return s
+    }
+
+    /// Ranges that keep the step finite: T > 0, weights ≥ 0, AdamW's betas in [0, 1), eps > 0.
+    func check(path: String) throws {
+        func bad(_ field: String, _ why: String) -> ConfigError { .invalid(path: path, field: field, reason: why) }
+        if !(temperature > 0 && temperature <= 1000) { throw bad("temperature", "must be in (0, 1000], got \(temperature)") }
+        for (f, v) in [("alpha_ce", alpha_ce), ("alpha_mlm", alpha_mlm), ("alpha_cos", alpha_cos)] where !(v >= 0 && v.isFinite) {
+            throw bad(f, "must be a finite number ≥ 0, got \(v)")
+        }
+        if !(adamw.lr >= 0 && adamw.lr <= 10) { throw bad("adamw.lr", "must be in [0, 10], got \(adamw.lr)") }
+        if adamw.betas.count != 2 || !adamw.betas.allSatisfy({ $0 >= 0 && $0 < 1 }) {
+            throw bad("adamw.betas", "two numbers in [0, 1), got \(adamw.betas)")
+        }
+        if !(adamw.eps > 0 && adamw.eps <= 1) { throw bad("adamw.eps", "must be in (0, 1], got \(adamw.eps)") }
+        if !(adamw.weight_decay >= 0 && adamw.weight_decay <= 10) { throw bad("adamw.weight_decay", "must be in [0, 10], got \(adamw.weight_decay)") }
     }
 
     public var losses: LossSettings {
@@ -47,7 +65,14 @@ public enum DebugStep {
         guard let labelsInfo = source.info("mlm_labels"), labelsInfo.shape == [batch.B, batch.S] else {
             throw BatchFileError.missing(file: source.path, tensor: "mlm_labels")
         }
-        let labels = try source.integers("mlm_labels").map { Int32(clamping: $0) }
+        let labels = try source.integers("mlm_labels").enumerated().map { i, v -> Int32 in
+            guard let l = Int32(exactly: v) else {
+                throw InputError.tokenOutOfRange(name: "\(source.path): mlm_labels", index: i, value: v, limit: student.config.vocabSize)
+            }
+            return l
+        }
+        try DistillationStep.checkLabels(labels, count: batch.B * batch.S, vocabulary: student.config.vocabSize,
+                                         source: "\(source.path): mlm_labels")
         let params = TrainableParameters(model: student, projectTo: nil)
         let step = try DistillationStep(teacher: teacher, params: params, settings: settings.losses, maxB: batch.B, maxS: batch.S)
         let losses = try step.run(batch, labels: labels)

@@ -143,8 +143,8 @@ public final class DistillationStep {
         // The teacher's temporaries are dead by the time the student's forward pass starts (its
         // outputs are kept apart), so both share one scratch arena.
         let scratch = ScratchArena()
-        teacherActs = EncoderActivations(model: teacher, maxB: maxB, maxS: maxS, training: false, scratch: scratch)
-        studentActs = EncoderActivations(model: params.student, maxB: maxB, maxS: maxS, training: true, scratch: scratch)
+        teacherActs = try EncoderActivations(model: teacher, maxB: maxB, maxS: maxS, training: false, scratch: scratch)
+        studentActs = try EncoderActivations(model: params.student, maxB: maxB, maxS: maxS, training: true, scratch: scratch)
         let N = maxB * maxS, V = sc.vocabSize
         let logitRows = settings.needsStudentLogits ? min(chunkRows, N) : 0
         logitCapacity = logitRows * V
@@ -171,6 +171,7 @@ public final class DistillationStep {
     /// target), adding gradients × `gradScale` into the gradient buffer.
     public func run(_ batch: TokenBatch, labels: [Int32], gradScale: Float = 1, dropout: DropoutKeys? = nil) throws -> LossValues {
         let s = settings, st = student
+        try Self.checkLabels(labels, count: batch.B * batch.S, vocabulary: st.config.vocabSize)
         var clock = PhaseClock()
         try teacher.forward(batch, teacherActs)
         if s.needsTeacherLogits { teacher.forwardHeadTransform(teacherActs) }
@@ -190,6 +191,17 @@ public final class DistillationStep {
         clock.lap("student backward")
         clock.report()
         return values
+    }
+
+    /// MLM labels are −100 (not a target, as PyTorch's ignore_index) or a token id of the
+    /// vocabulary: anything else would index outside a row of logits.
+    public static func checkLabels(_ labels: [Int32], count: Int, vocabulary V: Int, source: String = "mlm_labels") throws {
+        guard labels.count == count else {
+            throw InputError.shape(name: source, reason: "\(labels.count) labels for \(count) positions")
+        }
+        for (i, l) in labels.enumerated() where l != -100 && (l < 0 || Int(l) >= V) {
+            throw InputError.tokenOutOfRange(name: source + " (−100 marks a position that is not a target)", index: i, value: Int(l), limit: V)
+        }
     }
 
     /// The soft-target, MLM and logit-MSE losses over the rows that need logits, chunk by

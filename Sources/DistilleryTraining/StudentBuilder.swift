@@ -117,7 +117,7 @@ public enum StudentBuilder {
 
     /// The teacher's block (attention, ffn) indices of teacher layer l.
     static func teacherBlocks(_ t: EncoderModel, layer l: Int) -> LayerStep {
-        t.layout.steps[l * t.layout.stepsPerHiddenState]
+        t.layout.steps[l]
     }
 
     static func copyAttention(_ t: EncoderModel, _ a: Int, _ s: EncoderModel, _ b: Int) {

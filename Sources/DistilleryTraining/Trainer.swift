@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import DistilleryTensor
 import DistilleryFormats
 import DistilleryModels
@@ -46,9 +47,12 @@ public enum TrainerError: Error, CustomStringConvertible, Equatable {
     case noResumeState(path: String)
     case recipeChanged(path: String)
     case noData(path: String)
+    case outputInUse(path: String, file: String)
 
     public var description: String {
         switch self {
+        case let .outputInUse(p, f):
+            return "\(p) holds a previous run (\(f)): continue it with --resume, or start again with --overwrite (which deletes that run's state, metrics and student)"
         case let .noResumeState(p): return "\(p): no training state to resume from (run without --resume to start)"
         case let .recipeChanged(p): return "\(p): the recipe differs from the one this state was trained with; resume with the same recipe, or start a new run with another output folder"
         case let .noData(p): return "\(p): the prepared data holds no sequences"
@@ -67,9 +71,10 @@ public final class Trainer {
 
     /// `stopAfterSteps` ends the run early (as an interruption would: state saved, no final
     /// student); `interrupt` is polled between steps (Ctrl-C).
-    public func run(resume: Bool = false, stopAfterSteps: Int? = nil, interrupt: (() -> Bool)? = nil,
+    public func run(resume: Bool = false, overwrite: Bool = false, stopAfterSteps: Int? = nil, interrupt: (() -> Bool)? = nil,
                     events: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
         let start = Timing.now()
+        try prepareOutput(resume: resume, overwrite: overwrite, events: events)
         let session = try TrainingSession(trainer: self, resume: resume, events: events)
         if session.current == 0 { try session.evaluate(events: events) }
         var summary = try session.train(stopAfterSteps: stopAfterSteps, interrupt: interrupt, events: events)
@@ -80,6 +85,30 @@ public final class Trainer {
         }
         summary.seconds = Timing.now() - start
         return summary
+    }
+
+    /// What a run leaves in its output folder (the tokenized data in data/ is kept: it is
+    /// reused while the text and the tokenizer stay the same).
+    public var runFiles: [String] {
+        [statePath, metricsPath, recipe.output + "/student", recipe.output + "/student.safetensors.zst", recipe.output + "/report.md",
+         recipe.output + "/curves.svg"]
+    }
+
+    /// Creates the output folder, removes what interrupted writes left, and refuses to start a
+    /// fresh run over another run's files unless told to replace them.
+    func prepareOutput(resume: Bool, overwrite: Bool, events: (TrainerEvent) -> Void) throws {
+        let fm = FileManager.default
+        try fm.createFolder(recipe.output + "/data")
+        for folder in [recipe.output, recipe.output + "/data"] {
+            for name in fm.removeStaleTemporaries(in: folder) { events(.message("removed \(folder)/\(name), left by an interrupted write")) }
+        }
+        guard !resume else { return }
+        let existing = runFiles.filter { fm.fileExists(atPath: $0) }
+        guard !existing.isEmpty else { return }
+        guard overwrite else { throw TrainerError.outputInUse(path: recipe.output, file: URL(fileURLWithPath: existing[0]).lastPathComponent) }
+        for f in existing {
+            do { try fm.removeItem(atPath: f) } catch { throw FileError(path: f, operation: "remove", reason: error.localizedDescription) }
+        }
     }
 
     /// Tokenizes text files into OUTPUT/data/NAME.tok unless an up-to-date one is there;
@@ -115,7 +144,7 @@ public final class Trainer {
         let fm = FileManager.default
         guard fm.fileExists(atPath: metricsPath) else { return }
         if fresh { try fm.removeItem(atPath: metricsPath); return }
-        let lines = try String(contentsOfFile: metricsPath, encoding: .utf8).split(separator: "\n")
+        let lines = String(decoding: try readFile(metricsPath), as: UTF8.self).split(separator: "\n")
         let kept = lines.filter { line in
             guard let d = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],
                   let s = o["step"] as? Int else { return false }
@@ -153,8 +182,9 @@ final class TrainingSession {
     init(trainer: Trainer, resume: Bool, events: (TrainerEvent) -> Void) throws {
         self.trainer = trainer
         let r = trainer.recipe
-        try FileManager.default.createDirectory(atPath: r.output + "/data", withIntermediateDirectories: true)
 
+        // The checks `distill validate` makes, before anything is loaded.
+        _ = try RecipeCheck(r)
         events(.message("teacher \(r.teacher)"))
         teacherLoaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
         let tokenizer = try BertTokenizer.of(model: r.teacher, files: teacherLoaded.tokenizer)
@@ -325,7 +355,12 @@ final class TrainingSession {
             final.parameters.base.update(from: student.parameters.base, count: final.layout.count)
         }
         let folder = r.output + "/student", ck = r.output + "/student.safetensors.zst"
-        try HuggingFaceFolder.save(final, tokenizer: teacherLoaded.tokenizer, to: folder)
+        // The folder is written beside its place and renamed into it: a run killed here leaves
+        // the previous student or none, never a folder without its vocabulary.
+        let staging = r.output + "/.student.tmp-\(getpid())"
+        try? FileManager.default.removeItem(atPath: staging)
+        try HuggingFaceFolder.save(final, tokenizer: teacherLoaded.tokenizer, to: staging)
+        try FileManager.default.replaceFolder(folder, with: staging)
         try ModelCheckpoint.save(final, tokenizer: teacherLoaded.tokenizer, to: ck,
                                  provenance: Provenance(source: r.path, teacher: r.teacher, steps: current),
                                  recipe: r.text, level: r.checkpoints.level)
@@ -335,18 +370,28 @@ final class TrainingSession {
 
 /// metrics.jsonl: one JSON object a line, a step or an evaluation.
 final class MetricsLog {
-    let handle: FileHandle
+    let path: String
+    let fd: Int32
     init(path: String) throws {
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw FileError(path: path, operation: "open for writing", reason: "permission denied?") }
-        h.seekToEndOfFile()
-        handle = h
+        self.path = path
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        if fd < 0 { throw FileError(path: path, operation: "open for writing", reason: String(cString: strerror(errno))) }
     }
-    deinit { try? handle.close() }
+    deinit { close(fd) }
 
     func write(_ object: [String: Any]) throws {
-        let d = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-        handle.write(d + Data("\n".utf8))
+        let d = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) + Data("\n".utf8)
+        try d.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw FileError(path: path, operation: "append to", reason: String(cString: strerror(errno)))
+                }
+                done += n
+            }
+        }
     }
 
     func append(_ r: StepReport) throws {

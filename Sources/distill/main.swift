@@ -13,4 +13,4 @@ if let core = OpenBLAS.correction(blas) {
     // Only reached if the restart failed: carry on with the slow kernels.
     unsetenv(OpenBLAS.correctedMarker)
 }
-Distill.main()
+Distill.runMain()

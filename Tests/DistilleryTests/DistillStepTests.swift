@@ -90,4 +90,56 @@ final class DistillStepTests: XCTestCase {
 
     func testBERTStudent() throws { try check("distill-step-bert") }
     func testALBERTStudent() throws { try check("distill-step-albert") }
+
+    /// An ALBERT whose 5 layers share 2 groups unevenly trains: a step's loss falls over a few
+    /// AdamW steps, and the gradient of a group used three times is the sum of its three uses
+    /// (compared with the same model unrolled into 5 unshared layers).
+    func testUnevenALBERTStudentTrains() throws {
+        let teacher = try HuggingFaceFolder.load(Fixtures.path("tiny-bert-mlm")).model
+        let student = try HuggingFaceFolder.load(Fixtures.path("tiny-albert-uneven")).model
+        let ref = try SafetensorsFile(path: Fixtures.path("distill-step-bert/reference.safetensors"))
+        let batch = try TokenBatch.read(from: ref)
+        let labels = try ref.integers("mlm_labels").map { Int32($0) }
+        let settings = try StepSettings.load(Fixtures.path("distill-step-bert/step.json"))
+        // The same weights unrolled: every layer its own copy of its group.
+        var c = student.config
+        c.sharing = .none
+        let unrolled = EncoderModel(config: c)
+        for slot in student.layout.slots where !slot.name.hasPrefix("attention.") && !slot.name.hasPrefix("ffn.") {
+            unrolled.p(unrolled.layout.slot(slot.name)!.offset).update(from: student.p(slot.offset), count: slot.count)
+        }
+        for (i, step) in student.layout.steps.enumerated() {
+            for (prefix, block) in [("attention.", step.attention), ("ffn.", step.ffn)] {
+                for slot in student.layout.slots where slot.name.hasPrefix("\(prefix)\(block).") {
+                    let name = prefix + "\(i)." + slot.name.dropFirst(prefix.count + "\(block).".count)
+                    unrolled.p(unrolled.layout.slot(name)!.offset).update(from: student.p(slot.offset), count: slot.count)
+                }
+            }
+        }
+        let shared = TrainableParameters(model: student, projectTo: nil), flat = TrainableParameters(model: unrolled, projectTo: nil)
+        let s1 = try DistillationStep(teacher: teacher, params: shared, settings: settings.losses, maxB: batch.B, maxS: batch.S)
+        let s2 = try DistillationStep(teacher: teacher, params: flat, settings: settings.losses, maxB: batch.B, maxS: batch.S)
+        let l1 = try s1.run(batch, labels: labels), l2 = try s2.run(batch, labels: labels)
+        XCTAssertEqual(l1.total, l2.total, accuracy: 1e-5 * abs(l2.total))
+        for slot in student.layout.slots where slot.name.hasPrefix("attention.0.") || slot.name.hasPrefix("ffn.1.") {
+            let uses = student.layout.steps.enumerated().filter { slot.name.hasPrefix("attention.") ? $0.element.attention == 0 : $0.element.ffn == 1 }.map(\.offset)
+            let rest = slot.name.split(separator: ".").dropFirst(2).joined(separator: ".")
+            let kind = slot.name.hasPrefix("attention.") ? "attention." : "ffn."
+            let expected = (0..<slot.count).map { j in
+                uses.reduce(Float(0)) { $0 + flat.gradients.base[unrolled.layout.slot(kind + "\($1)." + rest)!.offset + j] }
+            }
+            let got = Array(UnsafeBufferPointer(start: shared.gradients.base + slot.offset, count: slot.count))
+            let scale = max(1, expected.map(abs).max() ?? 0)
+            XCTAssertLessThanOrEqual(maxAbsDifference(got, expected) / scale, 1e-5, slot.name)
+        }
+        // A few steps of AdamW lower the loss.
+        let opt = AdamW(layout: shared.layout, settings: settings.optimizer, rule: .biasesAndNorms)
+        var losses: [Double] = []
+        for _ in 0..<8 {
+            shared.gradients.zero()
+            losses.append(try s1.run(batch, labels: labels).total)
+            opt.update(parameters: shared.parameters, gradients: shared.gradients, lr: 1e-3)
+        }
+        XCTAssertLessThan(losses.last!, losses.first!, "\(losses)")
+    }
 }

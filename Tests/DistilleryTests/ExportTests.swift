@@ -51,7 +51,7 @@ final class ExportTests: XCTestCase {
             print("SKIPPED: python3 with torch and transformers is not available")
             return
         }
-        var models = try ["tiny-bert-mlm", "tiny-albert-mlm", "tiny-distilbert-mlm"].map {
+        var models = try ["tiny-bert-mlm", "tiny-albert-mlm", "tiny-distilbert-mlm", "tiny-albert-uneven", "tiny-albert-groups2x2"].map {
             ($0, try HuggingFaceFolder.load(Fixtures.path($0)).model, Fixtures.path($0 + "/reference.safetensors"))
         }
         // Students Distillery builds, including sharing Hugging Face ALBERT has no name for

@@ -23,4 +23,10 @@ final class ForwardParityTests: XCTestCase {
     func testTinyBERT() throws { try check("tiny-bert-mlm", expectedLayers: 2) }
     func testTinyALBERT() throws { try check("tiny-albert-mlm", expectedLayers: 4) }
     func testTinyDistilBERT() throws { try check("tiny-distilbert-mlm", expectedLayers: 2) }
+    /// ALBERT with layers that do not split evenly into groups: 5 layers in 2 groups run groups
+    /// 0, 0, 0, 1, 1, as transformers computes int(i / (L / G)).
+    func testALBERTUnevenGroups() throws { try check("tiny-albert-uneven", expectedLayers: 5) }
+    /// ALBERT with two sub-layers a group: transformers 5 reports a hidden state after each of
+    /// the 6 × 2 sub-layers.
+    func testALBERTInnerGroups() throws { try check("tiny-albert-groups2x2", expectedLayers: 12) }
 }
