@@ -1,17 +1,29 @@
 """What `distill bench forward` and `distill bench forward --int8` compare against, on the same
 machine: all-MiniLM-L6-v2 in PyTorch eager (fp32 and dynamic int8) and ONNX Runtime (optimized
-fp32 graph and dynamic int8 with per-channel weights), ms per batch at 8 × 128 and 1 × 128 on
-random tokens (median of 20), and each int8 model's mean cosine to the fp32 mean-pooled sentence
-embeddings over the first 96 lines of recipes/data/demo-heldout.txt (what
-Tests/DistilleryTests/QuantizationTests.swift measures for Distillery). For comparison only:
+fp32 graph and dynamic int8 with per-channel weights), plus PyTorch bf16 autocast
+(torch.autocast("cpu", dtype=torch.bfloat16) around the fp32 model's forward), ms per batch at
+8 × 128 and 1 × 128 on random tokens (median of 20), and each reduced-precision model's mean
+cosine to the fp32 mean-pooled sentence embeddings over the first 96 lines of
+recipes/data/demo-heldout.txt (what Tests/DistilleryTests/QuantizationTests.swift measures for
+Distillery). The CPU model and whether it has avx512_bf16 / amx_bf16 (without them PyTorch's
+bf16 matmuls are emulated and slow) are printed first. For comparison only:
 
     pip install torch transformers onnx onnxruntime
-    python3 Tests/Benchmarks/forward_bench.py .models/all-MiniLM-L6-v2 [threads]
-"""
-import os, statistics, sys, tempfile, time
+    python3 Tests/Benchmarks/forward_bench.py .models/all-MiniLM-L6-v2 [threads] [--json]
+        [--iterations 20] [--warmup 3]
 
-folder = sys.argv[1]
-threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+--json prints every figure (and the machine) as one JSON object instead of the table.
+"""
+import argparse, json, os, statistics, sys, tempfile, time
+
+ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+ap.add_argument("folder", help="the all-MiniLM-L6-v2 folder (Hugging Face format)")
+ap.add_argument("threads", nargs="?", type=int, default=2, help="threads (default 2)")
+ap.add_argument("--iterations", type=int, default=20, help="timed runs per shape (median reported)")
+ap.add_argument("--warmup", type=int, default=3, help="untimed runs per shape before them")
+ap.add_argument("--json", action="store_true", help="print JSON")
+args = ap.parse_args()
+folder, threads = args.folder, args.threads
 os.environ["OMP_NUM_THREADS"] = str(threads)
 
 import numpy as np
@@ -22,6 +34,12 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 
 torch.set_num_threads(threads)
 here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, here)
+from distill_bench import machine, machine_lines  # CPU model, bf16/AMX flags, torch version and capability
+
+info = machine()
+if not args.json:
+    print("\n".join(machine_lines(info)), flush=True)
 tok = transformers.AutoTokenizer.from_pretrained(folder)
 model = transformers.AutoModel.from_pretrained(folder).eval()
 V = model.config.vocab_size
@@ -31,10 +49,10 @@ def timed(run, B, S):
     rng = np.random.default_rng(7)
     ids = rng.integers(0, V, size=(B, S), dtype=np.int64)
     mask = np.ones((B, S), dtype=np.int64)
-    for _ in range(3):
+    for _ in range(args.warmup):
         run(ids, mask)
     times = []
-    for _ in range(20):
+    for _ in range(args.iterations):
         t = time.perf_counter()
         run(ids, mask)
         times.append(time.perf_counter() - t)
@@ -53,11 +71,11 @@ def embeddings(run):
     return out
 
 
-def torch_runner(m):
+def torch_runner(m, bf16=False):
     def run(ids, mask):
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             return m(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                     token_type_ids=torch.zeros_like(torch.from_numpy(ids))).last_hidden_state.numpy()
+                     token_type_ids=torch.zeros_like(torch.from_numpy(ids))).last_hidden_state.float().numpy()
     return run
 
 
@@ -98,14 +116,23 @@ def ort_runner(path):
 
 runners = {
     "PyTorch fp32 eager": torch_runner(model),
+    "PyTorch bf16 autocast": torch_runner(model, bf16=True),
     "PyTorch dynamic int8": torch_runner(torch.ao.quantization.quantize_dynamic(
         transformers.AutoModel.from_pretrained(folder).eval(), {torch.nn.Linear}, dtype=torch.qint8)),
     "ONNX Runtime fp32": ort_runner(fp32_path),
     "ONNX Runtime int8 (per-channel)": ort_runner(int8_path),
 }
-print(f"threads {threads}")
-print("runtime\tms 8x128\tms 1x128\tmean sentence cosine to fp32")
+results = []
+if not args.json:
+    print(f"threads {threads}")
+    print("runtime\tms 8x128\tms 1x128\tmean sentence cosine to fp32", flush=True)
 for name, run in runners.items():
     e = embeddings(run)
-    cos = np.mean([a @ b / np.sqrt((a @ a) * (b @ b)) for a, b in zip(e, reference)])
-    print(f"{name}\t{timed(run, 8, 128):.1f}\t{timed(run, 1, 128):.1f}\t{cos:.5f}")
+    cos = float(np.mean([a @ b / np.sqrt((a @ a) * (b @ b)) for a, b in zip(e, reference)]))
+    r = {"runtime": name, "ms_8x128": timed(run, 8, 128), "ms_1x128": timed(run, 1, 128), "cosine_to_fp32": cos}
+    results.append(r)
+    if not args.json:
+        print(f"{name}\t{r['ms_8x128']:.1f}\t{r['ms_1x128']:.1f}\t{cos:.5f}", flush=True)
+if args.json:
+    print(json.dumps({"machine": info, "threads": threads, "iterations": args.iterations, "warmup": args.warmup,
+                      "sentences": len(lines), "onnxruntime": ort.__version__, "results": results}, indent=2))
