@@ -38,8 +38,6 @@ extension Distill {
         let e = error as NSError
         guard e.domain == NSCocoaErrorDomain || e.domain == NSPOSIXErrorDomain else { return error }
         let path = (e.userInfo[NSFilePathErrorKey] as? String) ?? (e.userInfo[NSURLErrorKey] as? URL)?.path ?? "a file"
-        let reason = (e.userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
-            ?? e.localizedFailureReason ?? e.localizedDescription
-        return FileError(path: path, operation: "use", reason: reason)
+        return FileError(path: path, operation: "use", reason: fileErrorReason(error, path: path))
     }
 }

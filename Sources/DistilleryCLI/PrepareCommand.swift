@@ -27,6 +27,11 @@ struct PrepareCommand: ParsableCommand {
     var json = false
     @OptionGroup var threads: ThreadOptions
 
+    func validate() throws {
+        guard (3...65536).contains(maxSeqLen) else { throw ValidationError("--max-seq-len must be 3…65536 ([CLS] and [SEP] take two), got \(maxSeqLen)") }
+        guard !input.isEmpty else { throw ValidationError("give at least one --input text file") }
+    }
+
     func run() throws {
         threads.apply()
         let t = try BertTokenizer.load(path: tokenizer)

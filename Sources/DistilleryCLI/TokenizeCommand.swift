@@ -24,6 +24,7 @@ struct TokenizeCommand: ParsableCommand {
 
     func validate() throws {
         if text.isEmpty == (input == nil) { throw ValidationError("give --text … or --input FILE.jsonl (one of them)") }
+        if let maxLength, !(2...65536).contains(maxLength) { throw ValidationError("--max-length must be 2…65536, got \(maxLength)") }
     }
 
     func run() throws {

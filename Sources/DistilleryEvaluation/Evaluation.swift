@@ -209,6 +209,9 @@ public enum Evaluator {
             r.hiddenCosine = cosSum / Double(r.tokens)
             r.sentenceCosine = sentSum / Double(r.sequences)
         }
+        for (name, v) in [("MLM loss", r.mlmLoss), ("KL", r.kl), ("hidden-state cosine", r.hiddenCosine), ("sentence cosine", r.sentenceCosine)] {
+            if let v, !v.isFinite { throw InputError.nonFiniteOutput(name: "the evaluation's \(name)") }
+        }
         return r
     }
 

@@ -149,9 +149,11 @@ public enum InputError: Error, CustomStringConvertible, Equatable {
     case tokenOutOfRange(name: String, index: Int, value: Int, limit: Int)
     case sequenceTooLong(length: Int, maxPositions: Int)
     case shape(name: String, reason: String)
+    case nonFiniteOutput(name: String)
 
     public var description: String {
         switch self {
+        case let .nonFiniteOutput(n): return "\(n) holds NaN or infinite values: the model overflows in float (weights far too large?)"
         case let .tokenOutOfRange(n, i, v, l): return "\(n)[\(i)] = \(v) is outside 0..<\(l)"
         case let .sequenceTooLong(s, p): return "sequence length \(s) exceeds the model's \(p) positions"
         case let .shape(n, r): return "\(n): \(r)"

@@ -166,6 +166,10 @@ public enum HuggingFaceFolder {
             switch stored {
             case .float(let info):
                 try source.readFloats(info, into: model.p(slot.offset))
+                // NaN or infinite weights give NaN outputs that look like results.
+                if !UnsafeBufferPointer(start: model.p(slot.offset), count: slot.count).allSatisfy(\.isFinite) {
+                    throw ModelLoadError.nonFinite(file: source.path, tensor: info.name)
+                }
             case let .encoded(codec, info, companions):
                 try codecs[codec].decode(EncodedTensor(tensor: info, companions: companions), from: source,
                                          rows: slot.shape[0], cols: slot.shape[1], into: model.p(slot.offset))

@@ -56,6 +56,9 @@ extension EncoderModel {
             decoderLogits(logits.base, headOutput: a.headOutput, rows: N, a)
             out.append(OwnedTensor(name: "logits", shape: [B, S, config.vocabSize], floats: logits.toArray()))
         }
+        for t in out where !t.data.withUnsafeBytes({ $0.bindMemory(to: Float.self).allSatisfy(\.isFinite) }) {
+            throw InputError.nonFiniteOutput(name: t.name)
+        }
         return out
     }
 }

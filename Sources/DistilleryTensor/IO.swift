@@ -157,7 +157,7 @@ extension FileManager {
     /// Creates a folder (and its parents), with an error naming the folder.
     public func createFolder(_ path: String) throws {
         do { try createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-            throw FileError(path: path, operation: "create the folder", reason: (error as NSError).localizedFailureReason ?? error.localizedDescription)
+            throw FileError(path: path, operation: "create the folder", reason: fileErrorReason(error, path: path))
         }
     }
 
@@ -197,5 +197,31 @@ extension FileManager {
             if (try? removeItem(atPath: folder + "/" + name)) != nil { removed.append(name) }
         }
         return removed
+    }
+}
+
+/// Why a Foundation file operation failed, in words a user can act on (Foundation's own text
+/// is often "The operation could not be completed (NSCocoaErrorDomain error 512)").
+public func fileErrorReason(_ error: Error, path: String) -> String {
+    let e = error as NSError
+    if e.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(e.code))) }
+    if let u = e.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(u.code))) }
+    if let r = e.localizedFailureReason { return r }
+    // A file where a folder is needed is the usual cause of "unknown" write errors.
+    var prefix = URL(fileURLWithPath: path).standardized
+    while prefix.path != "/" {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: prefix.path, isDirectory: &isDir) {
+            if !isDir.boolValue && prefix.path != path { return "\(prefix.path) is a file, not a folder" }
+            break
+        }
+        prefix.deleteLastPathComponent()
+    }
+    switch CocoaError.Code(rawValue: e.code) {
+    case .fileNoSuchFile, .fileReadNoSuchFile: return "no such file or folder"
+    case .fileWriteNoPermission, .fileReadNoPermission: return "permission denied"
+    case .fileWriteOutOfSpace: return "no space left on the device"
+    case .fileWriteFileExists: return "a file of that name is in the way"
+    default: return "the file system refused it (error \(e.code))"
     }
 }

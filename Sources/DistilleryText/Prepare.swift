@@ -28,7 +28,7 @@ public enum PrepareError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .noInput: return "no input files given"
-        case let .badSequenceLength(n): return "--max-seq-len \(n): must be at least 3 ([CLS], one token, [SEP])"
+        case let .badSequenceLength(n): return "--max-seq-len \(n): must be 3…65536 ([CLS], at least one token, [SEP])"
         }
     }
 }
@@ -41,7 +41,8 @@ public enum Corpus {
     public static func prepare(inputs: [String], tokenizer: BertTokenizer, maxSequenceLength: Int = 128,
                                output: String, progress: ((Int, Int) -> Void)? = nil) throws -> PrepareSummary {
         guard !inputs.isEmpty else { throw PrepareError.noInput }
-        guard maxSequenceLength >= 3 else { throw PrepareError.badSequenceLength(maxSequenceLength) }
+        // The token file records the length in 32 bits; no model takes more than 2^16 positions.
+        guard (3...65536).contains(maxSequenceLength) else { throw PrepareError.badSequenceLength(maxSequenceLength) }
         let start = Timing.now()
         let files = try inputs.map { try MappedFile(path: $0) }
         let total = files.reduce(0) { $0 + $1.size }

@@ -107,7 +107,7 @@ public final class Trainer {
         guard !existing.isEmpty else { return }
         guard overwrite else { throw TrainerError.outputInUse(path: recipe.output, file: URL(fileURLWithPath: existing[0]).lastPathComponent) }
         for f in existing {
-            do { try fm.removeItem(atPath: f) } catch { throw FileError(path: f, operation: "remove", reason: error.localizedDescription) }
+            do { try fm.removeItem(atPath: f) } catch { throw FileError(path: f, operation: "remove", reason: fileErrorReason(error, path: f)) }
         }
     }
 
@@ -143,7 +143,7 @@ public final class Trainer {
     func prepareMetrics(keepingThrough step: Int, fresh: Bool) throws {
         let fm = FileManager.default
         guard fm.fileExists(atPath: metricsPath) else { return }
-        if fresh { try fm.removeItem(atPath: metricsPath); return }
+        if fresh { try? fm.removeItem(atPath: metricsPath); return }
         let lines = String(decoding: try readFile(metricsPath), as: UTF8.self).split(separator: "\n")
         let kept = lines.filter { line in
             guard let d = line.data(using: .utf8), let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any],

@@ -1,0 +1,310 @@
+import Foundation
+import XCTest
+import DistilleryTensor
+import DistilleryFormats
+import DistilleryModels
+import DistilleryQuant
+import DistilleryText
+import DistilleryTraining
+import DistilleryCLI
+
+/// Careless and hostile input, class by class, through the commands: each gets an error that
+/// names what is wrong (the file, field, tensor or line), never a crash, an allocation sized by
+/// an unchecked number, or a success with NaN.
+final class HostileInputTests: XCTestCase {
+    let dir = Fixtures.temporaryDirectory + "/hostile"
+
+    override func setUpWithError() throws {
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    /// Runs a command line and expects it to fail with every text in `mentions` in the message.
+    func expectFailure(_ args: [String], mentions: [String], file: StaticString = #filePath, line: UInt = #line) {
+        do {
+            try distill(args)
+            XCTFail("succeeded: distill \(args.joined(separator: " "))", file: file, line: line)
+        } catch {
+            let message = "\(error)" + (Distill.message(for: error))
+            for m in mentions {
+                XCTAssertTrue(message.contains(m), "distill \(args.first ?? ""): '\(message)' does not mention '\(m)'", file: file, line: line)
+            }
+            XCTAssertFalse(message.contains("NSCocoaErrorDomain"), "raw Foundation error: \(message)", file: file, line: line)
+        }
+    }
+
+    /// The tiny teacher with one config.json field replaced.
+    func teacher(_ name: String, config change: [String: Any]) throws -> String {
+        let folder = dir + "/" + name
+        try Fixtures.makeTinyTeacher(at: folder)
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/config.json"))) as! [String: Any]
+        for (k, v) in change { json[k] = v }
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: folder + "/config.json"))
+        return folder
+    }
+
+    // MARK: sizes
+
+    func testSizesFromConfigsAreCheckedBeforeAllocating() throws {
+        let batch = Fixtures.path("tiny-bert-mlm/reference.safetensors")
+        for (field, value) in [("vocab_size", 1_000_000_000_000_000_000), ("intermediate_size", 1_000_000_000_000_000),
+                               ("num_hidden_layers", 100_000_000), ("max_position_embeddings", 4_294_967_296),
+                               ("type_vocab_size", 1_000_000_000_000_000_000), ("hidden_size", -64)] as [(String, Int)] {
+            let folder = try teacher("big-\(field)", config: [field: value])
+            for args in [["params", folder + "/config.json"], ["params", folder],
+                         ["forward", "--model", folder, "--batch", batch, "--out", dir + "/out.safetensors"],
+                         ["eval", "--model", folder, "--data", Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt"]] {
+                expectFailure(args, mentions: [field])
+            }
+        }
+        // Within every limit, but more than the memory there is: refused with the bytes needed.
+        let big = try teacher("too-big", config: ["vocab_size": 2_000_000_000, "hidden_size": 4096, "num_attention_heads": 64])
+        expectFailure(["params", big + "/config.json"], mentions: ["vocab_size 2000000000", "needs", "available"])
+        // Shapes on the command line.
+        expectFailure(["bench", "forward", "--batch", "4611686018427387904x2"], mentions: ["4611686018427387904x2"])
+        expectFailure(["bench", "forward", "--batch", "8x"], mentions: ["8x"])
+        expectFailure(["compare", Fixtures.path("tiny-bert-mlm"), "--data", "x", "--shapes", "0x128"], mentions: ["0x128"])
+        expectFailure(["prepare", "--tokenizer", Fixtures.path("tiny-vocab/vocab.txt"), "--input", "x", "--out", dir + "/x.tok",
+                       "--max-seq-len", "4294967296"], mentions: ["--max-seq-len"])
+        expectFailure(["bench", "distill", "--cases", "a,z"], mentions: ["'z'"])
+        expectFailure(["bench", "checkpoint", "--model", "x", "--levels", "3,99"], mentions: ["99"])
+        expectFailure(["forward", "--model", Fixtures.path("tiny-bert-mlm"), "--batch", batch, "--out", dir + "/o", "--threads", "0"],
+                      mentions: ["--threads"])
+        // A batch larger than memory allows, from a recipe: validate refuses it as run would.
+        setenv("DISTILL_MEMORY_LIMIT", "64M", 1)
+        defer { unsetenv("DISTILL_MEMORY_LIMIT") }
+        let recipe = try TrainerTests.setUp("hostile-batch", recipeBody: TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "2")
+            .replacingOccurrences(of: "batch_size = 8", with: "batch_size = 65536"))
+        expectFailure(["validate", recipe], mentions: ["65536", "needs", "available"])
+        expectFailure(["run", recipe], mentions: ["65536", "needs", "available"])
+    }
+
+    // MARK: values used as indices, hyper-parameters
+
+    func testLabelsAndStepSettings() throws {
+        let fixture = Fixtures.path("distill-step-bert")
+        let ref = try SafetensorsFile(path: fixture + "/reference.safetensors")
+        func batch(labels change: (inout [Int]) -> Void, _ name: String) throws -> String {
+            var labels = try ref.integers("mlm_labels")
+            change(&labels)
+            var tensors: [OwnedTensor] = []
+            for t in ref.tensors where ["input_ids", "attention_mask", "token_type_ids"].contains(t.name) {
+                tensors.append(OwnedTensor(name: t.name, dtype: .I64, shape: t.shape, data: try ref.integers(t.name).flatMap { v in
+                    withUnsafeBytes(of: Int64(v).littleEndian) { Array($0) } }))
+            }
+            tensors.append(OwnedTensor(name: "mlm_labels", dtype: .I64, shape: ref.info("mlm_labels")!.shape,
+                                       data: labels.flatMap { v in withUnsafeBytes(of: Int64(v).littleEndian) { Array($0) } }))
+            let path = dir + "/\(name).safetensors"
+            try Safetensors.write(tensors, to: path)
+            return path
+        }
+        func step(_ b: String, _ s: String = fixture + "/step.json") -> [String] {
+            ["debug-step", "--teacher", Fixtures.path("tiny-bert-mlm"), "--student", fixture, "--batch", b, "--step", s, "--out", dir + "/o.safetensors"]
+        }
+        expectFailure(step(try batch(labels: { $0[3] = 512 }, "label-vocab")), mentions: ["mlm_labels", "512"])
+        expectFailure(step(try batch(labels: { $0[3] = 100_000 }, "label-far")), mentions: ["mlm_labels", "100000"])
+        expectFailure(step(try batch(labels: { $0[3] = -5 }, "label-negative")), mentions: ["mlm_labels", "-5", "−100"])
+        expectFailure(step(try batch(labels: { $0[3] = 1 << 40 }, "label-huge")), mentions: ["mlm_labels"])
+        let settings = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixture + "/step.json"))) as! [String: Any]
+        for (key, value, field) in [("temperature", 0.0 as Any, "temperature"), ("adamw", ["lr": 1e-3, "betas": [1.0, 0.98], "eps": 1e-6, "weight_decay": 0.01] as Any, "betas"),
+                                    ("adamw", ["lr": 1e-3, "betas": [0.9, 0.98], "eps": 0.0, "weight_decay": 0.01] as Any, "eps")] {
+            var s = settings
+            s[key] = value
+            let path = dir + "/step-\(field).json"
+            try JSONSerialization.data(withJSONObject: s).write(to: URL(fileURLWithPath: path))
+            expectFailure(step(fixture + "/reference.safetensors", path), mentions: [field])
+        }
+        let eps = try teacher("negative-eps", config: ["layer_norm_eps": -1e-5])
+        expectFailure(["forward", "--model", eps, "--batch", Fixtures.path("tiny-bert-mlm/reference.safetensors"), "--out", dir + "/o"],
+                      mentions: ["layer_norm_eps"])
+    }
+
+    // MARK: NaN weights and outputs
+
+    func testNonFiniteWeightsAndOutputs() throws {
+        let folder = dir + "/nan-teacher"
+        try Fixtures.makeTinyTeacher(at: folder)
+        let file = try SafetensorsFile(path: folder + "/model.safetensors")
+        let name = "bert.encoder.layer.0.intermediate.dense.weight"
+        let tensors = try file.tensors.map { t -> OwnedTensor in
+            var v = try file.floats(t.name)
+            if t.name == name { v[5] = .nan }
+            return OwnedTensor(name: t.name, shape: t.shape, floats: v)
+        }
+        try Safetensors.write(tensors, to: folder + "/model.safetensors")
+        let batch = Fixtures.path("tiny-bert-mlm/reference.safetensors")
+        for args in [["forward", "--model", folder, "--batch", batch, "--out", dir + "/o"],
+                     ["bench", "forward", "--model", folder, "--precision", "int8", "--batch", "2x8", "--iterations", "1"],
+                     ["quantize", folder, dir + "/q.safetensors.zst"],
+                     ["eval", "--model", folder, "--data", Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt", "--batches", "1"]] {
+            expectFailure(args, mentions: [name])
+        }
+        // Finite weights whose sum overflows (word + position embeddings near Float's largest
+        // value): an error, not NaN outputs and success.
+        let huge = dir + "/huge-teacher"
+        try Fixtures.makeTinyTeacher(at: huge)
+        let big = try SafetensorsFile(path: huge + "/model.safetensors").tensors.map { t -> OwnedTensor in
+            var v = try SafetensorsFile(path: Fixtures.path("tiny-bert-mlm/model.safetensors")).floats(t.name)
+            if t.name.hasSuffix("word_embeddings.weight") || t.name.hasSuffix("position_embeddings.weight") { v = v.map { _ in 3e38 } }
+            return OwnedTensor(name: t.name, shape: t.shape, floats: v)
+        }
+        try Safetensors.write(big, to: huge + "/model.safetensors")
+        expectFailure(["forward", "--model", huge, "--batch", batch, "--out", dir + "/o"], mentions: ["NaN or infinite"])
+    }
+
+    // MARK: validate says what run would say
+
+    func testValidateCatchesWhatRunWould() throws {
+        func recipe(_ name: String, _ edit: (String) -> String) throws -> String {
+            try TrainerTests.setUp("hostile-\(name)", recipeBody: edit(TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "2")))
+        }
+        // Longer sequences than the teacher's 64 positions.
+        let long = try recipe("positions") { $0.replacingOccurrences(of: "max_seq_len = 64", with: "max_seq_len = 128") }
+        expectFailure(["validate", long], mentions: ["max_seq_len = 128", "64 positions"])
+        expectFailure(["run", long], mentions: ["max_seq_len = 128", "64 positions"])
+        // Prepared data: longer than max_seq_len, another vocabulary, damaged.
+        let tok = dir + "/long.tok"
+        try distill(["prepare", "--tokenizer", Fixtures.path("tiny-vocab/vocab.txt"), "--input",
+                     Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt", "--out", tok, "--max-seq-len", "64"])
+        let short = try recipe("prepared-long") {
+            $0.replacingOccurrences(of: "max_seq_len = 64", with: "max_seq_len = 32")
+                .replacingOccurrences(of: "train = [\"DATA/demo-train.txt\"]", with: "train = [\"\(tok)\"]")
+        }
+        expectFailure(["validate", short], mentions: ["long.tok", "max_seq_len = 32"])
+        let otherVocab = dir + "/other.tok"
+        try distill(["prepare", "--tokenizer", Fixtures.path("tokenizer/vocab.txt"), "--input",
+                     Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt", "--out", otherVocab, "--max-seq-len", "64"])
+        let other = try recipe("prepared-vocab") {
+            $0.replacingOccurrences(of: "train = [\"DATA/demo-train.txt\"]", with: "train = [\"\(otherVocab)\"]")
+        }
+        expectFailure(["validate", other], mentions: ["other.tok", "vocabulary"])
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: tok))
+        bytes[bytes.count - 3] ^= 0xFF
+        let damaged = dir + "/damaged.tok"
+        try bytes.write(to: URL(fileURLWithPath: damaged))
+        let broken = try recipe("prepared-damaged") {
+            $0.replacingOccurrences(of: "train = [\"DATA/demo-train.txt\"]", with: "train = [\"\(damaged)\"]")
+        }
+        expectFailure(["validate", broken], mentions: ["damaged.tok"])
+        // A teacher whose vocab.txt has more tokens than its embedding table.
+        let teacherDir = URL(fileURLWithPath: long).deletingLastPathComponent().path + "/teacher"
+        let vocab = try String(contentsOfFile: teacherDir + "/vocab.txt", encoding: .utf8)
+        try (vocab + "extra1\nextra2\n").write(toFile: teacherDir + "/vocab.txt", atomically: true, encoding: .utf8)
+        let fine = long.replacingOccurrences(of: "recipe.toml", with: "fine.toml")
+        try TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "2").replacingOccurrences(of: "DATA", with: Fixtures.repositoryRoot + "/recipes/data")
+            .write(toFile: fine, atomically: true, encoding: .utf8)
+        expectFailure(["validate", fine], mentions: ["514 tokens", "512"])
+    }
+
+    // MARK: runs and files
+
+    func testRunsDoNotOverwriteOrLeaveHalfFiles() throws {
+        let recipe = try TrainerTests.setUp("hostile-runs", recipeBody: TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "2"))
+        let run = URL(fileURLWithPath: recipe).deletingLastPathComponent().path + "/run"
+        // Leftovers of an interrupted write by a process that no longer runs.
+        try FileManager.default.createDirectory(atPath: run, withIntermediateDirectories: true)
+        let stale = run + "/.state.safetensors.zst.tmp-999999-1"
+        FileManager.default.createFile(atPath: stale, contents: Data([1, 2, 3]))
+        try distill(["run", recipe])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stale), "stale temporary removed")
+        for f in ["student/config.json", "student/model.safetensors", "student/vocab.txt", "student.safetensors.zst"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/" + f), f)
+        }
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: run).contains { $0.hasPrefix(".student") }, "no staging folder left")
+        // A fresh run over it is refused; --overwrite starts again.
+        expectFailure(["run", recipe], mentions: ["--resume", "--overwrite"])
+        try distill(["run", recipe, "--overwrite"])
+        expectFailure(["run", recipe, "--resume", "--overwrite"], mentions: ["--resume", "--overwrite"])
+        // An output folder that cannot be made names itself.
+        let blocked = try TrainerTests.setUp("hostile-blocked", recipeBody: TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "2"))
+        let blockedRun = URL(fileURLWithPath: blocked).deletingLastPathComponent().path + "/run"
+        FileManager.default.createFile(atPath: blockedRun, contents: Data())
+        expectFailure(["run", blocked], mentions: ["run"])
+    }
+
+    // MARK: checkpoints and text files
+
+    func testCheckpointMetadataAndTextFiles() throws {
+        let teacher = dir + "/teacher"
+        try Fixtures.makeTinyTeacher(at: teacher)
+        let ck = dir + "/model.safetensors.zst"
+        try distill(["convert", teacher, ck])
+        let c = try Checkpoint(path: ck)
+        let image = try SafetensorsImage(try c.decompressAll(), path: ck)
+        let all = try image.tensors.map { t in OwnedTensor(name: t.name, dtype: t.dtype, shape: t.shape, data: try image.withBytes(t) { Array($0) }) }
+        func rewrite(_ name: String, metadata: [String: String], tensors: [OwnedTensor]? = nil) throws -> String {
+            let path = dir + "/" + name + ".safetensors.zst"
+            try Safetensors.withPayloads(tensors ?? all) { _ = try CheckpointWriter.write($0, metadata: metadata, to: path) }
+            return path
+        }
+        var m = c.metadata
+        m[CheckpointKey.formatVersion] = "7"
+        expectFailure(["forward", "--model", try rewrite("version2", metadata: m), "--batch", Fixtures.path("tiny-bert-mlm/reference.safetensors"),
+                       "--out", dir + "/o"], mentions: ["format_version", "7"])
+        m = c.metadata
+        m[CheckpointKey.vocabulary] = ""
+        expectFailure(["convert", try rewrite("empty-vocab", metadata: m), dir + "/export-empty"], mentions: ["distillery.vocab", "empty"])
+        m[CheckpointKey.vocabulary] = "[PAD]\nhello\nhello\n"
+        expectFailure(["convert", try rewrite("duplicate-vocab", metadata: m), dir + "/export-dup"], mentions: ["hello", "twice"])
+        // The byte-shuffle flag on an unshuffled file (the writer never makes one: built frame by
+        // frame here): the weights read back as garbage and are refused.
+        m = c.metadata
+        m["distillery.filter"] = "byteshuffle"
+        let plain = dir + "/plain.safetensors"
+        try Safetensors.write(all, metadata: m, to: plain)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: plain))
+        let headerEnd = 8 + Int(bytes.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        var pieces = [bytes.prefix(headerEnd)]
+        let header = try SafetensorsFile(path: plain)
+        for t in header.tensors.sorted(by: { $0.offset < $1.offset }) where t.byteCount > 0 {
+            pieces.append(bytes[(headerEnd + t.offset)..<(headerEnd + t.offset + t.byteCount)])
+        }
+        var file = [UInt8](), table: [(UInt32, UInt32)] = []
+        for p in pieces {
+            let frame = try Data(p).withUnsafeBytes { try Zstd.compressFrame($0, level: 3) }
+            file += frame
+            table.append((UInt32(frame.count), UInt32(p.count)))
+        }
+        file += CheckpointWriter.seekTable(table)
+        let flagged = dir + "/shuffle-flag.safetensors.zst"
+        try Data(file).write(to: URL(fileURLWithPath: flagged))
+        expectFailure(["forward", "--model", flagged, "--batch", Fixtures.path("tiny-bert-mlm/reference.safetensors"), "--out", dir + "/o"],
+                      mentions: ["shuffle-flag"])
+        // An int8 checkpoint missing a smoothing factor its scheme says it has.
+        let q = dir + "/q.safetensors.zst"
+        try distill(["quantize", teacher, q])
+        let qc = try Checkpoint(path: q)
+        let qi = try SafetensorsImage(try qc.decompressAll(), path: q)
+        let smooth = "bert.encoder.layer.1.attention.output.dense.weight.smooth"
+        let without = try qi.tensors.filter { $0.name != smooth }.map { t in OwnedTensor(name: t.name, dtype: t.dtype, shape: t.shape, data: try qi.withBytes(t) { Array($0) }) }
+        let noSmooth = dir + "/no-smooth.safetensors.zst"
+        try Safetensors.withPayloads(without) { _ = try CheckpointWriter.write($0, metadata: qc.metadata, to: noSmooth) }
+        expectFailure(["eval", "--model", noSmooth, "--data", Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt"], mentions: [smooth])
+        // A JSONL input with invalid UTF-8 names its line.
+        let jsonl = dir + "/bad.jsonl"
+        try Data("{\"text\": \"fine\"}\n{\"text\": \"b\u{FFFD}\"}\n".utf8 + [0x7B, 0x22, 0x74, 0x65, 0x78, 0x74, 0x22, 0x3A, 0x22, 0xC3, 0x28, 0x22, 0x7D, 0x0A])
+            .write(to: URL(fileURLWithPath: jsonl))
+        expectFailure(["tokenize", "--tokenizer", Fixtures.path("tiny-vocab/vocab.txt"), "--input", jsonl], mentions: ["bad.jsonl:3", "UTF-8"])
+        // A vocab.txt that is not text.
+        let binary = dir + "/binary-vocab"
+        try Fixtures.makeTinyTeacher(at: binary)
+        try Data([0xFF, 0xFE, 0x00, 0x80]).write(to: URL(fileURLWithPath: binary + "/vocab.txt"))
+        expectFailure(["eval", "--model", binary, "--data", Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt"], mentions: ["vocab.txt", "UTF-8"])
+    }
+
+    /// A small checkpoint that declares far more than it holds is verified frame by frame: its
+    /// checksums are checked without holding the declared size in memory.
+    func testDecompressionBombIsStreamed() throws {
+        let zeros = [UInt8](repeating: 0, count: 64 << 20)
+        let path = dir + "/bomb.safetensors.zst"
+        _ = try zeros.withUnsafeBytes { raw in
+            try CheckpointWriter.write((0..<16).map { TensorPayload(name: "t\($0)", dtype: .F32, shape: [16 << 20], bytes: raw) },
+                                       metadata: [:], to: path)
+        }
+        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
+        XCTAssertLessThan(size, 1 << 20, "1 GiB of zeros compresses to little")
+        let before = Timing.peakRSS()
+        try distill(["inspect", path, "--verify"])
+        XCTAssertLessThan(Timing.peakRSS() - before, 400 << 20, "verification streamed")
+    }
+}
