@@ -11,7 +11,8 @@ import PackageDescription
 //   → DistilleryEvaluation (held-out metrics, comparison)
 //   → DistilleryTraining (losses, AdamW, students, trainer)
 //   → DistilleryRecipes (TOML) → DistilleryCLI (one file a subcommand) → distill
-// DistilleryBenchmarks (what `distill bench` measures) sits beside the CLI, outside the library.
+// DistilleryBenchmarks (what `distill bench` measures) sits beside the CLI, and DistilleryFuzzing
+// (what the fuzzers in Tests/Fuzz exercise) beside the tests, both outside the library.
 let package = Package(
     name: "Distillery",
     products: [
@@ -20,6 +21,8 @@ let package = Package(
             "DistilleryQuant", "DistilleryEvaluation", "DistilleryTraining", "DistilleryRecipes",
         ]),
         .executable(name: "distill", targets: ["distill"]),
+        // For the fuzz harnesses in Tests/Fuzz (not part of the library).
+        .library(name: "DistilleryFuzzing", targets: ["DistilleryFuzzing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -59,9 +62,14 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "distill", dependencies: ["DistilleryCLI"]),
+        // What the fuzzers feed bytes to; the tests replay what once broke them.
+        .target(name: "DistilleryFuzzing", dependencies: [
+            "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryQuant", "DistilleryRecipes",
+        ]),
         .testTarget(name: "DistilleryTests", dependencies: [
             "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryQuant",
             "DistilleryEvaluation", "DistilleryTraining", "DistilleryRecipes", "DistilleryCLI", "DistilleryBenchmarks",
+            "DistilleryFuzzing",
         ], exclude: ["Fixtures"]),
     ]
 )
