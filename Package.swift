@@ -26,7 +26,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
@@ -51,7 +50,6 @@ let package = Package(
         ]),
         .target(name: "DistilleryRecipes", dependencies: [
             "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryTraining",
-            .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .target(name: "DistilleryBenchmarks", dependencies: [
             "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryTraining",

@@ -1,5 +1,4 @@
 import Foundation
-import TOMLKit
 import DistilleryTensor
 import DistilleryModels
 import DistilleryText
@@ -29,66 +28,28 @@ public enum RecipeError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// Finds the line of a key in the recipe text (TOMLKit keeps no positions): the line of
-/// `key =` under the `[table]` header it belongs to.
-struct LineLocator {
-    let lines: [Substring]
-    init(_ text: String) { lines = text.split(separator: "\n", omittingEmptySubsequences: false) }
-
-    func line(of key: String, in table: [String]) -> Int? {
-        var current: [String] = []
-        for (i, raw) in lines.enumerated() {
-            let l = raw.trimmingCharacters(in: .whitespaces)
-            if l.hasPrefix("[") && !l.hasPrefix("[[") {
-                let name = l.dropFirst().prefix { $0 != "]" }
-                current = name.split(separator: ".").map { $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
-                continue
-            }
-            guard current == table, let eq = l.firstIndex(of: "=") else { continue }
-            let k = l[..<eq].trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-            if k == key { return i + 1 }
-        }
-        if !table.isEmpty, let i = lines.firstIndex(where: { $0.trimmingCharacters(in: .whitespaces) == "[\(table.joined(separator: "."))]" }) {
-            return i + 1
-        }
-        return nil
-    }
-}
-
 /// Reads one TOML table, checking every key against what the recipe allows.
 final class TableReader {
     let table: TOMLTable
     let path: [String]
     let file: String
-    let locator: LineLocator
     let allowed: [String]
     private var read = Set<String>()
 
-    init(_ table: TOMLTable, path: [String], file: String, locator: LineLocator, allowed: [String]) {
-        self.table = table; self.path = path; self.file = file; self.locator = locator; self.allowed = allowed
+    init(_ table: TOMLTable, path: [String], file: String, allowed: [String]) {
+        self.table = table; self.path = path; self.file = file; self.allowed = allowed
     }
 
     func name(_ key: String) -> String { (path + [key]).joined(separator: ".") }
-    func line(_ key: String) -> Int? { locator.line(of: key, in: path) }
+    /// The line a key was set on (its table's header line when the key is absent).
+    func line(_ key: String) -> Int? { table.line(of: key) ?? (path.isEmpty ? nil : table.line) }
 
-    func wrongType(_ key: String, _ expected: String, _ v: TOMLValueConvertible) -> RecipeError {
-        .wrongType(path: file, key: name(key), line: line(key), expected: expected, found: describe(v))
+    func wrongType(_ key: String, _ expected: String, _ v: TOMLValue) -> RecipeError {
+        .wrongType(path: file, key: name(key), line: line(key), expected: expected, found: v.kindDescription)
     }
     func bad(_ key: String, _ reason: String) -> RecipeError { .badValue(path: file, key: name(key), line: line(key), reason: reason) }
 
-    func describe(_ v: TOMLValueConvertible) -> String {
-        switch v.type {
-        case .string: return "the string \"\(v.string ?? "")\""
-        case .int: return "the integer \(v.int ?? 0)"
-        case .double: return "the number \(v.double ?? 0)"
-        case .bool: return v.bool == true ? "true" : "false"
-        case .array: return "an array"
-        case .table: return "a table"
-        default: return "a date or time"
-        }
-    }
-
-    func value(_ key: String) -> TOMLValueConvertible? {
+    func value(_ key: String) -> TOMLValue? {
         precondition(allowed.contains(key), "recipe reader asked for undeclared key \(key)")
         read.insert(key)
         return table[key]
@@ -105,7 +66,8 @@ final class TableReader {
 
     func double(_ key: String, range: ClosedRange<Double>? = nil) throws -> Double? {
         guard let v = value(key) else { return nil }
-        guard let d = v.double ?? v.int.map(Double.init) else { throw wrongType(key, "a number", v) }
+        guard let d = v.double else { throw wrongType(key, "a number", v) }
+        if !d.isFinite { throw bad(key, "must be a finite number, got \(d)") }
         if let range, !range.contains(d) { throw bad(key, "\(d) is outside \(range.lowerBound)…\(range.upperBound)") }
         return d
     }
@@ -125,7 +87,7 @@ final class TableReader {
         return s
     }
 
-    func array(_ key: String) throws -> TOMLArray? {
+    func array(_ key: String) throws -> [TOMLValue]? {
         guard let v = value(key) else { return nil }
         guard let a = v.array else { throw wrongType(key, "an array", v) }
         return a
@@ -133,25 +95,28 @@ final class TableReader {
 
     func ints(_ key: String) throws -> [Int]? {
         guard let a = try array(key) else { return nil }
-        return try a.map { e in guard let i = e.int else { throw wrongType(key, "an array of integers", a) }; return i }
+        return try a.map { e in guard let i = e.int else { throw wrongType(key, "an array of integers", .array(a)) }; return i }
     }
 
     func floats(_ key: String) throws -> [Float]? {
         guard let a = try array(key) else { return nil }
-        return try a.map { e in guard let d = e.double ?? e.int.map(Double.init) else { throw wrongType(key, "an array of numbers", a) }; return Float(d) }
+        return try a.map { e in
+            guard let d = e.double, d.isFinite else { throw wrongType(key, "an array of finite numbers", .array(a)) }
+            return Float(d)
+        }
     }
 
     func strings(_ key: String) throws -> [String]? {
         guard let v = value(key) else { return nil }
         if let s = v.string { return [s] }
         guard let a = v.array else { throw wrongType(key, "a string or an array of strings", v) }
-        return try a.map { e in guard let s = e.string else { throw wrongType(key, "an array of strings", a) }; return s }
+        return try a.map { e in guard let s = e.string else { throw wrongType(key, "an array of strings", .array(a)) }; return s }
     }
 
     func subtable(_ key: String, allowed: [String]) throws -> TableReader? {
         guard let v = value(key) else { return nil }
         guard let t = v.table else { throw wrongType(key, "a table", v) }
-        return TableReader(t, path: path + [key], file: file, locator: locator, allowed: allowed)
+        return TableReader(t, path: path + [key], file: file, allowed: allowed)
     }
 
     /// Fails on any key that was not read.
@@ -193,16 +158,15 @@ public enum RecipeParser {
 
     public static func parse(_ text: String, path: String) throws -> Recipe {
         let toml: TOMLTable
-        do { toml = try TOMLTable(string: text) } catch let e as TOMLParseError {
-            throw RecipeError.syntax(path: path, line: e.source.begin.line, column: e.source.begin.column, message: e.description)
+        do { toml = try TOML.parse(text) } catch let e as TOMLError {
+            throw RecipeError.syntax(path: path, line: e.line, column: e.column, message: e.message)
         }
-        let locator = LineLocator(text)
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         func resolve(_ p: String) -> String {
             let expanded = (p as NSString).expandingTildeInPath
             return expanded.hasPrefix("/") ? expanded : URL(fileURLWithPath: dir).appendingPathComponent(expanded).standardized.path
         }
-        let top = TableReader(toml, path: [], file: path, locator: locator, allowed: topKeys)
+        let top = TableReader(toml, path: [], file: path, allowed: topKeys)
         let name = try top.string("name") ?? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         let output = resolve(try top.string("output") ?? "runs/" + name)
         let seed = UInt64(try top.int("seed", range: 0...Int.max) ?? 42)
@@ -272,7 +236,7 @@ public enum RecipeParser {
             projection = try l.bool("projection") ?? false
             try l.finish()
             if loss.alphaCE + loss.alphaMLM + loss.alphaCos + loss.alphaMSE + loss.alphaHidden == 0 {
-                throw RecipeError.badValue(path: path, key: "loss", line: locator.line(of: "alpha_ce", in: ["loss"]), reason: "every alpha is 0: nothing to learn")
+                throw RecipeError.badValue(path: path, key: "loss", line: l.line("alpha_ce"), reason: "every alpha is 0: nothing to learn")
             }
         }
 
@@ -373,8 +337,8 @@ public enum RecipeParser {
                     throw RecipeError.fileNotFound(path: path, key: "student.config", line: s.line("config"), file: file)
                 }
                 data = try readFile(file)
-            } else if let t = c.table {
-                data = Data(t.convert(to: .json).utf8)
+            } else if c.table != nil {
+                data = try JSONSerialization.data(withJSONObject: c.jsonObject)
             } else {
                 throw s.wrongType("config", "a path or a table", c)
             }

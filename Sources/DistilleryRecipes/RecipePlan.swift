@@ -18,7 +18,8 @@ public struct RecipePlan: Sendable {
             teacher = check.teacher
             student = check.student
         } catch let e as DistillationError {
-            throw RecipeError.badValue(path: recipe.path, key: "loss", line: LineLocator(recipe.text).line(of: "alpha_ce", in: ["loss"]), reason: "\(e)")
+            let line = (try? TOML.parse(recipe.text))?["loss"]?.table?.line
+            throw RecipeError.badValue(path: recipe.path, key: "loss", line: line, reason: "\(e)")
         }
     }
 

@@ -17,7 +17,7 @@ scratch=$root/.build-fuzz
 fixtures=$root/Tests/DistilleryTests/Fixtures
 
 swift build -c release --package-path "$here" --scratch-path "$scratch" \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xcc -fsanitize=fuzzer-no-link,address
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xcc -fsanitize=fuzzer-no-link,address -Xswiftc -use-ld=lld
 # Seeds for the readers that take files Distillery writes: a checkpoint and a token file.
 distill=$root/.build/release/distill
 [ -x "$distill" ] || (cd "$root" && swift build -c release --product distill)
