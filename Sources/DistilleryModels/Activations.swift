@@ -64,6 +64,9 @@ public final class EncoderActivations: @unchecked Sendable {
     public let linearScratchFloats: Int
     // MLM head transform [N×Ht] / [N]
     var headPre: Loc, headAct: Loc, headMean: Loc, headRstd: Loc, headOut: Loc
+    // Classification head [B×H] / [B×C]: [CLS] rows, pooler pre-activation and output, the
+    // classifier's (dropped-out) input, logits; and their backward temporaries.
+    var clsIn: Loc, poolPre: Loc, pooled: Loc, pooledDrop: Loc, clsLogits: Loc, dPooled: Loc, dClsIn: Loc
     // Backward temporaries (training only).
     var dHiddenA: Loc, dHiddenB: Loc, dRes: Loc, dLn1: Loc, dTmp: Loc, dCtx: Loc, dQKV: Loc
     var dEmbA: Loc, dEmbB: Loc, dHeadA: Loc, dHeadB: Loc
@@ -134,6 +137,12 @@ public final class EncoderActivations: @unchecked Sendable {
             headPre = tmp; headAct = tmp; headMean = tmp; headRstd = tmp; headOut = tmp
         }
         let none = Loc(scratch: true, offset: 0)
+        if c.hasClassifier {
+            (clsIn, poolPre, pooled, pooledDrop) = (keep(maxB * H), keep(maxB * H), keep(maxB * H), keep(maxB * H))
+            (clsLogits, dPooled, dClsIn) = (keep(maxB * c.numLabels), keep(maxB * H), keep(maxB * H))
+        } else {
+            (clsIn, poolPre, pooled, pooledDrop, clsLogits, dPooled, dClsIn) = (none, none, none, none, none, none, none)
+        }
         if training {
             dHiddenA = temp(N * H); dHiddenB = temp(N * H); dRes = temp(N * H); dLn1 = temp(N * H)
             dTmp = temp(N * H); dCtx = temp(N * H); dQKV = temp(N * 3 * H)
@@ -169,6 +178,8 @@ public final class EncoderActivations: @unchecked Sendable {
     /// The MLM head transform's output [N×Ht] (after `forwardHeadTransform`).
     public var headOutput: UnsafeMutablePointer<Float> { f(headOut) }
     public var attentionMask: UnsafeMutablePointer<Float> { mask.base }
+    /// The pooler's output [B×H] (after `forwardClassifier`).
+    public var pooledOutput: UnsafeMutablePointer<Float> { f(pooled) }
     public var inputIds: UnsafeMutablePointer<Int32> { ids.base }
 
     /// Bytes held by this set (the shared scratch counted separately).

@@ -114,4 +114,31 @@ extension EncoderModel {
 
     /// Scratch [N×Ht] for the head-output gradient.
     public func headGradientScratch(_ a: EncoderActivations) -> UnsafeMutablePointer<Float> { a.f(a.dHeadA) }
+
+    /// Backward of `forwardClassifier`: dLogits [B×C] (read) → the head's parameter gradients,
+    /// and adds into dLast [N×H] at the [CLS] rows. `keys` must be those the forward pass used.
+    public func backwardClassifier(_ a: EncoderActivations, dLogits: UnsafePointer<Float>, dLast: UnsafeMutablePointer<Float>,
+                                   grads: FloatBuffer, dropout keys: DropoutKeys? = nil) {
+        guard let k = layout.classifier, let pl = layout.pooler else { return }
+        let B = a.B, S = a.S, H = config.hiddenSize
+        @inline(__always) func g(_ offset: Int) -> UnsafeMutablePointer<Float> { grads.base + offset }
+        let dPooled = a.f(a.dPooled), dClsIn = a.f(a.dClsIn), pre = a.f(a.poolPre), pooled = a.f(a.pooled)
+        dPooled.update(repeating: 0, count: B * H)
+        matrix(k.weight).backward(dinp: dPooled, dweight: g(k.weight), dbias: g(k.bias), dout: dLogits, inp: a.f(a.pooledDrop), N: B,
+                                  overwriteInput: false, scratch: a.linearScratch)
+        if let keys, config.classifierDropout > 0 {
+            dropout(dPooled, count: B * H, p: config.classifierDropout, key: keys.key(step: -2, .classifier))
+        }
+        // Through the activation: tanh' = 1 − y², ReLU' = [x > 0].
+        for i in 0..<(B * H) {
+            dPooled[i] *= config.poolerActivation == .tanh ? 1 - pooled[i] * pooled[i] : (pre[i] > 0 ? 1 : 0)
+        }
+        dClsIn.update(repeating: 0, count: B * H)
+        matrix(pl.weight).backward(dinp: dClsIn, dweight: g(pl.weight), dbias: g(pl.bias), dout: dPooled, inp: a.f(a.clsIn), N: B,
+                                   overwriteInput: false, scratch: a.linearScratch)
+        for b in 0..<B {
+            let d = dLast + b * S * H, s = dClsIn + b * H
+            for h in 0..<H { d[h] += s[h] }
+        }
+    }
 }

@@ -25,6 +25,9 @@ public enum ModelFamily: String, Codable, Sendable, CaseIterable {
     }
 }
 
+/// What follows the pooler's dense layer.
+public enum PoolerActivation: String, Codable, Sendable { case tanh, relu }
+
 /// How the applied layers map onto parameter blocks.
 public enum LayerSharing: Sendable, Equatable, Codable {
     /// Every layer has its own weights (BERT, DistilBERT).
@@ -99,7 +102,15 @@ public struct EncoderConfig: Codable, Sendable, Equatable {
     public var padTokenId: Int
     /// A masked-language-model head whose decoder is tied to the word embeddings.
     public var hasMLMHead: Bool
+    /// The pooler (BERT, ALBERT: tanh(W·h[CLS] + b)); for DistilBERT classifiers the
+    /// pre-classifier (relu(W·h[CLS] + b)).
     public var hasPooler: Bool
+    /// Classes of a sequence-classification head (C; 0: none): logits = W_c · dropout(pooled) + b_c.
+    public var numLabels: Int
+    /// The classes' names (id2label), C of them.
+    public var labels: [String]
+    /// Dropout before the classifier (classifier_dropout / seq_classif_dropout / classifier_dropout_prob).
+    public var classifierDropout: Float
 
     enum CodingKeys: String, CodingKey {
         case family = "model_type"
@@ -119,20 +130,68 @@ public struct EncoderConfig: Codable, Sendable, Equatable {
         case padTokenId = "pad_token_id"
         case hasMLMHead = "mlm_head"
         case hasPooler = "pooler"
+        case numLabels = "num_labels"
+        case labels = "id2label"
+        case classifierDropout = "classifier_dropout"
     }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        family = try c.decode(ModelFamily.self, forKey: .family)
+        vocabSize = try c.decode(Int.self, forKey: .vocabSize)
+        hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
+        embeddingSize = try c.decode(Int.self, forKey: .embeddingSize)
+        numLayers = try c.decode(Int.self, forKey: .numLayers)
+        numHeads = try c.decode(Int.self, forKey: .numHeads)
+        intermediateSize = try c.decode(Int.self, forKey: .intermediateSize)
+        maxPositions = try c.decode(Int.self, forKey: .maxPositions)
+        typeVocabSize = try c.decode(Int.self, forKey: .typeVocabSize)
+        activation = try c.decode(Activation.self, forKey: .activation)
+        layerNormEps = try c.decode(Float.self, forKey: .layerNormEps)
+        sharing = try c.decode(LayerSharing.self, forKey: .sharing)
+        hiddenDropout = try c.decode(Float.self, forKey: .hiddenDropout)
+        attentionDropout = try c.decode(Float.self, forKey: .attentionDropout)
+        padTokenId = try c.decode(Int.self, forKey: .padTokenId)
+        hasMLMHead = try c.decode(Bool.self, forKey: .hasMLMHead)
+        hasPooler = try c.decode(Bool.self, forKey: .hasPooler)
+        // Written since classification heads came; absent in older checkpoints.
+        numLabels = try c.decodeIfPresent(Int.self, forKey: .numLabels) ?? 0
+        labels = try c.decodeIfPresent([String].self, forKey: .labels) ?? EncoderConfig.defaultLabels(numLabels)
+        classifierDropout = try c.decodeIfPresent(Float.self, forKey: .classifierDropout) ?? hiddenDropout
+    }
+
+    /// Hugging Face's names for unnamed classes: LABEL_0, LABEL_1, …
+    public static func defaultLabels(_ n: Int) -> [String] { (0..<max(0, min(n, 100_000))).map { "LABEL_\($0)" } }
 
     public init(family: ModelFamily, vocabSize: Int, hiddenSize: Int, embeddingSize: Int? = nil,
                 numLayers: Int, numHeads: Int, intermediateSize: Int, maxPositions: Int = 512,
                 typeVocabSize: Int = 2, activation: Activation = .gelu, layerNormEps: Float = 1e-12,
                 sharing: LayerSharing = .none, hiddenDropout: Float = 0.1, attentionDropout: Float = 0.1,
-                padTokenId: Int = 0, hasMLMHead: Bool = true, hasPooler: Bool = false) {
+                padTokenId: Int = 0, hasMLMHead: Bool = true, hasPooler: Bool = false, numLabels: Int = 0,
+                labels: [String]? = nil, classifierDropout: Float? = nil) {
         self.family = family; self.vocabSize = vocabSize; self.hiddenSize = hiddenSize
         self.embeddingSize = embeddingSize ?? hiddenSize; self.numLayers = numLayers
         self.numHeads = numHeads; self.intermediateSize = intermediateSize
         self.maxPositions = maxPositions; self.typeVocabSize = typeVocabSize
         self.activation = activation; self.layerNormEps = layerNormEps; self.sharing = sharing
         self.hiddenDropout = hiddenDropout; self.attentionDropout = attentionDropout
-        self.padTokenId = padTokenId; self.hasMLMHead = hasMLMHead; self.hasPooler = hasPooler
+        self.padTokenId = padTokenId; self.hasMLMHead = hasMLMHead; self.hasPooler = hasPooler || numLabels > 0
+        self.numLabels = numLabels; self.labels = labels ?? Self.defaultLabels(numLabels)
+        self.classifierDropout = classifierDropout ?? hiddenDropout
+    }
+
+    /// A sequence-classification head (pooler + classifier).
+    public var hasClassifier: Bool { numLabels > 0 }
+    /// Models with a task head (MLM or classification) store the encoder under the family's
+    /// prefix ("bert.", …); base models store it unprefixed.
+    public var prefixesEncoder: Bool { hasMLMHead || hasClassifier }
+    /// The pooler's activation: tanh, or for DistilBERT's pre-classifier ReLU.
+    public var poolerActivation: PoolerActivation { family == .distilbert ? .relu : .tanh }
+    /// The Hugging Face class a model of this configuration is saved as.
+    public var architecture: String {
+        let base = family.baseArchitecture.replacingOccurrences(of: "Model", with: "")
+        if hasClassifier { return base + "ForSequenceClassification" }
+        return hasMLMHead ? family.maskedLMArchitecture : family.baseArchitecture
     }
 
     /// ALBERT always has the E→H projection (even when E = H); the others never do.
@@ -173,6 +232,11 @@ public struct EncoderConfig: Codable, Sendable, Equatable {
         if !(layerNormEps > 0 && layerNormEps.isFinite && layerNormEps < 1) {
             throw bad("layer_norm_eps", "must be a small positive number (PyTorch's default is 1e-12), got \(layerNormEps)")
         }
+        if numLabels < 0 || numLabels > 100_000 { throw bad("num_labels", "must be 0…100,000, got \(numLabels)") }
+        // (Without a classifier, names from config.json wait for the weights to say how many.)
+        if numLabels > 0 && labels.count != numLabels { throw bad("id2label", "names \(labels.count) classes for \(numLabels) labels") }
+        if numLabels > 0 && !hasPooler { throw bad("num_labels", "a classifier reads the pooled [CLS] vector: the model needs its pooler") }
+        if !(0..<1).contains(classifierDropout) { throw bad("classifier_dropout", "must be in [0, 1)") }
         if padTokenId < 0 || padTokenId >= vocabSize { throw bad("pad_token_id", "\(padTokenId) is not a token id (0…\(vocabSize - 1))") }
         switch sharing {
         case .none: break
@@ -194,7 +258,7 @@ public struct EncoderConfig: Codable, Sendable, Equatable {
         let floats = MemoryBudget.sum([
             p(vocabSize, E), p(maxPositions, E), p(typeVocabSize, E), p(4, E), p(H, E + 1),
             p(blocksA, 4 * H * H + 6 * H), p(blocksF, 2 * H * I + I + 3 * H),
-            p(H, H + 1), p(E + H, H + 1), p(vocabSize, 1),
+            p(H, H + 1), p(E + H, H + 1), p(vocabSize, 1), p(numLabels, H + 1),
         ])
         return floats.flatMap { MemoryBudget.product($0, 4) }
     }

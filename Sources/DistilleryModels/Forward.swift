@@ -6,7 +6,7 @@ public struct DropoutKeys: Sendable {
     public let iteration: UInt64
     public init(seed: UInt64, iteration: UInt64) { self.seed = seed; self.iteration = iteration }
 
-    enum Site: UInt64 { case embeddings = 0, attentionProbs = 1, attentionOutput = 2, ffnOutput = 3 }
+    enum Site: UInt64 { case embeddings = 0, attentionProbs = 1, attentionOutput = 2, ffnOutput = 3, classifier = 4 }
     func key(step: Int, _ site: Site) -> UInt64 { streamKey(seed, iteration, UInt64(step + 1), site.rawValue) }
 }
 
@@ -162,16 +162,24 @@ extension EncoderModel {
         return max(w.scratchFloats(maxRows: rows), training ? w.backwardScratchFloats(maxRows: rows) : 0)
     }
 
-    /// The pooler: tanh(W · h[CLS] + b) for each sequence, [B×H].
-    public func pooled(_ a: EncoderActivations) -> [Float]? {
-        guard let pl = layout.pooler else { return nil }
+    /// The sequence-classification head over the last hidden state:
+    ///   clsIn [B×H] = h[CLS] rows,  pooled = act(clsIn · W_pᵀ + b_p)   (tanh; ReLU for DistilBERT)
+    ///   logits [B×C] = dropout(pooled) · W_cᵀ + b_c
+    /// With `dropout` (training) the classifier dropout is applied as the reference does.
+    public func forwardClassifier(_ a: EncoderActivations, dropout keys: DropoutKeys? = nil) {
+        guard let k = layout.classifier, let pl = layout.pooler else { return }
         let B = a.B, S = a.S, H = config.hiddenSize
-        var out = [Float](repeating: 0, count: B * H)
-        out.withUnsafeMutableBufferPointer { o in
-            // Rows 0, S, 2S, … are the [CLS] positions: a strided view of the last hidden state.
-            linear(o.baseAddress!, a.lastHidden, weight: pl.weight, bias: pl.bias, N: B, a, ldInp: S * H)
-            for i in 0..<(B * H) { o[i] = tanhScalar(o[i]) }
+        let clsIn = a.f(a.clsIn), pre = a.f(a.poolPre), pooled = a.f(a.pooled), dropped = a.f(a.pooledDrop)
+        for b in 0..<B { (clsIn + b * H).update(from: a.lastHidden + b * S * H, count: H) }
+        linear(pre, clsIn, weight: pl.weight, bias: pl.bias, N: B, a)
+        for i in 0..<(B * H) { pooled[i] = config.poolerActivation == .tanh ? tanhScalar(pre[i]) : max(0, pre[i]) }
+        dropped.update(from: pooled, count: B * H)
+        if let keys, config.classifierDropout > 0 {
+            DistilleryTensor.dropout(dropped, count: B * H, p: config.classifierDropout, key: keys.key(step: -2, .classifier))
         }
-        return out
+        linear(a.f(a.clsLogits), dropped, weight: k.weight, bias: k.bias, N: B, a)
     }
+
+    /// The class logits of the last `forwardClassifier` [B×C].
+    public func classifierLogits(_ a: EncoderActivations) -> UnsafeMutablePointer<Float> { a.f(a.clsLogits) }
 }

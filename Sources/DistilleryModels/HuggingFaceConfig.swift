@@ -7,6 +7,11 @@ import DistilleryTensor
 public struct BertConfig: Codable, Sendable, Equatable {
     public var modelType = "bert"
     public var architectures: [String]?
+    /// Class names by id ("0": "negative", …), and the reverse map Hugging Face also writes.
+    public var id2label: [String: String]?
+    public var label2id: [String: Int]?
+    public var problemType: String?
+    public var classifierDropout: Float?
     public var vocabSize = 30522
     public var hiddenSize = 768
     public var numHiddenLayers = 12
@@ -24,7 +29,7 @@ public struct BertConfig: Codable, Sendable, Equatable {
     public var tieWordEmbeddings: Bool? = true
 
     enum CodingKeys: String, CodingKey {
-        case modelType = "model_type", architectures
+        case modelType = "model_type", architectures, id2label, label2id, problemType = "problem_type", classifierDropout = "classifier_dropout"
         case vocabSize = "vocab_size", hiddenSize = "hidden_size", numHiddenLayers = "num_hidden_layers"
         case numAttentionHeads = "num_attention_heads", intermediateSize = "intermediate_size"
         case hiddenAct = "hidden_act", hiddenDropoutProb = "hidden_dropout_prob"
@@ -42,6 +47,9 @@ public struct BertConfig: Codable, Sendable, Equatable {
         let d = BertConfig()
         modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? d.modelType
         architectures = try c.decodeIfPresent([String].self, forKey: .architectures)
+        id2label = try c.decodeIfPresent([String: String].self, forKey: .id2label)
+        problemType = try c.decodeIfPresent(String.self, forKey: .problemType)
+        classifierDropout = try c.decodeIfPresent(Float.self, forKey: .classifierDropout)
         vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
         hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
         numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
@@ -76,11 +84,14 @@ public struct BertConfig: Codable, Sendable, Equatable {
                              numHeads: numAttentionHeads, intermediateSize: intermediateSize,
                              maxPositions: maxPositionEmbeddings, typeVocabSize: typeVocabSize, activation: act,
                              layerNormEps: layerNormEps, sharing: .none, hiddenDropout: hiddenDropoutProb,
-                             attentionDropout: attentionProbsDropoutProb, padTokenId: padTokenId ?? 0)
+                             attentionDropout: attentionProbsDropoutProb, padTokenId: padTokenId ?? 0,
+                             labels: try labelNames(id2label, path: path), classifierDropout: classifierDropout ?? hiddenDropoutProb)
     }
 
     public init(_ e: EncoderConfig) {
-        architectures = [e.hasMLMHead ? "BertForMaskedLM" : "BertModel"]
+        architectures = [e.architecture]
+        (id2label, label2id, problemType) = labelMaps(e)
+        classifierDropout = e.hasClassifier ? e.classifierDropout : nil
         vocabSize = e.vocabSize; hiddenSize = e.hiddenSize; numHiddenLayers = e.numLayers
         numAttentionHeads = e.numHeads; intermediateSize = e.intermediateSize
         hiddenAct = e.activation.rawValue; hiddenDropoutProb = e.hiddenDropout
@@ -92,6 +103,11 @@ public struct BertConfig: Codable, Sendable, Equatable {
 public struct DistilBertConfig: Codable, Sendable, Equatable {
     public var modelType = "distilbert"
     public var architectures: [String]?
+    /// Class names by id ("0": "negative", …), and the reverse map Hugging Face also writes.
+    public var id2label: [String: String]?
+    public var label2id: [String: Int]?
+    public var problemType: String?
+    public var seqClassifDropout: Float?
     public var vocabSize = 30522
     public var maxPositionEmbeddings = 512
     public var sinusoidalPosEmbds = false
@@ -106,7 +122,7 @@ public struct DistilBertConfig: Codable, Sendable, Equatable {
     public var tieWordEmbeddings: Bool? = true
 
     enum CodingKeys: String, CodingKey {
-        case modelType = "model_type", architectures
+        case modelType = "model_type", architectures, id2label, label2id, problemType = "problem_type", seqClassifDropout = "seq_classif_dropout"
         case vocabSize = "vocab_size", maxPositionEmbeddings = "max_position_embeddings"
         case sinusoidalPosEmbds = "sinusoidal_pos_embds", nLayers = "n_layers", nHeads = "n_heads"
         case dim, hiddenDim = "hidden_dim", dropout, attentionDropout = "attention_dropout", activation
@@ -120,6 +136,9 @@ public struct DistilBertConfig: Codable, Sendable, Equatable {
         let d = DistilBertConfig()
         modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? d.modelType
         architectures = try c.decodeIfPresent([String].self, forKey: .architectures)
+        id2label = try c.decodeIfPresent([String: String].self, forKey: .id2label)
+        problemType = try c.decodeIfPresent(String.self, forKey: .problemType)
+        seqClassifDropout = try c.decodeIfPresent(Float.self, forKey: .seqClassifDropout)
         vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
         maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? d.maxPositionEmbeddings
         sinusoidalPosEmbds = try c.decodeIfPresent(Bool.self, forKey: .sinusoidalPosEmbds) ?? d.sinusoidalPosEmbds
@@ -147,11 +166,14 @@ public struct DistilBertConfig: Codable, Sendable, Equatable {
         return EncoderConfig(family: .distilbert, vocabSize: vocabSize, hiddenSize: dim, numLayers: nLayers,
                              numHeads: nHeads, intermediateSize: hiddenDim, maxPositions: maxPositionEmbeddings,
                              typeVocabSize: 0, activation: act, layerNormEps: 1e-12, sharing: .none,
-                             hiddenDropout: dropout, attentionDropout: attentionDropout, padTokenId: padTokenId ?? 0)
+                             hiddenDropout: dropout, attentionDropout: attentionDropout, padTokenId: padTokenId ?? 0,
+                             labels: try labelNames(id2label, path: path), classifierDropout: seqClassifDropout ?? 0.2)
     }
 
     public init(_ e: EncoderConfig) {
-        architectures = [e.hasMLMHead ? "DistilBertForMaskedLM" : "DistilBertModel"]
+        architectures = [e.architecture]
+        (id2label, label2id, problemType) = labelMaps(e)
+        seqClassifDropout = e.hasClassifier ? e.classifierDropout : nil
         vocabSize = e.vocabSize; maxPositionEmbeddings = e.maxPositions; nLayers = e.numLayers
         nHeads = e.numHeads; dim = e.hiddenSize; hiddenDim = e.intermediateSize
         dropout = e.hiddenDropout; attentionDropout = e.attentionDropout
@@ -162,6 +184,11 @@ public struct DistilBertConfig: Codable, Sendable, Equatable {
 public struct AlbertConfig: Codable, Sendable, Equatable {
     public var modelType = "albert"
     public var architectures: [String]?
+    /// Class names by id ("0": "negative", …), and the reverse map Hugging Face also writes.
+    public var id2label: [String: String]?
+    public var label2id: [String: Int]?
+    public var problemType: String?
+    public var classifierDropoutProb: Float?
     public var vocabSize = 30000
     public var embeddingSize = 128
     public var hiddenSize = 4096
@@ -181,7 +208,7 @@ public struct AlbertConfig: Codable, Sendable, Equatable {
     public var tieWordEmbeddings: Bool? = true
 
     enum CodingKeys: String, CodingKey {
-        case modelType = "model_type", architectures
+        case modelType = "model_type", architectures, id2label, label2id, problemType = "problem_type", classifierDropoutProb = "classifier_dropout_prob"
         case vocabSize = "vocab_size", embeddingSize = "embedding_size", hiddenSize = "hidden_size"
         case numHiddenLayers = "num_hidden_layers", numHiddenGroups = "num_hidden_groups"
         case numAttentionHeads = "num_attention_heads", intermediateSize = "intermediate_size"
@@ -199,6 +226,9 @@ public struct AlbertConfig: Codable, Sendable, Equatable {
         let d = AlbertConfig()
         modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? d.modelType
         architectures = try c.decodeIfPresent([String].self, forKey: .architectures)
+        id2label = try c.decodeIfPresent([String: String].self, forKey: .id2label)
+        problemType = try c.decodeIfPresent(String.self, forKey: .problemType)
+        classifierDropoutProb = try c.decodeIfPresent(Float.self, forKey: .classifierDropoutProb)
         vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
         embeddingSize = try c.decodeIfPresent(Int.self, forKey: .embeddingSize) ?? d.embeddingSize
         hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
@@ -233,13 +263,16 @@ public struct AlbertConfig: Codable, Sendable, Equatable {
                              maxPositions: maxPositionEmbeddings, typeVocabSize: typeVocabSize, activation: act,
                              layerNormEps: layerNormEps, sharing: .groups(count: numHiddenGroups, inner: innerGroupNum),
                              hiddenDropout: hiddenDropoutProb, attentionDropout: attentionProbsDropoutProb,
-                             padTokenId: padTokenId ?? 0)
+                             padTokenId: padTokenId ?? 0, labels: try labelNames(id2label, path: path),
+                             classifierDropout: classifierDropoutProb ?? 0.1)
     }
 
     /// Hugging Face ALBERT knows only layer groups: attention-only or FFN-only sharing is written
     /// unrolled, one group per layer (see `HuggingFaceExport`).
     public init(_ e: EncoderConfig) {
-        architectures = [e.hasMLMHead ? "AlbertForMaskedLM" : "AlbertModel"]
+        architectures = [e.architecture]
+        (id2label, label2id, problemType) = labelMaps(e)
+        classifierDropoutProb = e.hasClassifier ? e.classifierDropout : nil
         vocabSize = e.vocabSize; embeddingSize = e.embeddingSize; hiddenSize = e.hiddenSize
         numHiddenLayers = e.numLayers; numAttentionHeads = e.numHeads; intermediateSize = e.intermediateSize
         switch e.sharing {
@@ -250,6 +283,30 @@ public struct AlbertConfig: Codable, Sendable, Equatable {
         attentionProbsDropoutProb = e.attentionDropout; maxPositionEmbeddings = e.maxPositions
         typeVocabSize = e.typeVocabSize; layerNormEps = e.layerNormEps; padTokenId = e.padTokenId
     }
+}
+
+/// Class names from a config's id2label ({"0": "neg", "1": "pos"}): ids 0…C−1 in order; the
+/// classifier's rows decide how many classes there are (a config without a classifier may still
+/// carry Hugging Face's default two).
+func labelNames(_ id2label: [String: String]?, path: String) throws -> [String]? {
+    guard let m = id2label, !m.isEmpty else { return nil }
+    guard m.count <= 100_000 else { throw ConfigError.invalid(path: path, field: "id2label", reason: "\(m.count) classes") }
+    var names: [String] = []
+    for i in 0..<m.count {
+        guard let n = m[String(i)] else {
+            throw ConfigError.invalid(path: path, field: "id2label", reason: "class ids must be 0…\(m.count - 1); \(i) is missing")
+        }
+        names.append(n)
+    }
+    return names
+}
+
+/// id2label, label2id and problem_type as Hugging Face writes them for a classifier.
+func labelMaps(_ e: EncoderConfig) -> ([String: String]?, [String: Int]?, String?) {
+    guard e.hasClassifier else { return (nil, nil, nil) }
+    var id2label: [String: String] = [:], label2id: [String: Int] = [:]
+    for (i, n) in e.labels.enumerated() { id2label[String(i)] = n; label2id[n] = i }
+    return (id2label, label2id, "single_label_classification")
 }
 
 /// A config.json read from disk: the family's own struct and the normalised config.

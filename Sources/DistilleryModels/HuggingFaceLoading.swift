@@ -10,8 +10,11 @@ public struct LoadOptions: Sendable, Equatable {
     public var dropPretrainingHeads = false
     /// Leave out the MLM head present in the file.
     public var dropMLMHead = false
-    public init(dropPooler: Bool = false, dropPretrainingHeads: Bool = false, dropMLMHead: Bool = false) {
+    /// Leave out a sequence-classification head present in the file.
+    public var dropClassifier = false
+    public init(dropPooler: Bool = false, dropPretrainingHeads: Bool = false, dropMLMHead: Bool = false, dropClassifier: Bool = false) {
         self.dropPooler = dropPooler; self.dropPretrainingHeads = dropPretrainingHeads; self.dropMLMHead = dropMLMHead
+        self.dropClassifier = dropClassifier
     }
 }
 
@@ -119,10 +122,18 @@ public enum HuggingFaceFolder {
     }
 
     /// The heads a model has: those whose tensors are in the file, less what `options` drops.
-    static func resolveHeads(_ base: EncoderConfig, names: some Collection<String>, options: LoadOptions) throws -> EncoderConfig {
+    /// A classifier's classes come from its weight's rows; their names from the config when it
+    /// names as many.
+    static func resolveHeads(_ base: EncoderConfig, names: [String: String], source: TensorSource, options: LoadOptions) throws -> EncoderConfig {
         var config = base
-        config.hasMLMHead = !options.dropMLMHead && names.contains { HuggingFaceNames.isHeadName($0, family: base.family) }
-        config.hasPooler = !options.dropPooler && names.contains { HuggingFaceNames.isPoolerName($0) }
+        config.hasMLMHead = !options.dropMLMHead && names.keys.contains { HuggingFaceNames.isHeadName($0, family: base.family) }
+        let classifier = options.dropClassifier ? nil : names["classifier.weight"].flatMap { source.info($0) }
+        config.numLabels = classifier.map { $0.shape.first ?? 0 } ?? 0
+        if let c = classifier, c.shape.count != 2 || c.shape[0] < 1 {
+            throw ModelLoadError.wrongShape(file: source.path, tensor: c.name, shape: c.shape, expected: [max(1, base.numLabels), base.hiddenSize])
+        }
+        config.labels = base.labels.count == config.numLabels ? base.labels : EncoderConfig.defaultLabels(config.numLabels)
+        config.hasPooler = (!options.dropPooler || config.hasClassifier) && names.keys.contains { HuggingFaceNames.isPoolerName($0) }
         try config.validate()
         return config
     }
@@ -132,7 +143,7 @@ public enum HuggingFaceFolder {
     public static func describe(_ folder: String, options: LoadOptions = LoadOptions()) throws -> EncoderConfig {
         let hf = try HuggingFaceConfig.load(path: folder + "/config.json")
         let file = try SafetensorsFile(path: folder + "/model.safetensors")
-        return try resolveHeads(hf.encoder, names: try shortNames(file, family: hf.encoder.family).keys, options: options)
+        return try resolveHeads(hf.encoder, names: try shortNames(file, family: hf.encoder.family), source: file, options: options)
     }
 
     /// Builds a model from tensors named the Hugging Face way. Which heads exist (pooler, MLM
@@ -185,7 +196,7 @@ public enum HuggingFaceFolder {
     public static func resolve(_ base: EncoderConfig, from source: TensorSource, options: LoadOptions = LoadOptions(),
                                codecs: [WeightCodec] = []) throws -> ResolvedParameters {
         let names = try shortNames(source, family: base.family)
-        let config = try resolveHeads(base, names: names.keys, options: options)
+        let config = try resolveHeads(base, names: names, source: source, options: options)
         let layout = ParameterLayout(config: config)
         let table = HuggingFaceNames(layout: layout)
         var used = Set<String>()
@@ -195,7 +206,7 @@ public enum HuggingFaceFolder {
         for (ours, hf) in table.pairs {
             let slot = layout.slot(ours)!
             guard let fileName = names[hf] else {
-                throw ModelLoadError.missingTensor(file: source.path, tensor: table.prefixed(hf, withHead: config.hasMLMHead),
+                throw ModelLoadError.missingTensor(file: source.path, tensor: table.fileName(hf),
                                                    expectedShape: slot.shape)
             }
             let info = try source.require(fileName)
@@ -238,6 +249,7 @@ public enum HuggingFaceFolder {
                 continue
             }
             if HuggingFaceNames.isPoolerName(short) && options.dropPooler { continue }
+            if HuggingFaceNames.isClassifierName(short) && options.dropClassifier { continue }
             if HuggingFaceNames.isHeadName(short, family: config.family) && options.dropMLMHead { continue }
             if HuggingFaceNames.isOtherPretrainingHead(short) {
                 if options.dropPretrainingHeads { continue }
@@ -245,7 +257,7 @@ public enum HuggingFaceFolder {
                     hint: "a next-sentence / sentence-order head; pass --drop-pretraining-heads to load without it")
             }
             throw ModelLoadError.unexpectedTensor(file: source.path, tensor: fileName,
-                hint: "not part of a \(config.family.rawValue) encoder with an MLM head (task heads are not supported)")
+                hint: "not part of a \(config.family.rawValue) encoder with an MLM head or a sequence-classification head (other task heads are not supported)")
         }
         return ResolvedParameters(config: config, stored: stored)
     }

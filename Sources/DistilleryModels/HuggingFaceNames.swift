@@ -5,6 +5,8 @@
 /// `distilbert.`); `prefixed` adds it where Hugging Face's *ForMaskedLM classes write it.
 public struct HuggingFaceNames: Sendable {
     public let family: ModelFamily
+    /// Whether file names carry the family's prefix (models with a task head).
+    public let prefixesEncoder: Bool
     /// (our slot name, Hugging Face name), in slot order. With `unrolled`, a shared block
     /// appears under several Hugging Face names.
     public let pairs: [(ours: String, hf: String)]
@@ -16,6 +18,7 @@ public struct HuggingFaceNames: Sendable {
     public init(layout: ParameterLayout, unrolled: Bool = false) {
         let c = layout.config
         family = c.family
+        prefixesEncoder = c.prefixesEncoder
         var pairs: [(String, String)] = []
         func add(_ ours: String, _ hf: String) { pairs.append((ours, hf)) }
 
@@ -94,8 +97,12 @@ public struct HuggingFaceNames: Sendable {
             switch c.family {
             case .bert: add("pooler.weight", "pooler.dense.weight"); add("pooler.bias", "pooler.dense.bias")
             case .albert: add("pooler.weight", "pooler.weight"); add("pooler.bias", "pooler.bias")
-            case .distilbert: break
+            case .distilbert: add("pooler.weight", "pre_classifier.weight"); add("pooler.bias", "pre_classifier.bias")
             }
+        }
+        if c.hasClassifier {
+            add("classifier.weight", "classifier.weight")
+            add("classifier.bias", "classifier.bias")
         }
         if c.hasMLMHead {
             let h = Self.headNames(c.family)
@@ -115,11 +122,14 @@ public struct HuggingFaceNames: Sendable {
 
     /// Our slot name → the name a file of this model stores it under (the first, for shared
     /// slots in an unrolled table).
-    public func fileNames(withHead: Bool) -> [String: String] {
+    public func fileNames() -> [String: String] {
         var out: [String: String] = [:]
-        for (o, h) in pairs where out[o] == nil { out[o] = prefixed(h, withHead: withHead) }
+        for (o, h) in pairs where out[o] == nil { out[o] = fileName(h) }
         return out
     }
+
+    /// The name a file of this model stores the Hugging Face tensor `hf` under.
+    public func fileName(_ hf: String) -> String { prefixed(hf, withHead: prefixesEncoder) }
 
     /// The Hugging Face names of the MLM head, and the names under which Hugging Face may also
     /// store the tied decoder (weight = word embeddings, bias = the head bias).
@@ -135,6 +145,10 @@ public struct HuggingFaceNames: Sendable {
         }
     }
 
+    /// Whether a (prefix-free) name belongs to the sequence-classification head (stored at the
+    /// top level, unprefixed).
+    public static func isClassifierName(_ name: String) -> Bool { name.hasPrefix("classifier.") || name.hasPrefix("pre_classifier.") }
+
     /// Whether a (prefix-free) name belongs to the MLM head.
     public static func isHeadName(_ name: String, family: ModelFamily) -> Bool {
         switch family {
@@ -144,7 +158,7 @@ public struct HuggingFaceNames: Sendable {
         }
     }
 
-    public static func isPoolerName(_ name: String) -> Bool { name.hasPrefix("pooler.") }
+    public static func isPoolerName(_ name: String) -> Bool { name.hasPrefix("pooler.") || name.hasPrefix("pre_classifier.") }
 
     /// Names Hugging Face stores that are buffers, not parameters.
     public static func isBuffer(_ name: String) -> Bool {
@@ -159,7 +173,7 @@ public struct HuggingFaceNames: Sendable {
     /// The name as a Hugging Face *ForMaskedLM model stores it: encoder tensors under the base
     /// prefix, head tensors at the top level. Headless models store names unprefixed.
     public func prefixed(_ hf: String, withHead: Bool) -> String {
-        if !withHead || Self.isHeadName(hf, family: family) { return hf }
+        if !withHead || Self.isHeadName(hf, family: family) || Self.isClassifierName(hf) { return hf }
         return family.basePrefix + "." + hf
     }
 }

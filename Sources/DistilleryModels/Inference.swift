@@ -41,7 +41,8 @@ extension EncoderModel {
     }
 
     /// `distill forward`'s outputs: F32 `hidden_states.0` (embedding output) … `hidden_states.L`,
-    /// shape [B, S, H], and `logits` [B, S, V] when the model has an MLM head.
+    /// shape [B, S, H], `logits` [B, S, V] when the model has an MLM head, and `class_logits`
+    /// [B, C] when it has a sequence classifier.
     public func referenceOutputs(_ batch: TokenBatch) throws -> [OwnedTensor] {
         let a = try inferenceActivations(B: batch.B, S: batch.S)
         let B = batch.B, S = batch.S, H = config.hiddenSize, N = B * S
@@ -55,6 +56,11 @@ extension EncoderModel {
             let logits = FloatBuffer(count: N * config.vocabSize)
             decoderLogits(logits.base, headOutput: a.headOutput, rows: N, a)
             out.append(OwnedTensor(name: "logits", shape: [B, S, config.vocabSize], floats: logits.toArray()))
+        }
+        if config.hasClassifier {
+            forwardClassifier(a)
+            out.append(OwnedTensor(name: "class_logits", shape: [B, config.numLabels],
+                                   floats: Array(UnsafeBufferPointer(start: classifierLogits(a), count: B * config.numLabels))))
         }
         for t in out where !t.data.withUnsafeBytes({ $0.bindMemory(to: Float.self).allSatisfy(\.isFinite) }) {
             throw InputError.nonFiniteOutput(name: t.name)

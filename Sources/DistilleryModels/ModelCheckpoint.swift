@@ -63,7 +63,7 @@ extension EncoderModel {
         let table = HuggingFaceNames(layout: layout, unrolled: unrolled)
         return table.pairs.map { ours, hf in
             let slot = layout.slot(ours)!
-            return TensorPayload(name: table.prefixed(hf, withHead: config.hasMLMHead), dtype: .F32, shape: slot.shape,
+            return TensorPayload(name: table.fileName(hf), dtype: .F32, shape: slot.shape,
                                  bytes: UnsafeRawBufferPointer(start: p(slot.offset), count: slot.count * 4))
         }
     }
@@ -140,7 +140,8 @@ public enum ModelCheckpoint {
         let image = try SafetensorsImage(try c.decompressAll(), path: path)
         let model = try HuggingFaceFolder.load(config, from: image, options: options, codecs: codecs, keepEncoded: keepEncoded)
         if model.config.hasMLMHead != config.hasMLMHead && !options.dropMLMHead
-            || model.config.hasPooler != config.hasPooler && !options.dropPooler {
+            || model.config.hasPooler != config.hasPooler && !options.dropPooler && !options.dropClassifier
+            || model.config.numLabels != config.numLabels && !options.dropClassifier {
             throw ModelCheckpointError.badMetadata(path: path, key: CheckpointKey.config, reason: "heads disagree with the tensors")
         }
         return LoadedModel(model: model, path: path, tokenizer: try tokenizer(of: c), metadata: c.metadata)

@@ -14,7 +14,7 @@ public struct ParameterBreakdown: Codable, Sendable, Equatable {
     /// The component order of every table.
     public static let order: [ParameterGroup] = [
         .wordEmbeddings, .positionEmbeddings, .typeEmbeddings, .embeddingProjection,
-        .attention, .ffn, .layerNorm, .pooler, .mlmHead,
+        .attention, .ffn, .layerNorm, .pooler, .mlmHead, .classifier,
     ]
 
     public init(name: String, components: [Component]) {

@@ -11,6 +11,7 @@ public enum ParameterGroup: String, Codable, Sendable, CaseIterable {
     case layerNorm = "LayerNorms"
     case pooler
     case mlmHead = "MLM head"
+    case classifier
     /// Training-only projection from student to teacher width (never exported).
     case distillProjection = "distillation projection"
 }
@@ -65,6 +66,12 @@ public struct PoolerSlots: Sendable {
     public let bias: Int            // [H]
 }
 
+/// A sequence-classification head after the pooler: logits = W · dropout(pooled) + b.
+public struct ClassifierSlots: Sendable {
+    public let weight: Int          // [C×H]
+    public let bias: Int            // [C]
+}
+
 /// The MLM head: transform (dense, activation, LayerNorm) then the decoder tied to the word
 /// embeddings plus its own bias. Ht = E for ALBERT, H otherwise.
 public struct HeadSlots: Sendable {
@@ -105,6 +112,7 @@ public struct ParameterLayout: Sendable {
     public private(set) var ffn: [FFNSlots] = []
     public private(set) var pooler: PoolerSlots?
     public private(set) var head: HeadSlots?
+    public private(set) var classifier: ClassifierSlots?
     /// Applied layers in order; shared blocks appear more than once. ALBERT's groups of
     /// several sub-layers contribute one step each (transformers 5 reports a hidden state
     /// after each).
@@ -157,6 +165,10 @@ public struct ParameterLayout: Sendable {
         if c.hasPooler {
             pooler = PoolerSlots(weight: add("pooler.weight", [H, H], .pooler, decay: true),
                                  bias: add("pooler.bias", [H], .pooler, decay: false))
+        }
+        if c.hasClassifier {
+            classifier = ClassifierSlots(weight: add("classifier.weight", [c.numLabels, H], .classifier, decay: true),
+                                         bias: add("classifier.bias", [c.numLabels], .classifier, decay: false))
         }
         if c.hasMLMHead {
             let Ht = c.headWidth
@@ -234,6 +246,7 @@ public struct ParameterLayout: Sendable {
         for a in attention { out += [site(a.qkvWeight, 3 * H, H), site(a.outputWeight, H, H)] }
         for f in ffn { out += [site(f.inputWeight, I, H), site(f.outputWeight, H, I)] }
         if let p = pooler { out.append(site(p.weight, H, H)) }
+        if let k = classifier { out.append(site(k.weight, c.numLabels, H)) }
         if let h = head { out.append(site(h.transformWeight, c.headWidth, H)) }
         return out
     }

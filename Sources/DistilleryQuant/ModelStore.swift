@@ -48,7 +48,7 @@ public enum ModelStore {
             let slot = model.layout.slot(ours)!
             let values = UnsafeBufferPointer(start: model.p(slot.offset), count: slot.count)
             if !values.allSatisfy(\.isFinite) {
-                throw ModelLoadError.nonFinite(file: path, tensor: table.prefixed(hf, withHead: model.config.hasMLMHead))
+                throw ModelLoadError.nonFinite(file: path, tensor: table.fileName(hf))
             }
         }
     }

@@ -57,7 +57,7 @@ public enum Quantizer {
     /// tables) whose Hugging Face name does not contain one of `keep`. Query, key and value
     /// run as one matrix, so keeping one of them keeps all three.
     static func quantizedSlots(_ model: EncoderModel, keep: [String]) -> Set<String> {
-        let hf = HuggingFaceNames(layout: model.layout).fileNames(withHead: model.config.hasMLMHead)
+        let hf = HuggingFaceNames(layout: model.layout).fileNames()
         var set = Set(model.layout.slots.filter { slot in
             slot.shape.count == 2 && !keep.contains { (hf[slot.name] ?? slot.name).contains($0) }
         }.map(\.name))
@@ -122,7 +122,7 @@ public enum Quantizer {
         var owned: [OwnedTensor] = []
         for (ours, hf) in table.pairs {
             let slot = model.layout.slot(ours)!
-            let name = table.prefixed(hf, withHead: model.config.hasMLMHead)
+            let name = table.fileName(hf)
             if let (q, s, sm) = parts[ours] {
                 owned += Int8Codec.tensors(name: name, q: q, scales: s, smoothing: sm, rows: slot.shape[0], cols: slot.shape[1])
             } else {
@@ -148,7 +148,7 @@ public enum Quantizer {
         try ModelStore.checkFinite(model, path: input)
         let table = HuggingFaceNames(layout: model.layout)
         let matrices = table.pairs.filter { model.layout.slot($0.ours)!.shape.count == 2 }
-            .map { table.prefixed($0.hf, withHead: model.config.hasMLMHead) }
+            .map { table.fileName($0.hf) }
         for pattern in scheme.keptFP32 where !matrices.contains(where: { $0.contains(pattern) }) {
             throw QuantizeError.keepMatchesNothing(pattern: pattern, examples: Array(matrices.prefix(4)))
         }

@@ -88,7 +88,7 @@ public enum DebugStep {
         func named(_ prefix: String, _ buffer: FloatBuffer) -> [OwnedTensor] {
             table.pairs.map { ours, hf in
                 let slot = m.layout.slot(ours)!
-                return OwnedTensor(name: prefix + table.prefixed(hf, withHead: m.config.hasMLMHead), shape: slot.shape,
+                return OwnedTensor(name: prefix + table.fileName(hf), shape: slot.shape,
                                    floats: Array(UnsafeBufferPointer(start: buffer.base + slot.offset, count: slot.count)))
             }
         }

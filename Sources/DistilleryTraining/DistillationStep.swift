@@ -11,12 +11,26 @@ public struct LossSettings: Codable, Sendable, Equatable {
     public var alphaCos: Float = 1
     public var alphaMSE: Float = 0
     public var alphaHidden: Float = 0
+    /// Sequence classification: the teacher's class logits at temperature T (KL × T²), and the
+    /// labels (cross-entropy).
+    public var alphaSoft: Float = 0
+    public var alphaHard: Float = 0
     /// Soft targets only at the MLM targets (default: every non-padding token).
     public var restrictCEToMask = false
     public init() {}
 
     public var needsTeacherLogits: Bool { alphaCE > 0 || alphaMSE > 0 }
     public var needsStudentLogits: Bool { needsTeacherLogits || alphaMLM > 0 }
+    public var needsClassifier: Bool { alphaSoft > 0 || alphaHard > 0 }
+    /// Whether any loss compares with a teacher (without one, the step fine-tunes on labels).
+    public var needsTeacher: Bool { needsTeacherLogits || alphaCos > 0 || alphaHidden > 0 || alphaSoft > 0 }
+
+    /// Fine-tuning a classifier on its labels alone.
+    public static var labelsOnly: LossSettings {
+        var l = LossSettings()
+        l.alphaCE = 0; l.alphaMLM = 0; l.alphaCos = 0; l.alphaHard = 1
+        return l
+    }
 }
 
 /// Loss values of one step (unweighted), as the distiller reports them.
@@ -27,11 +41,20 @@ public struct LossValues: Codable, Sendable, Equatable {
     public var cos = 0.0
     public var mse = 0.0
     public var hidden = 0.0
+    /// Sequence classification: soft targets (KL × T²) and labels (cross-entropy).
+    public var soft = 0.0
+    public var hard = 0.0
     /// The soft-target loss restricted to MLM targets (computed alongside, for reports).
     public var ceMaskedOnly = 0.0
     public init() {}
 
-    public var isFinite: Bool { [total, ce, mlm, cos, mse, hidden].allSatisfy(\.isFinite) }
+    public var isFinite: Bool { [total, ce, mlm, cos, mse, hidden, soft, hard].allSatisfy(\.isFinite) }
+
+    /// The named values, for logs and checks.
+    public var named: [(String, Double)] {
+        [("loss_total", total), ("loss_ce", ce), ("loss_mlm", mlm), ("loss_cos", cos), ("loss_mse", mse), ("loss_hidden", hidden),
+         ("loss_soft", soft), ("loss_hard", hard)]
+    }
 }
 
 /// The student's parameters with any training-only slots (the student→teacher projection)
@@ -74,6 +97,9 @@ public final class TrainableParameters: @unchecked Sendable {
 public enum DistillationError: Error, CustomStringConvertible, Equatable {
     case teacherHasNoHead
     case studentHasNoHead
+    case noTeacher
+    case noClassifier(model: String)
+    case labelCount(teacher: Int, student: Int)
     case vocabularyMismatch(teacher: Int, student: Int)
     case widthMismatch(teacher: Int, student: Int)
     case nonFinite(step: Int, loss: String)
@@ -83,6 +109,9 @@ public enum DistillationError: Error, CustomStringConvertible, Equatable {
         case .teacherHasNoHead:
             return "alpha_ce and alpha_mse need teacher logits, but the teacher has no MLM head: set them to 0 (cosine/hidden losses only) or use a teacher with an MLM head"
         case .studentHasNoHead: return "alpha_mlm, alpha_ce and alpha_mse need a student with an MLM head"
+        case .noTeacher: return "these losses compare with a teacher, and there is none (fine-tuning uses alpha_hard alone)"
+        case let .noClassifier(m): return "alpha_soft and alpha_hard need a \(m) with a sequence-classification head"
+        case let .labelCount(t, s): return "the teacher classifies into \(t) classes, the student into \(s)"
         case let .vocabularyMismatch(t, s): return "teacher vocabulary (\(t)) and student vocabulary (\(s)) differ"
         case let .widthMismatch(t, s):
             return "teacher hidden size \(t) and student hidden size \(s) differ: the cosine and hidden losses need a projection (set projection = true in [loss])"
@@ -98,11 +127,12 @@ public enum DistillationError: Error, CustomStringConvertible, Equatable {
 /// and MLM targets) are gathered and processed `chunkRows` at a time: student and teacher
 /// logits for the chunk, the row losses and their gradient, then the decoder's backward.
 public final class DistillationStep {
-    public let teacher: EncoderModel
+    /// nil when fine-tuning on labels alone.
+    public let teacher: EncoderModel?
     public let params: TrainableParameters
     public let settings: LossSettings
     public let chunkRows: Int
-    let teacherActs: EncoderActivations
+    let teacherActs: EncoderActivations?
     let studentActs: EncoderActivations
     /// Student and teacher logits of a chunk [chunk × V], in the scratch arena: nothing else
     /// there is live between the student's forward pass and its backward pass.
@@ -119,11 +149,22 @@ public final class DistillationStep {
     // Per-row loss values [N]: KL, MLM cross-entropy, logit MSE; per-token hidden losses [N].
     let rowKL: AlignedBuffer<Double>, rowMLM: AlignedBuffer<Double>, rowMSE: AlignedBuffer<Double>, rowHidden: AlignedBuffer<Double>
     let tokenWeight: FloatBuffer                         // [N] 1 real, 0 padding
+    let classGrad: FloatBuffer                           // [B×C] student class logits, then their gradient
+    let classCE: AlignedBuffer<Bool>                     // [B]
+    let classKL: AlignedBuffer<Double>, classHard: AlignedBuffer<Double>, classMSE: AlignedBuffer<Double>  // [B]
 
     public var student: EncoderModel { params.student }
 
     /// Checks that the losses can be computed for this teacher and student.
-    public static func check(_ settings: LossSettings, teacher tc: EncoderConfig, student sc: EncoderConfig, projection: Bool) throws {
+    public static func check(_ settings: LossSettings, teacher: EncoderConfig?, student sc: EncoderConfig, projection: Bool) throws {
+        if settings.needsClassifier && !sc.hasClassifier { throw DistillationError.noClassifier(model: "student") }
+        guard let tc = teacher else {
+            if settings.needsTeacher { throw DistillationError.noTeacher }
+            if settings.needsStudentLogits && !sc.hasMLMHead { throw DistillationError.studentHasNoHead }
+            return
+        }
+        if settings.alphaSoft > 0 && !tc.hasClassifier { throw DistillationError.noClassifier(model: "teacher") }
+        if settings.alphaSoft > 0 && tc.numLabels != sc.numLabels { throw DistillationError.labelCount(teacher: tc.numLabels, student: sc.numLabels) }
         if settings.needsTeacherLogits && !tc.hasMLMHead { throw DistillationError.teacherHasNoHead }
         if settings.needsStudentLogits && !sc.hasMLMHead { throw DistillationError.studentHasNoHead }
         if (settings.needsStudentLogits || settings.needsTeacherLogits) && sc.vocabSize != tc.vocabSize {
@@ -134,16 +175,16 @@ public final class DistillationStep {
         }
     }
 
-    public init(teacher: EncoderModel, params: TrainableParameters, settings: LossSettings, maxB: Int, maxS: Int,
+    public init(teacher: EncoderModel?, params: TrainableParameters, settings: LossSettings, maxB: Int, maxS: Int,
                 chunkRows: Int = 512) throws {
-        let sc = params.student.config, tc = teacher.config
+        let sc = params.student.config, tc = teacher?.config
         try Self.check(settings, teacher: tc, student: sc, projection: params.projection != nil)
         precondition(params.student.trainable, "the student's matrices must be trainable (fp32 or bf16)")
         self.teacher = teacher; self.params = params; self.settings = settings; self.chunkRows = chunkRows
         // The teacher's temporaries are dead by the time the student's forward pass starts (its
         // outputs are kept apart), so both share one scratch arena.
         let scratch = ScratchArena()
-        teacherActs = try EncoderActivations(model: teacher, maxB: maxB, maxS: maxS, training: false, scratch: scratch)
+        teacherActs = try teacher.map { try EncoderActivations(model: $0, maxB: maxB, maxS: maxS, training: false, scratch: scratch) }
         studentActs = try EncoderActivations(model: params.student, maxB: maxB, maxS: maxS, training: true, scratch: scratch)
         let N = maxB * maxS, V = sc.vocabSize
         let logitRows = settings.needsStudentLogits ? min(chunkRows, N) : 0
@@ -152,11 +193,11 @@ public final class DistillationStep {
         arena = scratch
         hs = FloatBuffer(count: settings.needsStudentLogits ? N * sc.headWidth : 0)
         dhs = FloatBuffer(count: settings.needsStudentLogits ? N * sc.headWidth : 0)
-        ht = FloatBuffer(count: settings.needsTeacherLogits ? N * tc.headWidth : 0)
+        ht = FloatBuffer(count: settings.needsTeacherLogits ? N * (tc?.headWidth ?? 0) : 0)
         // The decoder products' own scratch: the logits of a chunk occupy the arena, where the
         // activations' product scratch lives.
         decoderScratch = FloatBuffer(count: max(settings.needsStudentLogits ? params.student.decoderScratch(rows: logitRows, training: true) : 0,
-                                                settings.needsTeacherLogits ? teacher.decoderScratch(rows: logitRows, training: false) : 0))
+                                                settings.needsTeacherLogits ? teacher?.decoderScratch(rows: logitRows, training: false) ?? 0 : 0))
         dLast = FloatBuffer(count: N * sc.hiddenSize)
         let pw = params.projection?.to ?? 0
         proj = FloatBuffer(count: N * pw)
@@ -165,27 +206,42 @@ public final class DistillationStep {
         rowKL = AlignedBuffer(count: N); rowMLM = AlignedBuffer(count: N); rowMSE = AlignedBuffer(count: N)
         rowHidden = AlignedBuffer(count: N)
         tokenWeight = FloatBuffer(count: N)
+        classGrad = FloatBuffer(count: maxB * max(1, sc.numLabels)); classCE = AlignedBuffer(count: maxB)
+        classKL = AlignedBuffer(count: maxB); classHard = AlignedBuffer(count: maxB); classMSE = AlignedBuffer(count: maxB)
     }
 
     /// Runs the step on `batch` (input ids already masked) with MLM `labels` (−100: not a
     /// target), adding gradients × `gradScale` into the gradient buffer.
-    public func run(_ batch: TokenBatch, labels: [Int32], gradScale: Float = 1, dropout: DropoutKeys? = nil) throws -> LossValues {
+    /// `labels` are MLM targets per position (−100: none; may be empty when no MLM loss is
+    /// on), `classLabels` the class of each sequence (classification).
+    public func run(_ batch: TokenBatch, labels: [Int32], classLabels: [Int32]? = nil, gradScale: Float = 1,
+                    dropout: DropoutKeys? = nil) throws -> LossValues {
         let s = settings, st = student
-        try Self.checkLabels(labels, count: batch.B * batch.S, vocabulary: st.config.vocabSize)
+        if s.needsStudentLogits { try Self.checkLabels(labels, count: batch.B * batch.S, vocabulary: st.config.vocabSize) }
+        if s.alphaHard > 0 {
+            guard let classLabels else { throw InputError.shape(name: "class labels", reason: "alpha_hard needs a label for every sequence") }
+            try Self.checkClassLabels(classLabels, count: batch.B, classes: st.config.numLabels)
+        }
         var clock = PhaseClock()
-        try teacher.forward(batch, teacherActs)
-        if s.needsTeacherLogits { teacher.forwardHeadTransform(teacherActs) }
+        if let teacher, let teacherActs {
+            try teacher.forward(batch, teacherActs)
+            if s.needsTeacherLogits { teacher.forwardHeadTransform(teacherActs) }
+            if s.alphaSoft > 0 { teacher.forwardClassifier(teacherActs) }
+        }
         clock.lap("teacher forward")
         try st.forward(batch, studentActs, dropout: dropout)
         if s.needsStudentLogits { st.forwardHeadTransform(studentActs) }
+        if s.needsClassifier { st.forwardClassifier(studentActs, dropout: dropout) }
         clock.lap("student forward")
 
         var values = LossValues()
         dLast.base.update(repeating: 0, count: batch.B * batch.S * st.config.hiddenSize)
         if s.needsStudentLogits { logitLosses(batch, labels: labels, gradScale: gradScale, into: &values, clock: &clock) }
+        if s.needsClassifier { classificationLosses(batch, labels: classLabels, gradScale: gradScale, into: &values, dropout: dropout) }
         hiddenLosses(batch, gradScale: gradScale, into: &values)
         values.total = Double(s.alphaCE) * values.ce + Double(s.alphaMLM) * values.mlm + Double(s.alphaCos) * values.cos
             + Double(s.alphaMSE) * values.mse + Double(s.alphaHidden) * values.hidden
+            + Double(s.alphaSoft) * values.soft + Double(s.alphaHard) * values.hard
         clock.lap("hidden losses")
         st.backward(studentActs, dLast: dLast.base, grads: params.gradients, dropout: dropout)
         clock.lap("student backward")
@@ -204,11 +260,40 @@ public final class DistillationStep {
         }
     }
 
+    /// Class labels are 0…C−1, one per sequence.
+    public static func checkClassLabels(_ labels: [Int32], count: Int, classes C: Int) throws {
+        guard labels.count == count else { throw InputError.shape(name: "class labels", reason: "\(labels.count) labels for \(count) sequences") }
+        for (i, l) in labels.enumerated() where l < 0 || Int(l) >= C {
+            throw InputError.tokenOutOfRange(name: "class labels", index: i, value: Int(l), limit: C)
+        }
+    }
+
+    /// Sequence classification: KL(teacher ‖ student) of the class distributions at T (× T²)
+    /// and cross-entropy with the labels, each the mean over the B sequences; then the head's
+    /// backward (which adds into dLast at the [CLS] rows).
+    ///   zs, zt [B×C];  L = α_soft · T² · mean KL + α_hard · mean CE
+    func classificationLosses(_ batch: TokenBatch, labels: [Int32]?, gradScale: Float, into values: inout LossValues, dropout: DropoutKeys?) {
+        let s = settings, st = student, B = batch.B, C = st.config.numLabels, T = s.temperature
+        let zs = classGrad.base
+        zs.update(from: st.classifierLogits(studentActs), count: B * C)
+        let labelBuffer = rowLabel.base
+        for b in 0..<B { labelBuffer[b] = s.alphaHard > 0 ? labels![b] : -1; classCE[b] = s.alphaSoft > 0 }
+        let zt = s.alphaSoft > 0 ? UnsafePointer(teacher!.classifierLogits(teacherActs!)) : nil
+        distillationRows(zs: zs, zt: zt, rows: B, V: C, labels: labelBuffer, ce: classCE.base, temperature: T,
+                         ceScale: s.alphaSoft * T * T / Float(B) * gradScale, mlmScale: s.alphaHard / Float(B) * gradScale, mseScale: 0,
+                         klOut: classKL.base, mlmOut: classHard.base, mseOut: classMSE.base)
+        var kl = 0.0, hard = 0.0
+        for b in 0..<B { kl += classKL[b]; hard += classHard[b] }
+        values.soft = s.alphaSoft > 0 ? Double(T * T) * kl / Double(B) : 0
+        values.hard = s.alphaHard > 0 ? hard / Double(B) : 0
+        st.backwardClassifier(studentActs, dLogits: zs, dLast: dLast.base, grads: params.gradients, dropout: dropout)
+    }
+
     /// The soft-target, MLM and logit-MSE losses over the rows that need logits, chunk by
     /// chunk, ending with the head transform's backward (which adds into dLast).
     func logitLosses(_ batch: TokenBatch, labels: [Int32], gradScale: Float, into values: inout LossValues, clock: inout PhaseClock) {
-        let s = settings, st = student, sc = st.config, tc = teacher.config
-        let N = batch.B * batch.S, V = sc.vocabSize, Hs = sc.headWidth, Ht = tc.headWidth
+        let s = settings, st = student, sc = st.config
+        let N = batch.B * batch.S, V = sc.vocabSize, Hs = sc.headWidth, Ht = teacher?.config.headWidth ?? 0
         let grads = params.gradients
         // A row needs logits if it is in the soft-target set or is an MLM target.
         var rows = 0, nCE = 0, nMLM = 0
@@ -228,7 +313,7 @@ public final class DistillationStep {
         for i in 0..<rows {
             let n = Int(rowIndex[i])
             (hs.base + i * Hs).update(from: studentActs.headOutput + n * Hs, count: Hs)
-            if s.needsTeacherLogits { (ht.base + i * Ht).update(from: teacherActs.headOutput + n * Ht, count: Ht) }
+            if s.needsTeacherLogits { (ht.base + i * Ht).update(from: teacherActs!.headOutput + n * Ht, count: Ht) }
         }
         let word = st.matrix(st.layout.embeddings.word), headBias = st.layout.head!.bias
         var start = 0
@@ -236,7 +321,7 @@ public final class DistillationStep {
             let r = min(chunkRows, rows - start)
             let hsC = hs.base + start * Hs
             st.decoderLogits(zs, headOutput: hsC, rows: r, scratch: decoderScratch.base)
-            if s.needsTeacherLogits { teacher.decoderLogits(zt, headOutput: ht.base + start * Ht, rows: r, scratch: decoderScratch.base) }
+            if s.needsTeacherLogits { teacher!.decoderLogits(zt, headOutput: ht.base + start * Ht, rows: r, scratch: decoderScratch.base) }
             clock.lap("logits")
             distillationRows(zs: zs, zt: s.needsTeacherLogits ? UnsafePointer(zt) : nil, rows: r, V: V,
                              labels: rowLabel.base + start, ce: rowCE.base + start, temperature: T,
@@ -276,7 +361,7 @@ public final class DistillationStep {
         let N = batch.B * batch.S
         var tokens = 0
         for n in 0..<N { tokenWeight[n] = batch.attentionMask[n]; if batch.attentionMask[n] != 0 { tokens += 1 } }
-        guard (s.alphaCos > 0 || s.alphaHidden > 0) && tokens > 0 else { return }
+        guard (s.alphaCos > 0 || s.alphaHidden > 0) && tokens > 0, let teacher, let teacherActs else { return }
         let Hs = st.config.hiddenSize, Ht = teacher.config.hiddenSize
         var student = UnsafePointer(studentActs.lastHidden)
         var dStudent = dLast.base

@@ -33,7 +33,7 @@ public final class AdamW: @unchecked Sendable {
             decay = layout.slots.map(\.decay)
         case .namePatterns(let patterns):
             let model = ParameterLayout(config: layout.config)
-            let hf = HuggingFaceNames(layout: model).fileNames(withHead: layout.config.hasMLMHead)
+            let hf = HuggingFaceNames(layout: model).fileNames()
             decay = layout.slots.map { slot in
                 let name = hf[slot.name] ?? slot.name
                 return !patterns.contains { name.contains($0) }

@@ -275,8 +275,7 @@ final class TrainingSession {
             let (batch, labels) = microBatch(g)
             let keys = r.training.dropout ? DropoutKeys(seed: streamKey(r.seed, 0x4452_4F50), iteration: UInt64(g)) : nil
             let v = try step.run(batch, labels: labels, gradScale: 1 / Float(accumulation), dropout: keys)
-            for (name, value) in [("loss_total", v.total), ("loss_ce", v.ce), ("loss_mlm", v.mlm), ("loss_cos", v.cos),
-                                  ("loss_mse", v.mse), ("loss_hidden", v.hidden)] where !value.isFinite {
+            for (name, value) in v.named where !value.isFinite {
                 throw DistillationError.nonFinite(step: current + 1, loss: name)
             }
             let w = 1 / Double(accumulation)

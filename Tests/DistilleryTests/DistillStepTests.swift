@@ -71,7 +71,7 @@ final class DistillStepTests: XCTestCase {
         let table = HuggingFaceNames(layout: student.layout)
         for (o, h) in table.pairs {
             let slot = student.layout.slot(o)!
-            let g = try ref.floats("grad." + table.prefixed(h, withHead: true))
+            let g = try ref.floats("grad." + table.fileName(h))
             params.gradients.base.advanced(by: slot.offset).update(from: g, count: g.count)
         }
         let opt = AdamW(layout: params.layout, settings: settings.optimizer, rule: .namePatterns(settings.adamw.no_decay!))
@@ -79,7 +79,7 @@ final class DistillStepTests: XCTestCase {
         var worstOpt: Float = 0
         for (o, h) in table.pairs {
             let slot = student.layout.slot(o)!
-            let expected = try ref.floats("after_step." + table.prefixed(h, withHead: true))
+            let expected = try ref.floats("after_step." + table.fileName(h))
             let got = Array(UnsafeBufferPointer(start: params.parameters.base + slot.offset, count: slot.count))
             let d = maxAbsDifference(got, expected)
             worstOpt = max(worstOpt, d)

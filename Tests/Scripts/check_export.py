@@ -5,16 +5,18 @@ transformers and computes what Distillery computes.
     distill forward --model student.safetensors.zst --batch BATCH.safetensors --out /tmp/ours.safetensors
     python3 Tests/Scripts/check_export.py /tmp/student BATCH.safetensors /tmp/ours.safetensors [DIR BATCH OURS …]
 
-Loads DIR with AutoModelForMaskedLM (AutoModel when it has no MLM head), checks the class
-matches the family (BertForMaskedLM, AlbertForMaskedLM, DistilBertForMaskedLM), runs it on the
-batch and compares every hidden state and the logits with Distillery's, max abs difference
-within --tolerance (1e-4). Exits non-zero on any mismatch. Needs torch, transformers, safetensors.
+Loads DIR with AutoModelForMaskedLM, AutoModelForSequenceClassification (as its config's
+architecture says) or AutoModel, checks the class matches the family (BertForMaskedLM,
+AlbertForSequenceClassification, …), runs it on the batch and compares every hidden state and
+the logits (Distillery's `logits`, or `class_logits` for a classifier) with Distillery's, max
+abs difference within --tolerance (1e-4). Exits non-zero on any mismatch. Needs torch,
+transformers, safetensors.
 """
 import argparse, json, os, sys
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModel, AutoModelForMaskedLM
+from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
 ap = argparse.ArgumentParser()
 ap.add_argument("triples", nargs="+", help="FOLDER BATCH OURS, repeated")
@@ -28,10 +30,12 @@ def check(folder, batch_path, ours_path):
     cfg = json.load(open(os.path.join(folder, "config.json")))
     arch = (cfg.get("architectures") or [""])[0]
     head = arch.endswith("ForMaskedLM")
-    Auto = AutoModelForMaskedLM if head else AutoModel
+    classifier = arch.endswith("ForSequenceClassification")
+    Auto = AutoModelForMaskedLM if head else AutoModelForSequenceClassification if classifier else AutoModel
     model = Auto.from_pretrained(folder).eval()
-    expected = {"bert": "BertForMaskedLM", "albert": "AlbertForMaskedLM", "distilbert": "DistilBertForMaskedLM"}[cfg["model_type"]]
-    if head and type(model).__name__ != expected:
+    family = {"bert": "Bert", "albert": "Albert", "distilbert": "DistilBert"}[cfg["model_type"]]
+    expected = family + ("ForMaskedLM" if head else "ForSequenceClassification")
+    if (head or classifier) and type(model).__name__ != expected:
         return f"{folder}: loaded as {type(model).__name__}, expected {expected}"
     batch = load_file(batch_path)
     kw = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "output_hidden_states": True}
@@ -40,12 +44,12 @@ def check(folder, batch_path, ours_path):
     with torch.no_grad():
         out = model(**kw)
     ours = load_file(ours_path)
-    names = [f"hidden_states.{i}" for i in range(len(out.hidden_states))] + (["logits"] if head else [])
+    names = [f"hidden_states.{i}" for i in range(len(out.hidden_states))] + (["logits"] if head else []) + (["class_logits"] if classifier else [])
     if set(ours) != set(names):
         return f"{folder}: tensor sets differ: ours {sorted(ours)}, transformers {names}"
     worst = 0.0
     for n in names:
-        ref = out.logits if n == "logits" else out.hidden_states[int(n.split(".")[1])]
+        ref = out.logits if n in ("logits", "class_logits") else out.hidden_states[int(n.split(".")[1])]
         worst = max(worst, (ref - ours[n]).abs().max().item())
     if worst > a.tolerance:
         return f"{folder}: FAIL {type(model).__name__}: {worst:.2e} > {a.tolerance}"
