@@ -132,6 +132,8 @@ public final class DistillationStep {
     public let params: TrainableParameters
     public let settings: LossSettings
     public let chunkRows: Int
+    /// false: gradients stop at the heads (the encoder is frozen; its backward pass is skipped).
+    public let trainsEncoder: Bool
     let teacherActs: EncoderActivations?
     let studentActs: EncoderActivations
     /// Student and teacher logits of a chunk [chunk × V], in the scratch arena: nothing else
@@ -176,11 +178,12 @@ public final class DistillationStep {
     }
 
     public init(teacher: EncoderModel?, params: TrainableParameters, settings: LossSettings, maxB: Int, maxS: Int,
-                chunkRows: Int = 512) throws {
+                chunkRows: Int = 512, trainsEncoder: Bool = true) throws {
         let sc = params.student.config, tc = teacher?.config
         try Self.check(settings, teacher: tc, student: sc, projection: params.projection != nil)
         precondition(params.student.trainable, "the student's matrices must be trainable (fp32 or bf16)")
         self.teacher = teacher; self.params = params; self.settings = settings; self.chunkRows = chunkRows
+        self.trainsEncoder = trainsEncoder
         // The teacher's temporaries are dead by the time the student's forward pass starts (its
         // outputs are kept apart), so both share one scratch arena.
         let scratch = ScratchArena()
@@ -243,7 +246,7 @@ public final class DistillationStep {
             + Double(s.alphaMSE) * values.mse + Double(s.alphaHidden) * values.hidden
             + Double(s.alphaSoft) * values.soft + Double(s.alphaHard) * values.hard
         clock.lap("hidden losses")
-        st.backward(studentActs, dLast: dLast.base, grads: params.gradients, dropout: dropout)
+        if trainsEncoder { st.backward(studentActs, dLast: dLast.base, grads: params.gradients, dropout: dropout) }
         clock.lap("student backward")
         clock.report()
         return values

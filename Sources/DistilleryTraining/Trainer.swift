@@ -26,6 +26,8 @@ public enum TrainerEvent {
     case step(StepReport)
     case evaluation(step: Int, EvalReport)
     case checkpoint(step: Int, path: String)
+    /// A classification run's epoch: its training loss and the dev set's scores.
+    case classification(EpochReport)
 }
 
 public struct TrainingSummary: Codable, Sendable {
@@ -41,6 +43,8 @@ public struct TrainingSummary: Codable, Sendable {
     public var tokensPerSecond: Double { seconds > 0 ? Double(tokens) / seconds : 0 }
     public var studentParameters = 0
     public var teacherParameters = 0
+    /// A [task] recipe's stages.
+    public var task: TaskRunSummary?
 }
 
 public enum TrainerError: Error, CustomStringConvertible, Equatable {
@@ -75,6 +79,12 @@ public final class Trainer {
                     events: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
         let start = Timing.now()
         try prepareOutput(resume: resume, overwrite: overwrite, events: events)
+        if recipe.task != nil {
+            var summary = try TaskRun(trainer: self).run(resume: resume, events: events)
+            summary.seconds = Timing.now() - start
+            return summary
+        }
+        if recipe.fitHead != nil { try fitTeacherHead(resume: resume, events: events) }
         let session = try TrainingSession(trainer: self, resume: resume, events: events)
         if session.current == 0 { try session.evaluate(events: events) }
         var summary = try session.train(stopAfterSteps: stopAfterSteps, interrupt: interrupt, events: events)
@@ -87,11 +97,55 @@ public final class Trainer {
         return summary
     }
 
+    /// The teacher the distillation reads: the recipe's, or its copy with a fitted MLM head.
+    public var teacherPath: String { recipe.fitHead != nil ? recipe.output + "/teacher-mlm" : recipe.teacher }
+
+    /// [teacher.fit_head]: fits an MLM head on the frozen teacher over the recipe's training
+    /// text, measures it on the held-out text, and writes OUTPUT/teacher-mlm (reused by a
+    /// resumed run).
+    func fitTeacherHead(resume: Bool, events: (TrainerEvent) -> Void) throws {
+        let r = recipe, folder = teacherPath
+        if resume, FileManager.default.fileExists(atPath: folder + "/model.safetensors") {
+            events(.message("teacher: reusing the head fitted by the previous run in \(folder)"))
+            return
+        }
+        _ = try RecipeCheck(r)
+        let loaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
+        let tokenizer = try BertTokenizer.of(model: r.teacher, files: loaded.tokenizer)
+        let train = try dataset(r.data.train, name: "train", tokenizer: tokenizer, events: events)
+        if train.count == 0 { throw TrainerError.noData(path: train.path) }
+        let heldout = try r.data.heldout.isEmpty ? nil : dataset(r.data.heldout, name: "heldout", tokenizer: tokenizer, events: events)
+        var settings = r.fitHead!
+        settings.masking = r.data.masking
+        if settings.masking.probability == 0 { settings.masking.probability = 0.15 }
+        settings.seed = r.seed
+        let fitter = HeadFitter(encoder: loaded.model, tokenCounts: train.tokenCounts(), settings: settings)
+        let evalSet = heldout.map {
+            EvalSet.make($0, tokenizer: tokenizer, batchSize: r.training.batchSize, maxBatches: r.evaluation.batches,
+                         policy: settings.masking, withTokenTypes: loaded.model.config.hasTokenTypes)
+        }
+        events(.message("teacher: fitting an MLM head on the frozen encoder, \(settings.steps) steps"))
+        let s = try withoutActuallyEscaping(events) { events in
+            try fitter.fit(train: train, heldout: evalSet, tokenizer: tokenizer) { e in
+                if case .evaluation(_, let report) = e {
+                    events(.message("teacher: fitted head's held-out MLM accuracy \(report.mlmAccuracy.map { String(format: "%.2f%%", $0 * 100) } ?? "–")"))
+                } else { events(e) }
+            }
+        }
+        try fitter.save(folder: folder, checkpoint: nil, tokenizer: loaded.tokenizer, source: r.teacher, steps: s.steps)
+        let metrics = try MetricsLog(path: metricsPath, stage: "fit_head")
+        var line: [String: Any] = ["step": s.steps, "eval": true, "tokens": s.tokens, "loss_mlm": s.lastLoss, "seconds": s.seconds]
+        if let a = s.heldout?.mlmAccuracy { line["mlm_accuracy"] = a }
+        try metrics.write(line)
+    }
+
     /// What a run leaves in its output folder (the tokenized data in data/ is kept: it is
     /// reused while the text and the tokenizer stay the same).
     public var runFiles: [String] {
         [statePath, metricsPath, recipe.output + "/student", recipe.output + "/student.safetensors.zst", recipe.output + "/report.md",
          recipe.output + "/curves.svg"]
+            + ["teacher", "baseline", "teacher-mlm"].flatMap { [recipe.output + "/" + $0, recipe.output + "/\($0).safetensors.zst"] }
+            + [recipe.output + "/student-int8.safetensors.zst"]
     }
 
     /// Creates the output folder, removes what interrupted writes left, and refuses to start a
@@ -185,9 +239,9 @@ final class TrainingSession {
 
         // The checks `distill validate` makes, before anything is loaded.
         _ = try RecipeCheck(r)
-        events(.message("teacher \(r.teacher)"))
-        teacherLoaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
-        let tokenizer = try BertTokenizer.of(model: r.teacher, files: teacherLoaded.tokenizer)
+        events(.message("teacher \(trainer.teacherPath)"))
+        teacherLoaded = try ModelStore.load(trainer.teacherPath, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
+        let tokenizer = try BertTokenizer.of(model: trainer.teacherPath, files: teacherLoaded.tokenizer)
         self.tokenizer = tokenizer
 
         // Data, tokenized once into the output folder.
@@ -371,14 +425,19 @@ final class TrainingSession {
 final class MetricsLog {
     let path: String
     let fd: Int32
-    init(path: String) throws {
+    /// Written into every line: which stage of a run it belongs to ("teacher", "student"…).
+    let stage: String?
+    init(path: String, stage: String? = nil) throws {
         self.path = path
+        self.stage = stage
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         if fd < 0 { throw FileError(path: path, operation: "open for writing", reason: String(cString: strerror(errno))) }
     }
     deinit { close(fd) }
 
     func write(_ object: [String: Any]) throws {
+        var object = object
+        if let stage { object["stage"] = stage }
         let d = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) + Data("\n".utf8)
         try d.withUnsafeBytes { raw in
             var done = 0
@@ -395,8 +454,16 @@ final class MetricsLog {
 
     func append(_ r: StepReport) throws {
         try write(["step": r.step, "loss_total": r.losses.total, "loss_ce": r.losses.ce, "loss_mlm": r.losses.mlm,
-                   "loss_cos": r.losses.cos, "loss_mse": r.losses.mse, "loss_hidden": r.losses.hidden, "lr": Double(r.lr),
+                   "loss_cos": r.losses.cos, "loss_mse": r.losses.mse, "loss_hidden": r.losses.hidden,
+                   "loss_soft": r.losses.soft, "loss_hard": r.losses.hard, "lr": Double(r.lr),
                    "grad_norm": r.gradNorm, "tokens": r.tokens, "tokens_per_s": r.tokensPerSecond, "elapsed_s": r.elapsed])
+    }
+
+    func append(epoch e: EpochReport) throws {
+        var o: [String: Any] = ["step": e.step, "epoch": e.epoch, "eval": true, "train_loss": e.trainLoss, "dev_accuracy": e.dev.accuracy,
+                                "dev_macro_f1": e.dev.macroF1, "dev_loss": e.dev.loss, "dev_examples": e.dev.examples]
+        if let a = e.dev.agreement { o["dev_teacher_agreement"] = a }
+        try write(o)
     }
 
     func append(evaluation e: EvalReport, step: Int) throws {
