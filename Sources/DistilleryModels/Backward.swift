@@ -127,7 +127,7 @@ extension EncoderModel {
         matrix(k.weight).backward(dinp: dPooled, dweight: g(k.weight), dbias: g(k.bias), dout: dLogits, inp: a.f(a.pooledDrop), N: B,
                                   overwriteInput: false, scratch: a.linearScratch)
         if let keys, config.classifierDropout > 0 {
-            dropout(dPooled, count: B * H, p: config.classifierDropout, key: keys.key(step: -2, .classifier))
+            dropout(dPooled, count: B * H, p: config.classifierDropout, key: keys.key(step: -1, .classifier))
         }
         // Through the activation: tanh' = 1 − y², ReLU' = [x > 0].
         for i in 0..<(B * H) {

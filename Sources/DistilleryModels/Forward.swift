@@ -175,7 +175,7 @@ extension EncoderModel {
         for i in 0..<(B * H) { pooled[i] = config.poolerActivation == .tanh ? tanhScalar(pre[i]) : max(0, pre[i]) }
         dropped.update(from: pooled, count: B * H)
         if let keys, config.classifierDropout > 0 {
-            DistilleryTensor.dropout(dropped, count: B * H, p: config.classifierDropout, key: keys.key(step: -2, .classifier))
+            DistilleryTensor.dropout(dropped, count: B * H, p: config.classifierDropout, key: keys.key(step: -1, .classifier))
         }
         linear(a.f(a.clsLogits), dropped, weight: k.weight, bias: k.bias, N: B, a)
     }
