@@ -70,6 +70,9 @@ func stepLosses(_ s: StepReport) -> String {
     for (name, v) in s.losses.named where name != "loss_total" && v != 0 {
         parts.append("\(name.dropFirst(5)) \(fixed(v, 4))")
     }
+    for (name, v) in s.scheduled.sorted(by: { $0.key < $1.key }) {
+        parts.append("\(name == "temperature" ? "T" : name) \(fixed(v, 2))")
+    }
     return parts.joined(separator: "  ")
 }
 

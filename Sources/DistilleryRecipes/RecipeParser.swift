@@ -196,12 +196,13 @@ public enum RecipeParser {
             fineTune = ft
         }
         var fitHead: HeadFitSettings?
-        if let f = try t.subtable("fit_head", allowed: ["steps", "batch_size", "lr", "warmup"]) {
+        if let f = try t.subtable("fit_head", allowed: ["steps", "batch_size", "lr", "warmup", "output"]) {
             var h = HeadFitSettings()
             h.steps = try f.int("steps", range: 1...10_000_000) ?? h.steps
             h.batchSize = try f.int("batch_size", range: 1...65536) ?? h.batchSize
             h.lr = try f.float("lr", range: 0...10) ?? h.lr
             h.warmupFraction = try f.double("warmup", range: 0...1) ?? h.warmupFraction
+            h.output = try f.string("output").map(resolve)
             try f.finish()
             fitHead = h
         }
@@ -286,15 +287,52 @@ public enum RecipeParser {
         }
         var projection = false
         if let l = try top.subtable("loss", allowed: ["temperature", "alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "alpha_hidden",
-                                                      "alpha_soft", "alpha_hard", "restrict_ce_to_mask", "projection"]) {
-            loss.temperature = try l.float("temperature", range: 0.01...100) ?? loss.temperature
-            loss.alphaCE = try l.float("alpha_ce", range: 0...1e6) ?? loss.alphaCE
-            loss.alphaMLM = try l.float("alpha_mlm", range: 0...1e6) ?? loss.alphaMLM
-            loss.alphaCos = try l.float("alpha_cos", range: 0...1e6) ?? loss.alphaCos
-            loss.alphaMSE = try l.float("alpha_mse", range: 0...1e6) ?? 0
-            loss.alphaHidden = try l.float("alpha_hidden", range: 0...1e6) ?? 0
-            loss.alphaSoft = try l.float("alpha_soft", range: 0...1e6) ?? loss.alphaSoft
-            loss.alphaHard = try l.float("alpha_hard", range: 0...1e6) ?? loss.alphaHard
+                                                      "alpha_soft", "alpha_hard", "restrict_ce_to_mask", "projection", "match"]) {
+            // Each weight and the temperature: a number, or a schedule { start, end, shape, until }.
+            func scheduled(_ key: String, range: ClosedRange<Double>, default d: Float) throws -> Float {
+                guard let v = l.has(key) ? l.table[key] : nil, let t = v.table else { return try l.float(key, range: range) ?? d }
+                let sched = try parseSchedule(TableReader(t, path: ["loss", key], file: path, allowed: ScheduledValue.keys), range: range)
+                loss.schedules[key] = sched
+                _ = l.value(key)
+                return max(sched.start, sched.end)
+            }
+            loss.temperature = try scheduled("temperature", range: 0.01...100, default: loss.temperature)
+            loss.alphaCE = try scheduled("alpha_ce", range: 0...1e6, default: loss.alphaCE)
+            loss.alphaMLM = try scheduled("alpha_mlm", range: 0...1e6, default: loss.alphaMLM)
+            loss.alphaCos = try scheduled("alpha_cos", range: 0...1e6, default: loss.alphaCos)
+            loss.alphaMSE = try scheduled("alpha_mse", range: 0...1e6, default: 0)
+            loss.alphaHidden = try scheduled("alpha_hidden", range: 0...1e6, default: 0)
+            loss.alphaSoft = try scheduled("alpha_soft", range: 0...1e6, default: loss.alphaSoft)
+            loss.alphaHard = try scheduled("alpha_hard", range: 0...1e6, default: loss.alphaHard)
+            if let matches = try l.array("match") {
+                for (i, v) in matches.enumerated() {
+                    guard let t = v.table else { throw l.wrongType("match", "[[loss.match]] tables", v) }
+                    let m = TableReader(t, path: ["loss", "match[\(i + 1)]"], file: path, allowed: ["kind", "teacher", "student", "weight", "relation_heads"])
+                    guard let kindName = try m.string("kind", oneOf: LayerMatch.Kind.allCases.map(\.rawValue)) else {
+                        throw RecipeError.missing(path: path, key: "loss.match[\(i + 1)].kind",
+                                                  reason: "what to compare: \(LayerMatch.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    var match = LayerMatch(kind: LayerMatch.Kind(rawValue: kindName)!)
+                    match.teacherLayer = try m.int("teacher", range: 0...4096)
+                    match.studentLayer = try m.int("student", range: 0...4096)
+                    if (match.teacherLayer == nil) != (match.studentLayer == nil) {
+                        throw m.bad(match.teacherLayer == nil ? "teacher" : "student", "give both teacher and student layers, or neither (the uniform map m · L_t / L_s)")
+                    }
+                    if let w = m.table["weight"]?.table {
+                        let sched = try parseSchedule(TableReader(w, path: ["loss", "match[\(i + 1)]", "weight"], file: path, allowed: ScheduledValue.keys),
+                                                      range: 0...1e6)
+                        _ = m.value("weight")
+                        match.weight = max(sched.start, sched.end)
+                        match.weightSchedule = sched
+                    } else {
+                        match.weight = try m.float("weight", range: 0...1e6) ?? 1
+                    }
+                    match.relationHeads = try m.int("relation_heads", range: 1...4096)
+                    if match.relationHeads != nil && match.kind != .relation { throw m.bad("relation_heads", "only relation matches have relation heads") }
+                    try m.finish()
+                    loss.matches.append(match)
+                }
+            }
             if task == nil {
                 for k in ["alpha_soft", "alpha_hard"] where l.has(k) { throw l.bad(k, "class losses need a [task] table naming labelled data") }
             } else {
@@ -305,7 +343,8 @@ public enum RecipeParser {
             loss.restrictCEToMask = try l.bool("restrict_ce_to_mask") ?? false
             projection = try l.bool("projection") ?? false
             try l.finish()
-            if loss.alphaCE + loss.alphaMLM + loss.alphaCos + loss.alphaMSE + loss.alphaHidden + loss.alphaSoft + loss.alphaHard == 0 {
+            if loss.alphaCE + loss.alphaMLM + loss.alphaCos + loss.alphaMSE + loss.alphaHidden + loss.alphaSoft + loss.alphaHard == 0
+                && !loss.matches.contains(where: { $0.weight > 0 }) {
                 throw RecipeError.badValue(path: path, key: "loss", line: l.line("alpha_ce"), reason: "every alpha is 0: nothing to learn")
             }
         }
@@ -377,6 +416,21 @@ public enum RecipeParser {
         recipe.fitHead = fitHead
         recipe.exportInt8 = exportInt8
         return recipe
+    }
+
+    /// { start = A, end = B, shape = "linear" | "cosine", until = 0.5 } (until: the share of
+    /// training after which the value stays at its end).
+    static func parseSchedule(_ t: TableReader, range: ClosedRange<Double>) throws -> ScheduledValue {
+        guard let start = try t.double("start", range: range) else {
+            throw RecipeError.missing(path: t.file, key: t.name("start"), reason: "a schedule's value at the first step (and end = its value at the end)")
+        }
+        guard let end = try t.double("end", range: range) else {
+            throw RecipeError.missing(path: t.file, key: t.name("end"), reason: "the schedule's value at the end")
+        }
+        let shape = try t.string("shape", oneOf: ScheduledValue.Shape.allCases.map(\.rawValue)).flatMap(ScheduledValue.Shape.init(rawValue:)) ?? .linear
+        let until = try t.double("until", range: 0.0001...1) ?? 1
+        try t.finish()
+        return ScheduledValue(start: Float(start), end: Float(end), shape: shape, until: until)
     }
 
     static func parseStudent(_ s: TableReader, path: String, resolve: (String) -> String) throws -> StudentSpec {

@@ -16,7 +16,16 @@ public struct HeadFitSettings: Sendable, Equatable {
     public var clip: Float? = 1
     public var masking = MaskingPolicy()
     public var seed: UInt64 = 42
+    /// Where a recipe keeps the fitted teacher (default: OUTPUT/teacher-mlm); recipes naming
+    /// the same folder share one fit.
+    public var output: String?
     public init() {}
+
+    /// What decides the fit: the same stamp means the same head.
+    func stamp(teacher: String, data: [String], maxSequenceLength: Int) -> String {
+        "teacher \(teacher); data \(data.joined(separator: ", ")); max_seq_len \(maxSequenceLength); steps \(steps); batch \(batchSize); "
+            + "lr \(lr); warmup \(warmupFraction); mlm \(masking.probability)/\(masking.maskShare)/\(masking.randomShare); seed \(seed)"
+    }
 }
 
 public struct HeadFitSummary: Codable, Sendable {
@@ -130,12 +139,13 @@ public final class HeadFitter {
 
     /// Writes the model with its fitted head as a Hugging Face *ForMaskedLM folder (its
     /// config.json and safetensors metadata say the head was fitted here) and a checkpoint.
-    public func save(folder: String, checkpoint: String?, tokenizer: TokenizerFiles, source: String, steps: Int) throws {
+    public func save(folder: String, checkpoint: String?, tokenizer: TokenizerFiles, source: String, steps: Int, stamp: String? = nil) throws {
         let parent = URL(fileURLWithPath: folder).deletingLastPathComponent().path
         try FileManager.default.createFolder(parent)
         let staging = parent + "/." + URL(fileURLWithPath: folder).lastPathComponent + ".tmp-\(getpid())"
         try? FileManager.default.removeItem(atPath: staging)
-        let notes = ["distillery_head": Self.note, "distillery_head_source": source, "distillery_head_steps": String(steps)]
+        var notes = ["distillery_head": Self.note, "distillery_head_source": source, "distillery_head_steps": String(steps)]
+        if let stamp { notes["distillery_head_stamp"] = stamp }
         try HuggingFaceFolder.save(model, tokenizer: tokenizer, to: staging, notes: notes)
         try FileManager.default.replaceFolder(folder, with: staging)
         if let checkpoint {
@@ -189,5 +199,14 @@ extension HeadFitter {
         summary.folder = output
         summary.checkpoint = checkpoint
         return summary
+    }
+}
+
+extension HeadFitter {
+    /// The stamp a folder written by `save` records (nil when it has none or cannot be read).
+    public static func recordedStamp(folder: String) -> String? {
+        guard let d = try? Data(contentsOf: URL(fileURLWithPath: folder + "/config.json")),
+              let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return nil }
+        return o["distillery_head_stamp"] as? String
     }
 }

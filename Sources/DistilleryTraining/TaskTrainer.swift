@@ -120,8 +120,10 @@ public final class TaskTrainer {
         events(.message("\(name): \(training.epochs) epoch\(training.epochs == 1 ? "" : "s") over \(grouped(train.count)) examples, dev \(grouped(dev.count))"))
         let start = Timing.now()
         try FileManager.default.createFolder(output)
-        let params = TrainableParameters(model: student, projectTo: nil)
         let teacherForStep = loss.needsTeacher ? teacher : nil
+        let resolved = try teacherForStep.map { try loss.resolvedMatches(teacher: $0.config, student: student.config) } ?? []
+        let params = TrainableParameters(model: student, projectTo: nil,
+                                         matchProjections: teacherForStep.map { LayerMatch.projections(resolved, teacher: $0.config, student: student.config) } ?? [:])
         if training.precision == .bf16 {
             teacherForStep?.convertMatricesToBF16()
             params.student.convertMatricesToBF16()
@@ -147,6 +149,7 @@ public final class TaskTrainer {
             for indices in batches.epoch(epoch) {
                 let b = train.batch(indices, padId: pad, withTokenTypes: types)
                 let batch = TokenBatch(B: b.B, S: b.S, inputIds: b.inputIds, attentionMask: b.mask, tokenTypes: b.types)
+                step.progress = Double(current) / Double(max(1, total))
                 let keys = training.dropout ? DropoutKeys(seed: streamKey(training.seed, 0x4452_4F50), iteration: UInt64(current)) : nil
                 let v = try step.run(batch, labels: [], classLabels: b.labels, dropout: keys)
                 for (n, x) in v.named where !x.isFinite { throw DistillationError.nonFinite(step: current + 1, loss: n) }

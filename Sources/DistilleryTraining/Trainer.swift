@@ -18,6 +18,8 @@ public struct StepReport: Codable, Sendable {
     public var tokensPerSecond: Double
     public var elapsed: Double
     public var eta: Double
+    /// Scheduled loss weights and temperature at this step, by recipe key.
+    public var scheduled: [String: Double] = [:]
 }
 
 public enum TrainerEvent {
@@ -98,15 +100,23 @@ public final class Trainer {
     }
 
     /// The teacher the distillation reads: the recipe's, or its copy with a fitted MLM head.
-    public var teacherPath: String { recipe.fitHead != nil ? recipe.output + "/teacher-mlm" : recipe.teacher }
+    public var teacherPath: String {
+        guard let f = recipe.fitHead else { return recipe.teacher }
+        return f.output ?? recipe.output + "/teacher-mlm"
+    }
 
     /// [teacher.fit_head]: fits an MLM head on the frozen teacher over the recipe's training
-    /// text, measures it on the held-out text, and writes OUTPUT/teacher-mlm (reused by a
-    /// resumed run).
+    /// text, measures it on the held-out text, and writes OUTPUT/teacher-mlm (or the folder the
+    /// recipe names). A folder fitted with the same teacher, data and settings is reused.
     func fitTeacherHead(resume: Bool, events: (TrainerEvent) -> Void) throws {
         let r = recipe, folder = teacherPath
-        if resume, FileManager.default.fileExists(atPath: folder + "/model.safetensors") {
-            events(.message("teacher: reusing the head fitted by the previous run in \(folder)"))
+        var settings = r.fitHead!
+        settings.masking = r.data.masking
+        if settings.masking.probability == 0 { settings.masking.probability = 0.15 }
+        settings.seed = r.seed
+        let stamp = settings.stamp(teacher: r.teacher, data: r.data.train, maxSequenceLength: r.data.maxSequenceLength)
+        if FileManager.default.fileExists(atPath: folder + "/model.safetensors"), HeadFitter.recordedStamp(folder: folder) == stamp {
+            events(.message("teacher: reusing the head fitted on the same text with the same settings in \(folder)"))
             return
         }
         _ = try RecipeCheck(r)
@@ -115,10 +125,6 @@ public final class Trainer {
         let train = try dataset(r.data.train, name: "train", tokenizer: tokenizer, events: events)
         if train.count == 0 { throw TrainerError.noData(path: train.path) }
         let heldout = try r.data.heldout.isEmpty ? nil : dataset(r.data.heldout, name: "heldout", tokenizer: tokenizer, events: events)
-        var settings = r.fitHead!
-        settings.masking = r.data.masking
-        if settings.masking.probability == 0 { settings.masking.probability = 0.15 }
-        settings.seed = r.seed
         let fitter = HeadFitter(encoder: loaded.model, tokenCounts: train.tokenCounts(), settings: settings)
         let evalSet = heldout.map {
             EvalSet.make($0, tokenizer: tokenizer, batchSize: r.training.batchSize, maxBatches: r.evaluation.batches,
@@ -132,7 +138,7 @@ public final class Trainer {
                 } else { events(e) }
             }
         }
-        try fitter.save(folder: folder, checkpoint: nil, tokenizer: loaded.tokenizer, source: r.teacher, steps: s.steps)
+        try fitter.save(folder: folder, checkpoint: nil, tokenizer: loaded.tokenizer, source: r.teacher, steps: s.steps, stamp: stamp)
         let metrics = try MetricsLog(path: metricsPath, stage: "fit_head")
         var line: [String: Any] = ["step": s.steps, "eval": true, "tokens": s.tokens, "loss_mlm": s.lastLoss, "seconds": s.seconds]
         if let a = s.heldout?.mlmAccuracy { line["mlm_accuracy"] = a }
@@ -269,7 +275,9 @@ final class TrainingSession {
             c.hiddenDropout = d; c.attentionDropout = d
             studentModel = EncoderModel(config: c, parameters: studentModel.parameters)
         }
-        params = TrainableParameters(model: studentModel, projectTo: r.projection ? teacherModel.config.hiddenSize : nil)
+        let resolved = try r.loss.resolvedMatches(teacher: teacherModel.config, student: studentModel.config)
+        params = TrainableParameters(model: studentModel, projectTo: r.projection ? teacherModel.config.hiddenSize : nil,
+                                     matchProjections: LayerMatch.projections(resolved, teacher: teacherModel.config, student: studentModel.config))
         optimizer = AdamW(layout: params.layout, settings: r.optimizer.adamw, rule: r.optimizer.decay)
         if let state {
             try TrainingState.restore(from: state.checkpoint, params: params, optimizer: optimizer)
@@ -324,6 +332,7 @@ final class TrainingSession {
         let r = recipe, accumulation = r.training.accumulation
         var losses = LossValues()
         var tokens = 0
+        step.progress = Double(current) / Double(max(1, totalSteps))
         for micro in 0..<accumulation {
             let g = current * accumulation + micro
             let (batch, labels) = microBatch(g)
@@ -332,9 +341,7 @@ final class TrainingSession {
             for (name, value) in v.named where !value.isFinite {
                 throw DistillationError.nonFinite(step: current + 1, loss: name)
             }
-            let w = 1 / Double(accumulation)
-            losses.total += w * v.total; losses.ce += w * v.ce; losses.mlm += w * v.mlm; losses.cos += w * v.cos
-            losses.mse += w * v.mse; losses.hidden += w * v.hidden; losses.ceMaskedOnly += w * v.ceMaskedOnly
+            losses.add(v, weight: 1 / Double(accumulation))
             tokens += batch.tokenCount
         }
         let norm = clipGradientNorm(params.gradients, count: params.layout.count, maxNorm: r.optimizer.clip)
@@ -366,9 +373,11 @@ final class TrainingSession {
             let report = StepReport(step: current, totalSteps: totalSteps, losses: losses, lr: lr, gradNorm: norm, tokens: tokens,
                                     tokensPerSecond: Double(runTokens) / max(elapsed, 1e-9), elapsed: elapsed,
                                     eta: elapsed / Double(current - firstStep) * Double(totalSteps - current))
-            try metrics.append(report)
+            var withSchedule = report
+            withSchedule.scheduled = r.loss.scheduledValues(at: Double(current - 1) / Double(max(1, totalSteps)))
+            try metrics.append(withSchedule)
             summary.lastLosses = losses
-            events(.step(report))
+            events(.step(withSchedule))
             if r.evaluation.every > 0, current % r.evaluation.every == 0, current < totalSteps { try evaluate(events: events) }
             if r.checkpoints.every > 0, current % r.checkpoints.every == 0, current < totalSteps { try saveState(events: events) }
         }
@@ -403,7 +412,7 @@ final class TrainingSession {
     func exportStudent() throws -> (folder: String, checkpoint: String) {
         let r = recipe
         var final = student
-        if params.projection != nil {
+        if params.hasExtras {
             final = EncoderModel(config: student.config)
             final.parameters.base.update(from: student.parameters.base, count: final.layout.count)
         }
@@ -453,10 +462,11 @@ final class MetricsLog {
     }
 
     func append(_ r: StepReport) throws {
-        try write(["step": r.step, "loss_total": r.losses.total, "loss_ce": r.losses.ce, "loss_mlm": r.losses.mlm,
-                   "loss_cos": r.losses.cos, "loss_mse": r.losses.mse, "loss_hidden": r.losses.hidden,
-                   "loss_soft": r.losses.soft, "loss_hard": r.losses.hard, "lr": Double(r.lr),
-                   "grad_norm": r.gradNorm, "tokens": r.tokens, "tokens_per_s": r.tokensPerSecond, "elapsed_s": r.elapsed])
+        var o: [String: Any] = ["step": r.step, "lr": Double(r.lr), "grad_norm": r.gradNorm, "tokens": r.tokens,
+                                "tokens_per_s": r.tokensPerSecond, "elapsed_s": r.elapsed]
+        for (name, v) in r.losses.named { o[name] = v }
+        for (name, v) in r.scheduled { o[name] = v }
+        try write(o)
     }
 
     func append(epoch e: EpochReport) throws {
