@@ -93,8 +93,8 @@ func taskSummaryText(_ t: TaskRunSummary, _ s: TrainingSummary) -> String {
     var table = TextTable(["model", "dev accuracy", "macro-F1", "of the teacher", "where"])
     let teacherAccuracy = t.teacher?.accuracy ?? 0
     func share(_ x: Double?) -> String { x.map { teacherAccuracy > 0 ? fixed($0 / teacherAccuracy * 100, 1) + "%" : "" } ?? "" }
-    table.add(["teacher" + (t.teacherFineTune != nil ? " (fine-tuned)" : ""), pct(t.teacher?.accuracy), pct(t.teacher?.macroF1), "100%",
-               t.teacherFineTune?.folder ?? ""])
+    table.add(["teacher" + (t.teacherFolder != nil ? " (fine-tuned)" : ""), pct(t.teacher?.accuracy), pct(t.teacher?.macroF1), "100%",
+               t.teacherFolder ?? ""])
     if let st = t.student?.best {
         table.add(["student (distilled)", pct(st.accuracy), pct(st.macroF1), share(st.accuracy), s.studentFolder ?? ""])
     }

@@ -184,7 +184,9 @@ public enum RecipeParser {
             throw RecipeError.fileNotFound(path: path, key: "teacher.model", line: t.line("model"), file: teacher)
         }
         var fineTune: TaskTraining?
-        if let f = try t.subtable("finetune", allowed: ["epochs", "lr", "batch_size", "warmup", "weight_decay", "dropout"]) {
+        var teacherOutput: String?
+        if let f = try t.subtable("finetune", allowed: ["epochs", "lr", "batch_size", "warmup", "weight_decay", "dropout", "output"]) {
+            teacherOutput = try f.string("output").map(resolve)
             var ft = TaskTraining.fineTuning
             ft.epochs = try f.int("epochs", range: 1...1000) ?? ft.epochs
             ft.optimizer.lr = try f.float("lr", range: 0...10) ?? ft.optimizer.lr
@@ -237,6 +239,7 @@ public enum RecipeParser {
             spec.patience = try k.int("patience", range: 1...1000)
             var recipe = TaskRecipe(spec: spec)
             recipe.teacherFineTune = fineTune
+            recipe.teacherOutput = teacherOutput
             recipe.baseline = try k.bool("baseline") ?? false
             try k.finish()
             task = recipe

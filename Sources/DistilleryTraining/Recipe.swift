@@ -107,6 +107,9 @@ public struct TaskRecipe: Sendable, Equatable {
     public var spec: TaskSpec
     /// [teacher.finetune]: how the teacher is fine-tuned first.
     public var teacherFineTune: TaskTraining?
+    /// Where the fine-tuned teacher is kept (default OUTPUT/teacher); recipes naming the same
+    /// folder share one fine-tuning (reused while the teacher, data and settings are the same).
+    public var teacherOutput: String?
     public var baseline = false
     public init(spec: TaskSpec) { self.spec = spec }
 }
@@ -123,5 +126,16 @@ extension Recipe {
         t.dropout = training.dropout
         t.precision = training.precision
         return t
+    }
+}
+
+extension TaskRecipe {
+    /// What decides the fine-tuned teacher: the same stamp means the same teacher.
+    public func teacherStamp(teacher: String, seed: UInt64) -> String {
+        let f = teacherFineTune ?? TaskTraining()
+        return "teacher \(teacher); train \(spec.train); dev \(spec.dev); columns \(spec.label) \(spec.text) \(spec.pair.map { "\($0)" } ?? "-"); "
+            + "max_seq_len \(spec.maxSequenceLength); epochs \(f.epochs); lr \(f.optimizer.lr); batch \(f.batchSize); "
+            + "warmup \(f.optimizer.warmupFraction); weight_decay \(f.optimizer.adamw.weightDecay); dropout \(f.dropout); "
+            + "patience \(spec.patience.map(String.init) ?? "-"); seed \(seed)"
     }
 }

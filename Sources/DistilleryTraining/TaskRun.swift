@@ -12,6 +12,8 @@ public struct TaskRunSummary: Codable, Sendable {
     /// The teacher on the dev set (after fine-tuning, when the recipe fine-tunes it).
     public var teacher: ClassificationReport?
     public var teacherFineTune: TaskSummary?
+    /// Where the fine-tuned teacher is (when the recipe fine-tunes one).
+    public var teacherFolder: String?
     public var student: TaskSummary?
     /// The same student trained on the labels alone.
     public var baseline: TaskSummary?
@@ -31,6 +33,13 @@ final class TaskRun {
 
     func checkpoint(_ name: String) -> String { recipe.output + "/\(name).safetensors.zst" }
 
+    /// The stamp a fine-tuned teacher's folder records (nil when none).
+    static func recordedStamp(folder: String) -> String? {
+        guard let d = try? Data(contentsOf: URL(fileURLWithPath: folder + "/config.json")),
+              let o = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return nil }
+        return o["distillery_stamp"] as? String
+    }
+
     func run(resume: Bool, events: (TrainerEvent) -> Void) throws -> TrainingSummary {
         let r = recipe, task = r.task!
         let check = try RecipeCheck(r)
@@ -46,17 +55,23 @@ final class TaskRun {
         // 1. The teacher: a classifier as given, or fine-tuned on the labels here.
         var teacher = loaded.model
         if let fineTune = task.teacherFineTune {
-            if resume, FileManager.default.fileExists(atPath: checkpoint("teacher")) {
-                events(.message("teacher: reusing \(checkpoint("teacher")) from the previous run"))
-                teacher = try ModelStore.load(checkpoint("teacher")).model
+            let folder = task.teacherOutput ?? r.output + "/teacher", stamp = task.teacherStamp(teacher: r.teacher, seed: r.seed)
+            let reusable = FileManager.default.fileExists(atPath: folder + "/model.safetensors")
+                && (Self.recordedStamp(folder: folder) == stamp || (resume && task.teacherOutput == nil))
+            if reusable {
+                events(.message("teacher: reusing the teacher fine-tuned on the same data with the same settings in \(folder)"))
+                teacher = try ModelStore.load(folder, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true, dropMLMHead: true)).model
             } else {
                 let start = teacher.addingClassifier(labels: data.labels, seed: streamKey(r.seed, 0x5443_4C53))
                 let t = try TaskTrainer(student: start, teacher: nil, tokenizer: tokenizer, tokenizerFiles: loaded.tokenizer, data: data,
                                         loss: .labelsOnly, training: fineTune, output: r.output,
                                         provenance: Provenance(source: r.path, teacher: r.teacher))
+                t.destination = (folder, folder + ".safetensors.zst")
+                t.notes = ["distillery_stamp": stamp]
                 out.teacherFineTune = try t.run(name: "teacher", events: events)
                 teacher = t.best!
             }
+            out.teacherFolder = folder
         }
         out.teacher = try ClassificationEvaluator.evaluate(teacher, on: data.dev, padId: tokenizer.padId)
         events(.message("teacher on the dev set: accuracy \(fixed(out.teacher!.accuracy * 100, 2))%, macro-F1 \(fixed(out.teacher!.macroF1 * 100, 2))%"))

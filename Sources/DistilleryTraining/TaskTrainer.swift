@@ -93,6 +93,10 @@ public final class TaskTrainer {
     public let dev: ClassificationSet
     /// The best epoch's model, after `run`.
     public private(set) var best: EncoderModel?
+    /// Where the result goes instead of OUTPUT/NAME and OUTPUT/NAME.safetensors.zst.
+    public var destination: (folder: String, checkpoint: String)?
+    /// Written into the exported folder's config.json and safetensors metadata.
+    public var notes: [String: String] = [:]
     public let loss: LossSettings
     public let training: TaskTraining
     public let task: TaskSpec
@@ -203,10 +207,12 @@ public final class TaskTrainer {
     /// OUTPUT/NAME (Hugging Face folder, written beside its place and renamed into it) and
     /// OUTPUT/NAME.safetensors.zst.
     func export(_ model: EncoderModel, name: String) throws -> (String, String) {
-        let folder = output + "/" + name, ck = output + "/" + name + ".safetensors.zst"
-        let staging = output + "/.\(name).tmp-\(getpid())"
+        let folder = destination?.folder ?? output + "/" + name, ck = destination?.checkpoint ?? output + "/" + name + ".safetensors.zst"
+        let parent = URL(fileURLWithPath: folder).deletingLastPathComponent().path
+        try FileManager.default.createFolder(parent)
+        let staging = parent + "/.\(URL(fileURLWithPath: folder).lastPathComponent).tmp-\(getpid())"
         try? FileManager.default.removeItem(atPath: staging)
-        try HuggingFaceFolder.save(model, tokenizer: tokenizerFiles, to: staging)
+        try HuggingFaceFolder.save(model, tokenizer: tokenizerFiles, to: staging, notes: notes)
         try FileManager.default.replaceFolder(folder, with: staging)
         try ModelCheckpoint.save(model, tokenizer: tokenizerFiles, to: ck, provenance: provenance)
         return (folder, ck)

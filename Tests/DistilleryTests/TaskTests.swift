@@ -232,6 +232,19 @@ final class TaskTests: XCTestCase {
         XCTAssertNil(again.task?.teacherFineTune)
         XCTAssertEqual(again.task!.teacher!.accuracy, t.teacher!.accuracy, accuracy: 1e-9)
         XCTAssertTrue(messages.contains { $0.contains("reusing") })
+
+        // A second recipe naming a shared teacher folder fine-tunes once; a third with the same
+        // settings reuses it, one with other settings does not.
+        let shared = try String(contentsOfFile: recipe, encoding: .utf8)
+            .replacingOccurrences(of: "batch_size = 16\n\n[student]", with: "batch_size = 16\noutput = \"shared-teacher\"\n\n[student]")
+            .replacingOccurrences(of: "baseline = true", with: "baseline = false").replacingOccurrences(of: "int8 = true", with: "int8 = false")
+        for (i, (text, fineTunes)) in [(shared, true), (shared, false), (shared.replacingOccurrences(of: "epochs = 3", with: "epochs = 1"), true)].enumerated() {
+            let p = dir + "/shared-\(i).toml"
+            try text.replacingOccurrences(of: "output = \"run\"", with: "output = \"run-\(i)\"").write(toFile: p, atomically: true, encoding: .utf8)
+            let s = try Trainer(recipe: try RecipeParser.load(p)).run()
+            XCTAssertEqual(s.task?.teacherFineTune != nil, fineTunes, "recipe \(i)")
+            XCTAssertEqual(s.task?.teacherFolder, dir + "/shared-teacher")
+        }
     }
 
     func testTaskRecipeRefusesWhatCannotWork() throws {
