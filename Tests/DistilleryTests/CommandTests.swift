@@ -45,6 +45,18 @@ final class CommandTests: XCTestCase {
         XCTAssertThrowsError(try distill(["inspect", Fixtures.path("tokenizer/vocab.txt")]))
     }
 
+    func testParamsPresetsAndConfigs() throws {
+        let configs = Fixtures.path("param-counts/configs")
+        let files = try FileManager.default.contentsOfDirectory(atPath: configs).filter { $0.hasSuffix(".json") }.sorted()
+        XCTAssertEqual(files.count, 35)
+        try distill(["params"] + files.map { configs + "/" + $0 })
+        try distill(["params"] + files.map { configs + "/" + $0 + ":base" } + ["--json"])
+        try distill(["params", "bert-base-uncased", "t5-11b:mlm", "gpt3-175b", "facebook/bart-large", "--seq-len", "2048"])
+        for bad in [["params"], ["params", "no-such-model"], ["params", "gpt2", "--seq-len", "0"], ["params", "gpt2", "--seq-len", "x"]] {
+            XCTAssertThrowsError(try distill(bad), bad.joined(separator: " "))
+        }
+    }
+
     func testTokenizeReadsTheFixtureFormat() throws {
         try distill(["tokenize", "--tokenizer", Fixtures.path("tokenizer/vocab.txt"), "--input", Fixtures.path("tokenizer/cases.jsonl")])
         XCTAssertThrowsError(try distill(["tokenize", "--tokenizer", Fixtures.path("tokenizer/vocab.txt")]))
