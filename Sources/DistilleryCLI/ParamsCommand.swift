@@ -8,7 +8,7 @@ import DistilleryModels
 struct ParamsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "params",
-        abstract: "Parameters by component, FLOPs per token and bytes, several models side by side.",
+        abstract: "Parameters by component, FLOPs per token and bytes, several models side by side, or a what-if student beside its original.",
         discussion: """
         MODEL is a preset, a config.json, a Hugging Face folder or a .safetensors.zst checkpoint. A \
         preset counts the base model class (with a pooler where the family's base class has one); \
@@ -21,6 +21,16 @@ struct ParamsCommand: ParsableCommand {
         Presets, by family (names also answer without the organisation, e.g. all-MiniLM-L6-v2):
         \(presetList)
         (GPT-3 from the paper's Table 2.1; the others from their Hugging Face config.json.)
+
+        What-if: size a student before building it. --like MODEL with any of --layers, \
+        --decoder-layers, --hidden, --heads, --intermediate, --embedding, --vocab, --positions, \
+        --share prints MODEL and the changed model side by side:
+
+          distill params --like bert-base-uncased \\
+              --layers 6 --hidden 384 --embedding 128 --share all
+
+        With --hidden alone, the head width and the FFN ratio are kept. --embedding and --share make \
+        a BERT or DistilBERT ALBERT-style (as builder = "albert" does).
 
         FLOPs per token: 2 × non-embedding parameters (shared layers once per use) + 4 × S × the \
         width of each attention (QKᵀ and A·V over S positions), at S = --seq-len (default 128; \
@@ -46,13 +56,35 @@ struct ParamsCommand: ParsableCommand {
 
     @Argument(help: "Models to compare: presets, config.json files, Hugging Face folders, checkpoints.")
     var models: [String] = []
+    @Option(name: .long, help: ArgumentHelp("The model a what-if changes; it is shown first, the what-if beside it.", valueName: "model"))
+    var like: String?
+    @Option(name: .long, help: "What-if: layers (seq2seq: encoder and decoder).")
+    var layers: Int?
+    @Option(name: .customLong("decoder-layers"), help: "What-if: decoder layers (BART, T5).")
+    var decoderLayers: Int?
+    @Option(name: .long, help: "What-if: hidden size (d_model).")
+    var hidden: Int?
+    @Option(name: .long, help: "What-if: attention heads.")
+    var heads: Int?
+    @Option(name: .long, help: "What-if: FFN width (intermediate_size, d_ff).")
+    var intermediate: Int?
+    @Option(name: .long, help: "What-if: embedding width E (ALBERT-style factorized embeddings).")
+    var embedding: Int?
+    @Option(name: .long, help: "What-if: vocabulary size.")
+    var vocab: Int?
+    @Option(name: .long, help: "What-if: learned positions (max_position_embeddings).")
+    var positions: Int?
+    @Option(name: .long, help: ArgumentHelp("What-if: cross-layer sharing: all, attention, ffn or none.", valueName: "sharing"))
+    var share: String?
     @Option(name: .customLong("seq-len"), help: "Sequence length S of the FLOPs per token.")
     var seqLen = 128
     @Flag(name: .long, help: "Print JSON instead of a table.")
     var json = false
 
     func run() throws {
-        let report = try ModelStore.parameterReport(models, sequenceLength: seqLen)
+        let changes = ShapeChanges(layers: layers, decoderLayers: decoderLayers, hidden: hidden, heads: heads,
+                                   intermediate: intermediate, embedding: embedding, vocab: vocab, positions: positions, share: share)
+        let report = try ModelStore.parameterReport(models, like: like, changes: changes, sequenceLength: seqLen)
         print(json ? try jsonText(report) : ParamsTable.render(report))
     }
 }
@@ -75,7 +107,7 @@ enum ParamsTable {
             t.add([section, label] + values.enumerated().flatMap { j, v in j == 0 ? [v] : [v, ""] })
         }
 
-        // The shape.
+        // The shape: what a what-if changed, and what followed.
         func layers(_ s: ModelShape) -> String { s.family.isSeq2Seq ? "\(s.layers) + \(s.decoderLayers)" : "\(s.layers)" }
         text("shape", "family", m.map { $0.shape.family.title + ($0.shape.head == .base ? "" : " (\($0.shape.head.rawValue))") })
         text("", "layers", m.map { layers($0.shape) })

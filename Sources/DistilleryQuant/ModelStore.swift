@@ -162,13 +162,30 @@ extension ModelStore {
         try parameterBreakdown(try countedModel(arg))
     }
 
-    /// `distill params`: the models named, FLOPs at `sequenceLength`.
-    public static func parameterReport(_ models: [String], sequenceLength: Int = 128) throws -> ParameterReport {
+    /// `distill params`: the models named, and with `like` that model and the what-if of
+    /// `changes` beside it (first, so ratios are to the original). FLOPs at `sequenceLength`.
+    public static func parameterReport(_ models: [String], like: String? = nil, changes: ShapeChanges = ShapeChanges(),
+                                       sequenceLength: Int = 128) throws -> ParameterReport {
         guard ParameterReport.sequenceLengths.contains(sequenceLength) else {
             throw ParameterCountError.badOption(option: "--seq-len", reason: "must be 1…\(grouped(ParameterReport.sequenceLengths.upperBound)), got \(sequenceLength)")
         }
-        let counted = try models.map { try countedModel($0) }
-        guard !counted.isEmpty else { throw ParameterCountError.badOption(option: "MODEL", reason: "give at least one model") }
+        var counted: [CountedModel] = []
+        if let like {
+            guard !changes.isEmpty else {
+                throw ParameterCountError.badOption(option: "--like", reason: "give the changes to make, e.g. --layers 6 --hidden 384")
+            }
+            let original = try countedModel(like)
+            let (shape, notes) = try original.shape.applying(changes)
+            counted += [original, CountedModel(name: "what-if", source: "what-if: \(like) with \(changes.summary)", shape: shape,
+                                               notes: ["\(like) with \(changes.summary)"] + notes)]
+        } else if !changes.isEmpty {
+            throw ParameterCountError.badOption(option: changes.options.first { $0.value != nil }?.option ?? "--share",
+                                                reason: "changes a model named by --like MODEL")
+        }
+        counted += try models.map { try countedModel($0) }
+        guard !counted.isEmpty else {
+            throw ParameterCountError.badOption(option: "MODEL", reason: "give at least one model, or --like MODEL with changes")
+        }
         return ParameterReport(try counted.map { ($0, try parameterBreakdown($0)) }, sequenceLength: sequenceLength)
     }
 

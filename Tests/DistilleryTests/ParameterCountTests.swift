@@ -2,12 +2,13 @@ import XCTest
 import DistilleryFormats
 import DistilleryModels
 import DistilleryQuant
+import DistilleryTraining
 import DistilleryCLI
 
 /// Parameter counts: every preset and every fixture config.json against the reference counts of
 /// Tests/DistilleryTests/Fixtures/param-counts/counts.json (transformers 5.24 base classes on the
 /// meta device, made by Tests/Scripts/param_counts.py, which also holds the GPT-3 paper's table),
-/// FLOPs and bytes, and the errors.
+/// the what-if mode, FLOPs and bytes, and the errors.
 final class ParameterCountTests: XCTestCase {
     /// Totals of the base and the LM-head classes of the presets that came first (these numbers
     /// predate counts.json; its base-class totals agree with them).
@@ -208,6 +209,95 @@ final class ParameterCountTests: XCTestCase {
         }
     }
 
+    // MARK: what-if
+
+    func whatIf(_ like: String, _ changes: ShapeChanges) throws -> ParameterReport.Model {
+        let r = try ModelStore.parameterReport([], like: like, changes: changes)
+        XCTAssertEqual(r.models.count, 2)
+        XCTAssertEqual(r.models[0].name, like)
+        return r.models[1]
+    }
+
+    /// Changing one published model into another gives the other's count (from counts.json):
+    /// the defaults (head width and FFN ratio kept with --hidden) are the published ones.
+    func testWhatIfReachesPublishedModels() throws {
+        let refs = Dictionary(uniqueKeysWithValues: try Self.references().map { ($0.name, $0) })
+        let cases: [(String, ShapeChanges, String)] = [
+            ("bert-base-uncased", ShapeChanges(layers: 6, hidden: 384, heads: 12, intermediate: 1536), "sentence-transformers/all-MiniLM-L6-v2"),
+            ("bert-base-uncased", ShapeChanges(layers: 24, hidden: 1024), "bert-large-uncased"),
+            ("albert-base-v2", ShapeChanges(layers: 24, hidden: 1024), "albert-large-v2"),
+            ("bert-base-uncased", ShapeChanges(embedding: 128, vocab: 30000, share: "all"), "albert-base-v2"),
+            ("roberta-base", ShapeChanges(layers: 24, hidden: 1024), "roberta-large"),
+            ("google/electra-small-discriminator", ShapeChanges(hidden: 768, embedding: 768), "google/electra-base-discriminator"),
+            ("google/electra-base-generator", ShapeChanges(layers: 24, embedding: 1024), "google/electra-large-generator"),
+            ("xlnet-base-cased", ShapeChanges(layers: 24, hidden: 1024), "xlnet-large-cased"),
+            ("microsoft/deberta-base", ShapeChanges(layers: 24, hidden: 1024), "microsoft/deberta-large"),
+            ("microsoft/deberta-v3-base", ShapeChanges(layers: 24, hidden: 1024), "microsoft/deberta-v3-large"),
+            ("facebook/bart-base", ShapeChanges(layers: 12, hidden: 1024), "facebook/bart-large"),
+            ("t5-base", ShapeChanges(layers: 24, hidden: 1024, heads: 16), "t5-large"),
+            ("gpt2", ShapeChanges(layers: 24, hidden: 1024), "gpt2-medium"),
+            ("openai-gpt", ShapeChanges(vocab: 50257, positions: 1024), "gpt2"),
+        ]
+        for (like, changes, target) in cases {
+            let w = try whatIf(like, changes)
+            let ref = try XCTUnwrap(refs[target], target)
+            // GPT → GPT-2 differs by GPT-2's final LayerNorm (2 × 768), the one thing the options do not add.
+            let adjust = target == "gpt2" ? 2 * 768 : 0
+            XCTAssertEqual(w.total + adjust, ref.total, "\(like) with \(changes.summary) → \(target)")
+            if target == "albert-base-v2" { XCTAssertEqual(w.applied, ref.applied?.total) }
+        }
+        let gpt3 = try XCTUnwrap(Self.counts()["gpt3"] as? [[String: Any]])
+        XCTAssertEqual(try whatIf("gpt3-small", ShapeChanges(layers: 96, hidden: 12288)).total, gpt3[7]["computed"] as? Int)
+    }
+
+    /// The example: a 6-layer, 384-wide ALBERT-style student of BERT-base, sized as the
+    /// student builder would make it (heads and FFN from its rules; the base class keeps its
+    /// pooler, which the builder's students drop).
+    func testWhatIfIsWhatTheStudentBuilderBuilds() throws {
+        let w = try whatIf("bert-base-uncased", ShapeChanges(layers: 6, hidden: 384, embedding: 128, share: "all"))
+        XCTAssertEqual(w.shape.family, .albert)
+        XCTAssertEqual(w.shape.sharing, .all)
+        let teacher = try XCTUnwrap(Presets.encoder("bert-base-uncased", withHead: false))
+        var planned = try StudentBuilder.plannedConfig(.albert(AlbertStudent(embeddingSize: 128, hiddenSize: 384, layers: 6, sharing: .all)),
+                                                       teacher: teacher)
+        XCTAssertEqual(w.shape.heads, planned.numHeads)
+        XCTAssertEqual(w.shape.intermediateSize, planned.intermediateSize)
+        planned.hasPooler = true
+        let layout = ParameterLayout(config: planned)
+        XCTAssertEqual(w.total, layout.count)
+        XCTAssertEqual(w.sections, ParameterBreakdown(name: "what-if", layout: layout).sections)
+        XCTAssertLessThan(w.total, 109_482_240 / 10)
+        // One shared block applied six times.
+        XCTAssertEqual(w.applied - w.total, 5 * ((try XCTUnwrap(w.sections.first { $0.name == "encoder" })).stored))
+    }
+
+    func testWhatIfRefusals() throws {
+        func refused(_ like: String, _ changes: ShapeChanges, _ mentions: [String], line: UInt = #line) {
+            XCTAssertThrowsError(try ModelStore.parameterReport([], like: like, changes: changes), line: line) { e in
+                for m in mentions { XCTAssertTrue("\(e)".contains(m), "'\(e)' does not mention '\(m)'", line: line) }
+            }
+        }
+        refused("bert-base-uncased", ShapeChanges(layers: 0), ["--layers", "0"])
+        refused("bert-base-uncased", ShapeChanges(layers: -3), ["--layers", "-3"])
+        refused("bert-base-uncased", ShapeChanges(layers: 1_000_000), ["--layers", "4,096"])
+        refused("bert-base-uncased", ShapeChanges(hidden: Int.max), ["--hidden"])
+        refused("bert-base-uncased", ShapeChanges(vocab: Int.min), ["--vocab"])
+        refused("bert-base-uncased", ShapeChanges(hidden: 100), ["--hidden", "--heads"])
+        refused("bert-base-uncased", ShapeChanges(hidden: 384, heads: 5), ["num_attention_heads", "5"])
+        refused("t5-small", ShapeChanges(share: "all"), ["--share", "ALBERT"])
+        refused("roberta-base", ShapeChanges(embedding: 128), ["--embedding", "RoBERTa"])
+        refused("t5-small", ShapeChanges(positions: 1024), ["--positions", "T5"])
+        refused("bert-base-uncased", ShapeChanges(decoderLayers: 2), ["--decoder-layers"])
+        refused("xlm-mlm-en-2048", ShapeChanges(intermediate: 4096), ["--intermediate", "XLM"])
+        refused("albert-base-v2", ShapeChanges(share: "most"), ["--share", "'most'", "attention"])
+        refused("albert-base-v2", ShapeChanges(embedding: 100_000), ["--embedding", "65,536"])
+        refused("bert-base-uncased", ShapeChanges(), ["--like"])
+        refused("no-such-model", ShapeChanges(layers: 2), ["no-such-model", "preset"])
+        XCTAssertThrowsError(try ModelStore.parameterReport(["bert-base-uncased"], changes: ShapeChanges(layers: 2))) { e in
+            XCTAssertTrue("\(e)".contains("--like"), "\(e)")
+        }
+    }
+
     // MARK: FLOPs and bytes
 
     /// FLOPs per token: 2 × non-embedding parameters (per use) + 4 × S × attention width per
@@ -325,11 +415,11 @@ final class ParameterCountTests: XCTestCase {
     }
 
     func testReportJSON() throws {
-        let r = try ModelStore.parameterReport(["bert-base-uncased", "albert-base-v2", "t5-small"])
+        let r = try ModelStore.parameterReport(["t5-small"], like: "bert-base-uncased", changes: ShapeChanges(layers: 6))
         let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(r)) as! [String: Any]
         XCTAssertEqual(json["sequenceLength"] as? Int, 128)
         let models = json["models"] as! [[String: Any]]
-        XCTAssertEqual(models.map { $0["name"] as? String }, ["bert-base-uncased", "albert-base-v2", "t5-small"])
+        XCTAssertEqual(models.map { $0["name"] as? String }, ["bert-base-uncased", "what-if", "t5-small"])
         let sections = models[2]["sections"] as! [[String: Any]]
         XCTAssertEqual(sections.map { $0["name"] as? String }, ["embeddings", "encoder", "decoder"])
         XCTAssertEqual(sections.reduce(0) { $0 + ($1["stored"] as! Int) }, models[2]["total"] as? Int)
