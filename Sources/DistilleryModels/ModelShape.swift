@@ -493,7 +493,7 @@ public indirect enum ParameterCountError: Error, CustomStringConvertible, Equata
         switch self {
         case let .unreadable(p, r): return "\(p): cannot read config: \(r)"
         case let .unknownModelType(p, t):
-            return "\(p): model_type \(t.map { "'\($0)'" } ?? "is missing"); `distill params` counts "
+            return "\(p): model_type \(t.map { "'\($0)' is not a family `distill params` knows" } ?? "is missing"); it counts "
                 + ModelShape.Family.allCases.filter { $0 != .gpt3 }.map(\.rawValue).joined(separator: ", ")
                 + " (bert, distilbert and albert are also run by Distillery)"
         case let .invalidValue(s, f, v, r): return "\(s): \(f) = \(v): \(r)"
