@@ -40,7 +40,7 @@ public struct DistillBenchmark: Codable, Sendable {
             case .c: return ("all-MiniLM-L6-v2", .albert(AlbertStudent(embeddingSize: 128, layers: 6, sharing: .all)))
             }
         }()
-        guard case .encoder(var tc)? = Presets.shape(preset, withHead: true) else {
+        guard var tc = Presets.encoder(preset, withHead: true) else {
             throw ModelLoadError.notAModel(path: preset, reason: "no such encoder preset")
         }
         tc.hiddenDropout = 0.1; tc.attentionDropout = 0.1

@@ -61,8 +61,8 @@ struct BenchForward: ParsableCommand {
             model = try ModelStore.open(path, options: options, precision: precision).model
             name = path
         } else {
-            guard case .encoder(var c)? = Presets.shape(preset, withHead: false) else {
-                throw ValidationError("--preset must name an encoder preset")
+            guard var c = Presets.encoder(preset, withHead: false) else {
+                throw ValidationError("--preset must name a preset of a family Distillery runs (BERT, DistilBERT, ALBERT), e.g. bert-base-uncased")
             }
             c.hasPooler = false
             model = EncoderModel(config: c)

@@ -4,8 +4,10 @@ struct TextTable {
     var rows: [[String]] = []
     /// Rows after which a separator line is drawn.
     var separators = Set<Int>()
+    /// Leading columns of text (left-aligned); the rest are right-aligned.
+    var textColumns = 1
 
-    init(_ header: [String]) { self.header = header }
+    init(_ header: [String], textColumns: Int = 1) { self.header = header; self.textColumns = textColumns }
 
     mutating func add(_ row: [String]) { rows.append(row) }
     mutating func separator() { separators.insert(rows.count) }
@@ -17,7 +19,7 @@ struct TextTable {
         func line(_ r: [String]) -> String {
             r.enumerated().map { i, c in
                 let pad = String(repeating: " ", count: width[i] - c.count)
-                return i == 0 ? c + pad : pad + c
+                return i < textColumns ? c + pad : pad + c
             }.joined(separator: "  ")
         }
         var out = [line(header), width.map { String(repeating: "─", count: $0) }.joined(separator: "──")]

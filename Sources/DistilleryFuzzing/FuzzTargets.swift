@@ -64,6 +64,13 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .recipe:
             _ = try RecipeParser.parse(String(decoding: data, as: UTF8.self), path: Self.scratch + "/recipe.toml")
         case .config:
+            // What `distill params` does with it (every family it counts, and a what-if)…
+            if let shape = try? ModelShape.decode(configJSON: data, path: "fuzz/config.json"),
+               let b = try? shape.breakdown(name: "fuzz") {
+                _ = (b.bytes, b.flopsPerToken(sequenceLength: 1 << 20), b.nonEmbedding, b.applied)
+                _ = try? shape.applying(ShapeChanges(layers: 3, hidden: 4096, embedding: 64, vocab: 1000))
+            }
+            // …and what loading does.
             let c = try HuggingFaceConfig.decode(data, path: "fuzz/config.json")
             _ = ParameterLayout(config: c.encoder).count
         }

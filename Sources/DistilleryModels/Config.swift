@@ -213,6 +213,13 @@ public struct EncoderConfig: Codable, Sendable, Equatable {
     /// Checks the dimensions fit together and the model fits in memory, before anything is
     /// allocated.
     public func validate() throws {
+        try validateShape()
+        try MemoryBudget.check(parameterBytes, for: "a model of this configuration (\(largestComponent))")
+    }
+
+    /// Checks the dimensions are in range and fit together (what counting a model needs; running
+    /// it also needs the memory `validate` checks).
+    public func validateShape() throws {
         func bad(_ field: String, _ why: String) -> ConfigError { .invalidValue(field: field, reason: why) }
         let values = [vocabSize, hiddenSize, embeddingSize, numLayers, numHeads, intermediateSize, maxPositions, typeVocabSize]
         for ((field, limit), v) in zip(Self.limits, values) {
@@ -247,7 +254,6 @@ public struct EncoderConfig: Codable, Sendable, Equatable {
         case .attention, .ffn:
             if family != .albert { throw bad("layer_sharing", "cross-layer sharing is an ALBERT feature") }
         }
-        try MemoryBudget.check(parameterBytes, for: "a model of this configuration (\(largestComponent))")
     }
 
     /// Bytes of the fp32 parameters, computed with overflow checks (nil: beyond 64 bits).

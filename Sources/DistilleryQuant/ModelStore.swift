@@ -88,42 +88,105 @@ extension ModelStore {
                                         recipe: loaded.metadata[CheckpointKey.recipe], level: level, byteShuffle: byteShuffle)
     }
 
-    /// What `distill params` shows for one argument: a preset name (optionally ":mlm" for the
-    /// *ForMaskedLM class, ":base" for the base class, the default), a config.json (heads from its
-    /// `architectures`), a Hugging Face folder or a checkpoint (heads from its tensors).
-    public static func parameterBreakdown(_ arg: String) throws -> ParameterBreakdown {
+    /// What `distill params` counts for one argument: a preset (the base class; "NAME:mlm" the LM
+    /// class, "NAME:base" the base class), a config.json (the class its `architectures` names, or
+    /// with ":mlm" / ":base" that class), a Hugging Face folder or a checkpoint (heads as their
+    /// tensors have them; no weights are read, except for a bare .safetensors file).
+    public static func countedModel(_ arg: String) throws -> CountedModel {
         var isDir: ObjCBool = false
         // A file or folder of that name wins over a preset of the same name.
-        guard FileManager.default.fileExists(atPath: arg, isDirectory: &isDir) else {
-            var name = arg, head = false
-            if let r = arg.range(of: ":", options: .backwards), ["mlm", "base"].contains(String(arg[r.upperBound...])) {
-                head = arg[r.upperBound...] == "mlm"
-                name = String(arg[..<r.lowerBound])
+        if FileManager.default.fileExists(atPath: arg, isDirectory: &isDir) {
+            return try countedFile(arg, isDirectory: isDir.boolValue)
+        }
+        var name = arg, head: ModelShape.Head?
+        if let r = arg.range(of: ":", options: .backwards) {
+            switch arg[r.upperBound...] {
+            case "mlm": head = .lm
+            case "base": head = .base
+            default: break
             }
-            switch Presets.shape(name, withHead: head) {
-            case .encoder(let c)?: return ParameterBreakdown(name: arg, layout: ParameterLayout(config: c))
-            case .decoder(let d)?: return d.breakdown(name: arg)
-            case nil: throw ModelLoadError.notAModel(path: arg, reason: "not a file, a folder or a preset (presets: \(Presets.names.joined(separator: ", ")))")
+            if head != nil { name = String(arg[..<r.lowerBound]) }
+        }
+        if head != nil, FileManager.default.fileExists(atPath: name, isDirectory: &isDir) {
+            guard !isDir.boolValue && name.hasSuffix(".json") else {
+                throw ParameterCountError.notAModel(name: arg, reason: "':mlm' and ':base' choose the class of a preset or a config.json; "
+                                                    + "a folder or a checkpoint is counted with the heads its tensors have")
             }
+            return CountedModel(name: arg, source: "config.json", shape: try ModelShape.load(configPath: name, head: head))
         }
-        if isDir.boolValue {
-            return ParameterBreakdown(name: arg, layout: ParameterLayout(config: try HuggingFaceFolder.describe(arg)))
+        guard let preset = Presets.find(name) else {
+            throw ParameterCountError.notAModel(name: arg, reason: "not a file, a folder or a preset; presets: "
+                                                + Presets.byFamily.map { "\($0.family.title): \($0.names.joined(separator: ", "))" }.joined(separator: "; "))
         }
-        if arg.hasSuffix(".json") {
-            let hf = try HuggingFaceConfig.load(path: arg)
-            var c = hf.encoder
-            c.hasMLMHead = hf.architectures.contains { $0.hasSuffix("ForMaskedLM") || $0.hasSuffix("ForPreTraining") }
-            c.hasPooler = !c.hasMLMHead && c.family != .distilbert
-            return ParameterBreakdown(name: arg, layout: ParameterLayout(config: c))
+        var shape = preset.shape
+        shape.head = head ?? .base
+        return CountedModel(name: arg, source: "preset (\(preset.source))", shape: shape, notes: preset.note.map { [$0] } ?? [])
+    }
+
+    static func countedFile(_ path: String, isDirectory: Bool) throws -> CountedModel {
+        if isDirectory {
+            let config = path + "/config.json"
+            let data: Data
+            do { data = try readFile(config) } catch { throw ParameterCountError.unreadable(path: config, reason: "\(error)") }
+            if let type = try ModelShape.modelType(configJSON: data, path: config), ModelFamily(rawValue: type) == nil {
+                // A family Distillery only counts: its config.json says all there is to count.
+                return CountedModel(name: path, source: "config.json of a Hugging Face folder",
+                                    shape: try ModelShape.decode(configJSON: data, path: config))
+            }
+            return CountedModel(name: path, source: "Hugging Face folder", shape: ModelShape(encoder: try HuggingFaceFolder.describe(path)))
         }
-        if arg.hasSuffix(".zst") {
+        if path.hasSuffix(".json") {
+            return CountedModel(name: path, source: "config.json", shape: try ModelShape.load(configPath: path))
+        }
+        if path.hasSuffix(".zst") {
             // The checkpoint's header says it all; no weights are read.
-            let c = try Checkpoint(path: arg)
+            let c = try Checkpoint(path: path)
             let base = try ModelCheckpoint.config(of: c)
             let config = try HuggingFaceFolder.resolve(base, from: c, codecs: Self.codecs).config
-            return ParameterBreakdown(name: arg, layout: ParameterLayout(config: config))
+            return CountedModel(name: path, source: "checkpoint", shape: ModelShape(encoder: config))
         }
-        return ParameterBreakdown(name: arg, layout: try load(arg).model.layout)
+        return CountedModel(name: path, source: "safetensors file", shape: ModelShape(encoder: try load(path).model.config))
+    }
+
+    /// The breakdown of a counted model; for the encoders Distillery runs, int8 bytes include the
+    /// smoothing factors its int8 format stores.
+    public static func parameterBreakdown(_ m: CountedModel) throws -> ParameterBreakdown {
+        var b = try m.shape.breakdown(name: m.name, source: m.name)
+        if let c = m.shape.encoderConfig { b.int8ExtraFloats = Quantizer.smoothingFloats(ParameterLayout(config: c)) }
+        b.notes = m.notes + b.notes
+        return b
+    }
+
+    /// The breakdown `distill params` shows for one argument (see `countedModel`).
+    public static func parameterBreakdown(_ arg: String) throws -> ParameterBreakdown {
+        try parameterBreakdown(try countedModel(arg))
+    }
+
+    /// `distill params`: the models named, and with `like` that model and the what-if of
+    /// `changes` beside it (first, so ratios are to the original). FLOPs at `sequenceLength`.
+    public static func parameterReport(_ models: [String], like: String? = nil, changes: ShapeChanges = ShapeChanges(),
+                                       sequenceLength: Int = 128) throws -> ParameterReport {
+        guard ParameterReport.sequenceLengths.contains(sequenceLength) else {
+            throw ParameterCountError.badOption(option: "--seq-len", reason: "must be 1…\(grouped(ParameterReport.sequenceLengths.upperBound)), got \(sequenceLength)")
+        }
+        var counted: [CountedModel] = []
+        if let like {
+            guard !changes.isEmpty else {
+                throw ParameterCountError.badOption(option: "--like", reason: "give the changes to make, e.g. --layers 6 --hidden 384")
+            }
+            let original = try countedModel(like)
+            let (shape, notes) = try original.shape.applying(changes)
+            counted += [original, CountedModel(name: "what-if", source: "what-if: \(like) with \(changes.summary)", shape: shape,
+                                               notes: ["\(like) with \(changes.summary)"] + notes)]
+        } else if !changes.isEmpty {
+            throw ParameterCountError.badOption(option: changes.options.first { $0.value != nil }?.option ?? "--share",
+                                                reason: "changes a model named by --like MODEL")
+        }
+        counted += try models.map { try countedModel($0) }
+        guard !counted.isEmpty else {
+            throw ParameterCountError.badOption(option: "MODEL", reason: "give at least one model, or --like MODEL with changes")
+        }
+        return ParameterReport(try counted.map { ($0, try parameterBreakdown($0)) }, sequenceLength: sequenceLength)
     }
 
     /// A model's configuration, heads as its file has them (less what `options` drops), and the

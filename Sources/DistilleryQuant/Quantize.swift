@@ -53,6 +53,17 @@ public struct QuantizationScheme: Codable, Sendable, Equatable {
 }
 
 public enum Quantizer {
+    /// fp32 values an int8 checkpoint of `layout` stores besides one scale per matrix row: the
+    /// smoothing factors of the inputs `scheme` smooths, one per input column of each matrix
+    /// reading them (query, key and value each carry theirs).
+    public static func smoothingFloats(_ layout: ParameterLayout, scheme: QuantizationScheme = QuantizationScheme()) -> Int {
+        layout.slots.reduce(0) { n, slot in
+            guard slot.shape.count == 2, let input = QuantizationScheme.Input(slot: slot.name),
+                  scheme.smoothedInputs.contains(input) else { return n }
+            return n + slot.shape[1]
+        }
+    }
+
     /// Which of a model's slots are quantized: every matrix (linear weights and embedding
     /// tables) whose Hugging Face name does not contain one of `keep`. Query, key and value
     /// run as one matrix, so keeping one of them keeps all three.

@@ -45,6 +45,22 @@ final class CommandTests: XCTestCase {
         XCTAssertThrowsError(try distill(["inspect", Fixtures.path("tokenizer/vocab.txt")]))
     }
 
+    func testParamsPresetsConfigsAndWhatIf() throws {
+        let configs = Fixtures.path("param-counts/configs")
+        let files = try FileManager.default.contentsOfDirectory(atPath: configs).filter { $0.hasSuffix(".json") }.sorted()
+        XCTAssertEqual(files.count, 35)
+        try distill(["params"] + files.map { configs + "/" + $0 })
+        try distill(["params"] + files.map { configs + "/" + $0 + ":base" } + ["--json"])
+        try distill(["params", "bert-base-uncased", "t5-11b:mlm", "gpt3-175b", "facebook/bart-large", "--seq-len", "2048"])
+        try distill(["params", "--like", "bert-base-uncased", "--layers", "6", "--hidden", "384", "--embedding", "128", "--share", "all"])
+        try distill(["params", "--like", "t5-base", "--layers", "6", "--decoder-layers", "2", "gpt2", "--json"])
+        for bad in [["params"], ["params", "no-such-model"], ["params", "--like", "gpt2", "--layers=-1"],
+                    ["params", "--like", "gpt2", "--layers", "many"], ["params", "--layers", "6", "gpt2"],
+                    ["params", "--like", "t5-small", "--share", "all"], ["params", "gpt2", "--seq-len", "0"], ["params", "gpt2", "--seq-len", "x"]] {
+            XCTAssertThrowsError(try distill(bad), bad.joined(separator: " "))
+        }
+    }
+
     func testTokenizeReadsTheFixtureFormat() throws {
         try distill(["tokenize", "--tokenizer", Fixtures.path("tokenizer/vocab.txt"), "--input", Fixtures.path("tokenizer/cases.jsonl")])
         XCTAssertThrowsError(try distill(["tokenize", "--tokenizer", Fixtures.path("tokenizer/vocab.txt")]))

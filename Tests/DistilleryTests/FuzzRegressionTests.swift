@@ -20,7 +20,8 @@ final class FuzzRegressionTests: XCTestCase {
         // The fixtures the fuzzers start from, cut short and bit-flipped: the cheapest hostile
         // inputs, through every target.
         let seeds = [Fixtures.path("tiny-bert-mlm/reference.safetensors"), Fixtures.path("tiny-bert-mlm/config.json"),
-                     Fixtures.path("tiny-vocab/vocab.txt"), Fixtures.repositoryRoot + "/recipes/demo.toml"]
+                     Fixtures.path("tiny-vocab/vocab.txt"), Fixtures.repositoryRoot + "/recipes/demo.toml",
+                     Fixtures.path("param-counts/configs/t5-small.json"), Fixtures.path("param-counts/configs/microsoft__deberta-v3-base.json")]
         var rng = UInt64(1)
         for path in seeds {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))

@@ -36,7 +36,8 @@ for t in $targets; do
     vocabulary) { cat "$fixtures/tiny-vocab/vocab.txt"; printf '\000'; head -c 2000 "$root/recipes/data/demo-heldout.txt"; } > "$seeds/$t/tiny"
                 { head -n 2000 "$fixtures/tokenizer/vocab.txt"; printf '\000'; printf 'Héllo, wörld! 東京 unaffable'; } > "$seeds/$t/bert" ;;
     recipe) cp "$root"/recipes/*.toml "$seeds/$t/" ;;
-    config) for d in "$fixtures"/*/config.json; do cp "$d" "$seeds/$t/$(basename "$(dirname "$d")").json"; done ;;
+    config) for d in "$fixtures"/*/config.json; do cp "$d" "$seeds/$t/$(basename "$(dirname "$d")").json"; done
+            cp "$fixtures"/param-counts/configs/*.json "$seeds/$t/" ;;
     esac
 done
 for t in $targets; do
