@@ -127,6 +127,45 @@ final class ProbeTests: XCTestCase {
                      "--pooling", "cls", "--c", "0.5", "--json", "--precision", "int8"])
     }
 
+    /// `distill compare --probe-train --probe-test`: a probe per model, the fp32 one scoring as
+    /// scikit-learn does on transformers' embeddings.
+    func testCompareShowsTheProbe() throws {
+        let dir = Fixtures.temporaryDirectory + "/probe-compare"
+        try? FileManager.default.removeItem(atPath: dir)
+        let teacher = dir + "/teacher", ck = dir + "/teacher-int8.safetensors.zst"
+        try Fixtures.makeTinyTeacher(at: teacher)
+        _ = try Quantizer.quantize(input: teacher, output: ck)
+        let train = try Self.readTSV("train.tsv"), test = try Self.readTSV("test.tsv")
+        var settings = ComparisonSettings()
+        settings.maxBatches = 1
+        settings.shapes = [(B: 2, S: 16)]
+        settings.warmup = 0
+        settings.iterations = 1
+        settings.probe = ProbeTask(trainTexts: train.texts, trainLabels: train.labels, testTexts: test.texts, testLabels: test.labels)
+        let data = Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt"
+        let report = try Comparison.run(models: [teacher, ck], data: data, settings: settings)
+        struct Reference: Decodable { let mean: Problem }
+        let expected = try Self.decode(Reference.self, "tiny-bert.json").mean
+        XCTAssertEqual(report.rows[0].probe?.testAccuracy ?? -1, expected.testAccuracy, accuracy: 1e-12)
+        XCTAssertEqual(report.rows[0].probe?.trainAccuracy ?? -1, expected.trainAccuracy, accuracy: 1e-12)
+        let q = try XCTUnwrap(report.rows[1].probe)
+        XCTAssertGreaterThan(q.testAccuracy, 0.5, "the int8 copy still carries the task")
+        XCTAssertEqual(q.dimensions, 64)
+
+        let probe = ["--probe-train", Fixtures.path("probe/train.tsv"), "--probe-test", Fixtures.path("probe/test.tsv")]
+        try distill(["compare", teacher, ck, "--data", data, "--batches", "1", "--iterations", "1", "--shapes", "2x16"] + probe)
+        try distill(["compare", teacher, "--data", data, "--batches", "1", "--iterations", "1", "--shapes", "2x16", "--json"] + probe)
+        XCTAssertThrowsError(try distill(["compare", teacher, "--data", data, "--probe-train", Fixtures.path("probe/train.tsv")])) { e in
+            XCTAssertTrue(Distill.message(for: e).contains("--probe-test"), Distill.message(for: e))
+        }
+        // A bad file is refused before any model is loaded or timed.
+        let bad = dir + "/bad.tsv"
+        try Data("label\ttext\nyes\tfine\n".utf8).write(to: URL(fileURLWithPath: bad))
+        XCTAssertThrowsError(try distill(["compare", teacher, "--data", data, "--probe-train", bad, "--probe-test", bad])) { e in
+            XCTAssertTrue("\(e)".contains(bad + ", line 2"), "\(e)")
+        }
+    }
+
     /// Careless data files: an error naming the file and the line, before any model is loaded.
     func testBadDataFilesAreNamed() throws {
         let dir = Fixtures.temporaryDirectory + "/probe-hostile"
