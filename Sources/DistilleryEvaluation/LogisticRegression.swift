@@ -7,7 +7,8 @@ import DistilleryTensor
 ///
 ///   minimise  mean_i −log p(y_i | x̃_i) + ‖W‖² / (2·C·n),   x̃ = (x − mean) / std (train split)
 ///
-/// with unpenalised intercepts; a constant feature gets scale 1. Three or more classes use a
+/// with unpenalised intercepts; a constant feature, or one whose spread is float noise (below
+/// 1e-6 of the widest feature's), gets scale 1. Three or more classes use a
 /// softmax over K weight rows. scikit-learn fits two classes as one binomial vector w; the
 /// two-row softmax here gives the same probabilities when its penalty is doubled, since the
 /// optimum splits w = w₁ − w₀ evenly (‖w₀‖² + ‖w₁‖² = ‖w‖²/2).
@@ -63,11 +64,13 @@ public struct LogisticRegression: Sendable, Codable, Equatable {
         for i in 0..<n { for j in 0..<d { mean[j] += features[i * d + j] } }
         for j in 0..<d { mean[j] /= Double(n) }
         for i in 0..<n { for j in 0..<d { let t = features[i * d + j] - mean[j]; scale[j] += t * t } }
-        for j in 0..<d {
-            let s = (scale[j] / Double(n)).squareRoot()
-            // Constant up to rounding: scale 1, as scikit-learn's _handle_zeros_in_scale.
-            scale[j] = s <= 10 * Double.ulpOfOne * max(1, abs(mean[j])) ? 1 : s
-        }
+        for j in 0..<d { scale[j] = (scale[j] / Double(n)).squareRoot() }
+        // A feature whose spread is below a millionth of the widest one's is float rounding
+        // noise, not signal (all-MiniLM-L6-v2 has dimensions at 1e-32 and 1e-9 beside ones at
+        // 0.2): it keeps scale 1 and so stays ≈ 0, where StandardScaler would blow the noise up
+        // to unit size and let it sway the fit. Exactly constant features get scale 1 in both.
+        let widest = scale.max() ?? 0
+        for j in 0..<d where scale[j] <= 1e-6 * widest || scale[j] == 0 { scale[j] = 1 }
         let x = standardise(features, rows: n, dimensions: d, mean: mean, scale: scale)
         let lambda = (K == 2 ? 2 : 1) / settings.c
         var problem = SoftmaxProblem(x: x, y: y, n: n, d: d, K: K, lambda: lambda)

@@ -51,11 +51,12 @@ final class ProbeTests: XCTestCase {
         XCTAssertEqual(ClassificationScores.accuracy(truth: trainLabels, predicted: trainPredicted), p.trainAccuracy, accuracy: 1e-12, name)
     }
 
-    /// Two classes (scikit-learn's binomial fit) and three with labels that are not 0..<K, each
-    /// with a constant feature: the same optimum as StandardScaler + LogisticRegression(C).
+    /// Two classes (scikit-learn's binomial fit), three with labels that are not 0..<K, and two
+    /// classes with features at the level of float noise (kept at scale 1), each with a constant
+    /// feature: the same optimum as the standardisation + LogisticRegression(C).
     func testLogisticRegressionMatchesScikitLearn() throws {
         let problems = try Self.decode([String: Problem].self, "logistic.json")
-        XCTAssertEqual(Set(problems.keys), ["binary", "multiclass"])
+        XCTAssertEqual(Set(problems.keys), ["binary", "multiclass", "noise"])
         for (name, p) in problems.sorted(by: { $0.key < $1.key }) {
             try check(p, train: p.trainFeatures!, trainLabels: p.trainLabels!, test: p.testFeatures!, testLabels: p.testLabels!,
                       probabilityTolerance: 1e-6, name)

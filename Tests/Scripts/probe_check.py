@@ -7,8 +7,10 @@ probe_reference.py).
 
 Tokenizes with the folder's tokenizer (truncation to --max-length), runs AutoModel in fp32 on one
 CPU thread per core, pools the last hidden state (mean over attention_mask, or the [CLS] row),
-standardises with the training split (StandardScaler) and fits LogisticRegression(C, lbfgs) to
-the optimum (tol 1e-10, max_iter 10000). Prints test accuracy, test macro-F1 and train accuracy.
+standardises with the training split (StandardScaler, except that features whose std is below
+1e-6 of the widest one's -- float rounding noise -- keep scale 1, as Distillery's probe does;
+--plain-scaler leaves them to StandardScaler) and fits LogisticRegression(C, lbfgs) to the
+optimum (tol 1e-10, max_iter 10000). Prints test accuracy, test macro-F1 and train accuracy.
 Needs: torch, transformers, scikit-learn, numpy.
 """
 import argparse, csv, json, sys
@@ -30,6 +32,7 @@ ap.add_argument("--label", default="label")
 ap.add_argument("--text", default="text")
 ap.add_argument("--max-length", type=int, default=128)
 ap.add_argument("--batch-size", type=int, default=64)
+ap.add_argument("--plain-scaler", action="store_true", help="StandardScaler as it is (noise features blown up)")
 ap.add_argument("--json", action="store_true")
 a = ap.parse_args()
 
@@ -67,11 +70,15 @@ train_texts, ytr = read(a.train)
 test_texts, yte = read(a.test)
 Xtr, Xte = embed(train_texts), embed(test_texts)
 scaler = StandardScaler().fit(Xtr)
+noise = scaler.scale_ <= 1e-6 * scaler.scale_.max()
+if not a.plain_scaler:
+    scaler.scale_[noise] = 1.0
 lr = LogisticRegression(C=a.c, solver="lbfgs", tol=1e-10, max_iter=10000).fit(scaler.transform(Xtr), ytr)
 pred = lr.predict(scaler.transform(Xte))
 result = {"test_accuracy": accuracy_score(yte, pred), "test_macro_f1": f1_score(yte, pred, average="macro"),
           "train_accuracy": accuracy_score(ytr, lr.predict(scaler.transform(Xtr))),
-          "train_examples": len(ytr), "test_examples": len(yte), "dimensions": Xtr.shape[1], "iterations": int(lr.n_iter_[0])}
+          "train_examples": len(ytr), "test_examples": len(yte), "dimensions": Xtr.shape[1],
+          "noise_features": int(noise.sum()), "iterations": int(lr.n_iter_[0])}
 if a.json:
     print(json.dumps(result, indent=1))
 else:

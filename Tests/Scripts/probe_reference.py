@@ -11,9 +11,13 @@ Writes, under Tests/DistilleryTests/Fixtures/probe/:
                     "binary"      60 train / 25 test rows, 6 features (one constant), labels {0, 1}, C = 1
                     "multiclass"  90 train / 30 test rows, 5 features (one constant), labels {0, 2, 5}
                                   (not 0..<K: the labels are names), C = 0.3
+                    "noise"       70 train / 30 test rows, 6 features: one constant, two at the
+                                  level of float noise (std 1e-7 around 0.25, std 1e-30 around 0),
+                                  labels {3, 4}, C = 2 (numpy seed 13)
                   each with the pipeline the probe runs -- StandardScaler (population std; a
-                  constant feature gets scale 1) then LogisticRegression(C, lbfgs, L2, intercept
-                  unpenalised) -- fitted to the optimum (tol 1e-10, max_iter 10000: scikit-learn's
+                  constant feature, or one with std below 1e-6 of the widest one's, gets scale 1:
+                  see fit_scaler) then LogisticRegression(C, lbfgs, L2, intercept unpenalised)
+                  -- fitted to the optimum (tol 1e-10, max_iter 10000: scikit-learn's
                   default tol 1e-4 stops early) and records classes_, predict_proba on the test
                   rows [n x K], test accuracy and macro-F1, train accuracy, coef_ and intercept_.
                   scikit-learn fits two classes as one binomial vector and three or more as a
@@ -49,8 +53,18 @@ ap.add_argument("--check", action="store_true", help="compare with the stored fi
 args = ap.parse_args()
 
 
+def fit_scaler(X):
+    """StandardScaler, except that a feature whose std is below 1e-6 of the widest feature's
+    (float rounding noise, e.g. all-MiniLM-L6-v2's dimensions at 1e-32) keeps scale 1 instead
+    of being blown up to unit size: the rule Distillery's probe applies. Exactly constant
+    features get scale 1 either way."""
+    scaler = StandardScaler().fit(X)
+    scaler.scale_[scaler.scale_ <= 1e-6 * scaler.scale_.max()] = 1.0
+    return scaler
+
+
 def probe(Xtr, ytr, Xte, yte, C):
-    scaler = StandardScaler().fit(Xtr)
+    scaler = fit_scaler(Xtr)
     lr = LogisticRegression(C=C, solver="lbfgs", tol=1e-10, max_iter=10000)
     lr.fit(scaler.transform(Xtr), ytr)
     proba = lr.predict_proba(scaler.transform(Xte))
@@ -74,12 +88,16 @@ def probe(Xtr, ytr, Xte, yte, C):
     }
 
 
-def problem(rng, n_train, n_test, d, classes, C):
+def problem(rng, n_train, n_test, d, classes, C, noise=False):
     K = len(classes)
     centres = rng.normal(0, 1.0, size=(K, d))
     y = rng.integers(0, K, size=n_train + n_test)
     X = centres[y] + rng.normal(0, 1.6, size=(n_train + n_test, d))
     X[:, 2] = 3.0  # a constant feature: standardised to 0 (scale 1), as StandardScaler does
+    if noise:
+        # Rounding-noise features (std 1e-7 and 1e-30 against ~2): kept at scale 1 by fit_scaler.
+        X[:, 0] = 0.25 + rng.normal(0, 1e-7, size=n_train + n_test)
+        X[:, 1] = rng.normal(0, 1e-30, size=n_train + n_test)
     X = X.astype(np.float32).astype(np.float64)
     labels = np.array(classes)[y]
     r = probe(X[:n_train], labels[:n_train], X[n_train:], labels[n_train:], C)
@@ -91,6 +109,7 @@ def problem(rng, n_train, n_test, d, classes, C):
 rng = np.random.default_rng(12)
 logistic = {"binary": problem(rng, 60, 25, 6, [0, 1], 1.0),
             "multiclass": problem(rng, 90, 30, 5, [0, 2, 5], 0.3)}
+logistic["noise"] = problem(np.random.default_rng(13), 70, 30, 6, [3, 4], 2.0, noise=True)
 
 # The tiny task: words the 512-token vocabulary holds.
 POSITIVE = ["good", "great", "love", "better", "light", "holy", "dear", "well"]
@@ -153,7 +172,7 @@ for pooling in ["mean", "cls"]:
 
 outputs = {"logistic.json": json.dumps(logistic) + "\n", "train.tsv": tsv["train"], "test.tsv": tsv["test"],
            "tiny-bert.json": json.dumps(tiny) + "\n"}
-for name in ["binary", "multiclass"]:
+for name in ["binary", "multiclass", "noise"]:
     p = logistic[name]
     print(f"{name}: test accuracy {p['test_accuracy']:.4f}, macro-F1 {p['test_macro_f1']:.4f}, "
           f"train accuracy {p['train_accuracy']:.4f}, {p['iterations']} iterations, margin {p['smallest_margin']:.4f}")
