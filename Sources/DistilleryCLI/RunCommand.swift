@@ -41,37 +41,20 @@ struct RunCommand: ParsableCommand {
         let plan = try RecipePlan(r)
         log(plan.summary)
         let stop = Interrupt.install()
-        let bar = ProgressBar("distil", total: 1)
-        var lastLine = 0.0
+        let display = TrainingDisplay("distil")
         let summary = try Trainer(recipe: r).run(resume: resume, overwrite: overwrite, stopAfterSteps: stopAfter,
-                                                 interrupt: { stop.requested }) { event in
-            switch event {
-            case .message(let m): log(m)
-            case let .preparing(file, done, total):
-                bar.update(Double(done) / Double(max(1, total)), "tokenizing \(file) \(fixed(Double(done) / 1e6, 1)) MB")
-            case .step(let s):
-                let losses = stepLosses(s, r)
-                bar.update(Double(s.step) / Double(s.totalSteps),
-                           "step \(s.step)/\(s.totalSteps)  \(grouped(Int(s.tokensPerSecond))) tok/s  \(losses)  lr \(String(format: "%.2e", s.lr))")
-                // Without a terminal, a plain line now and then.
-                if isatty(2) == 0, s.elapsed - lastLine >= 10 || s.step == s.totalSteps {
-                    lastLine = s.elapsed
-                    log("step \(s.step)/\(s.totalSteps)  \(losses)  \(grouped(Int(s.tokensPerSecond))) tok/s  ETA \(formatDuration(s.eta))")
-                }
-            case let .evaluation(step, e):
-                bar.finish()
-                log("eval @\(step): " + evalLine(e))
-            case let .checkpoint(step, path):
-                if isatty(2) == 0 { log("saved state at step \(step) → \(path)") }
-            }
-        }
-        bar.finish()
+                                                 interrupt: { stop.requested }, events: display.show)
+        display.finish()
         if json { print(try jsonText(summary)) } else if summary.interrupted || summary.steps < summary.totalSteps {
             print("stopped at step \(summary.steps) of \(summary.totalSteps); state saved in \(r.output)/state.safetensors.zst (continue with --resume)")
         }
         // Interrupted by Ctrl-C: the state is saved; exit as a signalled program does.
         if summary.interrupted { throw ExitCode(130) }
         if json || summary.steps < summary.totalSteps { return }
+        if let task = summary.task {
+            print(taskSummaryText(task, summary))
+            return
+        }
         print("""
         done: \(summary.steps) steps, \(grouped(summary.tokens)) tokens in \(formatDuration(summary.seconds)) (\(grouped(Int(summary.tokensPerSecond))) tokens/s)
         student: \(grouped(summary.studentParameters)) parameters (teacher \(grouped(summary.teacherParameters)), \(fixed(Double(summary.studentParameters) / Double(max(1, summary.teacherParameters)), 2))×)
@@ -81,13 +64,15 @@ struct RunCommand: ParsableCommand {
     }
 }
 
-func stepLosses(_ s: StepReport, _ r: Recipe) -> String {
+/// The losses a step reports: the total and each one that is on.
+func stepLosses(_ s: StepReport) -> String {
     var parts = ["loss \(fixed(s.losses.total, 4))"]
-    if r.loss.alphaCE > 0 { parts.append("ce \(fixed(s.losses.ce, 4))") }
-    if r.loss.alphaMLM > 0 { parts.append("mlm \(fixed(s.losses.mlm, 4))") }
-    if r.loss.alphaCos > 0 { parts.append("cos \(fixed(s.losses.cos, 4))") }
-    if r.loss.alphaMSE > 0 { parts.append("mse \(fixed(s.losses.mse, 4))") }
-    if r.loss.alphaHidden > 0 { parts.append("hidden \(fixed(s.losses.hidden, 4))") }
+    for (name, v) in s.losses.named where name != "loss_total" && v != 0 {
+        parts.append("\(name.dropFirst(5)) \(fixed(v, 4))")
+    }
+    for (name, v) in s.scheduled.sorted(by: { $0.key < $1.key }) {
+        parts.append("\(name == "temperature" ? "T" : name) \(fixed(v, 2))")
+    }
     return parts.joined(separator: "  ")
 }
 
@@ -102,7 +87,74 @@ func evalLine(_ e: EvalReport) -> String {
     return parts.isEmpty ? "(nothing to measure)" : parts.joined(separator: ", ") + "  (\(grouped(e.sequences)) sequences)"
 }
 
+/// The dev-set results of a task recipe's stages.
+func taskSummaryText(_ t: TaskRunSummary, _ s: TrainingSummary) -> String {
+    func pct(_ x: Double?) -> String { x.map { fixed($0 * 100, 2) + "%" } ?? "–" }
+    var table = TextTable(["model", "dev accuracy", "macro-F1", "of the teacher", "where"])
+    let teacherAccuracy = t.teacher?.accuracy ?? 0
+    func share(_ x: Double?) -> String { x.map { teacherAccuracy > 0 ? fixed($0 / teacherAccuracy * 100, 1) + "%" : "" } ?? "" }
+    table.add(["teacher" + (t.teacherFineTune != nil ? " (fine-tuned)" : ""), pct(t.teacher?.accuracy), pct(t.teacher?.macroF1), "100%",
+               t.teacherFineTune?.folder ?? ""])
+    if let st = t.student?.best {
+        table.add(["student (distilled)", pct(st.accuracy), pct(st.macroF1), share(st.accuracy), s.studentFolder ?? ""])
+    }
+    if let q = t.int8 { table.add(["student int8", pct(q.accuracy), pct(q.macroF1), share(q.accuracy), t.int8Checkpoint ?? ""]) }
+    if let b = t.baseline?.best {
+        table.add(["student on labels alone", pct(b.accuracy), pct(b.macroF1), share(b.accuracy), t.baseline?.folder ?? ""])
+    }
+    return """
+    done in \(formatDuration(s.seconds)): student \(grouped(s.studentParameters)) parameters (teacher \(grouped(s.teacherParameters)), \(fixed(Double(s.studentParameters) / Double(max(1, s.teacherParameters)), 2))×)
+    \(table.render())
+    """
+}
+
+func epochLine(_ e: EpochReport) -> String {
+    var line = "epoch \(e.epoch): train loss \(fixed(e.trainLoss, 4)), dev accuracy \(fixed(e.dev.accuracy * 100, 2))%, macro-F1 \(fixed(e.dev.macroF1 * 100, 2))%"
+    if let a = e.dev.agreement { line += ", agrees with the teacher on \(fixed(a * 100, 2))%" }
+    return line + "  (\(grouped(e.dev.examples)) examples, \(formatDuration(e.seconds)))"
+}
+
 func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+
+/// Shows a trainer's events: a progress bar over the steps (a plain line every ten seconds
+/// without a terminal), evaluations and epochs as lines.
+final class TrainingDisplay {
+    let label: String
+    private var bar: ProgressBar
+    private var lastLine = -1e9
+    init(_ label: String) { self.label = label; bar = ProgressBar(label, total: 1) }
+
+    func show(_ event: TrainerEvent) {
+        switch event {
+        case .message(let m):
+            bar.finish()
+            log(m)
+        case let .preparing(file, done, total):
+            bar.update(Double(done) / Double(max(1, total)), "tokenizing \(file) \(fixed(Double(done) / 1e6, 1)) MB")
+        case .step(let s):
+            let losses = stepLosses(s)
+            // Each stage counts its steps from 1: its own bar (and ETA).
+            if s.step == 1 { bar.finish(); bar = ProgressBar(label, total: 1) }
+            bar.update(Double(s.step) / Double(s.totalSteps),
+                       "step \(s.step)/\(s.totalSteps)  \(grouped(Int(s.tokensPerSecond))) tok/s  \(losses)  lr \(String(format: "%.2e", s.lr))")
+            if s.step == 1 { lastLine = s.elapsed }
+            if isatty(2) == 0, s.elapsed - lastLine >= 10 || s.step == s.totalSteps {
+                lastLine = s.elapsed
+                log("step \(s.step)/\(s.totalSteps)  \(losses)  \(grouped(Int(s.tokensPerSecond))) tok/s  ETA \(formatDuration(s.eta))")
+            }
+        case let .evaluation(step, e):
+            bar.finish()
+            log("eval @\(step): " + evalLine(e))
+        case let .checkpoint(step, path):
+            if isatty(2) == 0 { log("saved state at step \(step) → \(path)") }
+        case .classification(let e):
+            bar.finish()
+            log(epochLine(e))
+        }
+    }
+
+    func finish() { bar.finish() }
+}
 
 /// Ctrl-C: the first asks the trainer to save and stop after the current step; a second one
 /// exits at once.

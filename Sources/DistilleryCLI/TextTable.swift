@@ -29,11 +29,6 @@ struct TextTable {
     }
 }
 
-func fixed(_ x: Double, _ digits: Int) -> String {
-    var s = String(format: "%.\(digits)f", x)
-    if s == "-0" || s.hasPrefix("-0.") && Double(s) == 0 { s.removeFirst() }
-    return s
-}
 
 import Foundation
 import DistilleryTensor

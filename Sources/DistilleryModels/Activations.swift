@@ -173,6 +173,9 @@ public final class EncoderActivations: @unchecked Sendable {
     /// Hidden state after applied step k (k = 0: the embedding output, projected to H).
     /// In inference mode only the latest two are valid.
     public func hidden(step k: Int) -> UnsafeMutablePointer<Float> { f(hiddenLocs[k]) }
+    /// The packed q | k | v projections of applied step k [N×3H] (training: kept until the
+    /// backward pass; inference: valid only while the step runs, see `forward`'s onQKV).
+    public func qkv(step k: Int) -> UnsafeMutablePointer<Float> { f(steps[k].qkv) }
     /// The encoder's output [N×H].
     public var lastHidden: UnsafeMutablePointer<Float> { f(hiddenLocs[hiddenLocs.count - 1]) }
     /// The MLM head transform's output [N×Ht] (after `forwardHeadTransform`).

@@ -6,8 +6,10 @@ extension EncoderModel {
     /// Parameter gradients are added into `grads`, addressed by the same slot offsets as the
     /// parameters, so a block shared by several layers simply receives several contributions.
     /// `keys` must be those the forward pass used.
+    /// `taps` add loss gradients that enter below the top: with respect to intermediate hidden
+    /// states and to a step's q | k | v projections (layer-matching losses).
     public func backward(_ a: EncoderActivations, dLast: UnsafeMutablePointer<Float>, grads: FloatBuffer,
-                         dropout keys: DropoutKeys? = nil) {
+                         dropout keys: DropoutKeys? = nil, taps: BackwardTaps? = nil) {
         precondition(a.training, "backward needs training activations")
         precondition(trainable, "backward needs trainable (fp32 or bf16) matrices")
         let c = config, L = layout
@@ -33,6 +35,7 @@ extension EncoderModel {
         for k in stride(from: L.steps.count - 1, through: 0, by: -1) {
             let step = L.steps[k], s = a.steps[k]
             let at = L.attention[step.attention], ff = L.ffn[step.ffn]
+            if let t = taps?.hidden[k + 1] { addInPlace(dOut, t, count: N * H) }
             // Recompute this layer's input (the previous layer's LayerNorm-2 output) and its
             // LayerNorm-1 output from the kept sums and statistics.
             var x = a.hidden(step: 0)
@@ -71,6 +74,7 @@ extension EncoderModel {
             dQKV.update(repeating: 0, count: N * 3 * H)
             let drop = (keys != nil && pAttention > 0) ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs)) : nil
             attentionBackward(dqkv: dQKV, dctx: dCtx, qkv: a.f(s.qkv), mask: a.mask.base, shape, scratch: a.attentionScratch, dropout: drop)
+            if let t = taps?.qkv[k] { addInPlace(dQKV, t, count: N * 3 * H) }
             linearBack(dinp: dIn, weight: at.qkvWeight, bias: at.qkvBias, dout: dQKV, inp: x, N: N)
 
             // The input gradient becomes the next (lower) step's output gradient.
@@ -80,6 +84,7 @@ extension EncoderModel {
         }
 
         // Embeddings: hidden0 = projection(dropout(LN(word + position + type))).
+        if let t = taps?.hidden[0] { addInPlace(dOut, t, count: N * H) }
         let emb = L.embeddings!
         var dEmbOut = dOut
         if let w = emb.projectionWeight, let b = emb.projectionBias {
@@ -127,7 +132,7 @@ extension EncoderModel {
         matrix(k.weight).backward(dinp: dPooled, dweight: g(k.weight), dbias: g(k.bias), dout: dLogits, inp: a.f(a.pooledDrop), N: B,
                                   overwriteInput: false, scratch: a.linearScratch)
         if let keys, config.classifierDropout > 0 {
-            dropout(dPooled, count: B * H, p: config.classifierDropout, key: keys.key(step: -2, .classifier))
+            dropout(dPooled, count: B * H, p: config.classifierDropout, key: keys.key(step: -1, .classifier))
         }
         // Through the activation: tanh' = 1 − y², ReLU' = [x > 0].
         for i in 0..<(B * H) {
@@ -141,4 +146,22 @@ extension EncoderModel {
             for h in 0..<H { d[h] += s[h] }
         }
     }
+}
+
+/// Gradients that enter the encoder's backward pass below its top, each [N×H] or [N×3H]:
+/// `hidden[l]` with respect to hidden state l (0 the embedding output … L the last; the last
+/// may equally be added into dLast), `qkv[k]` with respect to applied step k's projections.
+public struct BackwardTaps {
+    public var hidden: [UnsafePointer<Float>?]
+    public var qkv: [UnsafePointer<Float>?]
+    public init(layers L: Int) {
+        hidden = [UnsafePointer<Float>?](repeating: nil, count: L + 1)
+        qkv = [UnsafePointer<Float>?](repeating: nil, count: L)
+    }
+}
+
+/// y += x over `count` floats.
+@inline(__always)
+func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count: Int) {
+    for i in 0..<count { y[i] += x[i] }
 }

@@ -37,7 +37,8 @@ extension EncoderModel {
     /// Token ids, types and the length are checked against the model first.
     public func forward(_ batch: TokenBatch, _ a: EncoderActivations, dropout keys: DropoutKeys? = nil,
                         observer: ActivationObserver? = nil,
-                        onHiddenState: ((Int, UnsafePointer<Float>) -> Void)? = nil) throws {
+                        onHiddenState: ((Int, UnsafePointer<Float>) -> Void)? = nil,
+                        onQKV: ((Int, UnsafePointer<Float>) -> Void)? = nil) throws {
         try validate(batch)
         precondition(batch.B <= a.maxB && batch.S <= a.maxS, "batch larger than the activation capacity")
         precondition(keys == nil || a.training, "dropout needs training activations")
@@ -83,6 +84,7 @@ extension EncoderModel {
             // Attention: packed QKV projection, softmax(q kᵀ/√D) v, output projection.
             observer?(.qkv(attention: step.attention), x, N, H)
             linear(a.f(s.qkv), x, weight: at.qkvWeight, bias: at.qkvBias, N: N, a)
+            onQKV?(k, a.f(s.qkv))
             let drop = (keys != nil && pAttention > 0) ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs)) : nil
             attentionForward(ctx: a.f(s.ctx), qkv: a.f(s.qkv), mask: a.mask.base, shape, scratch: a.attentionScratch, dropout: drop)
             observer?(.attentionOutput(attention: step.attention), a.f(s.ctx), N, H)
@@ -175,7 +177,7 @@ extension EncoderModel {
         for i in 0..<(B * H) { pooled[i] = config.poolerActivation == .tanh ? tanhScalar(pre[i]) : max(0, pre[i]) }
         dropped.update(from: pooled, count: B * H)
         if let keys, config.classifierDropout > 0 {
-            DistilleryTensor.dropout(dropped, count: B * H, p: config.classifierDropout, key: keys.key(step: -2, .classifier))
+            DistilleryTensor.dropout(dropped, count: B * H, p: config.classifierDropout, key: keys.key(step: -1, .classifier))
         }
         linear(a.f(a.clsLogits), dropped, weight: k.weight, bias: k.bias, N: B, a)
     }

@@ -40,6 +40,15 @@ extension EncoderModel {
         }
     }
 
+    /// Class logits [B×C] of a batch (models with a sequence-classification head).
+    public func classify(_ batch: TokenBatch, into logits: UnsafeMutablePointer<Float>) throws {
+        precondition(config.hasClassifier, "classify needs a classification head")
+        let a = try inferenceActivations(B: batch.B, S: batch.S)
+        try forward(batch, a)
+        forwardClassifier(a)
+        logits.update(from: classifierLogits(a), count: batch.B * config.numLabels)
+    }
+
     /// `distill forward`'s outputs: F32 `hidden_states.0` (embedding output) … `hidden_states.L`,
     /// shape [B, S, H], `logits` [B, S, V] when the model has an MLM head, and `class_logits`
     /// [B, C] when it has a sequence classifier.

@@ -174,10 +174,18 @@ extension HuggingFaceFolder {
     /// Writes config.json, model.safetensors (fp32, Hugging Face names) and the tokenizer files
     /// into `folder` (created if needed; each file written atomically). Transformers loads the
     /// result as the family's *ForMaskedLM (or base model when there is no head).
-    public static func save(_ model: EncoderModel, tokenizer: TokenizerFiles, to folder: String) throws {
+    /// `notes` go into config.json (transformers keeps unknown keys as attributes) and the
+    /// safetensors metadata.
+    public static func save(_ model: EncoderModel, tokenizer: TokenizerFiles, to folder: String, notes: [String: String] = [:]) throws {
         try FileManager.default.createFolder(folder)
-        try AtomicFileWriter.write(try HuggingFaceConfig.encode(model.config), to: folder + "/config.json")
-        try Safetensors.write(model.huggingFaceTensors(unrolled: true), metadata: ["format": "pt"], to: folder + "/model.safetensors")
+        var config = try HuggingFaceConfig.encode(model.config)
+        if !notes.isEmpty, var object = try JSONSerialization.jsonObject(with: config) as? [String: Any] {
+            for (k, v) in notes { object[k] = v }
+            config = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+        }
+        try AtomicFileWriter.write(config, to: folder + "/config.json")
+        try Safetensors.write(model.huggingFaceTensors(unrolled: true), metadata: notes.merging(["format": "pt"]) { $1 },
+                              to: folder + "/model.safetensors")
         if let v = tokenizer.vocabulary { try AtomicFileWriter.write(Data(v.utf8), to: folder + "/vocab.txt") }
         if let c = tokenizer.config { try AtomicFileWriter.write(Data(c.utf8), to: folder + "/tokenizer_config.json") }
     }

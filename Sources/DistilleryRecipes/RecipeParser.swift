@@ -146,7 +146,8 @@ func closest(_ key: String, _ candidates: [String]) -> String? {
 }
 
 public enum RecipeParser {
-    static let topKeys = ["name", "output", "seed", "teacher", "student", "data", "loss", "optimizer", "training", "eval", "checkpoint"]
+    static let topKeys = ["name", "output", "seed", "teacher", "student", "data", "task", "loss", "optimizer", "training", "eval", "checkpoint",
+                          "export"]
 
     public static func load(_ path: String) throws -> Recipe {
         let text: String
@@ -172,7 +173,7 @@ public enum RecipeParser {
         let seed = UInt64(try top.int("seed", range: 0...Int.max) ?? 42)
 
         // [teacher]
-        guard let t = try top.subtable("teacher", allowed: ["model"]) else {
+        guard let t = try top.subtable("teacher", allowed: ["model", "finetune", "fit_head"]) else {
             throw RecipeError.missing(path: path, key: "teacher", reason: "a [teacher] table with model = \"PATH\" (a Hugging Face folder or a .safetensors.zst checkpoint)")
         }
         guard let teacherRaw = try t.string("model") else {
@@ -181,6 +182,29 @@ public enum RecipeParser {
         let teacher = resolve(teacherRaw)
         if !FileManager.default.fileExists(atPath: teacher) {
             throw RecipeError.fileNotFound(path: path, key: "teacher.model", line: t.line("model"), file: teacher)
+        }
+        var fineTune: TaskTraining?
+        if let f = try t.subtable("finetune", allowed: ["epochs", "lr", "batch_size", "warmup", "weight_decay", "dropout"]) {
+            var ft = TaskTraining.fineTuning
+            ft.epochs = try f.int("epochs", range: 1...1000) ?? ft.epochs
+            ft.optimizer.lr = try f.float("lr", range: 0...10) ?? ft.optimizer.lr
+            ft.batchSize = try f.int("batch_size", range: 1...65536) ?? ft.batchSize
+            ft.optimizer.warmupFraction = try f.double("warmup", range: 0...1) ?? ft.optimizer.warmupFraction
+            ft.optimizer.adamw.weightDecay = try f.float("weight_decay", range: 0...10) ?? ft.optimizer.adamw.weightDecay
+            ft.dropout = try f.bool("dropout") ?? true
+            try f.finish()
+            fineTune = ft
+        }
+        var fitHead: HeadFitSettings?
+        if let f = try t.subtable("fit_head", allowed: ["steps", "batch_size", "lr", "warmup", "output"]) {
+            var h = HeadFitSettings()
+            h.steps = try f.int("steps", range: 1...10_000_000) ?? h.steps
+            h.batchSize = try f.int("batch_size", range: 1...65536) ?? h.batchSize
+            h.lr = try f.float("lr", range: 0...10) ?? h.lr
+            h.warmupFraction = try f.double("warmup", range: 0...1) ?? h.warmupFraction
+            h.output = try f.string("output").map(resolve)
+            try f.finish()
+            fitHead = h
         }
         try t.finish()
 
@@ -194,12 +218,46 @@ public enum RecipeParser {
         let studentDropout = try s.float("dropout", range: 0...0.99)
         try s.finish()
 
+        // [task]: a labelled classification task instead of text.
+        var task: TaskRecipe?
+        if let k = try top.subtable("task", allowed: ["train", "dev", "label", "text", "text_pair", "max_seq_len", "patience", "baseline"]) {
+            func file(_ key: String) throws -> String {
+                guard let raw = try k.string(key) else {
+                    throw RecipeError.missing(path: path, key: "task.\(key)", reason: "a TSV or CSV file with a header line (label and text columns)")
+                }
+                let f = resolve(raw)
+                if !FileManager.default.fileExists(atPath: f) { throw RecipeError.fileNotFound(path: path, key: "task.\(key)", line: k.line(key), file: f) }
+                return f
+            }
+            var spec = TaskSpec(train: try file("train"), dev: try file("dev"))
+            spec.label = LabelledData.Column(try k.string("label") ?? "label")
+            spec.text = LabelledData.Column(try k.string("text") ?? "text")
+            spec.pair = try k.string("text_pair").map(LabelledData.Column.init)
+            spec.maxSequenceLength = try k.int("max_seq_len", range: 8...4096) ?? 128
+            spec.patience = try k.int("patience", range: 1...1000)
+            var recipe = TaskRecipe(spec: spec)
+            recipe.teacherFineTune = fineTune
+            recipe.baseline = try k.bool("baseline") ?? false
+            try k.finish()
+            task = recipe
+        } else if fineTune != nil {
+            throw RecipeError.badValue(path: path, key: "teacher.finetune", line: t.line("finetune"), reason: "fine-tuning needs a [task] table naming the labelled data")
+        }
+        if task != nil && fitHead != nil {
+            throw RecipeError.badValue(path: path, key: "teacher.fit_head", line: t.line("fit_head"), reason: "a [task] recipe distils class logits; an MLM head serves text recipes")
+        }
+
         // [data]
         let dataKeys = ["train", "heldout", "max_seq_len", "mlm_probability", "mask_share", "random_share", "mlm_smoothing", "whole_word_mask"]
-        guard let d = try top.subtable("data", allowed: dataKeys) else {
-            throw RecipeError.missing(path: path, key: "data", reason: "a [data] table with train = [\"FILE\", …]")
+        let dataTable = try top.subtable("data", allowed: dataKeys)
+        if task != nil, let d = dataTable {
+            throw RecipeError.badValue(path: path, key: "data", line: d.line("train"), reason: "a [task] recipe reads its labelled files from [task]; remove [data]")
         }
-        guard let trainRaw = try d.strings("train"), !trainRaw.isEmpty else {
+        guard let d = dataTable ?? (task != nil ? TableReader(TOMLTable(line: 0), path: ["data"], file: path, allowed: dataKeys) : nil) else {
+            throw RecipeError.missing(path: path, key: "data", reason: "a [data] table with train = [\"FILE\", …] (or a [task] table for a classification task)")
+        }
+        let trainRaw = try d.strings("train") ?? []
+        if task == nil && trainRaw.isEmpty {
             throw RecipeError.missing(path: path, key: "data.train", reason: "text files (one paragraph a line) or prepared .tok files")
         }
         func files(_ raw: [String], _ key: String) throws -> [String] {
@@ -223,19 +281,70 @@ public enum RecipeParser {
 
         // [loss]
         var loss = LossSettings()
+        if task != nil {
+            // Task distillation: the teacher's class distribution at T and the labels.
+            loss.alphaCE = 0; loss.alphaMLM = 0; loss.alphaCos = 0; loss.alphaSoft = 1; loss.alphaHard = 0.5
+        }
         var projection = false
         if let l = try top.subtable("loss", allowed: ["temperature", "alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse", "alpha_hidden",
-                                                      "restrict_ce_to_mask", "projection"]) {
-            loss.temperature = try l.float("temperature", range: 0.01...100) ?? loss.temperature
-            loss.alphaCE = try l.float("alpha_ce", range: 0...1e6) ?? loss.alphaCE
-            loss.alphaMLM = try l.float("alpha_mlm", range: 0...1e6) ?? loss.alphaMLM
-            loss.alphaCos = try l.float("alpha_cos", range: 0...1e6) ?? loss.alphaCos
-            loss.alphaMSE = try l.float("alpha_mse", range: 0...1e6) ?? 0
-            loss.alphaHidden = try l.float("alpha_hidden", range: 0...1e6) ?? 0
+                                                      "alpha_soft", "alpha_hard", "restrict_ce_to_mask", "projection", "match"]) {
+            // Each weight and the temperature: a number, or a schedule { start, end, shape, until }.
+            func scheduled(_ key: String, range: ClosedRange<Double>, default d: Float) throws -> Float {
+                guard let v = l.has(key) ? l.table[key] : nil, let t = v.table else { return try l.float(key, range: range) ?? d }
+                let sched = try parseSchedule(TableReader(t, path: ["loss", key], file: path, allowed: ScheduledValue.keys), range: range)
+                loss.schedules[key] = sched
+                _ = l.value(key)
+                return max(sched.start, sched.end)
+            }
+            loss.temperature = try scheduled("temperature", range: 0.01...100, default: loss.temperature)
+            loss.alphaCE = try scheduled("alpha_ce", range: 0...1e6, default: loss.alphaCE)
+            loss.alphaMLM = try scheduled("alpha_mlm", range: 0...1e6, default: loss.alphaMLM)
+            loss.alphaCos = try scheduled("alpha_cos", range: 0...1e6, default: loss.alphaCos)
+            loss.alphaMSE = try scheduled("alpha_mse", range: 0...1e6, default: 0)
+            loss.alphaHidden = try scheduled("alpha_hidden", range: 0...1e6, default: 0)
+            loss.alphaSoft = try scheduled("alpha_soft", range: 0...1e6, default: loss.alphaSoft)
+            loss.alphaHard = try scheduled("alpha_hard", range: 0...1e6, default: loss.alphaHard)
+            if let matches = try l.array("match") {
+                for (i, v) in matches.enumerated() {
+                    guard let t = v.table else { throw l.wrongType("match", "[[loss.match]] tables", v) }
+                    let m = TableReader(t, path: ["loss", "match[\(i + 1)]"], file: path, allowed: ["kind", "teacher", "student", "weight", "relation_heads"])
+                    guard let kindName = try m.string("kind", oneOf: LayerMatch.Kind.allCases.map(\.rawValue)) else {
+                        throw RecipeError.missing(path: path, key: "loss.match[\(i + 1)].kind",
+                                                  reason: "what to compare: \(LayerMatch.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    var match = LayerMatch(kind: LayerMatch.Kind(rawValue: kindName)!)
+                    match.teacherLayer = try m.int("teacher", range: 0...4096)
+                    match.studentLayer = try m.int("student", range: 0...4096)
+                    if (match.teacherLayer == nil) != (match.studentLayer == nil) {
+                        throw m.bad(match.teacherLayer == nil ? "teacher" : "student", "give both teacher and student layers, or neither (the uniform map m · L_t / L_s)")
+                    }
+                    if let w = m.table["weight"]?.table {
+                        let sched = try parseSchedule(TableReader(w, path: ["loss", "match[\(i + 1)]", "weight"], file: path, allowed: ScheduledValue.keys),
+                                                      range: 0...1e6)
+                        _ = m.value("weight")
+                        match.weight = max(sched.start, sched.end)
+                        match.weightSchedule = sched
+                    } else {
+                        match.weight = try m.float("weight", range: 0...1e6) ?? 1
+                    }
+                    match.relationHeads = try m.int("relation_heads", range: 1...4096)
+                    if match.relationHeads != nil && match.kind != .relation { throw m.bad("relation_heads", "only relation matches have relation heads") }
+                    try m.finish()
+                    loss.matches.append(match)
+                }
+            }
+            if task == nil {
+                for k in ["alpha_soft", "alpha_hard"] where l.has(k) { throw l.bad(k, "class losses need a [task] table naming labelled data") }
+            } else {
+                for k in ["alpha_ce", "alpha_mlm", "alpha_mse"] where try l.has(k) && (l.float(k) ?? 0) > 0 {
+                    throw l.bad(k, "a [task] recipe trains on labelled sentences, not masked text: use alpha_soft and alpha_hard (and alpha_cos / alpha_hidden)")
+                }
+            }
             loss.restrictCEToMask = try l.bool("restrict_ce_to_mask") ?? false
             projection = try l.bool("projection") ?? false
             try l.finish()
-            if loss.alphaCE + loss.alphaMLM + loss.alphaCos + loss.alphaMSE + loss.alphaHidden == 0 {
+            if loss.alphaCE + loss.alphaMLM + loss.alphaCos + loss.alphaMSE + loss.alphaHidden + loss.alphaSoft + loss.alphaHard == 0
+                && !loss.matches.contains(where: { $0.weight > 0 }) {
                 throw RecipeError.badValue(path: path, key: "loss", line: l.line("alpha_ce"), reason: "every alpha is 0: nothing to learn")
             }
         }
@@ -273,6 +382,10 @@ public enum RecipeParser {
                 .flatMap(WeightFormat.init(rawValue:)) ?? .fp32
             try tr.finish()
         }
+        if task != nil, training.steps != nil {
+            throw RecipeError.badValue(path: path, key: "training.steps", line: nil, reason: "a [task] recipe trains for whole epochs: give epochs = N")
+        }
+        if task != nil && training.epochs == nil { training.epochs = 3 }
         if training.steps == nil && training.epochs == nil {
             throw RecipeError.missing(path: path, key: "training.steps", reason: "how long to train: steps = N or epochs = N in [training]")
         }
@@ -289,12 +402,35 @@ public enum RecipeParser {
             checkpoints.level = try c.int("level", range: 1...22) ?? checkpoints.level
             try c.finish()
         }
+        var exportInt8 = false
+        if let e = try top.subtable("export", allowed: ["int8"]) {
+            exportInt8 = try e.bool("int8") ?? false
+            try e.finish()
+        }
         try top.finish()
         var recipe = Recipe(path: path, text: text, name: name, output: output, seed: seed, teacher: teacher, student: student,
                             data: data, loss: loss, projection: projection, optimizer: opt, training: training,
                             evaluation: evaluation, checkpoints: checkpoints)
         recipe.studentDropout = studentDropout
+        recipe.task = task
+        recipe.fitHead = fitHead
+        recipe.exportInt8 = exportInt8
         return recipe
+    }
+
+    /// { start = A, end = B, shape = "linear" | "cosine", until = 0.5 } (until: the share of
+    /// training after which the value stays at its end).
+    static func parseSchedule(_ t: TableReader, range: ClosedRange<Double>) throws -> ScheduledValue {
+        guard let start = try t.double("start", range: range) else {
+            throw RecipeError.missing(path: t.file, key: t.name("start"), reason: "a schedule's value at the first step (and end = its value at the end)")
+        }
+        guard let end = try t.double("end", range: range) else {
+            throw RecipeError.missing(path: t.file, key: t.name("end"), reason: "the schedule's value at the end")
+        }
+        let shape = try t.string("shape", oneOf: ScheduledValue.Shape.allCases.map(\.rawValue)).flatMap(ScheduledValue.Shape.init(rawValue:)) ?? .linear
+        let until = try t.double("until", range: 0.0001...1) ?? 1
+        try t.finish()
+        return ScheduledValue(start: Float(start), end: Float(end), shape: shape, until: until)
     }
 
     static func parseStudent(_ s: TableReader, path: String, resolve: (String) -> String) throws -> StudentSpec {

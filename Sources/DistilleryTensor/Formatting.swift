@@ -8,3 +8,10 @@ public func grouped(_ n: Int) -> String {
     }
     return (n < 0 ? "-" : "") + out
 }
+
+/// x with `digits` decimals, never "-0.00".
+public func fixed(_ x: Double, _ digits: Int) -> String {
+    var s = String(format: "%.\(digits)f", x)
+    if s == "-0" || s.hasPrefix("-0.") && Double(s) == 0 { s.removeFirst() }
+    return s
+}

@@ -17,13 +17,18 @@ public struct LossSettings: Codable, Sendable, Equatable {
     public var alphaHard: Float = 0
     /// Soft targets only at the MLM targets (default: every non-padding token).
     public var restrictCEToMask = false
+    /// Intermediate-layer losses ([[loss.match]]), each with its own weight.
+    public var matches: [LayerMatch] = []
+    /// Weights and the temperature that change over training, by recipe key ("alpha_ce",
+    /// "temperature", …); the plain fields then hold their largest value.
+    public var schedules: [String: ScheduledValue] = [:]
     public init() {}
 
     public var needsTeacherLogits: Bool { alphaCE > 0 || alphaMSE > 0 }
     public var needsStudentLogits: Bool { needsTeacherLogits || alphaMLM > 0 }
     public var needsClassifier: Bool { alphaSoft > 0 || alphaHard > 0 }
     /// Whether any loss compares with a teacher (without one, the step fine-tunes on labels).
-    public var needsTeacher: Bool { needsTeacherLogits || alphaCos > 0 || alphaHidden > 0 || alphaSoft > 0 }
+    public var needsTeacher: Bool { needsTeacherLogits || alphaCos > 0 || alphaHidden > 0 || alphaSoft > 0 || !matches.isEmpty }
 
     /// Fine-tuning a classifier on its labels alone.
     public static var labelsOnly: LossSettings {
@@ -46,42 +51,64 @@ public struct LossValues: Codable, Sendable, Equatable {
     public var hard = 0.0
     /// The soft-target loss restricted to MLM targets (computed alongside, for reports).
     public var ceMaskedOnly = 0.0
+    /// Each layer match's loss (unweighted), in the order of the resolved matches.
+    public var matches: [Double] = []
     public init() {}
 
-    public var isFinite: Bool { [total, ce, mlm, cos, mse, hidden, soft, hard].allSatisfy(\.isFinite) }
+    public var isFinite: Bool { ([total, ce, mlm, cos, mse, hidden, soft, hard] + matches).allSatisfy(\.isFinite) }
 
     /// The named values, for logs and checks.
     public var named: [(String, Double)] {
         [("loss_total", total), ("loss_ce", ce), ("loss_mlm", mlm), ("loss_cos", cos), ("loss_mse", mse), ("loss_hidden", hidden),
-         ("loss_soft", soft), ("loss_hard", hard)]
+         ("loss_soft", soft), ("loss_hard", hard)] + matches.enumerated().map { ("loss_match_\($0.offset)", $0.element) }
+    }
+
+    /// Adds `weight` × v (the mean over accumulated micro-batches).
+    public mutating func add(_ v: LossValues, weight w: Double) {
+        total += w * v.total; ce += w * v.ce; mlm += w * v.mlm; cos += w * v.cos; mse += w * v.mse; hidden += w * v.hidden
+        soft += w * v.soft; hard += w * v.hard; ceMaskedOnly += w * v.ceMaskedOnly
+        if matches.count < v.matches.count { matches += [Double](repeating: 0, count: v.matches.count - matches.count) }
+        for (i, x) in v.matches.enumerated() { matches[i] += w * x }
     }
 }
 
-/// The student's parameters with any training-only slots (the student→teacher projection)
+/// The student's parameters with any training-only slots (student→teacher projections)
 /// appended: one buffer each for parameters and gradients, addressed by one slot table.
 public final class TrainableParameters: @unchecked Sendable {
+    /// A projection's slots: weight [to×from], bias [to].
+    public struct Projection: Sendable, Equatable {
+        public let weight: Int, bias: Int, from: Int, to: Int
+    }
     public let student: EncoderModel
     public let layout: ParameterLayout
     public let gradients: FloatBuffer
-    /// Offsets of the projection [Ht×Hs] weight and [Ht] bias, when there is one.
-    public let projection: (weight: Int, bias: Int, from: Int, to: Int)?
+    /// The projection of the last hidden state (cosine / hidden losses), when there is one.
+    public let projection: Projection?
+    /// Per layer match (by index among the resolved matches): its projection, when the
+    /// widths differ.
+    public let matchProjections: [Int: Projection]
 
-    /// Trains `model`'s parameters in place, or, with a projection to width `projectTo`, a copy
-    /// with room for it after them. The projection starts as the identity (padded or cut), so
-    /// matching widths begin where no projection would.
-    public init(model: EncoderModel, projectTo: Int?) {
+    /// Trains `model`'s parameters in place, or, with projections (to width `projectTo` for
+    /// the last hidden state, and for the matches in `matchProjections`: index → teacher
+    /// width), a copy with room for them after its own. Projections start as the identity
+    /// (padded or cut), so matching widths begin where no projection would.
+    public init(model: EncoderModel, projectTo: Int?, matchProjections: [Int: Int] = [:]) {
         var layout = model.layout
-        var proj: (Int, Int, Int, Int)?
-        if let to = projectTo {
-            let from = model.config.hiddenSize
-            let w = layout.appendExtra("distill.projection.weight", [to, from], decay: true)
-            let b = layout.appendExtra("distill.projection.bias", [to], decay: false)
-            proj = (w, b, from, to)
+        let from = model.config.hiddenSize
+        func add(_ name: String, to: Int) -> Projection {
+            let w = layout.appendExtra(name + ".weight", [to, from], decay: true)
+            let b = layout.appendExtra(name + ".bias", [to], decay: false)
+            return Projection(weight: w, bias: b, from: from, to: to)
         }
-        if let (w, _, from, to) = proj {
+        let proj = projectTo.map { add("distill.projection", to: $0) }
+        var matches: [Int: Projection] = [:]
+        for (i, to) in matchProjections.sorted(by: { $0.key < $1.key }) { matches[i] = add("distill.match.\(i).projection", to: to) }
+        if layout.count != model.layout.count {
             let params = FloatBuffer(count: layout.count)
             params.base.update(from: model.parameters.base, count: model.layout.count)
-            for i in 0..<min(from, to) { params.base[w + i * from + i] = 1 }
+            for p in [proj].compactMap({ $0 }) + matches.values {
+                for i in 0..<min(p.from, p.to) { params.base[p.weight + i * p.from + i] = 1 }
+            }
             student = EncoderModel(config: model.config, parameters: params)
         } else {
             student = model
@@ -89,9 +116,12 @@ public final class TrainableParameters: @unchecked Sendable {
         self.layout = layout
         gradients = FloatBuffer(count: layout.count)
         projection = proj
+        self.matchProjections = matches
     }
 
     public var parameters: FloatBuffer { student.parameters }
+    /// Whether training-only slots follow the model's own.
+    public var hasExtras: Bool { layout.count != student.layout.count }
 }
 
 public enum DistillationError: Error, CustomStringConvertible, Equatable {
@@ -130,8 +160,17 @@ public final class DistillationStep {
     /// nil when fine-tuning on labels alone.
     public let teacher: EncoderModel?
     public let params: TrainableParameters
-    public let settings: LossSettings
+    /// The settings as built (scheduled values at their largest).
+    public let baseSettings: LossSettings
+    /// The settings of the current step (`progress` applied to the schedules).
+    public private(set) var settings: LossSettings
+    /// Steps done / all steps: where the schedules stand.
+    public var progress: Double = 0 {
+        didSet { settings = baseSettings.at(progress); matchLosses?.setWeights(settings.resolvedWeights(matchLosses!.sources)) }
+    }
     public let chunkRows: Int
+    /// false: gradients stop at the heads (the encoder is frozen; its backward pass is skipped).
+    public let trainsEncoder: Bool
     let teacherActs: EncoderActivations?
     let studentActs: EncoderActivations
     /// Student and teacher logits of a chunk [chunk × V], in the scratch arena: nothing else
@@ -152,6 +191,9 @@ public final class DistillationStep {
     let classGrad: FloatBuffer                           // [B×C] student class logits, then their gradient
     let classCE: AlignedBuffer<Bool>                     // [B]
     let classKL: AlignedBuffer<Double>, classHard: AlignedBuffer<Double>, classMSE: AlignedBuffer<Double>  // [B]
+    /// The layer matches, resolved, with their buffers (nil without matches).
+    let matchLosses: MatchLosses?
+    public var resolvedMatches: [LayerMatch] { matchLosses?.matches ?? [] }
 
     public var student: EncoderModel { params.student }
 
@@ -170,17 +212,20 @@ public final class DistillationStep {
         if (settings.needsStudentLogits || settings.needsTeacherLogits) && sc.vocabSize != tc.vocabSize {
             throw DistillationError.vocabularyMismatch(teacher: tc.vocabSize, student: sc.vocabSize)
         }
+        if !settings.matches.isEmpty { _ = try settings.resolvedMatches(teacher: tc, student: sc) }
         if (settings.alphaCos > 0 || settings.alphaHidden > 0) && !projection && sc.hiddenSize != tc.hiddenSize {
             throw DistillationError.widthMismatch(teacher: tc.hiddenSize, student: sc.hiddenSize)
         }
     }
 
     public init(teacher: EncoderModel?, params: TrainableParameters, settings: LossSettings, maxB: Int, maxS: Int,
-                chunkRows: Int = 512) throws {
+                chunkRows: Int = 512, trainsEncoder: Bool = true) throws {
         let sc = params.student.config, tc = teacher?.config
         try Self.check(settings, teacher: tc, student: sc, projection: params.projection != nil)
         precondition(params.student.trainable, "the student's matrices must be trainable (fp32 or bf16)")
-        self.teacher = teacher; self.params = params; self.settings = settings; self.chunkRows = chunkRows
+        self.teacher = teacher; self.params = params; self.baseSettings = settings; self.settings = settings.at(0)
+        self.chunkRows = chunkRows
+        self.trainsEncoder = trainsEncoder
         // The teacher's temporaries are dead by the time the student's forward pass starts (its
         // outputs are kept apart), so both share one scratch arena.
         let scratch = ScratchArena()
@@ -208,6 +253,18 @@ public final class DistillationStep {
         tokenWeight = FloatBuffer(count: N)
         classGrad = FloatBuffer(count: maxB * max(1, sc.numLabels)); classCE = AlignedBuffer(count: maxB)
         classKL = AlignedBuffer(count: maxB); classHard = AlignedBuffer(count: maxB); classMSE = AlignedBuffer(count: maxB)
+        if settings.matches.isEmpty {
+            matchLosses = nil
+        } else {
+            guard let tc else { throw LayerMatchError.noTeacher }
+            let resolved = try settings.resolvedMatches(teacher: tc, student: sc)
+            for (i, m) in resolved.enumerated() where m.kind.comparesHidden && tc.hiddenSize != sc.hiddenSize && params.matchProjections[i] == nil {
+                throw LayerMatchError.width(match: i, teacher: tc.hiddenSize, student: sc.hiddenSize)
+            }
+            matchLosses = MatchLosses(matches: resolved, sources: try settings.matchSources(teacher: tc, student: sc), params: params,
+                                      teacher: tc, maxB: maxB, maxS: maxS)
+            matchLosses?.setWeights(self.settings.resolvedWeights(matchLosses!.sources))
+        }
     }
 
     /// Runs the step on `batch` (input ids already masked) with MLM `labels` (−100: not a
@@ -223,13 +280,15 @@ public final class DistillationStep {
             try Self.checkClassLabels(classLabels, count: batch.B, classes: st.config.numLabels)
         }
         var clock = PhaseClock()
+        let N = batch.B * batch.S, ml = matchLosses
         if let teacher, let teacherActs {
-            try teacher.forward(batch, teacherActs)
+            try teacher.forward(batch, teacherActs, onHiddenState: ml.map { m in { m.captureTeacherHidden($0, $1, N: N) } },
+                                onQKV: ml.map { m in { m.captureTeacherQKV($0, $1, N: N) } })
             if s.needsTeacherLogits { teacher.forwardHeadTransform(teacherActs) }
             if s.alphaSoft > 0 { teacher.forwardClassifier(teacherActs) }
         }
         clock.lap("teacher forward")
-        try st.forward(batch, studentActs, dropout: dropout)
+        try st.forward(batch, studentActs, dropout: dropout, onHiddenState: ml.map { m in { m.captureStudentHidden($0, $1, N: N) } })
         if s.needsStudentLogits { st.forwardHeadTransform(studentActs) }
         if s.needsClassifier { st.forwardClassifier(studentActs, dropout: dropout) }
         clock.lap("student forward")
@@ -239,11 +298,13 @@ public final class DistillationStep {
         if s.needsStudentLogits { logitLosses(batch, labels: labels, gradScale: gradScale, into: &values, clock: &clock) }
         if s.needsClassifier { classificationLosses(batch, labels: classLabels, gradScale: gradScale, into: &values, dropout: dropout) }
         hiddenLosses(batch, gradScale: gradScale, into: &values)
+        let taps = ml?.run(batch, student: st, studentActs: studentActs, grads: params.gradients, gradScale: gradScale, values: &values.matches)
         values.total = Double(s.alphaCE) * values.ce + Double(s.alphaMLM) * values.mlm + Double(s.alphaCos) * values.cos
             + Double(s.alphaMSE) * values.mse + Double(s.alphaHidden) * values.hidden
             + Double(s.alphaSoft) * values.soft + Double(s.alphaHard) * values.hard
+        for (m, v) in zip(resolvedMatches, values.matches) { values.total += Double(m.weight) * v }
         clock.lap("hidden losses")
-        st.backward(studentActs, dLast: dLast.base, grads: params.gradients, dropout: dropout)
+        if trainsEncoder { st.backward(studentActs, dLast: dLast.base, grads: params.gradients, dropout: dropout, taps: taps) }
         clock.lap("student backward")
         clock.report()
         return values

@@ -21,6 +21,8 @@ public final class AdamW: @unchecked Sendable {
     public var step = 0
     /// Per slot of the layout: whether weight decay applies.
     public let decay: [Bool]
+    /// Per slot: whether it is updated (all by default; fitting a head freezes the encoder).
+    public var trainable: [Bool]
     let layout: ParameterLayout
 
     public init(layout: ParameterLayout, settings: AdamWSettings, rule: DecayRule) {
@@ -28,6 +30,7 @@ public final class AdamW: @unchecked Sendable {
         self.layout = layout
         m = FloatBuffer(count: layout.count)
         v = FloatBuffer(count: layout.count)
+        trainable = [Bool](repeating: true, count: layout.slots.count)
         switch rule {
         case .biasesAndNorms:
             decay = layout.slots.map(\.decay)
@@ -44,7 +47,7 @@ public final class AdamW: @unchecked Sendable {
     /// One update with learning rate `lr` from the gradients.
     public func update(parameters: FloatBuffer, gradients: FloatBuffer, lr: Float) {
         step += 1
-        for (i, s) in layout.slots.enumerated() {
+        for (i, s) in layout.slots.enumerated() where trainable[i] {
             adamWUpdate(p: parameters.base + s.offset, g: gradients.base + s.offset, m: m.base + s.offset,
                         v: v.base + s.offset, count: s.count, lr: lr, step: step, decay: decay[i], settings)
         }

@@ -25,6 +25,13 @@ public struct Recipe: Sendable {
     public var training: TrainingSpec
     public var evaluation: EvaluationSpec
     public var checkpoints: CheckpointSpec
+    /// A sequence-classification recipe ([task]): the student learns a labelled task from a
+    /// classifier teacher instead of text.
+    public var task: TaskRecipe?
+    /// [teacher.fit_head]: first fit an MLM head on the frozen teacher (one shipped without).
+    public var fitHead: HeadFitSettings?
+    /// [export] int8: also write the student as an int8 checkpoint and score it.
+    public var exportInt8 = false
 
     /// The student configuration a spec gives for this teacher, with the recipe's dropout.
     public func studentConfig(teacher: EncoderConfig) throws -> EncoderConfig {
@@ -91,4 +98,30 @@ public struct CheckpointSpec: Sendable, Equatable {
     /// zstd level of the final student checkpoint.
     public var level = CheckpointFormat.defaultLevel
     public init() {}
+}
+
+/// What a [task] recipe trains on and which stages run: the teacher fine-tuned on the labels
+/// (when it has no classifier yet), the student distilled from it, optionally the same student
+/// trained on the labels alone (the baseline a distilled student must beat).
+public struct TaskRecipe: Sendable, Equatable {
+    public var spec: TaskSpec
+    /// [teacher.finetune]: how the teacher is fine-tuned first.
+    public var teacherFineTune: TaskTraining?
+    public var baseline = false
+    public init(spec: TaskSpec) { self.spec = spec }
+}
+
+extension Recipe {
+    /// The student's task training: [training] epochs, batch size, dropout and precision,
+    /// [optimizer], the recipe's seed.
+    public var studentTaskTraining: TaskTraining {
+        var t = TaskTraining()
+        t.epochs = training.epochs ?? 3
+        t.batchSize = training.batchSize
+        t.optimizer = optimizer
+        t.seed = seed
+        t.dropout = training.dropout
+        t.precision = training.precision
+        return t
+    }
 }

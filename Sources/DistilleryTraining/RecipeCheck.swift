@@ -18,6 +18,7 @@ public struct RecipeCheck: Sendable {
         case preparedTooLong(path: String, file: String, longest: Int, maxSeqLen: Int)
         case noVocabulary(path: String, teacher: String)
         case vocabularyLarger(path: String, teacher: String, tokens: Int, embeddings: Int)
+        case noClassifier(path: String, teacher: String)
 
         public var description: String {
             switch self {
@@ -27,6 +28,8 @@ public struct RecipeCheck: Sendable {
                 return "\(p): \(f) holds sequences of up to \(longest) tokens but max_seq_len = \(l); prepare it again with --max-seq-len \(l) or raise max_seq_len"
             case let .noVocabulary(p, t):
                 return "\(p): the teacher \(t) comes without a vocabulary (a folder needs vocab.txt; a checkpoint records it); training needs one to read the text"
+            case let .noClassifier(p, t):
+                return "\(p): the teacher \(t) has no sequence-classification head: add [teacher.finetune] to fine-tune it on the task first, or give a fine-tuned classifier"
             case let .vocabularyLarger(p, t, n, e):
                 return "\(p): the teacher \(t)'s vocabulary has \(n) tokens but its embedding table only \(e) rows"
             }
@@ -35,11 +38,25 @@ public struct RecipeCheck: Sendable {
 
     public init(_ r: Recipe) throws {
         let described = try ModelStore.describe(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
-        teacher = described.config
+        var teacher = described.config
+        // The stages before distillation give the teacher the head it is distilled through.
+        if r.fitHead != nil { teacher.hasMLMHead = true }
+        if let task = r.task {
+            if task.teacherFineTune != nil {
+                let labels = try LabelledData.load(task.spec.train, label: task.spec.label, text: task.spec.text, pair: task.spec.pair).labels
+                teacher.numLabels = labels.count
+                teacher.labels = labels
+                teacher.hasPooler = true
+            } else if !teacher.hasClassifier {
+                throw Problem.noClassifier(path: r.path, teacher: r.teacher)
+            }
+        }
+        self.teacher = teacher
         student = try r.studentConfig(teacher: teacher)
         try DistillationStep.check(r.loss, teacher: teacher, student: student, projection: r.projection)
-        let S = r.data.maxSequenceLength
+        let S = r.task?.spec.maxSequenceLength ?? r.data.maxSequenceLength
         for (what, c) in [("teacher", teacher), ("student", student)] where S > c.maxPositions {
+            if r.task != nil { continue }  // task text is cut to the models' positions
             throw Problem.sequenceLength(path: r.path, maxSeqLen: S, model: what, positions: c.maxPositions)
         }
         guard let vocabularyText = described.tokenizer.vocabulary else { throw Problem.noVocabulary(path: r.path, teacher: r.teacher) }

@@ -73,7 +73,12 @@ public enum StudentBuilder {
             c.numLayers = s.layers.count
             c.sharing = .none
             if c.family == .distilbert { c.typeVocabSize = 0 }
-            c.hasPooler = s.keepPooler && c.family != .distilbert && tc.hasPooler
+            // A classifier teacher's head (pooler and classifier) comes along; otherwise the
+            // pooler only when asked (it serves no loss).
+            c.hasPooler = tc.hasClassifier || (s.keepPooler && c.family != .distilbert && tc.hasPooler)
+            if c.family == .distilbert && tc.family != .distilbert && tc.hasClassifier {
+                c.classifierDropout = max(c.classifierDropout, 0.2)
+            }
             try c.validate()
             return c
         case .albert(let s):
@@ -94,7 +99,8 @@ public enum StudentBuilder {
                               maxPositions: tc.maxPositions, typeVocabSize: tc.typeVocabSize, activation: tc.activation,
                               layerNormEps: tc.layerNormEps, sharing: sharing, hiddenDropout: tc.hiddenDropout,
                               attentionDropout: tc.attentionDropout, padTokenId: tc.padTokenId,
-                              hasMLMHead: tc.hasMLMHead, hasPooler: false)
+                              hasMLMHead: tc.hasMLMHead, hasPooler: tc.hasClassifier, numLabels: tc.numLabels,
+                              labels: tc.hasClassifier ? tc.labels : nil)
         try c.validate()
         return c
     }
@@ -134,6 +140,19 @@ public enum StudentBuilder {
         copy(t, x.normWeight, s, y.normWeight, H); copy(t, x.normBias, s, y.normBias, H)
     }
 
+    /// The pooler (or DistilBERT's pre-classifier) and the classifier, where both models have
+    /// them at the same width.
+    static func copyClassificationHead(_ t: EncoderModel, _ s: EncoderModel) {
+        let H = t.config.hiddenSize
+        guard s.config.hiddenSize == H else { return }
+        if let tp = t.layout.pooler, let sp = s.layout.pooler {
+            copy(t, tp.weight, s, sp.weight, H * H); copy(t, tp.bias, s, sp.bias, H)
+        }
+        if let tk = t.layout.classifier, let sk = s.layout.classifier, t.config.numLabels == s.config.numLabels {
+            copy(t, tk.weight, s, sk.weight, t.config.numLabels * H); copy(t, tk.bias, s, sk.bias, t.config.numLabels)
+        }
+    }
+
     static func layers(_ spec: LayerSelection, teacher t: EncoderModel) throws -> EncoderModel {
         let tc = t.config
         let s = EncoderModel(config: try plannedConfig(.layers(spec), teacher: tc))
@@ -153,8 +172,16 @@ public enum StudentBuilder {
             copyAttention(t, b.attention, s, i)
             copyFFN(t, b.ffn, s, i)
         }
-        if let tp = t.layout.pooler, let sp = s.layout.pooler {
-            copy(t, tp.weight, s, sp.weight, tc.hiddenSize * tc.hiddenSize); copy(t, tp.bias, s, sp.bias, tc.hiddenSize)
+        if s.config.poolerActivation == tc.poolerActivation {
+            copyClassificationHead(t, s)
+        } else if s.config.hasPooler {
+            // BERT's tanh pooler and DistilBERT's ReLU pre-classifier are different layers: a
+            // new head, drawn as a fine-tuning run would draw it.
+            let fresh = EncoderModel(config: s.config)
+            fresh.initializeRandomly(seed: 0x4845_4144)
+            for slots in [s.layout.pooler.map { [$0.weight, $0.bias] }, s.layout.classifier.map { [$0.weight, $0.bias] }] {
+                for o in slots ?? [] { let slot = s.layout.slots.first { $0.offset == o }!; copy(fresh, o, s, o, slot.count) }
+            }
         }
         if let th = t.layout.head, let sh = s.layout.head {
             let H = tc.hiddenSize, Ht = tc.headWidth
@@ -222,6 +249,8 @@ public enum StudentBuilder {
                 copy(t, th.bias, s, sh.bias, V)
             }
         }
+
+        if H == Ht && s.config.poolerActivation == tc.poolerActivation { copyClassificationHead(t, s) }
 
         // Transformer blocks (same width only): shared blocks from `initLayer`, unshared ones
         // from teacher layers spread evenly over the depth.

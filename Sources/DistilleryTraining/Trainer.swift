@@ -18,6 +18,8 @@ public struct StepReport: Codable, Sendable {
     public var tokensPerSecond: Double
     public var elapsed: Double
     public var eta: Double
+    /// Scheduled loss weights and temperature at this step, by recipe key.
+    public var scheduled: [String: Double] = [:]
 }
 
 public enum TrainerEvent {
@@ -26,6 +28,8 @@ public enum TrainerEvent {
     case step(StepReport)
     case evaluation(step: Int, EvalReport)
     case checkpoint(step: Int, path: String)
+    /// A classification run's epoch: its training loss and the dev set's scores.
+    case classification(EpochReport)
 }
 
 public struct TrainingSummary: Codable, Sendable {
@@ -41,6 +45,8 @@ public struct TrainingSummary: Codable, Sendable {
     public var tokensPerSecond: Double { seconds > 0 ? Double(tokens) / seconds : 0 }
     public var studentParameters = 0
     public var teacherParameters = 0
+    /// A [task] recipe's stages.
+    public var task: TaskRunSummary?
 }
 
 public enum TrainerError: Error, CustomStringConvertible, Equatable {
@@ -75,6 +81,12 @@ public final class Trainer {
                     events: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
         let start = Timing.now()
         try prepareOutput(resume: resume, overwrite: overwrite, events: events)
+        if recipe.task != nil {
+            var summary = try TaskRun(trainer: self).run(resume: resume, events: events)
+            summary.seconds = Timing.now() - start
+            return summary
+        }
+        if recipe.fitHead != nil { try fitTeacherHead(resume: resume, events: events) }
         let session = try TrainingSession(trainer: self, resume: resume, events: events)
         if session.current == 0 { try session.evaluate(events: events) }
         var summary = try session.train(stopAfterSteps: stopAfterSteps, interrupt: interrupt, events: events)
@@ -87,11 +99,59 @@ public final class Trainer {
         return summary
     }
 
+    /// The teacher the distillation reads: the recipe's, or its copy with a fitted MLM head.
+    public var teacherPath: String {
+        guard let f = recipe.fitHead else { return recipe.teacher }
+        return f.output ?? recipe.output + "/teacher-mlm"
+    }
+
+    /// [teacher.fit_head]: fits an MLM head on the frozen teacher over the recipe's training
+    /// text, measures it on the held-out text, and writes OUTPUT/teacher-mlm (or the folder the
+    /// recipe names). A folder fitted with the same teacher, data and settings is reused.
+    func fitTeacherHead(resume: Bool, events: (TrainerEvent) -> Void) throws {
+        let r = recipe, folder = teacherPath
+        var settings = r.fitHead!
+        settings.masking = r.data.masking
+        if settings.masking.probability == 0 { settings.masking.probability = 0.15 }
+        settings.seed = r.seed
+        let stamp = settings.stamp(teacher: r.teacher, data: r.data.train, maxSequenceLength: r.data.maxSequenceLength)
+        if FileManager.default.fileExists(atPath: folder + "/model.safetensors"), HeadFitter.recordedStamp(folder: folder) == stamp {
+            events(.message("teacher: reusing the head fitted on the same text with the same settings in \(folder)"))
+            return
+        }
+        _ = try RecipeCheck(r)
+        let loaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
+        let tokenizer = try BertTokenizer.of(model: r.teacher, files: loaded.tokenizer)
+        let train = try dataset(r.data.train, name: "train", tokenizer: tokenizer, events: events)
+        if train.count == 0 { throw TrainerError.noData(path: train.path) }
+        let heldout = try r.data.heldout.isEmpty ? nil : dataset(r.data.heldout, name: "heldout", tokenizer: tokenizer, events: events)
+        let fitter = HeadFitter(encoder: loaded.model, tokenCounts: train.tokenCounts(), settings: settings)
+        let evalSet = heldout.map {
+            EvalSet.make($0, tokenizer: tokenizer, batchSize: r.training.batchSize, maxBatches: r.evaluation.batches,
+                         policy: settings.masking, withTokenTypes: loaded.model.config.hasTokenTypes)
+        }
+        events(.message("teacher: fitting an MLM head on the frozen encoder, \(settings.steps) steps"))
+        let s = try withoutActuallyEscaping(events) { events in
+            try fitter.fit(train: train, heldout: evalSet, tokenizer: tokenizer) { e in
+                if case .evaluation(_, let report) = e {
+                    events(.message("teacher: fitted head's held-out MLM accuracy \(report.mlmAccuracy.map { String(format: "%.2f%%", $0 * 100) } ?? "–")"))
+                } else { events(e) }
+            }
+        }
+        try fitter.save(folder: folder, checkpoint: nil, tokenizer: loaded.tokenizer, source: r.teacher, steps: s.steps, stamp: stamp)
+        let metrics = try MetricsLog(path: metricsPath, stage: "fit_head")
+        var line: [String: Any] = ["step": s.steps, "eval": true, "tokens": s.tokens, "loss_mlm": s.lastLoss, "seconds": s.seconds]
+        if let a = s.heldout?.mlmAccuracy { line["mlm_accuracy"] = a }
+        try metrics.write(line)
+    }
+
     /// What a run leaves in its output folder (the tokenized data in data/ is kept: it is
     /// reused while the text and the tokenizer stay the same).
     public var runFiles: [String] {
         [statePath, metricsPath, recipe.output + "/student", recipe.output + "/student.safetensors.zst", recipe.output + "/report.md",
          recipe.output + "/curves.svg"]
+            + ["teacher", "baseline", "teacher-mlm"].flatMap { [recipe.output + "/" + $0, recipe.output + "/\($0).safetensors.zst"] }
+            + [recipe.output + "/student-int8.safetensors.zst"]
     }
 
     /// Creates the output folder, removes what interrupted writes left, and refuses to start a
@@ -185,9 +245,9 @@ final class TrainingSession {
 
         // The checks `distill validate` makes, before anything is loaded.
         _ = try RecipeCheck(r)
-        events(.message("teacher \(r.teacher)"))
-        teacherLoaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
-        let tokenizer = try BertTokenizer.of(model: r.teacher, files: teacherLoaded.tokenizer)
+        events(.message("teacher \(trainer.teacherPath)"))
+        teacherLoaded = try ModelStore.load(trainer.teacherPath, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
+        let tokenizer = try BertTokenizer.of(model: trainer.teacherPath, files: teacherLoaded.tokenizer)
         self.tokenizer = tokenizer
 
         // Data, tokenized once into the output folder.
@@ -215,7 +275,9 @@ final class TrainingSession {
             c.hiddenDropout = d; c.attentionDropout = d
             studentModel = EncoderModel(config: c, parameters: studentModel.parameters)
         }
-        params = TrainableParameters(model: studentModel, projectTo: r.projection ? teacherModel.config.hiddenSize : nil)
+        let resolved = try r.loss.resolvedMatches(teacher: teacherModel.config, student: studentModel.config)
+        params = TrainableParameters(model: studentModel, projectTo: r.projection ? teacherModel.config.hiddenSize : nil,
+                                     matchProjections: LayerMatch.projections(resolved, teacher: teacherModel.config, student: studentModel.config))
         optimizer = AdamW(layout: params.layout, settings: r.optimizer.adamw, rule: r.optimizer.decay)
         if let state {
             try TrainingState.restore(from: state.checkpoint, params: params, optimizer: optimizer)
@@ -270,6 +332,7 @@ final class TrainingSession {
         let r = recipe, accumulation = r.training.accumulation
         var losses = LossValues()
         var tokens = 0
+        step.progress = Double(current) / Double(max(1, totalSteps))
         for micro in 0..<accumulation {
             let g = current * accumulation + micro
             let (batch, labels) = microBatch(g)
@@ -278,9 +341,7 @@ final class TrainingSession {
             for (name, value) in v.named where !value.isFinite {
                 throw DistillationError.nonFinite(step: current + 1, loss: name)
             }
-            let w = 1 / Double(accumulation)
-            losses.total += w * v.total; losses.ce += w * v.ce; losses.mlm += w * v.mlm; losses.cos += w * v.cos
-            losses.mse += w * v.mse; losses.hidden += w * v.hidden; losses.ceMaskedOnly += w * v.ceMaskedOnly
+            losses.add(v, weight: 1 / Double(accumulation))
             tokens += batch.tokenCount
         }
         let norm = clipGradientNorm(params.gradients, count: params.layout.count, maxNorm: r.optimizer.clip)
@@ -312,9 +373,11 @@ final class TrainingSession {
             let report = StepReport(step: current, totalSteps: totalSteps, losses: losses, lr: lr, gradNorm: norm, tokens: tokens,
                                     tokensPerSecond: Double(runTokens) / max(elapsed, 1e-9), elapsed: elapsed,
                                     eta: elapsed / Double(current - firstStep) * Double(totalSteps - current))
-            try metrics.append(report)
+            var withSchedule = report
+            withSchedule.scheduled = r.loss.scheduledValues(at: Double(current - 1) / Double(max(1, totalSteps)))
+            try metrics.append(withSchedule)
             summary.lastLosses = losses
-            events(.step(report))
+            events(.step(withSchedule))
             if r.evaluation.every > 0, current % r.evaluation.every == 0, current < totalSteps { try evaluate(events: events) }
             if r.checkpoints.every > 0, current % r.checkpoints.every == 0, current < totalSteps { try saveState(events: events) }
         }
@@ -349,7 +412,7 @@ final class TrainingSession {
     func exportStudent() throws -> (folder: String, checkpoint: String) {
         let r = recipe
         var final = student
-        if params.projection != nil {
+        if params.hasExtras {
             final = EncoderModel(config: student.config)
             final.parameters.base.update(from: student.parameters.base, count: final.layout.count)
         }
@@ -371,14 +434,19 @@ final class TrainingSession {
 final class MetricsLog {
     let path: String
     let fd: Int32
-    init(path: String) throws {
+    /// Written into every line: which stage of a run it belongs to ("teacher", "student"…).
+    let stage: String?
+    init(path: String, stage: String? = nil) throws {
         self.path = path
+        self.stage = stage
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         if fd < 0 { throw FileError(path: path, operation: "open for writing", reason: String(cString: strerror(errno))) }
     }
     deinit { close(fd) }
 
     func write(_ object: [String: Any]) throws {
+        var object = object
+        if let stage { object["stage"] = stage }
         let d = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) + Data("\n".utf8)
         try d.withUnsafeBytes { raw in
             var done = 0
@@ -394,9 +462,18 @@ final class MetricsLog {
     }
 
     func append(_ r: StepReport) throws {
-        try write(["step": r.step, "loss_total": r.losses.total, "loss_ce": r.losses.ce, "loss_mlm": r.losses.mlm,
-                   "loss_cos": r.losses.cos, "loss_mse": r.losses.mse, "loss_hidden": r.losses.hidden, "lr": Double(r.lr),
-                   "grad_norm": r.gradNorm, "tokens": r.tokens, "tokens_per_s": r.tokensPerSecond, "elapsed_s": r.elapsed])
+        var o: [String: Any] = ["step": r.step, "lr": Double(r.lr), "grad_norm": r.gradNorm, "tokens": r.tokens,
+                                "tokens_per_s": r.tokensPerSecond, "elapsed_s": r.elapsed]
+        for (name, v) in r.losses.named { o[name] = v }
+        for (name, v) in r.scheduled { o[name] = v }
+        try write(o)
+    }
+
+    func append(epoch e: EpochReport) throws {
+        var o: [String: Any] = ["step": e.step, "epoch": e.epoch, "eval": true, "train_loss": e.trainLoss, "dev_accuracy": e.dev.accuracy,
+                                "dev_macro_f1": e.dev.macroF1, "dev_loss": e.dev.loss, "dev_examples": e.dev.examples]
+        if let a = e.dev.agreement { o["dev_teacher_agreement"] = a }
+        try write(o)
     }
 
     func append(evaluation e: EvalReport, step: Int) throws {

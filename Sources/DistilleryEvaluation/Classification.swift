@@ -1,0 +1,71 @@
+import Foundation
+import DistilleryTensor
+import DistilleryModels
+import DistilleryText
+
+/// How well a classifier does on labelled examples.
+public struct ClassificationReport: Codable, Sendable, Equatable {
+    public var examples = 0
+    public var accuracy = 0.0
+    /// The mean over classes of F1 = 2·precision·recall / (precision + recall).
+    public var macroF1 = 0.0
+    /// Mean cross-entropy.
+    public var loss = 0.0
+    /// How often the predictions agree with a reference model's, when one is given.
+    public var agreement: Double?
+    public init() {}
+}
+
+public enum ClassificationEvaluator {
+    /// Accuracy, macro-F1 and loss of `model` on `set`, in batches of `batchSize`; with a
+    /// reference, how often their predictions agree.
+    public static func evaluate(_ model: EncoderModel, on set: ClassificationSet, batchSize: Int = 32, padId: Int32,
+                                reference: EncoderModel? = nil) throws -> ClassificationReport {
+        let C = model.config.numLabels
+        var confusion = [[Int]](repeating: [Int](repeating: 0, count: C), count: C)
+        var r = ClassificationReport(), agree = 0, lossSum = 0.0
+        var start = 0
+        while start < set.count {
+            let idx = Array(start..<min(set.count, start + batchSize))
+            let b = set.batch(idx, padId: padId, withTokenTypes: model.config.hasTokenTypes)
+            let batch = TokenBatch(B: b.B, S: b.S, inputIds: b.inputIds, attentionMask: b.mask, tokenTypes: b.types)
+            var logits = [Float](repeating: 0, count: b.B * C)
+            try logits.withUnsafeMutableBufferPointer { try model.classify(batch, into: $0.baseAddress!) }
+            var refLogits: [Float]?
+            if let reference {
+                let rb = TokenBatch(B: b.B, S: b.S, inputIds: b.inputIds, attentionMask: b.mask,
+                                    tokenTypes: reference.config.hasTokenTypes ? set.batch(idx, padId: padId, withTokenTypes: true).types : nil)
+                var l = [Float](repeating: 0, count: b.B * C)
+                try l.withUnsafeMutableBufferPointer { try reference.classify(rb, into: $0.baseAddress!) }
+                refLogits = l
+            }
+            for i in 0..<b.B {
+                let row = logits[(i * C)..<((i + 1) * C)]
+                guard row.allSatisfy(\.isFinite) else { throw InputError.nonFiniteOutput(name: "class logits") }
+                let predicted = row.indices.max { row[$0] < row[$1] }! - i * C
+                let label = Int(b.labels[i])
+                confusion[label][predicted] += 1
+                let m = Double(row.max()!)
+                let lse = m + log(row.reduce(0.0) { $0 + exp(Double($1) - m) })
+                lossSum += lse - Double(row[row.startIndex + label])
+                if let refLogits {
+                    let rr = refLogits[(i * C)..<((i + 1) * C)]
+                    if rr.indices.max(by: { rr[$0] < rr[$1] })! - i * C == predicted { agree += 1 }
+                }
+            }
+            start += batchSize
+        }
+        r.examples = set.count
+        r.accuracy = Double((0..<C).reduce(0) { $0 + confusion[$1][$1] }) / Double(max(1, set.count))
+        var f1 = 0.0
+        for c in 0..<C {
+            let tp = Double(confusion[c][c]), predicted = Double((0..<C).reduce(0) { $0 + confusion[$1][c] }), actual = Double(confusion[c].reduce(0, +))
+            let p = predicted > 0 ? tp / predicted : 0, rec = actual > 0 ? tp / actual : 0
+            f1 += p + rec > 0 ? 2 * p * rec / (p + rec) : 0
+        }
+        r.macroF1 = f1 / Double(C)
+        r.loss = lossSum / Double(max(1, set.count))
+        if reference != nil { r.agreement = Double(agree) / Double(max(1, set.count)) }
+        return r
+    }
+}

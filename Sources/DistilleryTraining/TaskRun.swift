@@ -1,0 +1,109 @@
+import Foundation
+import DistilleryTensor
+import DistilleryFormats
+import DistilleryModels
+import DistilleryText
+import DistilleryQuant
+import DistilleryEvaluation
+
+/// What a [task] recipe produced, stage by stage, each scored on the dev set.
+public struct TaskRunSummary: Codable, Sendable {
+    public var labels: [String] = []
+    /// The teacher on the dev set (after fine-tuning, when the recipe fine-tunes it).
+    public var teacher: ClassificationReport?
+    public var teacherFineTune: TaskSummary?
+    public var student: TaskSummary?
+    /// The same student trained on the labels alone.
+    public var baseline: TaskSummary?
+    /// The student's int8 checkpoint, loaded back and scored.
+    public var int8: ClassificationReport?
+    public var int8Checkpoint: String?
+    public var int8Bytes: Int?
+}
+
+/// Runs a [task] recipe's stages in order: fine-tune the teacher (or take the classifier as it
+/// is), build the student from it and distil, train the baseline, quantize. A stage whose
+/// checkpoint a previous run left is reused with --resume.
+final class TaskRun {
+    let trainer: Trainer
+    var recipe: Recipe { trainer.recipe }
+    init(trainer: Trainer) { self.trainer = trainer }
+
+    func checkpoint(_ name: String) -> String { recipe.output + "/\(name).safetensors.zst" }
+
+    func run(resume: Bool, events: (TrainerEvent) -> Void) throws -> TrainingSummary {
+        let r = recipe, task = r.task!
+        let check = try RecipeCheck(r)
+        var summary = TrainingSummary(), out = TaskRunSummary()
+        events(.message("teacher \(r.teacher)"))
+        let loaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true, dropMLMHead: true))
+        let tokenizer = try BertTokenizer.of(model: r.teacher, files: loaded.tokenizer)
+        let data = try TaskData(task.spec, tokenizer: tokenizer,
+                                maxPositions: min(check.teacher.maxPositions, check.student.maxPositions))
+        out.labels = data.labels
+        events(.message("task: \(grouped(data.train.count)) training and \(grouped(data.dev.count)) dev examples, labels \(data.labels.joined(separator: ", "))"))
+
+        // 1. The teacher: a classifier as given, or fine-tuned on the labels here.
+        var teacher = loaded.model
+        if let fineTune = task.teacherFineTune {
+            if resume, FileManager.default.fileExists(atPath: checkpoint("teacher")) {
+                events(.message("teacher: reusing \(checkpoint("teacher")) from the previous run"))
+                teacher = try ModelStore.load(checkpoint("teacher")).model
+            } else {
+                let start = teacher.addingClassifier(labels: data.labels, seed: streamKey(r.seed, 0x5443_4C53))
+                let t = try TaskTrainer(student: start, teacher: nil, tokenizer: tokenizer, tokenizerFiles: loaded.tokenizer, data: data,
+                                        loss: .labelsOnly, training: fineTune, output: r.output,
+                                        provenance: Provenance(source: r.path, teacher: r.teacher))
+                out.teacherFineTune = try t.run(name: "teacher", events: events)
+                teacher = t.best!
+            }
+        }
+        out.teacher = try ClassificationEvaluator.evaluate(teacher, on: data.dev, padId: tokenizer.padId)
+        events(.message("teacher on the dev set: accuracy \(fixed(out.teacher!.accuracy * 100, 2))%, macro-F1 \(fixed(out.teacher!.macroF1 * 100, 2))%"))
+
+        // 2. The student, built from the classifier teacher and distilled.
+        var initial = try StudentBuilder.build(r.student, teacher: teacher, seed: streamKey(r.seed, 0x5354))
+        if let d = r.studentDropout {
+            var c = initial.config
+            c.hiddenDropout = d; c.attentionDropout = d
+            initial = EncoderModel(config: c, parameters: initial.parameters)
+        }
+        summary.studentParameters = initial.layout.modelCount
+        summary.teacherParameters = teacher.layout.modelCount
+        events(.message("student \(grouped(summary.studentParameters)) parameters, teacher \(grouped(summary.teacherParameters))"))
+        let baselineStart = task.baseline ? initial.copy() : nil
+        let training = r.studentTaskTraining
+        let studentTrainer = try TaskTrainer(student: initial, teacher: teacher, tokenizer: tokenizer, tokenizerFiles: loaded.tokenizer,
+                                             data: data, loss: r.loss, training: training, output: r.output,
+                                             provenance: Provenance(source: r.path, teacher: r.teacher))
+        let student = try studentTrainer.run(name: "student", events: events)
+        out.student = student
+        summary.studentFolder = student.folder
+        summary.studentCheckpoint = student.checkpoint
+        summary.steps = student.epochs.last?.step ?? 0
+        summary.totalSteps = summary.steps
+
+        // 3. The baseline: the same student on the labels alone.
+        if let start = baselineStart {
+            let t = try TaskTrainer(student: start, teacher: nil, tokenizer: tokenizer, tokenizerFiles: loaded.tokenizer, data: data,
+                                    loss: .labelsOnly, training: training, output: r.output,
+                                    provenance: Provenance(source: r.path, teacher: nil))
+            out.baseline = try t.run(name: "baseline", events: events)
+        }
+
+        // 4. The student in int8, written, read back and scored as a user would run it.
+        if r.exportInt8, let best = studentTrainer.best {
+            let path = checkpoint("student-int8")
+            let stats = try Quantizer.save(best, tokenizer: loaded.tokenizer, to: path,
+                                           provenance: Provenance(source: r.path, teacher: r.teacher, steps: summary.steps),
+                                           recipe: r.text, level: r.checkpoints.level)
+            let q = try ModelStore.load(path).model
+            out.int8 = try ClassificationEvaluator.evaluate(q, on: data.dev, padId: tokenizer.padId, reference: best)
+            out.int8Checkpoint = path
+            out.int8Bytes = stats.compressedBytes
+            events(.message("int8 student on the dev set: accuracy \(fixed(out.int8!.accuracy * 100, 2))%, agrees with the fp32 student on \(fixed((out.int8!.agreement ?? 0) * 100, 2))%"))
+        }
+        summary.task = out
+        return summary
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+import XCTest
+import DistilleryTensor
+import DistilleryFormats
+import DistilleryModels
+import DistilleryTraining
+
+/// Dropout (embeddings, attention probabilities, attention and FFN outputs, the classifier's
+/// input) has no PyTorch reference (the masks come from different generators), so its wiring is
+/// checked against the loss itself: with the masks fixed by their keys, every parameter's
+/// gradient must match central differences of the loss.
+final class DropoutTests: XCTestCase {
+    func testGradientsWithDropoutMatchFiniteDifferences() throws {
+        let dir = Fixtures.path("classifier-bert")
+        let ref = try SafetensorsFile(path: dir + "/reference.safetensors")
+        let batch = try TokenBatch.read(from: ref)
+        let labels = try ref.integers("labels").map { Int32($0) }
+        let loaded = try HuggingFaceFolder.load(dir).model
+        var c = loaded.config
+        c.hiddenDropout = 0.1; c.attentionDropout = 0.1; c.classifierDropout = 0.3
+        let student = EncoderModel(config: c, parameters: loaded.parameters)
+        let teacher = try HuggingFaceFolder.load(dir).model
+        var settings = LossSettings.labelsOnly
+        settings.alphaCos = 1
+        let params = TrainableParameters(model: student, projectTo: nil)
+        let step = try DistillationStep(teacher: teacher, params: params, settings: settings, maxB: batch.B, maxS: batch.S)
+        let keys = DropoutKeys(seed: 11, iteration: 5)
+
+        func loss() throws -> Double {
+            params.gradients.zero()
+            return try step.run(batch, labels: [], classLabels: labels, dropout: keys).total
+        }
+        let base = try loss()
+        let analytic = Array(UnsafeBufferPointer(start: params.gradients.base, count: params.layout.count))
+        // The masks matter (the loss differs without them) and repeat exactly with the same keys.
+        params.gradients.zero()
+        let plain = try step.run(batch, labels: [], classLabels: labels).total
+        XCTAssertGreaterThan(abs(plain - base), 1e-4)
+        XCTAssertEqual(try loss(), base)
+
+        // In every slot, the entry with the largest gradient.
+        var checked = 0
+        for slot in params.layout.slots {
+            var best = slot.offset
+            for i in slot.offset..<(slot.offset + slot.count) where abs(analytic[i]) > abs(analytic[best]) { best = i }
+            let g = Double(analytic[best])
+            guard abs(g) > 1e-3 else { continue }
+            let p = student.p(best), keep = p.pointee, h: Float = 1e-2 * max(1, abs(keep))
+            p.pointee = keep + h
+            let up = try loss()
+            p.pointee = keep - h
+            let down = try loss()
+            p.pointee = keep
+            let numeric = (up - down) / Double(2 * h)
+            XCTAssertEqual(numeric, g, accuracy: 0.03 * abs(g) + 2e-4, "\(slot.name)[\(best - slot.offset)]")
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 15, "slots with a gradient to check")
+    }
+}
