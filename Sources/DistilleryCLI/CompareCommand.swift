@@ -15,6 +15,13 @@ struct CompareCommand: ParsableCommand {
         fidelity to the first model on the same text: top-1 agreement of the MLM predictions and \
         the cosine of mean-pooled sentence embeddings (where the hidden widths agree). All models \
         must share the first model's vocabulary. Time is measured with --threads threads.
+
+        With --probe-train and --probe-test (labelled TSV files, as distill probe reads them) each \
+        model is also probed: a logistic regression on its frozen mean-pooled embeddings, whose \
+        test accuracy is a "probe acc" column. Example:
+
+          distill compare teacher student student-int8.safetensors.zst --data heldout.txt \\
+              --probe-train rt_train.tsv --probe-test rt_dev.tsv
         """)
 
     @Argument(help: "Models to compare; the first is the reference.")
@@ -27,6 +34,11 @@ struct CompareCommand: ParsableCommand {
     var iterations = 10
     @Option(name: .long, help: ArgumentHelp("Batch shapes B×S to time, comma-separated.", valueName: "shapes"), transform: BatchShape.list)
     var shapes = [BatchShape(B: 8, S: 128), BatchShape(B: 1, S: 128)]
+    @Option(name: .customLong("probe-train"), help: "Labelled training texts (TSV) for a probe column.")
+    var probeTrain: String?
+    @Option(name: .customLong("probe-test"), help: "Labelled test texts (TSV) for the probe column.")
+    var probeTest: String?
+    @OptionGroup var probeColumns: ProbeColumns
     @Flag(name: .long, help: "Print JSON.")
     var json = false
     @OptionGroup var precision: PrecisionOption
@@ -37,6 +49,7 @@ struct CompareCommand: ParsableCommand {
         guard (1...100_000).contains(batches), (1...100_000).contains(iterations) else {
             throw ValidationError("--batches and --iterations must be 1…100,000")
         }
+        guard (probeTrain == nil) == (probeTest == nil) else { throw ValidationError("give both --probe-train and --probe-test, or neither") }
     }
 
     func run() throws {
@@ -46,6 +59,9 @@ struct CompareCommand: ParsableCommand {
         settings.iterations = iterations
         settings.shapes = shapes.map { ($0.B, $0.S) }
         settings.precision = precision.precision
+        if let probeTrain, let probeTest {
+            settings.probe = try probeColumns.task(train: probeTrain, test: probeTest, settings: ProbeSettings())
+        }
         let report = try Comparison.run(models: models, data: data, settings: settings) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
@@ -54,8 +70,9 @@ struct CompareCommand: ParsableCommand {
 
     static func table(_ r: ComparisonReport) -> String {
         let shapes = r.rows.first?.timings.map { "ms \($0.batch)×\($0.sequence)" } ?? []
+        let probed = r.rows.contains { $0.probe != nil }
         var t = TextTable(["model", "precision", "params", "×", "bytes on disk", "×"] + shapes
-                          + ["MLM acc", "top-1 agree", "sentence cos"])
+                          + ["MLM acc", "top-1 agree", "sentence cos"] + (probed ? ["probe acc"] : []))
         let p0 = Double(max(1, r.rows[0].parameters)), b0 = Double(max(1, r.rows[0].bytesOnDisk))
         func opt(_ v: Double?, _ d: Int) -> String { v.map { fixed($0, d) } ?? "—" }
         for (i, row) in r.rows.enumerated() {
@@ -63,8 +80,14 @@ struct CompareCommand: ParsableCommand {
             t.add([row.model, row.precision, grouped(row.parameters), fixed(Double(row.parameters) / p0, 2),
                    grouped(row.bytesOnDisk), fixed(Double(row.bytesOnDisk) / b0, 2)]
                   + row.timings.map { fixed($0.medianMs, 1) }
-                  + [opt(e.mlmAccuracy, 4), i == 0 ? "ref" : opt(e.top1Agreement, 4), i == 0 ? "ref" : opt(e.sentenceCosine, 5)])
+                  + [opt(e.mlmAccuracy, 4), i == 0 ? "ref" : opt(e.top1Agreement, 4), i == 0 ? "ref" : opt(e.sentenceCosine, 5)]
+                  + (probed ? [opt(row.probe?.testAccuracy, 4)] : []))
         }
-        return t.render() + "\n\(grouped(r.sequences)) sequences, \(grouped(r.tokens)) tokens from \(r.data); \(r.threads) threads"
+        var notes = "\n\(grouped(r.sequences)) sequences, \(grouped(r.tokens)) tokens from \(r.data); \(r.threads) threads"
+        if let p = r.rows.compactMap(\.probe).first {
+            notes += "\nprobe: logistic regression (C = \(p.c)) on \(p.pooling.rawValue)-pooled embeddings, "
+                + "\(grouped(p.trainExamples)) examples of \(p.train), accuracy on \(grouped(p.testExamples)) of \(p.test)"
+        }
+        return t.render() + notes
     }
 }

@@ -18,6 +18,8 @@ public struct ComparisonReport: Codable, Sendable {
         /// MLM accuracy and loss, and for every model but the first its fidelity to the first
         /// (top-1 agreement, KL, hidden-state and sentence-embedding cosines).
         public var evaluation: EvalReport
+        /// The linear probe on labelled data, when the comparison was given some.
+        public var probe: ProbeReport?
     }
     public var data: String
     public var sequences: Int
@@ -35,6 +37,8 @@ public struct ComparisonSettings: Sendable {
     public var maxSequenceLength = 128
     /// How the models' matrices run (as stored by default).
     public var precision = RunPrecision.stored
+    /// Labelled data: every model is also probed on it (`distill probe`).
+    public var probe: ProbeTask?
     public init() {}
 }
 
@@ -44,6 +48,8 @@ public enum Comparison {
     public static func run(models: [String], data: String, settings: ComparisonSettings = ComparisonSettings(),
                            progress: (String) -> Void = { _ in }) throws -> ComparisonReport {
         precondition(!models.isEmpty)
+        // A bad probe task fails before any model is loaded.
+        try settings.probe?.check()
         let options = LoadOptions(dropPooler: true, dropPretrainingHeads: true)
         var opened: [LoadedModel] = []
         for path in models {
@@ -67,10 +73,15 @@ public enum Comparison {
             let timings = try settings.shapes.map {
                 try ForwardTiming.measure(m.model, B: $0.B, S: min($0.S, m.model.config.maxPositions), warmup: settings.warmup, iterations: settings.iterations)
             }
+            var probe: ProbeReport?
+            if let task = settings.probe {
+                progress("probing \(m.path) on \(task.trainName) → \(task.testName)")
+                probe = try Probe.run(m.model, tokenizer: tokenizer, task: task)
+            }
             // Counted from what was loaded (a pooler or pre-training head dropped at load is not run).
             let params = ParameterBreakdown(name: m.path, layout: m.model.layout)
             rows.append(.init(model: m.path, precision: m.model.precision, parameters: params.total, appliedParameters: params.applied,
-                              bytesOnDisk: try ModelStore.bytesOnDisk(m.path), timings: timings, evaluation: evaluation))
+                              bytesOnDisk: try ModelStore.bytesOnDisk(m.path), timings: timings, evaluation: evaluation, probe: probe))
         }
         let q = rows[0].evaluation
         return ComparisonReport(data: data, sequences: q.sequences, tokens: q.tokens, threads: Parallel.threads, rows: rows)

@@ -126,6 +126,49 @@ extension BertTokenizer {
     }
 }
 
+/// How a sequence's last hidden states become one vector: the sentence embedding that
+/// `distill eval` compares and `distill probe` classifies.
+public enum Pooling: String, Sendable, Codable, CaseIterable {
+    /// The mean over real (unpadded) tokens, as sentence-transformers pools.
+    case mean
+    /// The first row, the [CLS] token as the encoder leaves it (not a pooler's tanh layer, which
+    /// a headless student does not have).
+    case cls
+
+    /// Pools `hidden` [B·S×H] into `out` [B×H] (Float64, overwritten). A sequence with no real
+    /// token pools to zeros.
+    public func pool(_ hidden: UnsafePointer<Float>, mask: [Float], B: Int, S: Int, H: Int,
+                     into out: UnsafeMutablePointer<Double>) {
+        precondition(mask.count == B * S)
+        mask.withUnsafeBufferPointer { m in
+            for i in 0..<B {
+                let o = out + i * H
+                o.update(repeating: 0, count: H)
+                switch self {
+                case .cls:
+                    guard S > 0, m[i * S] != 0 else { continue }
+                    let x = hidden + i * S * H
+                    for h in 0..<H { o[h] = Double(x[h]) }
+                case .mean:
+                    var n = 0
+                    for s in 0..<S where m[i * S + s] != 0 {
+                        let x = hidden + (i * S + s) * H
+                        for h in 0..<H { o[h] += Double(x[h]) }
+                        n += 1
+                    }
+                    if n > 1 { for h in 0..<H { o[h] /= Double(n) } }
+                }
+            }
+        }
+    }
+
+    /// The same into an array of B × H values.
+    public func pool(_ hidden: UnsafePointer<Float>, mask: [Float], B: Int, S: Int, H: Int, into out: inout [Double]) {
+        precondition(out.count >= B * H)
+        out.withUnsafeMutableBufferPointer { pool(hidden, mask: mask, B: B, S: S, H: H, into: $0.baseAddress!) }
+    }
+}
+
 public enum Evaluator {
     /// MLM metrics on the masked text (models with an MLM head; top-1 agreement and KL when the
     /// reference has one over the same vocabulary); hidden-state and sentence-embedding cosines
@@ -181,17 +224,17 @@ public enum Evaluator {
                 let refHidden = FloatBuffer(count: N * H)
                 try model.encode(plain, hidden: hidden.base, logitRows: [], logits: nil)
                 try reference.encode(plain, hidden: refHidden.base, logitRows: [], logits: nil)
-                for i in 0..<plain.B {
-                    var sm = [Double](repeating: 0, count: H), tm = [Double](repeating: 0, count: H)
-                    var n = 0
-                    for s in 0..<plain.S where plain.attentionMask[i * plain.S + s] != 0 {
-                        let row = i * plain.S + s
-                        let x = hidden.base + row * H, y = refHidden.base + row * H
-                        cosSum += cosine(x, y, H)
-                        for h in 0..<H { sm[h] += Double(x[h]); tm[h] += Double(y[h]) }
-                        n += 1
+                for row in 0..<N where plain.attentionMask[row] != 0 {
+                    cosSum += cosine(hidden.base + row * H, refHidden.base + row * H, H)
+                }
+                var sm = [Double](repeating: 0, count: plain.B * H), tm = sm
+                Pooling.mean.pool(hidden.base, mask: plain.attentionMask, B: plain.B, S: plain.S, H: H, into: &sm)
+                Pooling.mean.pool(refHidden.base, mask: plain.attentionMask, B: plain.B, S: plain.S, H: H, into: &tm)
+                sm.withUnsafeBufferPointer { x in
+                    tm.withUnsafeBufferPointer { y in
+                        // An all-padding row pools to zeros, whose cosine is 0.
+                        for i in 0..<plain.B { sentSum += cosine(x.baseAddress! + i * H, y.baseAddress! + i * H, H) }
                     }
-                    if n > 0 { sentSum += cosine(sm, tm) }
                 }
             }
             done += 1
@@ -221,9 +264,9 @@ public enum Evaluator {
         return d / max(1e-30, (x * y).squareRoot())
     }
 
-    static func cosine(_ a: [Double], _ b: [Double]) -> Double {
+    static func cosine(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) -> Double {
         var d = 0.0, x = 0.0, y = 0.0
-        for i in a.indices { d += a[i] * b[i]; x += a[i] * a[i]; y += b[i] * b[i] }
+        for i in 0..<n { d += a[i] * b[i]; x += a[i] * a[i]; y += b[i] * b[i] }
         return d / max(1e-30, (x * y).squareRoot())
     }
 }

@@ -94,3 +94,23 @@ func sgemmSerial(_ transA: Transpose, _ transB: Transpose, m: Int, n: Int, k: In
                 Int32(m), Int32(n), Int32(k), alpha,
                 a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
+
+/// Float64 matrix product, row-major, same convention as `sgemm`: C = alpha · op(A) · op(B) + beta · C.
+/// For the small problems that need double precision (the probe's logistic regression); it
+/// runs on the calling thread, so results do not depend on the thread count.
+public func dgemm(_ transA: Transpose, _ transB: Transpose,
+                  m: Int, n: Int, k: Int,
+                  alpha: Double = 1,
+                  _ a: UnsafePointer<Double>, lda: Int,
+                  _ b: UnsafePointer<Double>, ldb: Int,
+                  beta: Double = 0,
+                  _ c: UnsafeMutablePointer<Double>, ldc: Int) {
+    if m == 0 || n == 0 { return }
+    if k == 0 {
+        for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+        return
+    }
+    cblas_dgemm(CblasRowMajor, transA.cblas, transB.cblas,
+                Int32(m), Int32(n), Int32(k), alpha,
+                a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}

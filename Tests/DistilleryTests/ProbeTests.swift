@@ -1,0 +1,227 @@
+import Foundation
+import XCTest
+import DistilleryTensor
+import DistilleryModels
+import DistilleryQuant
+import DistilleryText
+import DistilleryEvaluation
+import DistilleryCLI
+
+/// `distill probe`: the logistic regression against scikit-learn, the probe end to end against
+/// transformers + scikit-learn on the tiny BERT, and the errors bad data files get. The
+/// references come from Tests/Scripts/probe_reference.py (Fixtures/probe).
+final class ProbeTests: XCTestCase {
+    struct Problem: Decodable {
+        let c: Double
+        let classes: [Int32]
+        let probabilities: [[Double]]
+        let testAccuracy, testMacroF1, trainAccuracy: Double
+        let trainFeatures: [[Double]]?
+        let trainLabels: [Int32]?
+        let testFeatures: [[Double]]?
+        let testLabels: [Int32]?
+        let trainEmbeddings: [[Double]]?
+        let testEmbeddings: [[Double]]?
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ name: String) throws -> T {
+        let d = JSONDecoder()
+        d.keyDecodingStrategy = .convertFromSnakeCase
+        return try d.decode(T.self, from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("probe/" + name))))
+    }
+
+    /// Fits, then checks classes, probabilities and scores against scikit-learn's.
+    func check(_ p: Problem, train: [[Double]], trainLabels: [Int32], test: [[Double]], testLabels: [Int32],
+               probabilityTolerance: Double, _ name: String) throws {
+        var settings = LogisticRegression.Settings()
+        settings.c = p.c
+        let d = train[0].count
+        let (lr, fit) = try LogisticRegression.fit(features: train.flatMap { $0 }, labels: trainLabels, dimensions: d, settings: settings)
+        XCTAssertTrue(fit.converged, "\(name): \(fit)")
+        XCTAssertEqual(lr.classes, p.classes, name)
+        let probabilities = try lr.probabilities(test.flatMap { $0 })
+        let expected = p.probabilities.flatMap { $0 }
+        XCTAssertEqual(probabilities.count, expected.count, name)
+        let worst = zip(probabilities, expected).map { abs($0 - $1) }.max()!
+        XCTAssertLessThanOrEqual(worst, probabilityTolerance, "\(name): probabilities differ from scikit-learn's by \(worst)")
+        let predicted = try lr.predict(test.flatMap { $0 })
+        XCTAssertEqual(ClassificationScores.accuracy(truth: testLabels, predicted: predicted), p.testAccuracy, accuracy: 1e-12, name)
+        XCTAssertEqual(ClassificationScores.macroF1(truth: testLabels, predicted: predicted), p.testMacroF1, accuracy: 1e-12, name)
+        let trainPredicted = try lr.predict(train.flatMap { $0 })
+        XCTAssertEqual(ClassificationScores.accuracy(truth: trainLabels, predicted: trainPredicted), p.trainAccuracy, accuracy: 1e-12, name)
+    }
+
+    /// Two classes (scikit-learn's binomial fit), three with labels that are not 0..<K, and two
+    /// classes with features at the level of float noise (kept at scale 1), each with a constant
+    /// feature: the same optimum as the standardisation + LogisticRegression(C).
+    func testLogisticRegressionMatchesScikitLearn() throws {
+        let problems = try Self.decode([String: Problem].self, "logistic.json")
+        XCTAssertEqual(Set(problems.keys), ["binary", "multiclass", "noise"])
+        for (name, p) in problems.sorted(by: { $0.key < $1.key }) {
+            try check(p, train: p.trainFeatures!, trainLabels: p.trainLabels!, test: p.testFeatures!, testLabels: p.testLabels!,
+                      probabilityTolerance: 1e-6, name)
+        }
+    }
+
+    func testLogisticRegressionRefusesWhatItCannotFit() {
+        XCTAssertThrowsError(try LogisticRegression.fit(features: [1, 2, 3], labels: [4, 4, 4], dimensions: 1)) { e in
+            XCTAssertEqual(e as? ProbeError, .oneClass(label: 4, data: "the training features"))
+        }
+        XCTAssertThrowsError(try LogisticRegression.fit(features: [1, .nan, 3, 4], labels: [0, 1], dimensions: 2)) { e in
+            XCTAssertEqual(e as? ProbeError, .nonFiniteFeature(row: 0))
+        }
+        XCTAssertThrowsError(try LogisticRegression.fit(features: [1, 2, 3], labels: [0, 1], dimensions: 2))
+        XCTAssertThrowsError(try LogisticRegression.fit(features: [], labels: [], dimensions: 2))
+        // Separable data: the penalty keeps the optimum finite, and the fit gets there.
+        let (lr, fit) = try! LogisticRegression.fit(features: [-2, -1, 1, 2], labels: [0, 0, 1, 1], dimensions: 1)
+        XCTAssertTrue(fit.converged)
+        XCTAssertEqual(try! lr.predict([-3, 3]), [0, 1])
+    }
+
+    static func readTSV(_ name: String) throws -> (texts: [String], labels: [Int32]) {
+        let lines = try String(contentsOfFile: Fixtures.path("probe/" + name), encoding: .utf8).split(separator: "\n").dropFirst()
+        let fields = lines.map { $0.split(separator: "\t", omittingEmptySubsequences: false) }
+        return (fields.map { String($0[2]) }, fields.map { Int32($0[0])! })
+    }
+
+    /// The tiny BERT's embeddings match transformers' for both poolings, and the probe on them
+    /// gives scikit-learn's probabilities and scores.
+    func testProbeOnTheTinyBERTMatchesTransformersAndScikitLearn() throws {
+        let folder = Fixtures.temporaryDirectory + "/probe-tiny-teacher"
+        try Fixtures.makeTinyTeacher(at: folder)
+        let m = try ModelStore.open(folder, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
+        let tokenizer = try BertTokenizer.of(model: folder, files: m.tokenizer)
+        let train = try Self.readTSV("train.tsv"), test = try Self.readTSV("test.tsv")
+        struct Reference: Decodable { let maxLength: Int; let mean: Problem; let cls: Problem }
+        let reference = try Self.decode(Reference.self, "tiny-bert.json")
+        XCTAssertEqual(reference.maxLength, 64)
+        for pooling in Pooling.allCases {
+            let p = pooling == .mean ? reference.mean : reference.cls
+            // Batch size 5 and length-sorted batches: padding must not change an embedding.
+            let ours = try Probe.embed(m.model, tokenizer: tokenizer, texts: train.texts, pooling: pooling, maxSequenceLength: 64, batchSize: 5)
+            let theirs = p.trainEmbeddings!.flatMap { $0 }
+            XCTAssertEqual(ours.count, theirs.count)
+            let worst = zip(ours, theirs).map { abs($0 - $1) }.max()!
+            XCTAssertLessThanOrEqual(worst, 1e-4, "\(pooling) embeddings differ from transformers' by \(worst)")
+            // The probe on transformers' embeddings: scikit-learn's numbers.
+            try check(p, train: p.trainEmbeddings!, trainLabels: train.labels, test: p.testEmbeddings!, testLabels: test.labels,
+                      probabilityTolerance: 1e-5, "tiny-bert \(pooling)")
+            // End to end on ours: the same scores.
+            var settings = ProbeSettings()
+            settings.pooling = pooling
+            settings.batchSize = 7
+            let task = ProbeTask(trainTexts: train.texts, trainLabels: train.labels, testTexts: test.texts, testLabels: test.labels,
+                                 settings: settings)
+            let r = try Probe.run(m.model, tokenizer: tokenizer, task: task)
+            XCTAssertEqual(r.testAccuracy, p.testAccuracy, accuracy: 1e-12, "\(pooling)")
+            XCTAssertEqual(r.testMacroF1, p.testMacroF1, accuracy: 1e-12, "\(pooling)")
+            XCTAssertEqual(r.trainAccuracy, p.trainAccuracy, accuracy: 1e-12, "\(pooling)")
+            XCTAssertEqual(r.classes, [0, 1])
+            XCTAssertEqual(r.dimensions, 64)
+            XCTAssertEqual([r.trainExamples, r.testExamples], [48, 24])
+            XCTAssertTrue(r.converged)
+        }
+        // The command, on the TSV files, with columns by name and by index, both poolings, int8.
+        let data = Fixtures.path("probe/")
+        try distill(["probe", "--model", folder, "--train", data + "train.tsv", "--test", data + "test.tsv"])
+        try distill(["probe", "--model", folder, "--train", data + "train.tsv", "--test", data + "test.tsv", "--label", "0", "--text", "2",
+                     "--pooling", "cls", "--c", "0.5", "--json", "--precision", "int8"])
+    }
+
+    /// `distill compare --probe-train --probe-test`: a probe per model, the fp32 one scoring as
+    /// scikit-learn does on transformers' embeddings.
+    func testCompareShowsTheProbe() throws {
+        let dir = Fixtures.temporaryDirectory + "/probe-compare"
+        try? FileManager.default.removeItem(atPath: dir)
+        let teacher = dir + "/teacher", ck = dir + "/teacher-int8.safetensors.zst"
+        try Fixtures.makeTinyTeacher(at: teacher)
+        _ = try Quantizer.quantize(input: teacher, output: ck)
+        let train = try Self.readTSV("train.tsv"), test = try Self.readTSV("test.tsv")
+        var settings = ComparisonSettings()
+        settings.maxBatches = 1
+        settings.shapes = [(B: 2, S: 16)]
+        settings.warmup = 0
+        settings.iterations = 1
+        settings.probe = ProbeTask(trainTexts: train.texts, trainLabels: train.labels, testTexts: test.texts, testLabels: test.labels)
+        let data = Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt"
+        let report = try Comparison.run(models: [teacher, ck], data: data, settings: settings)
+        struct Reference: Decodable { let mean: Problem }
+        let expected = try Self.decode(Reference.self, "tiny-bert.json").mean
+        XCTAssertEqual(report.rows[0].probe?.testAccuracy ?? -1, expected.testAccuracy, accuracy: 1e-12)
+        XCTAssertEqual(report.rows[0].probe?.trainAccuracy ?? -1, expected.trainAccuracy, accuracy: 1e-12)
+        let q = try XCTUnwrap(report.rows[1].probe)
+        XCTAssertGreaterThan(q.testAccuracy, 0.5, "the int8 copy still carries the task")
+        XCTAssertEqual(q.dimensions, 64)
+
+        let probe = ["--probe-train", Fixtures.path("probe/train.tsv"), "--probe-test", Fixtures.path("probe/test.tsv")]
+        try distill(["compare", teacher, ck, "--data", data, "--batches", "1", "--iterations", "1", "--shapes", "2x16"] + probe)
+        try distill(["compare", teacher, "--data", data, "--batches", "1", "--iterations", "1", "--shapes", "2x16", "--json"] + probe)
+        XCTAssertThrowsError(try distill(["compare", teacher, "--data", data, "--probe-train", Fixtures.path("probe/train.tsv")])) { e in
+            XCTAssertTrue(Distill.message(for: e).contains("--probe-test"), Distill.message(for: e))
+        }
+        // A bad file is refused before any model is loaded or timed.
+        let bad = dir + "/bad.tsv"
+        try Data("label\ttext\nyes\tfine\n".utf8).write(to: URL(fileURLWithPath: bad))
+        XCTAssertThrowsError(try distill(["compare", teacher, "--data", data, "--probe-train", bad, "--probe-test", bad])) { e in
+            XCTAssertTrue("\(e)".contains(bad + ", line 2"), "\(e)")
+        }
+    }
+
+    /// Careless data files: an error naming the file and the line, before any model is loaded.
+    func testBadDataFilesAreNamed() throws {
+        let dir = Fixtures.temporaryDirectory + "/probe-hostile"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let good = Fixtures.path("probe/test.tsv"), model = Fixtures.path("tiny-bert-mlm")
+        func expectFailure(_ name: String, _ content: String, _ extra: [String] = [], mentions: [String],
+                           file: StaticString = #filePath, line: UInt = #line) throws {
+            let path = dir + "/" + name
+            try Data(content.utf8).write(to: URL(fileURLWithPath: path))
+            do {
+                try distill(["probe", "--model", model, "--train", path, "--test", good] + extra)
+                XCTFail("\(name): succeeded", file: file, line: line)
+            } catch {
+                let message = "\(error)"
+                for m in [path] + mentions {
+                    XCTAssertTrue(message.contains(m), "\(name): '\(message)' does not mention '\(m)'", file: file, line: line)
+                }
+            }
+        }
+        try expectFailure("empty.tsv", "", mentions: ["empty"])
+        try expectFailure("blank.tsv", "\n\n", mentions: ["empty"])
+        try expectFailure("header-only.tsv", "label\ttext\n", mentions: ["no examples"])
+        try expectFailure("no-label-column.tsv", "score\ttext\n1\tfine\n", mentions: ["line 1", "'label'", "'score'"])
+        try expectFailure("no-text-column.tsv", "label\tsentence\n1\tfine\n", mentions: ["line 1", "'text'"])
+        try expectFailure("index-out-of-range.tsv", "label\ttext\n1\tfine\n", ["--text", "5"], mentions: ["line 1", "'5'"])
+        try expectFailure("short-line.tsv", "label\tid\ttext\n1\ta\tfine\n0\tb\n", mentions: ["line 3", "2 tab-separated fields"])
+        try expectFailure("bad-label.tsv", "label\ttext\n1\tfine\n0\tok\npositive\tgreat\n", mentions: ["line 4", "'positive'", "integer"])
+        try expectFailure("fraction-label.tsv", "label\ttext\n0.5\tfine\n", mentions: ["line 2", "'0.5'"])
+        try expectFailure("huge-label.tsv", "label\ttext\n99999999999\tfine\n", mentions: ["line 2", "99999999999"])
+        try expectFailure("one-class.tsv", "label\ttext\n1\tfine\n1\tgood\n", mentions: ["two classes"])
+        try Data([0x6c, 0x61, 0x62, 0x65, 0x6c, 0x0a, 0xff, 0xfe, 0x0a]).write(to: URL(fileURLWithPath: dir + "/binary.tsv"))
+        XCTAssertThrowsError(try distill(["probe", "--model", model, "--train", dir + "/binary.tsv", "--test", good])) { e in
+            XCTAssertTrue("\(e)".contains(dir + "/binary.tsv") && "\(e)".contains("UTF-8"), "\(e)")
+        }
+        XCTAssertThrowsError(try distill(["probe", "--model", model, "--train", dir + "/missing.tsv", "--test", good])) { e in
+            XCTAssertTrue("\(e)".contains(dir + "/missing.tsv"), "\(e)")
+        }
+        XCTAssertThrowsError(try distill(["probe", "--model", model, "--train", good, "--test", good, "--c", "0"])) { e in
+            XCTAssertTrue(Distill.message(for: e).contains("--c"), Distill.message(for: e))
+        }
+        // Through the real binary: the exit status is non-zero and the message names the line.
+        let binary = Fixtures.repositoryRoot + "/.build/debug/distill"
+        if FileManager.default.isExecutableFile(atPath: binary) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["probe", "--model", model, "--train", dir + "/bad-label.tsv", "--test", good]
+            let err = Pipe()
+            p.standardError = err
+            p.standardOutput = Pipe()
+            try p.run()
+            p.waitUntilExit()
+            let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            XCTAssertNotEqual(p.terminationStatus, 0)
+            XCTAssertTrue(text.contains("line 4"), text)
+        }
+    }
+}
