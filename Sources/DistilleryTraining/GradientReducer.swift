@@ -1,0 +1,206 @@
+import Foundation
+import Glibc
+import CMPI
+import DistilleryTensor
+import DistilleryModels
+
+/// Where the backward pass is, for starting the reduction of gradients that are final.
+public enum BackwardProgress: Sendable {
+    /// The losses are done: the heads' and training-only slots' gradients are final.
+    case heads
+    /// Layer step k's backward is done (steps run from the last down to 0).
+    case layer(Int)
+}
+
+/// Sums the gradient buffer over the ranks of a job while the backward pass goes on.
+///
+/// The buffer is cut into buckets along the parameter layout, each with the point of the
+/// backward pass after which its gradient is final: the heads and training-only slots after
+/// the losses, an attention or FFN block after the backward of the lowest layer step that runs
+/// it (a block ALBERT shares receives a contribution from every step that uses it, so it is
+/// final only after its earliest one), the embeddings (also written by the tied decoder) only
+/// at the end. A bucket's nonblocking allreduce (MPI_Iallreduce, into a separate output buffer
+/// so Open MPI may use its bandwidth-optimal algorithms) starts as soon as it is final; a
+/// communication thread drives the outstanding ones (Open MPI progresses nonblocking
+/// collectives only inside MPI calls), sleeping briefly between tests.
+///
+/// Every rank sums the same buckets in the same order with the same sizes, so the reduction
+/// order, and the result, is fixed for a given rank count.
+public final class GradientReducer: @unchecked Sendable {
+    public struct Bucket: Sendable {
+        public let range: Range<Int>
+        /// Final after this layer step's backward; `Int.max`: after the losses; −1: at the end.
+        public let after: Int
+    }
+
+    /// Per step: what was sent, and how much of the communication the backward pass hid.
+    public struct Stats: Sendable, Codable {
+        public var bytes = 0
+        /// Wall time during which at least one bucket was being reduced.
+        public var busySeconds = 0.0
+        /// Wall time the trainer waited for the reductions after its backward pass.
+        public var exposedSeconds = 0.0
+        /// busy − exposed: communication that overlapped the backward pass.
+        public var hiddenSeconds: Double { max(0, busySeconds - exposedSeconds) }
+        public var hiddenFraction: Double { busySeconds > 0 ? hiddenSeconds / busySeconds : 0 }
+        public init() {}
+    }
+
+    public let buckets: [Bucket]
+    public let input: FloatBuffer
+    /// The sums, valid after `finish()`.
+    public let output: FloatBuffer
+    let count: Int
+    /// Seconds between tests of outstanding reductions.
+    let pollInterval: Double
+
+    private let cond = NSCondition()
+    private var queue: [Int] = []
+    private var posted: [Bool]
+    private var remaining = 0
+    private var failed: String?
+    private var intervals: [(Double, Double)] = []
+    private var thread: Thread?
+
+    /// Buckets for `layout` (the student's, with any training-only slots appended).
+    public init(layout: ParameterLayout, gradients: FloatBuffer, pollInterval: Double = 100e-6) {
+        count = layout.count
+        input = gradients
+        output = FloatBuffer(count: layout.count)
+        self.pollInterval = pollInterval
+        buckets = Self.buckets(layout)
+        posted = [Bool](repeating: true, count: buckets.count)
+        // The thread lives as long as the process (one reducer per run).
+        let t = Thread { self.communicate() }
+        t.name = "distill-allreduce"
+        thread = t
+        t.start()
+    }
+
+    /// Consecutive slots final at the same point, one bucket each.
+    static func buckets(_ layout: ParameterLayout) -> [Bucket] {
+        var firstUse: [String: Int] = [:]
+        for (k, s) in layout.steps.enumerated() {
+            firstUse["attention.\(s.attention).", default: k] = min(firstUse["attention.\(s.attention).", default: k], k)
+            firstUse["ffn.\(s.ffn).", default: k] = min(firstUse["ffn.\(s.ffn).", default: k], k)
+        }
+        func after(_ name: String) -> Int {
+            if name.hasPrefix("embeddings.") { return -1 }
+            for prefix in ["attention.", "ffn."] where name.hasPrefix(prefix) {
+                let block = prefix + name.dropFirst(prefix.count).prefix { $0 != "." } + "."
+                return firstUse[block] ?? -1
+            }
+            return Int.max
+        }
+        var out: [Bucket] = []
+        for slot in layout.slots {
+            let a = after(slot.name)
+            if let last = out.last, last.after == a, last.range.upperBound == slot.offset {
+                out[out.count - 1] = Bucket(range: last.range.lowerBound..<slot.range.upperBound, after: a)
+            } else {
+                out.append(Bucket(range: slot.range, after: a))
+            }
+        }
+        return out
+    }
+
+    /// Arms the reducer for a step: nothing is sent until `ready` or `finish`.
+    public func begin() {
+        cond.lock()
+        posted = [Bool](repeating: false, count: buckets.count)
+        remaining = buckets.count
+        intervals.removeAll(keepingCapacity: true)
+        failed = nil
+        cond.unlock()
+    }
+
+    /// The backward pass reached `progress`: the buckets final from there on start.
+    public func ready(_ progress: BackwardProgress) {
+        let point: Int
+        switch progress {
+        case .heads: point = Int.max
+        case .layer(let k): point = k
+        }
+        cond.lock()
+        for (i, b) in buckets.enumerated() where !posted[i] && b.after == point {
+            posted[i] = true
+            queue.append(i)
+        }
+        cond.signal()
+        cond.unlock()
+    }
+
+    /// Starts whatever is left and waits for every sum. `output` then holds them.
+    @discardableResult
+    public func finish() throws -> Stats {
+        let start = Timing.now()
+        cond.lock()
+        for i in buckets.indices where !posted[i] {
+            posted[i] = true
+            queue.append(i)
+        }
+        cond.signal()
+        while remaining > 0 && failed == nil { cond.wait() }
+        let failure = failed
+        var s = Stats()
+        s.exposedSeconds = Timing.now() - start
+        s.bytes = count * 4
+        s.busySeconds = Self.union(intervals)
+        cond.unlock()
+        if let failure { throw ClusterError.mpiCall(failure) }
+        return s
+    }
+
+    /// Total length of a set of intervals.
+    static func union(_ intervals: [(Double, Double)]) -> Double {
+        var total = 0.0, end = -Double.infinity
+        for (a, b) in intervals.sorted(by: { $0.0 < $1.0 }) {
+            if a >= end { total += b - a; end = b } else if b > end { total += b - end; end = b }
+        }
+        return total
+    }
+
+    /// The communication thread: posts the queued buckets, tests the outstanding ones.
+    private func communicate() {
+        var inflight: [(bucket: Int, request: distill_mpi_request?, start: Double)] = []
+        cond.lock()
+        while true {
+            while queue.isEmpty && inflight.isEmpty { cond.wait() }
+            let toPost = queue
+            queue.removeAll(keepingCapacity: true)
+            cond.unlock()
+            var error: String?
+            for i in toPost {
+                let r = buckets[i].range
+                var request: distill_mpi_request?
+                if distill_mpi_iallreduce_f32(input.base + r.lowerBound, output.base + r.lowerBound, r.count, &request) != 0 {
+                    error = "allreduce of gradients \(r)"
+                }
+                inflight.append((i, request, Timing.now()))
+            }
+            var finished: [(Double, Double)] = []
+            var k = 0
+            while k < inflight.count {
+                var done: Int32 = 0
+                if distill_mpi_test(&inflight[k].request, &done) != 0 { error = "test of an allreduce"; done = 1 }
+                if done != 0 {
+                    finished.append((inflight[k].start, Timing.now()))
+                    inflight.remove(at: k)
+                } else {
+                    k += 1
+                }
+            }
+            cond.lock()
+            intervals += finished
+            remaining -= finished.count
+            if let error { failed = error }
+            if remaining == 0 || failed != nil { cond.broadcast() }
+            if !inflight.isEmpty && queue.isEmpty {
+                cond.unlock()
+                var t = timespec(tv_sec: 0, tv_nsec: Int(pollInterval * 1e9))
+                nanosleep(&t, nil)
+                cond.lock()
+            }
+        }
+    }
+}
