@@ -7,9 +7,12 @@ extension EncoderModel {
     /// parameters, so a block shared by several layers simply receives several contributions.
     /// `keys` must be those the forward pass used. `onLayerDone(k)` is called after layer step
     /// k's backward (k descending), for data-parallel training to start sending the gradients
-    /// that are final by then.
+    /// that are final by then; with `inputWordGradients` [V×E] the word table's gradient from
+    /// the inputs goes there instead of into `grads` (whose word slot then holds the tied
+    /// decoder's part alone, final before this backward pass starts).
     public func backward(_ a: EncoderActivations, dLast: UnsafeMutablePointer<Float>, grads: FloatBuffer,
-                         dropout keys: DropoutKeys? = nil, onLayerDone: ((Int) -> Void)? = nil) {
+                         dropout keys: DropoutKeys? = nil, onLayerDone: ((Int) -> Void)? = nil,
+                         inputWordGradients: UnsafeMutablePointer<Float>? = nil) {
         precondition(a.training, "backward needs training activations")
         precondition(trainable, "backward needs trainable (fp32 or bf16) matrices")
         let c = config, L = layout
@@ -95,7 +98,7 @@ extension EncoderModel {
         dSum.update(repeating: 0, count: N * E)
         layerNormBackward(dinp: dSum, dweight: g(emb.normWeight), dbias: g(emb.normBias), dout: dEmbOut,
                           inp: a.f(a.embSum), weight: p(emb.normWeight), mean: a.f(a.embMean), rstd: a.f(a.embRstd), N: N, C: E)
-        embeddingBackward(dwte: g(emb.word), dwpe: g(emb.position), dwtt: emb.tokenType.map { g($0) }, dout: dSum,
+        embeddingBackward(dwte: inputWordGradients ?? g(emb.word), dwpe: g(emb.position), dwtt: emb.tokenType.map { g($0) }, dout: dSum,
                           ids: a.ids.base, types: c.hasTokenTypes ? a.types.base : nil, B: B, S: S, C: E)
     }
 

@@ -9,7 +9,7 @@ public enum ClusterError: Error, CustomStringConvertible, Equatable {
     /// train N independent copies into one output folder.
     case mpiUnavailable(ranks: Int, reason: String)
     case mpiCall(String)
-    case recipeMismatch(ranks: [Int], host: String)
+    case recipeMismatch(ranks: [Int])
     case dataMismatch(ranks: [Int], what: String)
     case unsupported(String)
 
@@ -18,8 +18,8 @@ public enum ClusterError: Error, CustomStringConvertible, Equatable {
         case let .mpiUnavailable(n, reason):
             return "started by mpirun as one of \(n) processes, but MPI is unavailable: \(reason). Install openmpi-bin (libmpi.so.40) on every host, or run without mpirun"
         case let .mpiCall(what): return "MPI: \(what) failed"
-        case let .recipeMismatch(ranks, host):
-            return "the recipe differs between ranks: rank\(ranks.count == 1 ? "" : "s") \(ranks.map(String.init).joined(separator: ", ")) read a recipe other than rank 0's (on \(host)); give every rank the same recipe file contents"
+        case let .recipeMismatch(ranks):
+            return "the recipe differs between ranks: rank\(ranks.count == 1 ? "" : "s") \(ranks.map(String.init).joined(separator: ", ")) read a recipe other than rank 0's; give every rank the same recipe file contents"
         case let .dataMismatch(ranks, what):
             return "rank\(ranks.count == 1 ? "" : "s") \(ranks.map(String.init).joined(separator: ", ")) disagree\(ranks.count == 1 ? "s" : "") with rank 0 on \(what); every host needs the same teacher and the same training text"
         case let .unsupported(what): return "\(what) cannot run over MPI yet: run it as one process (without mpirun)"

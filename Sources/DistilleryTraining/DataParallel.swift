@@ -71,7 +71,18 @@ final class DataParallel {
     init(session: TrainingSession, cluster: Cluster, interrupt: (() -> Bool)?) {
         self.cluster = cluster
         self.interrupt = interrupt
-        reducer = GradientReducer(layout: session.params.layout, gradients: session.params.gradients)
+        // The word table's two parts are summed apart when the tied decoder writes it densely.
+        let split = session.recipe.loss.needsStudentLogits && session.student.config.hasMLMHead
+        reducer = GradientReducer(layout: session.params.layout, gradients: session.params.gradients, splitWordTable: split)
+        session.step.inputWordGradients = reducer.inputWordGradients?.base
+    }
+
+    /// The rows of the word table any rank's batch uses, as `GradientReducer.finish` takes them,
+    /// from `used` (per id, > 0 where some rank used it).
+    static func wordRows(_ used: ArraySlice<Double>) -> [Int32] {
+        var rows: [Int32] = []
+        for (i, u) in used.enumerated() where u > 0 { rows.append(Int32(i)) }
+        return rows
     }
 
     /// This rank's rows of micro-batch `g`, padded to the whole batch's length and masked as
@@ -108,7 +119,14 @@ final class DataParallel {
         // The whole batch's denominators, for every micro-batch at once.
         var counts = shares.flatMap { $0.map { LossCounts(batch: $0.batch, labels: $0.labels, settings: r.loss) } ?? LossCounts() }
             .flatMap(\.values)
+        // And which word-table rows the ranks' inputs use (a split word table sums only those).
+        if reducer.inputWordGradients != nil {
+            var used = [Double](repeating: 0, count: s.student.config.vocabSize)
+            for share in shares { for id in share?.batch.inputIds ?? [] { used[Int(id)] = 1 } }
+            counts += used
+        }
         try cluster.sum(&counts)
+        let wordRows = reducer.inputWordGradients == nil ? [] : Self.wordRows(counts[(4 * accumulation)...])
 
         reducer.begin()
         var losses = LossValues(), tokens = 0
@@ -137,7 +155,7 @@ final class DataParallel {
             }
         }
         // Whatever happened here, this rank takes part in the sums, so no rank waits in vain.
-        let stats = try reducer.finish()
+        let stats = try reducer.finish(wordRows: wordRows)
         history.append(stats)
 
         // Every rank's loss sums, tokens and flags (failed, wants to stop), in rank order.
@@ -199,7 +217,7 @@ extension Trainer {
         let hash = stableHash(recipe.text)
         let hashes = try cluster.gather([Double(hash >> 32), Double(hash & 0xFFFF_FFFF)])
         let differing = (0..<cluster.size).filter { hashes[$0] != hashes[0] }
-        if !differing.isEmpty { throw ClusterError.recipeMismatch(ranks: differing, host: try cluster.broadcast(cluster.host, root: 0)) }
+        if !differing.isEmpty { throw ClusterError.recipeMismatch(ranks: differing) }
 
         try cluster.together("preparing the output folder") {
             if root { try prepareOutput(resume: resume, overwrite: overwrite, events: say) } else {

@@ -134,6 +134,9 @@ public final class DistillationStep {
     public let chunkRows: Int
     /// false: gradients stop at the heads (the encoder is frozen; its backward pass is skipped).
     public let trainsEncoder: Bool
+    /// Data-parallel ranks: where the input embeddings' part of the word table's gradient goes
+    /// (GradientReducer sums the tied decoder's dense part early, this sparse part at the end).
+    public var inputWordGradients: UnsafeMutablePointer<Float>?
     let teacherActs: EncoderActivations?
     let studentActs: EncoderActivations
     /// Student and teacher logits of a chunk [chunk × V], in the scratch arena: nothing else
@@ -255,7 +258,7 @@ public final class DistillationStep {
         progress?(.heads)
         if trainsEncoder {
             st.backward(studentActs, dLast: dLast.base, grads: params.gradients, dropout: dropout,
-                        onLayerDone: progress.map { p in { p(.layer($0)) } })
+                        onLayerDone: progress.map { p in { p(.layer($0)) } }, inputWordGradients: inputWordGradients)
         }
         clock.lap("student backward")
         clock.report()

@@ -24,6 +24,13 @@ public enum BackwardProgress: Sendable {
 /// communication thread drives the outstanding ones (Open MPI progresses nonblocking
 /// collectives only inside MPI calls), sleeping briefly between tests.
 ///
+/// The word table is the largest tensor of a small student (30,522 × 384 floats, 70% of an
+/// all-MiniLM-sized student) and the last to be final: the tied decoder writes all of it in the
+/// losses, the input embeddings some rows at the very end. With `splitWordTable` the two parts
+/// are summed apart: the decoder's dense part as soon as the losses are done (hidden behind the
+/// whole encoder backward pass), the inputs' part, which the backward pass writes into
+/// `inputWordGradients` instead, only over the rows some rank's batch used, at the end.
+///
 /// Every rank sums the same buckets in the same order with the same sizes, so the reduction
 /// order, and the result, is fixed for a given rank count.
 public final class GradientReducer: @unchecked Sendable {
@@ -47,6 +54,11 @@ public final class GradientReducer: @unchecked Sendable {
     }
 
     public let buckets: [Bucket]
+    /// The word table's gradient from the inputs [V×E], zero outside the rows a step used (the
+    /// backward pass adds into it; `finish` sums those rows and clears them).
+    public let inputWordGradients: FloatBuffer?
+    let word: (offset: Int, width: Int)?
+    let packed: FloatBuffer
     public let input: FloatBuffer
     /// The sums, valid after `finish()`.
     public let output: FloatBuffer
@@ -63,12 +75,17 @@ public final class GradientReducer: @unchecked Sendable {
     private var thread: Thread?
 
     /// Buckets for `layout` (the student's, with any training-only slots appended).
-    public init(layout: ParameterLayout, gradients: FloatBuffer, pollInterval: Double = 100e-6) {
+    public init(layout: ParameterLayout, gradients: FloatBuffer, splitWordTable: Bool = false, pollInterval: Double = 100e-6) {
         count = layout.count
         input = gradients
         output = FloatBuffer(count: layout.count)
         self.pollInterval = pollInterval
-        buckets = Self.buckets(layout)
+        let c = layout.config
+        let split = splitWordTable && layout.embeddings != nil
+        word = split ? (layout.embeddings.word, c.embeddingSize) : nil
+        inputWordGradients = split ? FloatBuffer(count: c.vocabSize * c.embeddingSize) : nil
+        packed = FloatBuffer(count: split ? c.vocabSize * c.embeddingSize : 0)
+        buckets = Self.buckets(layout, wordWithHeads: split)
         posted = [Bool](repeating: true, count: buckets.count)
         // The thread lives as long as the process (one reducer per run).
         let t = Thread { self.communicate() }
@@ -78,13 +95,14 @@ public final class GradientReducer: @unchecked Sendable {
     }
 
     /// Consecutive slots final at the same point, one bucket each.
-    static func buckets(_ layout: ParameterLayout) -> [Bucket] {
+    static func buckets(_ layout: ParameterLayout, wordWithHeads: Bool = false) -> [Bucket] {
         var firstUse: [String: Int] = [:]
         for (k, s) in layout.steps.enumerated() {
             firstUse["attention.\(s.attention).", default: k] = min(firstUse["attention.\(s.attention).", default: k], k)
             firstUse["ffn.\(s.ffn).", default: k] = min(firstUse["ffn.\(s.ffn).", default: k], k)
         }
         func after(_ name: String) -> Int {
+            if name == "embeddings.word" && wordWithHeads { return Int.max }
             if name.hasPrefix("embeddings.") { return -1 }
             for prefix in ["attention.", "ffn."] where name.hasPrefix(prefix) {
                 let block = prefix + name.dropFirst(prefix.count).prefix { $0 != "." } + "."
@@ -130,9 +148,11 @@ public final class GradientReducer: @unchecked Sendable {
         cond.unlock()
     }
 
-    /// Starts whatever is left and waits for every sum. `output` then holds them.
+    /// Starts whatever is left and waits for every sum. `output` then holds them. With a split
+    /// word table, `wordRows` are the rows any rank's batch used this step (the same list on
+    /// every rank): their input gradients are summed and added to the decoder's part.
     @discardableResult
-    public func finish() throws -> Stats {
+    public func finish(wordRows: [Int32] = []) throws -> Stats {
         let start = Timing.now()
         cond.lock()
         for i in buckets.indices where !posted[i] {
@@ -143,11 +163,27 @@ public final class GradientReducer: @unchecked Sendable {
         while remaining > 0 && failed == nil { cond.wait() }
         let failure = failed
         var s = Stats()
-        s.exposedSeconds = Timing.now() - start
         s.bytes = count * 4
-        s.busySeconds = Self.union(intervals)
         cond.unlock()
         if let failure { throw ClusterError.mpiCall(failure) }
+        // The communication thread is idle now: this thread may call MPI.
+        if let word, let sparse = inputWordGradients, !wordRows.isEmpty {
+            let E = word.width, t = Timing.now()
+            for (u, row) in wordRows.enumerated() { (packed.base + u * E).update(from: sparse.base + Int(row) * E, count: E) }
+            var request: distill_mpi_request?
+            if distill_mpi_iallreduce_f32(packed.base, packed.base, wordRows.count * E, &request) != 0 || distill_mpi_wait(&request) != 0 {
+                throw ClusterError.mpiCall("allreduce of the word embeddings' rows")
+            }
+            for (u, row) in wordRows.enumerated() {
+                let dst = output.base + word.offset + Int(row) * E, src = packed.base + u * E
+                for e in 0..<E { dst[e] += src[e] }
+                (sparse.base + Int(row) * E).update(repeating: 0, count: E)
+            }
+            intervals.append((t, Timing.now()))
+            s.bytes += wordRows.count * E * 4
+        }
+        s.exposedSeconds = Timing.now() - start
+        s.busySeconds = Self.union(intervals)
         return s
     }
 
