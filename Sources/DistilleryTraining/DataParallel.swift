@@ -225,14 +225,6 @@ extension Trainer {
                 try FileManager.default.createFolder(recipe.output + "/data")
             }
         }
-        var savedRanks = 1
-        if resume {
-            savedRanks = try cluster.together("reading the saved state") {
-                guard root else { return 1 }
-                guard FileManager.default.fileExists(atPath: statePath) else { throw TrainerError.noResumeState(path: statePath) }
-                return try TrainingState.load(statePath).state.ranks
-            }
-        }
         // Rank 0 restores the state; the others build the student and receive rank 0's below.
         let session = try cluster.together("loading the teacher, the data and the student") {
             try TrainingSession(trainer: self, resume: resume && root, events: say)
@@ -249,7 +241,7 @@ extension Trainer {
         }
 
         // Every rank starts from rank 0's parameters (and, resuming, its optimizer state).
-        var position = [Double(session.current), Double(session.optimizer.step), Double(savedRanks)]
+        var position = [Double(session.current), Double(session.optimizer.step)]
         try cluster.broadcast(&position)
         session.current = Int(position[0])
         session.optimizer.step = Int(position[1])
@@ -261,13 +253,6 @@ extension Trainer {
         }
         session.student.refreshMatrices()
         let B = recipe.training.batchSize
-        if resume && Int(position[2]) != cluster.size {
-            say(.message("""
-                resuming a state saved by a \(Int(position[2]))-process run on \(cluster.size) processes: each step still takes the \
-                global batch of \(B) sequences in the same order, with the same masks and dropout, so training continues as it \
-                would have; only the order in which gradients are summed changes (differences in the last bits)
-                """))
-        }
         let dp = DataParallel(session: session, cluster: cluster, interrupt: interrupt)
         session.dataParallel = dp
         let per = dataParallelShare(of: B, rank: 0, ranks: cluster.size).count
@@ -299,6 +284,14 @@ extension Trainer {
         summary.seconds = Timing.now() - start
         return summary
     }
+}
+
+/// What resuming a state saved by `saved` processes on `now` does.
+func resumeNote(saved: Int, now: Int, batch: Int) -> String {
+    func procs(_ n: Int) -> String { n == 1 ? "a single process" : "\(n) processes" }
+    return "resuming a state saved by \(procs(saved)) on \(procs(now)): each step still takes the global batch of \(batch) sequences "
+        + "in the same order, with the same masks and dropout, so training continues as it would have; only the order in which "
+        + "gradients are summed changes (differences in the last bits, not bit for bit)"
 }
 
 /// FNV-1a: the same on every host (Swift's Hasher is seeded per process).

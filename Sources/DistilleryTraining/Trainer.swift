@@ -270,6 +270,8 @@ final class TrainingSession {
             let loaded = try TrainingState.load(trainer.statePath)
             if loaded.state.recipeText != r.text { throw TrainerError.recipeChanged(path: trainer.statePath) }
             state = loaded
+            let ranks = trainer.cluster?.size ?? 1
+            if loaded.state.ranks != ranks { events(.message(resumeNote(saved: loaded.state.ranks, now: ranks, batch: r.training.batchSize))) }
         }
         let teacherModel = teacherLoaded.model
         var studentModel = try state.map { EncoderModel(config: $0.state.studentConfig) }

@@ -112,6 +112,54 @@ final class MPITests: XCTestCase {
         XCTAssertEqual(a, b, "two 2-rank runs' students differ")
     }
 
+    /// A 2-rank run stopped and resumed on 2 ranks gives the straight run's bits; resumed in one
+    /// process (or a single process's state on 2 ranks), it says what that does and stays within
+    /// rounding of the straight run.
+    func testResumeOnTheSameAndAnotherRankCount() throws {
+        let dir = try makeRecipe("resume", steps: 20)
+        var r = try run(mpi(2) + [distillBinary, "run", "recipe.toml"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        let straight = try losses(dir + "/run/metrics.jsonl")
+        let student = try Data(contentsOf: URL(fileURLWithPath: dir + "/run/student/model.safetensors"))
+        XCTAssertEqual(straight.count, 20)
+        try FileManager.default.moveItem(atPath: dir + "/run", toPath: dir + "/run-straight")
+
+        r = try run(mpi(2) + [distillBinary, "run", "recipe.toml", "--stop-after", "8"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertEqual(try losses(dir + "/run/metrics.jsonl").count, 8)
+        r = try run(mpi(2) + [distillBinary, "run", "recipe.toml", "--resume"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertFalse(r.output.contains("resuming a state saved by"), r.output)
+        XCTAssertEqual(try losses(dir + "/run/metrics.jsonl"), straight, "a resumed 2-rank run differs from a straight one")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/run/student/model.safetensors")), student)
+        try FileManager.default.removeItem(atPath: dir + "/run")
+
+        r = try run(mpi(2) + [distillBinary, "run", "recipe.toml", "--stop-after", "8"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        r = try run([distillBinary, "run", "recipe.toml", "--resume"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("resuming a state saved by 2 processes on a single process"), r.output)
+        let resumed = try losses(dir + "/run/metrics.jsonl")
+        XCTAssertEqual(resumed.count, 20)
+        for (a, b) in zip(straight, resumed) {
+            for (k, x) in a where x != 0 { XCTAssertLessThan(abs(x - b[k]!) / abs(x), 1e-5, k) }
+        }
+        try FileManager.default.removeItem(atPath: dir + "/run")
+
+        // And the other way: a single process's state continued on 2 ranks.
+        r = try run([distillBinary, "run", "recipe.toml", "--stop-after", "8"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        r = try run(mpi(2) + [distillBinary, "run", "recipe.toml", "--resume"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertEqual(r.output.components(separatedBy: "resuming a state saved by a single process on 2 processes").count, 2,
+                       "rank 0 alone says it once:\n" + r.output)
+        let widened = try losses(dir + "/run/metrics.jsonl")
+        XCTAssertEqual(widened.count, 20)
+        for (a, b) in zip(straight, widened) {
+            for (k, x) in a where x != 0 { XCTAssertLessThan(abs(x - b[k]!) / abs(x), 1e-5, k) }
+        }
+    }
+
     /// A recipe that differs between ranks, a rank that cannot read the training text, and a
     /// rank killed mid-run each end the job with a message naming the rank, and leave no
     /// damaged checkpoint.
