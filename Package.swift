@@ -3,7 +3,8 @@ import PackageDescription
 
 // Layers, each importing only those below it:
 //   CBLAS, CZstd (system libraries), CKernels (SIMD kernels with run-time dispatch),
-//   CInt8 (int8 products), CDNNL (oneDNN, optional, loaded at run time)
+//   CInt8 (int8 products), CDNNL (oneDNN, optional, loaded at run time), CMPI (Open MPI,
+//   optional, loaded at run time when launched by mpirun)
 //   → DistilleryTensor (storage, matrix-product backends, kernels, weight formats)
 //   → DistilleryFormats (safetensors, zstd checkpoints), DistilleryText (tokenizer, data)
 //   → DistilleryModels (configs, parameter layout, forward/backward, Hugging Face names)
@@ -39,6 +40,8 @@ let package = Package(
         .target(name: "CKernels", exclude: ["kernels_impl.h"]),
         // oneDNN, loaded at run time when installed (compiled against dnnl.h when present).
         .target(name: "CDNNL"),
+        // Open MPI, loaded at run time under mpirun (data-parallel training; see Sources/CMPI).
+        .target(name: "CMPI"),
         .target(name: "DistilleryTensor", dependencies: ["CBLAS", "CKernels", "CDNNL"]),
         .target(name: "DistilleryFormats", dependencies: ["DistilleryTensor", "CZstd"]),
         .target(name: "DistilleryText", dependencies: ["DistilleryTensor"]),
@@ -47,6 +50,7 @@ let package = Package(
         .target(name: "DistilleryEvaluation", dependencies: ["DistilleryTensor", "DistilleryText", "DistilleryModels", "DistilleryQuant"]),
         .target(name: "DistilleryTraining", dependencies: [
             "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryQuant", "DistilleryEvaluation",
+            "CMPI",
         ]),
         .target(name: "DistilleryRecipes", dependencies: [
             "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryTraining",

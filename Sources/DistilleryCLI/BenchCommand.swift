@@ -221,7 +221,10 @@ struct BenchDistill: ParsableCommand {
         5/2/1, T = 2, dropout 0.1, AdamW with clipping): \
         a) \(DistillBenchmark.Case.a.description); b) \(DistillBenchmark.Case.b.description); \
         c) \(DistillBenchmark.Case.c.description). Each case runs in its own process so its peak \
-        resident memory is its own.
+        resident memory is its own. With --ranks N each case runs as an mpirun job of N ranks, each \
+        taking its share of the batch (data-parallel training), and reports per step the bytes of \
+        gradient summed, the time the allreduce was in flight and how much of it the backward pass \
+        hid, and the time the same allreduce takes alone.
         """)
 
     @Option(name: .long, help: ArgumentHelp("Cases to run: a, b, c (comma-separated).", valueName: "cases"),
@@ -235,14 +238,28 @@ struct BenchDistill: ParsableCommand {
     var json = false
     @Flag(name: .long, help: .hidden)
     var child = false
+    @Option(name: .long, help: "Run each case data-parallel on this many processes (mpirun -np N on this machine; needs Open MPI).")
+    var ranks: Int?
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
         guard (1...10_000).contains(steps) else { throw ValidationError("--steps must be 1…10,000") }
+        if let ranks, !(1...1024).contains(ranks) { throw ValidationError("--ranks must be 1…1024") }
+        if ranks != nil && precision != .fp32 { throw ValidationError("--ranks measures fp32 training") }
         guard precision != .int8 else { throw ValidationError("--precision: training runs in fp32 or bf16 (int8 is for inference)") }
     }
 
     func run() throws {
+        // A rank of the mpirun job --ranks starts: rank 0 prints the results as JSON.
+        if let cluster = try Cluster.startIfLaunched() {
+            cluster.runCommand {
+                threads.apply()
+                let results = try cases.map { try DataParallelBenchmark.run($0, cluster: cluster, steps: steps) }
+                if cluster.isRoot { print(try jsonText(results)) }
+                return 0
+            }
+        }
+        if let ranks { try runRanks(ranks); return }
         threads.apply()
         let selected = cases
         if child {
@@ -271,5 +288,39 @@ struct BenchDistill: ParsableCommand {
         }
         print(MachineReport.current().header + "\ndistill  batch 16×128  \(precision.rawValue)  threads \(Parallel.threads)\n" + t.render())
         for c in selected { print("  \(c.rawValue)) \(c.description)") }
+    }
+
+    /// Each case as an mpirun job of `ranks` processes on this machine.
+    func runRanks(_ ranks: Int) throws {
+        guard let mpirun = ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first(where: FileManager.default.isExecutableFile) else {
+            throw ValidationError("--ranks needs Open MPI's mpirun (apt-get install openmpi-bin)")
+        }
+        let me = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        var results: [DataParallelBenchmark] = []
+        for c in cases {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: mpirun)
+            p.arguments = ["--oversubscribe", "--allow-run-as-root", "-np", "\(ranks)", me, "bench", "distill", "--cases", c.rawValue,
+                           "--steps", "\(steps)"] + (threads.threads.map { ["--threads", "\($0)"] } ?? [])
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            try p.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            guard p.terminationStatus == 0 else { throw ValidationError("benchmark case \(c.rawValue) on \(ranks) ranks failed") }
+            results += try JSONDecoder().decode([DataParallelBenchmark].self, from: data)
+        }
+        if json { print(try jsonText(results)); return }
+        var t = TextTable(["case", "s/step", "tokens/s", "MB summed/step", "buckets", "allreduce ms/step", "hidden by backward",
+                           "waited ms/step", "allreduce alone ms"])
+        for r in results {
+            t.add([r.name, fixed(r.secondsPerStep, 3), grouped(Int(r.tokensPerSecond)), fixed(Double(r.bytesPerStep) / 1e6, 1), "\(r.buckets)",
+                   fixed(r.allreduceSeconds * 1000, 1), fixed(r.hiddenFraction * 100, 0) + "%", fixed(r.exposedSeconds * 1000, 1),
+                   fixed(r.allreduceAloneSeconds * 1000, 1)])
+        }
+        let first = results.first
+        print(MachineReport.current().header + "\ndistill  batch 16×128 over \(ranks) ranks  fp32  \(first?.threadsPerRank ?? 0) threads a rank  \(first?.library ?? "")\n"
+              + t.render())
+        for c in cases { print("  \(c.rawValue)) \(c.description)") }
     }
 }

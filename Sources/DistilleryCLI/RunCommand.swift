@@ -36,24 +36,36 @@ struct RunCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Started by mpirun: this process is one rank of a data-parallel job (MPI starts before
+        // --threads applies, which then overrides each rank's share of the cores); rank 0 prints.
+        if let cluster = try Cluster.startIfLaunched() {
+            cluster.runCommand { try train(quiet: !cluster.isRoot) }
+        }
+        let code = try train(quiet: false)
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    /// Runs the recipe; the exit status.
+    func train(quiet: Bool) throws -> Int32 {
         threads.apply()
         let r = try RecipeParser.load(recipe)
         let plan = try RecipePlan(r)
-        log(plan.summary)
+        if !quiet { log(plan.summary) }
         let stop = Interrupt.install()
         let display = TrainingDisplay("distil")
         let summary = try Trainer(recipe: r).run(resume: resume, overwrite: overwrite, stopAfterSteps: stopAfter,
-                                                 interrupt: { stop.requested }, events: display.show)
+                                                 interrupt: { stop.requested }, events: quiet ? { _ in } : display.show)
         display.finish()
+        if quiet { return summary.interrupted ? 130 : 0 }
         if json { print(try jsonText(summary)) } else if summary.interrupted || summary.steps < summary.totalSteps {
             print("stopped at step \(summary.steps) of \(summary.totalSteps); state saved in \(r.output)/state.safetensors.zst (continue with --resume)")
         }
         // Interrupted by Ctrl-C: the state is saved; exit as a signalled program does.
-        if summary.interrupted { throw ExitCode(130) }
-        if json || summary.steps < summary.totalSteps { return }
+        if summary.interrupted { return 130 }
+        if json || summary.steps < summary.totalSteps { return 0 }
         if let task = summary.task {
             print(taskSummaryText(task, summary))
-            return
+            return 0
         }
         print("""
         done: \(summary.steps) steps, \(grouped(summary.tokens)) tokens in \(formatDuration(summary.seconds)) (\(grouped(Int(summary.tokensPerSecond))) tokens/s)
@@ -61,6 +73,7 @@ struct RunCommand: ParsableCommand {
           \(summary.studentFolder ?? "")  (Hugging Face folder)
           \(summary.studentCheckpoint ?? "")  (compact checkpoint)
         """ + (summary.evaluation.map { "\nheld-out: " + evalLine($0) } ?? ""))
+        return 0
     }
 }
 

@@ -8,8 +8,13 @@ extension EncoderModel {
     /// `keys` must be those the forward pass used.
     /// `taps` add loss gradients that enter below the top: with respect to intermediate hidden
     /// states and to a step's q | k | v projections (layer-matching losses).
+    /// `onLayerDone(k)` is called after layer step k's backward (k descending), for data-parallel
+    /// training to start sending the gradients that are final by then; with `inputWordGradients`
+    /// [V×E] the word table's gradient from the inputs goes there instead of into `grads` (whose
+    /// word slot then holds the tied decoder's part alone, final before this backward pass starts).
     public func backward(_ a: EncoderActivations, dLast: UnsafeMutablePointer<Float>, grads: FloatBuffer,
-                         dropout keys: DropoutKeys? = nil, taps: BackwardTaps? = nil) {
+                         dropout keys: DropoutKeys? = nil, taps: BackwardTaps? = nil, onLayerDone: ((Int) -> Void)? = nil,
+                         inputWordGradients: UnsafeMutablePointer<Float>? = nil) {
         precondition(a.training, "backward needs training activations")
         precondition(trainable, "backward needs trainable (fp32 or bf16) matrices")
         let c = config, L = layout
@@ -55,7 +60,7 @@ extension EncoderModel {
                               inp: a.f(s.ffnRes), weight: p(ff.normWeight), mean: a.f(s.ln2Mean), rstd: a.f(s.ln2Rstd), N: N, C: H)
             dLn1.update(from: dRes, count: N * H)
             dTmp.update(from: dRes, count: N * H)
-            if let keys, pHidden > 0 { dropout(dTmp, count: N * H, p: pHidden, key: keys.key(step: k, .ffnOutput)) }
+            if let keys, pHidden > 0 { dropout(dTmp, count: N * H, p: pHidden, key: keys.key(step: k, .ffnOutput), offset: keys.rowOffset * S * H) }
             activationForward(act, pre: nil, a.f(s.ffnPre), bias: nil, N: N, C: I, c.activation)
             linearBack(dinp: act, weight: ff.outputWeight, bias: ff.outputBias, dout: dTmp, inp: act, N: N, overwriteInput: true)
             activationBackward(dinp: act, dout: act, pre: a.f(s.ffnPre), count: N * I, c.activation, overwrite: true)
@@ -67,12 +72,12 @@ extension EncoderModel {
                               inp: a.f(s.attnRes), weight: p(at.normWeight), mean: a.f(s.ln1Mean), rstd: a.f(s.ln1Rstd), N: N, C: H)
             dTmp.update(from: dIn, count: N * H)
             if let keys, pHidden > 0, c.dropoutAfterAttentionOutput {
-                dropout(dTmp, count: N * H, p: pHidden, key: keys.key(step: k, .attentionOutput))
+                dropout(dTmp, count: N * H, p: pHidden, key: keys.key(step: k, .attentionOutput), offset: keys.rowOffset * S * H)
             }
             dCtx.update(repeating: 0, count: N * H)
             linearBack(dinp: dCtx, weight: at.outputWeight, bias: at.outputBias, dout: dTmp, inp: a.f(s.ctx), N: N)
             dQKV.update(repeating: 0, count: N * 3 * H)
-            let drop = (keys != nil && pAttention > 0) ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs)) : nil
+            let drop = (keys != nil && pAttention > 0) ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs), offset: keys!.rowOffset * c.numHeads * S * S) : nil
             attentionBackward(dqkv: dQKV, dctx: dCtx, qkv: a.f(s.qkv), mask: a.mask.base, shape, scratch: a.attentionScratch, dropout: drop)
             if let t = taps?.qkv[k] { addInPlace(dQKV, t, count: N * 3 * H) }
             linearBack(dinp: dIn, weight: at.qkvWeight, bias: at.qkvBias, dout: dQKV, inp: x, N: N)
@@ -81,6 +86,7 @@ extension EncoderModel {
             let done = dOut
             dOut = dIn
             dIn = done == dLast ? a.f(a.dHiddenB) : done
+            onLayerDone?(k)
         }
 
         // Embeddings: hidden0 = projection(dropout(LN(word + position + type))).
@@ -92,12 +98,12 @@ extension EncoderModel {
             dEmbOut.update(repeating: 0, count: N * E)
             linearBack(dinp: dEmbOut, weight: w, bias: b, dout: dOut, inp: a.f(a.embOut), N: N)
         }
-        if let keys, pHidden > 0 { dropout(dEmbOut, count: N * E, p: pHidden, key: keys.key(step: -1, .embeddings)) }
+        if let keys, pHidden > 0 { dropout(dEmbOut, count: N * E, p: pHidden, key: keys.key(step: -1, .embeddings), offset: keys.rowOffset * S * E) }
         let dSum = a.f(a.dEmbB)
         dSum.update(repeating: 0, count: N * E)
         layerNormBackward(dinp: dSum, dweight: g(emb.normWeight), dbias: g(emb.normBias), dout: dEmbOut,
                           inp: a.f(a.embSum), weight: p(emb.normWeight), mean: a.f(a.embMean), rstd: a.f(a.embRstd), N: N, C: E)
-        embeddingBackward(dwte: g(emb.word), dwpe: g(emb.position), dwtt: emb.tokenType.map { g($0) }, dout: dSum,
+        embeddingBackward(dwte: inputWordGradients ?? g(emb.word), dwpe: g(emb.position), dwtt: emb.tokenType.map { g($0) }, dout: dSum,
                           ids: a.ids.base, types: c.hasTokenTypes ? a.types.base : nil, B: B, S: S, C: E)
     }
 
@@ -132,7 +138,7 @@ extension EncoderModel {
         matrix(k.weight).backward(dinp: dPooled, dweight: g(k.weight), dbias: g(k.bias), dout: dLogits, inp: a.f(a.pooledDrop), N: B,
                                   overwriteInput: false, scratch: a.linearScratch)
         if let keys, config.classifierDropout > 0 {
-            dropout(dPooled, count: B * H, p: config.classifierDropout, key: keys.key(step: -1, .classifier))
+            dropout(dPooled, count: B * H, p: config.classifierDropout, key: keys.key(step: -1, .classifier), offset: keys.rowOffset * H)
         }
         // Through the activation: tanh' = 1 − y², ReLU' = [x > 0].
         for i in 0..<(B * H) {

@@ -1,10 +1,16 @@
 import DistilleryTensor
 
-/// Keys for dropout masks: one stream per (iteration, applied layer, site).
+/// Keys for dropout masks: one stream per (iteration, applied layer, site). `rowOffset` is the
+/// index of the batch's first sequence in the larger batch it is a share of (data-parallel
+/// ranks): its elements draw from the stream where they sit in that batch, so a sequence gets
+/// the same masks whichever rank holds it (the share must be padded to the whole batch's S).
 public struct DropoutKeys: Sendable {
     public let seed: UInt64
     public let iteration: UInt64
-    public init(seed: UInt64, iteration: UInt64) { self.seed = seed; self.iteration = iteration }
+    public let rowOffset: Int
+    public init(seed: UInt64, iteration: UInt64, rowOffset: Int = 0) {
+        self.seed = seed; self.iteration = iteration; self.rowOffset = rowOffset
+    }
 
     enum Site: UInt64 { case embeddings = 0, attentionProbs = 1, attentionOutput = 2, ffnOutput = 3, classifier = 4 }
     func key(step: Int, _ site: Site) -> UInt64 { streamKey(seed, iteration, UInt64(step + 1), site.rawValue) }
@@ -67,7 +73,7 @@ extension EncoderModel {
                          weight: p(emb.normWeight), bias: p(emb.normBias), N: N, C: E, eps: eps)
         if let keys, pHidden > 0 {
             a.f(a.embOut).update(from: a.f(a.embNorm), count: N * E)
-            DistilleryTensor.dropout(a.f(a.embOut), count: N * E, p: pHidden, key: keys.key(step: -1, .embeddings))
+            DistilleryTensor.dropout(a.f(a.embOut), count: N * E, p: pHidden, key: keys.key(step: -1, .embeddings), offset: keys.rowOffset * S * E)
         }
         if let w = emb.projectionWeight {
             linear(a.hidden(step: 0), a.f(a.embOut), weight: w, bias: emb.projectionBias, N: N, a)
@@ -85,12 +91,12 @@ extension EncoderModel {
             observer?(.qkv(attention: step.attention), x, N, H)
             linear(a.f(s.qkv), x, weight: at.qkvWeight, bias: at.qkvBias, N: N, a)
             onQKV?(k, a.f(s.qkv))
-            let drop = (keys != nil && pAttention > 0) ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs)) : nil
+            let drop = (keys != nil && pAttention > 0) ? AttentionDropout(p: pAttention, key: keys!.key(step: k, .attentionProbs), offset: keys!.rowOffset * c.numHeads * S * S) : nil
             attentionForward(ctx: a.f(s.ctx), qkv: a.f(s.qkv), mask: a.mask.base, shape, scratch: a.attentionScratch, dropout: drop)
             observer?(.attentionOutput(attention: step.attention), a.f(s.ctx), N, H)
             linear(tmp, a.f(s.ctx), weight: at.outputWeight, bias: at.outputBias, N: N, a)
             if let keys, pHidden > 0, c.dropoutAfterAttentionOutput {
-                DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .attentionOutput))
+                DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .attentionOutput), offset: keys.rowOffset * S * H)
             }
             residualForward(a.f(s.attnRes), x, tmp, count: N * H)
             let ln1Out = a.f(a.ln1Out)
@@ -104,7 +110,7 @@ extension EncoderModel {
             observer?(.ffnOutput(ffn: step.ffn), act, N, I)
             linear(tmp, act, weight: ff.outputWeight, bias: ff.outputBias, N: N, a)
             if let keys, pHidden > 0 {
-                DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .ffnOutput))
+                DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .ffnOutput), offset: keys.rowOffset * S * H)
             }
             residualForward(a.f(s.ffnRes), ln1Out, tmp, count: N * H)
             layerNormForward(out, mean: a.f(s.ln2Mean), rstd: a.f(s.ln2Rstd), a.f(s.ffnRes),
@@ -177,7 +183,7 @@ extension EncoderModel {
         for i in 0..<(B * H) { pooled[i] = config.poolerActivation == .tanh ? tanhScalar(pre[i]) : max(0, pre[i]) }
         dropped.update(from: pooled, count: B * H)
         if let keys, config.classifierDropout > 0 {
-            DistilleryTensor.dropout(dropped, count: B * H, p: config.classifierDropout, key: keys.key(step: -1, .classifier))
+            DistilleryTensor.dropout(dropped, count: B * H, p: config.classifierDropout, key: keys.key(step: -1, .classifier), offset: keys.rowOffset * H)
         }
         linear(a.f(a.clsLogits), dropped, weight: k.weight, bias: k.bias, N: B, a)
     }

@@ -57,20 +57,45 @@ public struct MLMMasker: Sendable {
 
     /// Masks a batch. `key` identifies this serving (e.g. streamKey(seed, step)).
     public func apply(_ batch: TokenBatchView, key: UInt64) -> MaskedBatch {
-        let n = batch.inputIds.count
         var ids = batch.inputIds
-        var labels = [Int32](repeating: -100, count: n)
+        var labels = [Int32](repeating: -100, count: ids.count)
+        let n = mask(&ids, &labels, positions: 0..<ids.count, attentionMask: batch.attentionMask, key: key)
+        return MaskedBatch(inputIds: ids, labels: labels, targetCount: n)
+    }
+
+    /// Masks each sequence (row of S positions) of a batch on its own, row b keyed by
+    /// streamKey(key, firstRow + b) and its positions counted within the row: a sequence gets
+    /// the same masks whatever batch, padding or share of a batch it is served in (the trainer
+    /// passes the sequence's index in the step's whole batch, so data-parallel ranks mask their
+    /// rows as one process masks the whole batch).
+    public func applyPerSequence(_ batch: TokenBatchView, S: Int, key: UInt64, firstRow: Int = 0) -> MaskedBatch {
+        var ids = batch.inputIds
+        var labels = [Int32](repeating: -100, count: ids.count)
+        var n = 0
+        if S > 0 {
+            for b in 0..<(ids.count / S) {
+                n += mask(&ids, &labels, positions: (b * S)..<((b + 1) * S), attentionMask: batch.attentionMask,
+                          key: streamKey(key, UInt64(firstRow + b)))
+            }
+        }
+        return MaskedBatch(inputIds: ids, labels: labels, targetCount: n)
+    }
+
+    /// Selects and replaces targets among `positions` (draws indexed from the range's start).
+    /// Returns how many were selected.
+    func mask(_ ids: inout [Int32], _ labels: inout [Int32], positions: Range<Int>, attentionMask: [Float], key: UInt64) -> Int {
+        let base = positions.lowerBound
         // Candidates: real, non-special tokens.
         var candidates: [Int] = []
-        candidates.reserveCapacity(n)
-        for i in 0..<n where batch.attentionMask[i] != 0 && !special[Int(ids[i])] { candidates.append(i) }
+        candidates.reserveCapacity(positions.count)
+        for i in positions where attentionMask[i] != 0 && !special[Int(ids[i])] { candidates.append(i) }
         let want = Int((Float(candidates.count) * policy.probability).rounded())
-        if want == 0 { return MaskedBatch(inputIds: ids, labels: labels, targetCount: 0) }
+        if want == 0 { return 0 }
         let selectKey = streamKey(key, 1), replaceKey = streamKey(key, 2), randomKey = streamKey(key, 3)
 
         // Efraimidis–Spirakis: keep the `want` largest of log(u) / w (u itself when uniform).
         func priority(_ i: Int) -> Double {
-            let u = max(Double(uniform(selectKey, i)), 1e-12)
+            let u = max(Double(uniform(selectKey, i - base)), 1e-12)
             return weight.isEmpty ? u : log(u) / Double(weight[Int(ids[i])])
         }
         var chosen: [Int] = []
@@ -93,14 +118,14 @@ public struct MLMMasker: Sendable {
         }
         for i in chosen {
             labels[i] = ids[i]
-            let r = uniform(replaceKey, i)
+            let r = uniform(replaceKey, i - base)
             if r < policy.maskShare {
                 ids[i] = maskId
             } else if r < policy.maskShare + policy.randomShare {
-                ids[i] = Int32(Int(uniform(randomKey, i) * Float(vocabularySize)) % vocabularySize)
+                ids[i] = Int32(Int(uniform(randomKey, i - base) * Float(vocabularySize)) % vocabularySize)
             }
         }
-        return MaskedBatch(inputIds: ids, labels: labels, targetCount: chosen.count)
+        return chosen.count
     }
 }
 

@@ -171,6 +171,9 @@ public final class DistillationStep {
     public let chunkRows: Int
     /// false: gradients stop at the heads (the encoder is frozen; its backward pass is skipped).
     public let trainsEncoder: Bool
+    /// Data-parallel ranks: where the input embeddings' part of the word table's gradient goes
+    /// (GradientReducer sums the tied decoder's dense part early, this sparse part at the end).
+    public var inputWordGradients: UnsafeMutablePointer<Float>?
     let teacherActs: EncoderActivations?
     let studentActs: EncoderActivations
     /// Student and teacher logits of a chunk [chunk × V], in the scratch arena: nothing else
@@ -271,8 +274,12 @@ public final class DistillationStep {
     /// target), adding gradients × `gradScale` into the gradient buffer.
     /// `labels` are MLM targets per position (−100: none; may be empty when no MLM loss is
     /// on), `classLabels` the class of each sequence (classification).
+    /// Data-parallel ranks pass `counts`, the denominators of the whole batch (all ranks' rows),
+    /// so the ranks' gradients and loss values add up to one process's; and `progress`, told
+    /// when the heads' and each layer's gradients are final (see GradientReducer).
     public func run(_ batch: TokenBatch, labels: [Int32], classLabels: [Int32]? = nil, gradScale: Float = 1,
-                    dropout: DropoutKeys? = nil) throws -> LossValues {
+                    dropout: DropoutKeys? = nil, counts: LossCounts? = nil,
+                    progress: ((BackwardProgress) -> Void)? = nil) throws -> LossValues {
         let s = settings, st = student
         if s.needsStudentLogits { try Self.checkLabels(labels, count: batch.B * batch.S, vocabulary: st.config.vocabSize) }
         if s.alphaHard > 0 {
@@ -295,16 +302,22 @@ public final class DistillationStep {
 
         var values = LossValues()
         dLast.base.update(repeating: 0, count: batch.B * batch.S * st.config.hiddenSize)
-        if s.needsStudentLogits { logitLosses(batch, labels: labels, gradScale: gradScale, into: &values, clock: &clock) }
-        if s.needsClassifier { classificationLosses(batch, labels: classLabels, gradScale: gradScale, into: &values, dropout: dropout) }
-        hiddenLosses(batch, gradScale: gradScale, into: &values)
+        if s.needsStudentLogits { logitLosses(batch, labels: labels, gradScale: gradScale, counts: counts, into: &values, clock: &clock) }
+        if s.needsClassifier {
+            classificationLosses(batch, labels: classLabels, gradScale: gradScale, counts: counts, into: &values, dropout: dropout)
+        }
+        hiddenLosses(batch, gradScale: gradScale, counts: counts, into: &values)
         let taps = ml?.run(batch, student: st, studentActs: studentActs, grads: params.gradients, gradScale: gradScale, values: &values.matches)
         values.total = Double(s.alphaCE) * values.ce + Double(s.alphaMLM) * values.mlm + Double(s.alphaCos) * values.cos
             + Double(s.alphaMSE) * values.mse + Double(s.alphaHidden) * values.hidden
             + Double(s.alphaSoft) * values.soft + Double(s.alphaHard) * values.hard
         for (m, v) in zip(resolvedMatches, values.matches) { values.total += Double(m.weight) * v }
         clock.lap("hidden losses")
-        if trainsEncoder { st.backward(studentActs, dLast: dLast.base, grads: params.gradients, dropout: dropout, taps: taps) }
+        progress?(.heads)
+        if trainsEncoder {
+            st.backward(studentActs, dLast: dLast.base, grads: params.gradients, dropout: dropout, taps: taps,
+                        onLayerDone: progress.map { p in { p(.layer($0)) } }, inputWordGradients: inputWordGradients)
+        }
         clock.lap("student backward")
         clock.report()
         return values
@@ -333,30 +346,34 @@ public final class DistillationStep {
     /// and cross-entropy with the labels, each the mean over the B sequences; then the head's
     /// backward (which adds into dLast at the [CLS] rows).
     ///   zs, zt [B×C];  L = α_soft · T² · mean KL + α_hard · mean CE
-    func classificationLosses(_ batch: TokenBatch, labels: [Int32]?, gradScale: Float, into values: inout LossValues, dropout: DropoutKeys?) {
+    func classificationLosses(_ batch: TokenBatch, labels: [Int32]?, gradScale: Float, counts: LossCounts?, into values: inout LossValues,
+                              dropout: DropoutKeys?) {
         let s = settings, st = student, B = batch.B, C = st.config.numLabels, T = s.temperature
+        let meanOver = counts?.sequences ?? B  // the whole batch's sequences (data-parallel ranks)
         let zs = classGrad.base
         zs.update(from: st.classifierLogits(studentActs), count: B * C)
         let labelBuffer = rowLabel.base
         for b in 0..<B { labelBuffer[b] = s.alphaHard > 0 ? labels![b] : -1; classCE[b] = s.alphaSoft > 0 }
         let zt = s.alphaSoft > 0 ? UnsafePointer(teacher!.classifierLogits(teacherActs!)) : nil
         distillationRows(zs: zs, zt: zt, rows: B, V: C, labels: labelBuffer, ce: classCE.base, temperature: T,
-                         ceScale: s.alphaSoft * T * T / Float(B) * gradScale, mlmScale: s.alphaHard / Float(B) * gradScale, mseScale: 0,
+                         ceScale: s.alphaSoft * T * T / Float(meanOver) * gradScale, mlmScale: s.alphaHard / Float(meanOver) * gradScale, mseScale: 0,
                          klOut: classKL.base, mlmOut: classHard.base, mseOut: classMSE.base)
         var kl = 0.0, hard = 0.0
         for b in 0..<B { kl += classKL[b]; hard += classHard[b] }
-        values.soft = s.alphaSoft > 0 ? Double(T * T) * kl / Double(B) : 0
-        values.hard = s.alphaHard > 0 ? hard / Double(B) : 0
+        values.soft = s.alphaSoft > 0 ? Double(T * T) * kl / Double(meanOver) : 0
+        values.hard = s.alphaHard > 0 ? hard / Double(meanOver) : 0
         st.backwardClassifier(studentActs, dLogits: zs, dLast: dLast.base, grads: params.gradients, dropout: dropout)
     }
 
     /// The soft-target, MLM and logit-MSE losses over the rows that need logits, chunk by
     /// chunk, ending with the head transform's backward (which adds into dLast).
-    func logitLosses(_ batch: TokenBatch, labels: [Int32], gradScale: Float, into values: inout LossValues, clock: inout PhaseClock) {
+    func logitLosses(_ batch: TokenBatch, labels: [Int32], gradScale: Float, counts: LossCounts?, into values: inout LossValues,
+                     clock: inout PhaseClock) {
         let s = settings, st = student, sc = st.config
         let N = batch.B * batch.S, V = sc.vocabSize, Hs = sc.headWidth, Ht = teacher?.config.headWidth ?? 0
         let grads = params.gradients
         // A row needs logits if it is in the soft-target set or is an MLM target.
+        // (LossCounts.init counts the same way, for the whole batch of data-parallel ranks.)
         var rows = 0, nCE = 0, nMLM = 0
         for n in 0..<N {
             let inCE = s.needsTeacherLogits && (s.restrictCEToMask ? labels[n] >= 0 : batch.attentionMask[n] != 0)
@@ -366,6 +383,8 @@ public final class DistillationStep {
             if labels[n] >= 0 { nMLM += 1 }
             rows += 1
         }
+        // Means over the whole batch: this process's rows, or all ranks' (data-parallel).
+        if let counts { nCE = counts.softTargets; nMLM = counts.mlmTargets }
         let T = s.temperature
         let ceScale = nCE > 0 ? s.alphaCE * T * T / Float(nCE) * gradScale : 0
         let mlmScale = nMLM > 0 && s.alphaMLM > 0 ? s.alphaMLM / Float(nMLM) * gradScale : 0
@@ -417,12 +436,13 @@ public final class DistillationStep {
 
     /// The cosine and MSE losses on the last hidden states over real tokens (through the
     /// learned projection when the student is narrower), adding into dLast.
-    func hiddenLosses(_ batch: TokenBatch, gradScale: Float, into values: inout LossValues) {
+    func hiddenLosses(_ batch: TokenBatch, gradScale: Float, counts: LossCounts?, into values: inout LossValues) {
         let s = settings, st = student
         let N = batch.B * batch.S
         var tokens = 0
         for n in 0..<N { tokenWeight[n] = batch.attentionMask[n]; if batch.attentionMask[n] != 0 { tokens += 1 } }
         guard (s.alphaCos > 0 || s.alphaHidden > 0) && tokens > 0, let teacher, let teacherActs else { return }
+        if let counts { tokens = counts.tokens }  // means over all ranks' tokens (data-parallel)
         let Hs = st.config.hiddenSize, Ht = teacher.config.hiddenSize
         var student = UnsafePointer(studentActs.lastHidden)
         var dStudent = dLast.base

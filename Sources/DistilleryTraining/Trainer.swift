@@ -72,6 +72,10 @@ public final class Trainer {
     public let recipe: Recipe
     public var statePath: String { recipe.output + "/state.safetensors.zst" }
     public var metricsPath: String { recipe.output + "/metrics.jsonl" }
+    /// The mpirun job this process is a rank of (data-parallel training; DataParallel.swift),
+    /// nil in a single process. Only rank 0 writes into the output folder.
+    public var cluster: Cluster? = Cluster.shared
+    var isWriter: Bool { (cluster?.rank ?? 0) == 0 }
 
     public init(recipe: Recipe) { self.recipe = recipe }
 
@@ -79,6 +83,10 @@ public final class Trainer {
     /// student); `interrupt` is polled between steps (Ctrl-C).
     public func run(resume: Bool = false, overwrite: Bool = false, stopAfterSteps: Int? = nil, interrupt: (() -> Bool)? = nil,
                     events: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
+        if let cluster {
+            return try runDataParallel(cluster, resume: resume, overwrite: overwrite, stopAfterSteps: stopAfterSteps,
+                                       interrupt: interrupt, events: events)
+        }
         let start = Timing.now()
         try prepareOutput(resume: resume, overwrite: overwrite, events: events)
         if recipe.task != nil {
@@ -234,8 +242,10 @@ final class TrainingSession {
     let totalSteps: Int
     let schedule: LinearSchedule
     let metrics: MetricsLog
-    /// Optimizer steps taken (restored on resume).
-    private(set) var current: Int
+    /// Optimizer steps taken (restored on resume; set by DataParallel too).
+    var current: Int
+    /// Set when this process is one rank of a data-parallel job: the steps run there.
+    var dataParallel: DataParallel?
     private var epochCache: (Int, [[Int]])?
 
     /// Loads the teacher and the data, builds or restores the student, and readies the step.
@@ -266,6 +276,8 @@ final class TrainingSession {
             let loaded = try TrainingState.load(trainer.statePath)
             if loaded.state.recipeText != r.text { throw TrainerError.recipeChanged(path: trainer.statePath) }
             state = loaded
+            let ranks = trainer.cluster?.size ?? 1
+            if loaded.state.ranks != ranks { events(.message(resumeNote(saved: loaded.state.ranks, now: ranks, batch: r.training.batchSize))) }
         }
         let teacherModel = teacherLoaded.model
         var studentModel = try state.map { EncoderModel(config: $0.state.studentConfig) }
@@ -305,8 +317,9 @@ final class TrainingSession {
             EvalSet.make($0, tokenizer: tokenizer, batchSize: r.training.batchSize, maxBatches: r.evaluation.batches,
                          policy: r.data.masking, withTokenTypes: teacherModel.config.hasTokenTypes)
         }
-        try trainer.prepareMetrics(keepingThrough: current, fresh: !resume)
-        metrics = try MetricsLog(path: trainer.metricsPath)
+        // Only rank 0 of a data-parallel job keeps the metrics.
+        if trainer.isWriter { try trainer.prepareMetrics(keepingThrough: current, fresh: !resume) }
+        metrics = trainer.isWriter ? try MetricsLog(path: trainer.metricsPath) : MetricsLog.discarding
     }
 
     /// The sequences of micro-batch `g` (counted over the whole run, epochs following each other).
@@ -316,11 +329,13 @@ final class TrainingSession {
         return epochCache!.1[i]
     }
 
-    /// Micro-batch `g`, collated and masked (masks keyed by the seed and g alone).
+    /// Micro-batch `g`, collated and masked (masks keyed by the seed, g and each sequence's
+    /// row, as data-parallel ranks key their shares).
     func microBatch(_ g: Int) -> (batch: TokenBatch, labels: [Int32]) {
         let r = recipe
         let c = train.collate(batchIndices(micro: g), padId: tokenizer.padId)
-        let masked = masker.apply(TokenBatchView(inputIds: c.ids, attentionMask: c.mask), key: streamKey(r.seed, 0x4D41_534B, UInt64(g)))
+        let masked = masker.applyPerSequence(TokenBatchView(inputIds: c.ids, attentionMask: c.mask), S: c.S,
+                                             key: streamKey(r.seed, 0x4D41_534B, UInt64(g)))
         let batch = TokenBatch(B: c.B, S: c.S, inputIds: masked.inputIds, attentionMask: c.mask,
                                tokenTypes: teacher.config.hasTokenTypes ? [Int32](repeating: 0, count: c.B * c.S) : nil)
         return (batch, masked.labels)
@@ -329,6 +344,7 @@ final class TrainingSession {
     /// One optimizer step: the micro-batches' gradients, clipping, AdamW. Returns the mean
     /// losses, the gradient norm and the real tokens seen.
     func trainStep() throws -> (losses: LossValues, gradNorm: Double, lr: Float, tokens: Int) {
+        if let dataParallel { return try dataParallel.step(self) }
         let r = recipe, accumulation = r.training.accumulation
         var losses = LossValues()
         var tokens = 0
@@ -390,7 +406,7 @@ final class TrainingSession {
     /// evaluation is off, except for the final one), logging it.
     @discardableResult
     func evaluate(events: (TrainerEvent) -> Void, final: Bool = false) throws -> EvalReport? {
-        guard let evalSet, final || recipe.evaluation.every > 0 else { return nil }
+        guard trainer.isWriter, let evalSet, final || recipe.evaluation.every > 0 else { return nil }
         let e = try Evaluator.evaluate(student, reference: teacher, on: evalSet)
         try metrics.append(evaluation: e, step: current)
         events(.evaluation(step: current, e))
@@ -399,10 +415,11 @@ final class TrainingSession {
 
     /// Saves parameters, Adam moments, the step and the data position.
     func saveState(events: (TrainerEvent) -> Void) throws {
+        guard trainer.isWriter else { return }
         let r = recipe, g = current * r.training.accumulation
         let s = TrainingState(step: current, optimizerStep: optimizer.step,
                               position: DataPosition(epoch: g / perEpoch, batch: g % perEpoch),
-                              studentConfig: student.config, recipeText: r.text)
+                              studentConfig: student.config, recipeText: r.text, ranks: trainer.cluster?.size ?? 1)
         try TrainingState.save(s, params: params, optimizer: optimizer, to: trainer.statePath)
         events(.checkpoint(step: current, path: trainer.statePath))
     }
@@ -442,9 +459,13 @@ final class MetricsLog {
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         if fd < 0 { throw FileError(path: path, operation: "open for writing", reason: String(cString: strerror(errno))) }
     }
-    deinit { close(fd) }
+    /// Writes nothing (ranks other than 0 of a data-parallel job).
+    private init() { path = ""; stage = nil; fd = -1 }
+    static var discarding: MetricsLog { MetricsLog() }
+    deinit { if fd >= 0 { close(fd) } }
 
     func write(_ object: [String: Any]) throws {
+        guard fd >= 0 else { return }
         var object = object
         if let stage { object["stage"] = stage }
         let d = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) + Data("\n".utf8)

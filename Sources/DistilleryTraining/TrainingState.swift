@@ -15,12 +15,15 @@ public struct TrainingState: Sendable {
     public var position: DataPosition
     public var studentConfig: EncoderConfig
     public var recipeText: String
+    /// Processes of the data-parallel job that saved it (1: a single process).
+    public var ranks: Int = 1
 
     enum Key {
         static let step = "distillery.step"
         static let optimizerStep = "distillery.optimizer_step"
         static let position = "distillery.data_position"
         static let hasProjection = "distillery.projection"
+        static let ranks = "distillery.ranks"
     }
 
     public static func save(_ s: TrainingState, params: TrainableParameters, optimizer: AdamW, to path: String) throws {
@@ -43,6 +46,7 @@ public struct TrainingState: Sendable {
             Key.optimizerStep: String(s.optimizerStep),
             Key.position: String(decoding: try enc.encode(s.position), as: UTF8.self),
             Key.hasProjection: params.projection == nil ? "false" : "true",
+            Key.ranks: String(s.ranks),
         ]
         // Level 1: states are large, written often and read rarely.
         try CheckpointWriter.write(payloads, metadata: meta, to: path, level: 1)
@@ -66,7 +70,8 @@ public struct TrainingState: Sendable {
             throw ModelCheckpointError.badMetadata(path: path, key: Key.position, reason: describe(e))
         }
         let state = TrainingState(step: step, optimizerStep: ostep, position: position,
-                                  studentConfig: try ModelCheckpoint.config(of: c), recipeText: try need(CheckpointKey.recipe))
+                                  studentConfig: try ModelCheckpoint.config(of: c), recipeText: try need(CheckpointKey.recipe),
+                                  ranks: c.metadata[Key.ranks].flatMap(Int.init) ?? 1)
         return (state, c)
     }
 

@@ -26,11 +26,13 @@ public struct AttentionShape: Sendable {
     }
 }
 
-/// Attention-probability dropout: its rate and stream key.
+/// Attention-probability dropout: its rate and stream key; `offset` is where this batch's
+/// first (batch, head) block starts in the stream (a rank's share of a larger batch).
 public struct AttentionDropout: Sendable {
     public let p: Float
     public let key: UInt64
-    public init(p: Float, key: UInt64) { self.p = p; self.key = key }
+    public let offset: Int
+    public init(p: Float, key: UInt64, offset: Int = 0) { self.p = p; self.key = key; self.offset = offset }
 }
 
 /// Per-thread scratch for attention: `slots` blocks of 3·S·S floats.
@@ -56,7 +58,7 @@ public func attentionForward(ctx: UnsafeMutablePointer<Float>, qkv: UnsafePointe
             if let drop {
                 used = dropped
                 used.update(from: p, count: S * S)
-                dropoutBlock(used, count: S * S, offset: bh * S * S, p: drop.p, key: drop.key)
+                dropoutBlock(used, count: S * S, offset: drop.offset + bh * S * S, p: drop.p, key: drop.key)
             }
             sgemm(.no, .no, m: S, n: D, k: S, used, lda: S, q + 2 * H, ldb: ld, ctxP.p + b * S * H + h * D, ldc: H)
         }
@@ -101,11 +103,11 @@ public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dctx: UnsafePoi
             if let drop {
                 used = dropped
                 used.update(from: p, count: S * S)
-                dropoutBlock(used, count: S * S, offset: bh * S * S, p: drop.p, key: drop.key)
+                dropoutBlock(used, count: S * S, offset: drop.offset + bh * S * S, p: drop.p, key: drop.key)
             }
             sgemm(.no, .yes, m: S, n: S, k: D, dc, lda: H, q + 2 * H, ldb: ld, dp, ldc: S)
             sgemm(.yes, .no, m: S, n: D, k: S, used, lda: S, dc, ldb: H, beta: 1, dq + 2 * H, ldc: ld)
-            if let drop { dropoutBlock(dp, count: S * S, offset: bh * S * S, p: drop.p, key: drop.key) }
+            if let drop { dropoutBlock(dp, count: S * S, offset: drop.offset + bh * S * S, p: drop.p, key: drop.key) }
             softmaxBackwardRows(dp, probs: p, rows: S, S: S, scale: a.scale)
             sgemm(.no, .no, m: S, n: D, k: S, dp, lda: S, q + H, ldb: ld, beta: 1, dq, ldc: ld)
             sgemm(.yes, .no, m: S, n: D, k: S, dp, lda: S, q, ldb: ld, beta: 1, dq + H, ldc: ld)

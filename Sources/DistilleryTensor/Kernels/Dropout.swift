@@ -5,13 +5,15 @@
 // The backward pass applies exactly the same function to the incoming gradient (same key,
 // same mask), so no mask is stored.
 
-public func dropout(_ x: UnsafeMutablePointer<Float>, count: Int, p: Float, key: UInt64) {
+/// `offset` is where x[0] sits in the stream (a rank's rows of a larger batch draw the masks
+/// those rows draw in the whole batch).
+public func dropout(_ x: UnsafeMutablePointer<Float>, count: Int, p: Float, key: UInt64, offset: Int = 0) {
     if p <= 0 { return }
     let scale = 1 / (1 - p)
     let x = SendablePointer(x)
     Parallel.forEachChunk(count, minPerChunk: 8192) { _, range in
         for i in range {
-            x.p[i] = uniform(key, i) >= p ? x.p[i] * scale : 0
+            x.p[i] = uniform(key, offset + i) >= p ? x.p[i] * scale : 0
         }
     }
 }

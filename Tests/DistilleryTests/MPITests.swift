@@ -1,0 +1,243 @@
+import Foundation
+import XCTest
+import DistilleryTraining
+
+/// `mpirun -np 2 distill run` on the tiny teacher: the same losses as one process, the same
+/// bits run to run, and failures (a mismatched recipe, a rank without its data, a killed rank)
+/// that end the job with a clear message and an intact checkpoint. Skipped where Open MPI's
+/// mpirun is not installed, except under DISTILL_REQUIRE_MPI=1 (.ci/run installs it and sets that).
+final class MPITests: XCTestCase {
+    var mpirun = ""
+    var distillBinary = ""
+
+    override func setUpWithError() throws {
+        // Open MPI's mpirun on the PATH (Debian: /usr/bin; elsewhere e.g. /usr/lib64/openmpi/bin).
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin").split(separator: ":")
+        guard let m = path.map({ $0 + "/mpirun" }).first(where: FileManager.default.isExecutableFile) else {
+            // MPI is optional, but where CI installed it a missing mpirun is a failure, not a skip.
+            if ProcessInfo.processInfo.environment["DISTILL_REQUIRE_MPI"] == "1" {
+                XCTFail("DISTILL_REQUIRE_MPI=1 and no mpirun on the PATH (\(path.joined(separator: ":")))")
+            }
+            throw XCTSkip("Open MPI is not installed (no mpirun on the PATH; apt-get install openmpi-bin libopenmpi-dev): the MPI tests do not run")
+        }
+        mpirun = m
+        // The distill binary built beside this test bundle (swift build -c release --build-tests).
+        let beside = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().path + "/distill"
+        let candidates = [beside, Fixtures.repositoryRoot + "/.build/release/distill", Fixtures.repositoryRoot + "/.build/debug/distill"]
+        guard let d = candidates.first(where: FileManager.default.isExecutableFile) else {
+            XCTFail("no distill binary at \(candidates.joined(separator: ", ")): build it first (swift build -c release)")
+            throw XCTSkip("no distill binary")
+        }
+        distillBinary = d
+    }
+
+    /// Runs a command line; its exit status and its output (stdout and stderr together).
+    /// `whileRunning` is called every 50 ms until the process ends.
+    @discardableResult
+    func run(_ args: [String], in folder: String, environment: [String: String] = [:], timeout: Double = 60,
+             whileRunning: ((Process) -> Void)? = nil) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: args[0])
+        p.arguments = Array(args.dropFirst())
+        p.currentDirectoryURL = URL(fileURLWithPath: folder)
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        p.environment = env
+        let log = folder + "/output-\(UUID().uuidString).txt"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        let start = Date()
+        while p.isRunning {
+            whileRunning?(p)
+            if Date().timeIntervalSince(start) > timeout {
+                p.terminate()
+                p.waitUntilExit()
+                XCTFail("\(args.joined(separator: " ")) took over \(timeout) s")
+                break
+            }
+            usleep(50_000)
+        }
+        p.waitUntilExit()
+        try handle.close()
+        return (p.terminationStatus, try String(contentsOfFile: log, encoding: .utf8))
+    }
+
+    func mpi(_ np: Int) -> [String] { [mpirun, "--allow-run-as-root", "--oversubscribe", "-np", "\(np)"] }
+
+    /// A folder with the tiny teacher and a recipe of `steps` steps writing into `output`.
+    func makeRecipe(_ name: String, steps: Int, checkpointEvery: Int = 0) throws -> String {
+        let body = TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "\(steps)")
+            .replacingOccurrences(of: "[checkpoint]\nevery = 0", with: "[checkpoint]\nevery = \(checkpointEvery)")
+        let recipe = try TrainerTests.setUp("mpi-" + name, recipeBody: body)
+        return URL(fileURLWithPath: recipe).deletingLastPathComponent().path
+    }
+
+    /// The step lines of a metrics log: losses and gradient norm by step.
+    func losses(_ path: String) throws -> [[String: Double]] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").compactMap { line in
+            guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["eval"] == nil else { return nil }
+            var v: [String: Double] = [:]
+            for (k, x) in o where k.hasPrefix("loss_") || k == "grad_norm" { v[k] = x as? Double }
+            return v
+        }
+    }
+
+    /// 2 ranks give one process's losses (within 1e-5 relative) over 20 steps with the same
+    /// global batch, and two 2-rank runs give the same bits.
+    func testTwoRanksMatchOneProcessAndRepeatBitForBit() throws {
+        let dir = try makeRecipe("match", steps: 20)
+        var outputs: [String: [[String: Double]]] = [:]
+        for (name, prefix) in [("one", [String]()), ("twoA", mpi(2)), ("twoB", mpi(2))] {
+            try? FileManager.default.removeItem(atPath: dir + "/run")
+            let r = try run(prefix + [distillBinary, "run", "recipe.toml"], in: dir)
+            XCTAssertEqual(r.status, 0, r.output)
+            if name == "twoA" {
+                XCTAssertTrue(r.output.contains("data-parallel: 2 ranks"), r.output)
+                XCTAssertEqual(r.output.components(separatedBy: "done: 20 steps").count, 2, "rank 0 alone reports:\n" + r.output)
+            }
+            outputs[name] = try losses(dir + "/run/metrics.jsonl")
+            try FileManager.default.moveItem(atPath: dir + "/run", toPath: dir + "/run-\(name)")
+        }
+        let one = outputs["one"]!, two = outputs["twoA"]!
+        XCTAssertEqual(one.count, 20)
+        XCTAssertEqual(two.count, 20)
+        var worst = 0.0
+        for (a, b) in zip(one, two) {
+            for (k, x) in a where x != 0 {
+                worst = max(worst, abs(x - b[k]!) / abs(x))
+            }
+        }
+        print("largest relative difference between 1 process and 2 ranks over 20 steps: \(worst)")
+        XCTAssertLessThan(worst, 1e-5)
+        XCTAssertEqual(outputs["twoA"]!, outputs["twoB"]!, "two 2-rank runs differ")
+        let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/run-twoA/student/model.safetensors"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: dir + "/run-twoB/student/model.safetensors"))
+        XCTAssertEqual(a, b, "two 2-rank runs' students differ")
+    }
+
+    /// A 2-rank run stopped and resumed on 2 ranks gives the straight run's bits; resumed in one
+    /// process (or a single process's state on 2 ranks), it says what that does and stays within
+    /// rounding of the straight run.
+    func testResumeOnTheSameAndAnotherRankCount() throws {
+        let dir = try makeRecipe("resume", steps: 20)
+        var r = try run(mpi(2) + [distillBinary, "run", "recipe.toml"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        let straight = try losses(dir + "/run/metrics.jsonl")
+        let student = try Data(contentsOf: URL(fileURLWithPath: dir + "/run/student/model.safetensors"))
+        XCTAssertEqual(straight.count, 20)
+        try FileManager.default.moveItem(atPath: dir + "/run", toPath: dir + "/run-straight")
+
+        r = try run(mpi(2) + [distillBinary, "run", "recipe.toml", "--stop-after", "8"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertEqual(try losses(dir + "/run/metrics.jsonl").count, 8)
+        r = try run(mpi(2) + [distillBinary, "run", "recipe.toml", "--resume"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertFalse(r.output.contains("resuming a state saved by"), r.output)
+        XCTAssertEqual(try losses(dir + "/run/metrics.jsonl"), straight, "a resumed 2-rank run differs from a straight one")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir + "/run/student/model.safetensors")), student)
+        try FileManager.default.removeItem(atPath: dir + "/run")
+
+        r = try run(mpi(2) + [distillBinary, "run", "recipe.toml", "--stop-after", "8"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        r = try run([distillBinary, "run", "recipe.toml", "--resume"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertTrue(r.output.contains("resuming a state saved by 2 processes on a single process"), r.output)
+        let resumed = try losses(dir + "/run/metrics.jsonl")
+        XCTAssertEqual(resumed.count, 20)
+        for (a, b) in zip(straight, resumed) {
+            for (k, x) in a where x != 0 { XCTAssertLessThan(abs(x - b[k]!) / abs(x), 1e-5, k) }
+        }
+        try FileManager.default.removeItem(atPath: dir + "/run")
+
+        // And the other way: a single process's state continued on 2 ranks.
+        r = try run([distillBinary, "run", "recipe.toml", "--stop-after", "8"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        r = try run(mpi(2) + [distillBinary, "run", "recipe.toml", "--resume"], in: dir)
+        XCTAssertEqual(r.status, 0, r.output)
+        XCTAssertEqual(r.output.components(separatedBy: "resuming a state saved by a single process on 2 processes").count, 2,
+                       "rank 0 alone says it once:\n" + r.output)
+        let widened = try losses(dir + "/run/metrics.jsonl")
+        XCTAssertEqual(widened.count, 20)
+        for (a, b) in zip(straight, widened) {
+            for (k, x) in a where x != 0 { XCTAssertLessThan(abs(x - b[k]!) / abs(x), 1e-5, k) }
+        }
+    }
+
+    /// A recipe that differs between ranks, a rank that cannot read the training text, and a
+    /// rank killed mid-run each end the job with a message naming the rank, and leave no
+    /// damaged checkpoint.
+    func testFailuresEndTheJobClearly() throws {
+        let dir = try makeRecipe("fail", steps: 20)
+        let recipe = try String(contentsOfFile: dir + "/recipe.toml", encoding: .utf8)
+
+        // Rank 1 reads a recipe with another seed (mpirun's colon syntax: one program per rank).
+        try recipe.replacingOccurrences(of: "seed = 7", with: "seed = 8").write(toFile: dir + "/other.toml", atomically: true, encoding: .utf8)
+        var r = try run(mpi(1) + [distillBinary, "run", "recipe.toml", ":", "-np", "1", distillBinary, "run", "other.toml"], in: dir)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.output.contains("the recipe differs between ranks: rank 1"), r.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/state.safetensors.zst"))
+
+        // Layer matches are refused on more than one rank, before anything is written.
+        try recipe.replacingOccurrences(of: "alpha_cos = 1.0\n", with: "alpha_cos = 1.0\n[[loss.match]]\nkind = \"hidden_mse\"\n")
+            .write(toFile: dir + "/matches.toml", atomically: true, encoding: .utf8)
+        r = try run(mpi(2) + [distillBinary, "run", "matches.toml"], in: dir)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.output.contains("[[loss.match]] layer matches cannot run over MPI yet"), r.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/run/state.safetensors.zst"))
+
+        // Rank 1's copy of the recipe names a training file its host does not have.
+        let elsewhere = dir + "/elsewhere"
+        try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: true)
+        try recipe.replacingOccurrences(of: Fixtures.repositoryRoot + "/recipes/data/demo-train.txt", with: "missing/train.txt")
+            .write(toFile: elsewhere + "/recipe.toml", atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: dir + "/missing", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Fixtures.repositoryRoot + "/recipes/data/demo-train.txt", toPath: dir + "/missing/train.txt")
+        try recipe.replacingOccurrences(of: Fixtures.repositoryRoot + "/recipes/data/demo-train.txt", with: "missing/train.txt")
+            .write(toFile: dir + "/recipe.toml", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: dir + "/teacher", toPath: elsewhere + "/teacher")
+        r = try run(mpi(1) + [distillBinary, "run", dir + "/recipe.toml", ":", "-np", "1", distillBinary, "run", elsewhere + "/recipe.toml"],
+                    in: dir)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.output.contains("rank 1 of 2"), r.output)
+        XCTAssertTrue(r.output.contains("missing/train.txt"), r.output)
+
+        // Rank 1 is killed (SIGKILL) mid-run: mpirun ends the job, rank 0 names the step, and
+        // the state saved every 2 steps loads.
+        try recipe.replacingOccurrences(of: "steps = 20", with: "steps = 100000")
+            .replacingOccurrences(of: "[checkpoint]\nevery = 0", with: "[checkpoint]\nevery = 2")
+            .write(toFile: dir + "/long.toml", atomically: true, encoding: .utf8)
+        try? FileManager.default.removeItem(atPath: dir + "/run")
+        let marker = UUID().uuidString
+        var killed: Int32?
+        r = try run(mpi(2) + [distillBinary, "run", "long.toml"], in: dir, environment: ["DISTILL_TEST_JOB": marker]) { _ in
+            guard killed == nil, let steps = try? self.losses(dir + "/run/metrics.jsonl").count, steps >= 5 else { return }
+            killed = self.rank(1, marker: marker)
+            if let pid = killed { kill(pid, SIGKILL) }
+        }
+        XCTAssertNotNil(killed, "rank 1 was not found")
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.output.contains("rank 1"), r.output)
+        XCTAssertTrue(r.output.range(of: "stopped by mpirun during step [0-9]+", options: .regularExpression) != nil, r.output)
+        let state = try TrainingStateProbe.step(dir + "/run/state.safetensors.zst")
+        XCTAssertGreaterThanOrEqual(state, 4)
+        XCTAssertEqual(state % 2, 0)
+    }
+
+    /// The process of rank `rank` of the job whose environment holds `marker`.
+    func rank(_ rank: Int, marker: String) -> Int32? {
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+        for e in entries {
+            guard let pid = Int32(e), let env = FileManager.default.contents(atPath: "/proc/\(e)/environ") else { continue }
+            let vars = env.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if vars.contains("DISTILL_TEST_JOB=\(marker)") && vars.contains("OMPI_COMM_WORLD_RANK=\(rank)") { return pid }
+        }
+        return nil
+    }
+}
+
+enum TrainingStateProbe {
+    static func step(_ path: String) throws -> Int { try TrainingState.load(path).state.step }
+}
