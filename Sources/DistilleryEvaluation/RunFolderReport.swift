@@ -108,14 +108,14 @@ public enum RunFolderReport {
         var stages: [RunReport.StageRow] = []
         for s in metrics?.stages ?? [] {
             var row = RunReport.StageRow(name: s.name ?? "training")
-            row.steps = s.lastStepNumber.map { Int($0) }
-            row.tokens = s.tokens.flatMap { $0 < 9e18 ? Int($0) : nil }
+            row.steps = s.lastStepNumber.flatMap(whole)
+            row.tokens = s.tokens.flatMap(whole)
             row.seconds = s.elapsed
             row.lastLoss = s.lastLoss
             if !s.epochLines.isEmpty {
                 row.epochs = s.epochLines.count
                 if let best = s.bestEpoch {
-                    row.bestEpoch = best["epoch"].map { Int($0) }
+                    row.bestEpoch = best["epoch"].flatMap(whole)
                     row.bestDevAccuracy = best["dev_accuracy"]
                     row.bestDevMacroF1 = best["dev_macro_f1"]
                 }
@@ -150,6 +150,9 @@ public enum RunFolderReport {
         try AtomicFileWriter.write(Data(report.markdown().utf8), to: path)
         return Written(report: path, curves: curves, metrics: metrics)
     }
+
+    /// A count from a log, if it is one an Int holds (a hostile 1e300 is no count).
+    static func whole(_ v: Double) -> Int? { v.isFinite && abs(v) < 9e15 ? Int(v) : nil }
 
     /// A model's bytes in the column its kind belongs to.
     static func setBytes(_ row: inout RunReport.ModelRow, path: String) throws {

@@ -267,6 +267,19 @@ final class ReportTests: XCTestCase {
         XCTAssertThrowsError(try RunMetrics.read(path)) { XCTAssertEqual($0 as? RunMetricsError, .malformed(file: path, line: 3, reason: "not a JSON object")) }
         try Data((good + "{\"step\":2,\"loss_total\":2}").utf8).write(to: URL(fileURLWithPath: path))
         XCTAssertEqual(try RunMetrics.read(path).stage(nil)?.steps["loss_total"]?.map(\.y), [3, 2])
+        // Numbers no count or axis can hold are shown as missing, never a trap.
+        try Data(("{\"step\":1e300,\"tokens\":-1e300,\"elapsed_s\":-5,\"loss_total\":1e-320,\"stage\":\"s\"}\n"
+                  + "{\"step\":-1e300,\"epoch\":1e300,\"dev_accuracy\":1e308,\"stage\":\"s\"}\n"
+                  + "{\"step\":1e301,\"loss_total\":-1e308,\"loss_mlm\":5e-324}\n").utf8).write(to: URL(fileURLWithPath: path))
+        try distill(["report", dir, "--no-timing"])
+        let hostile = try String(contentsOfFile: dir + "/report.md", encoding: .utf8)
+        XCTAssertTrue(hostile.contains("""
+        | stage | time | last loss | epochs | dev accuracy |
+        | :--- | ---: | ---: | ---: | ---: |
+        | s | ? | 1.000e-320 | 1 | 1.000e+308 |
+        | training | — | -1.000e+308 | — | — |
+        """), hostile)
+        XCTAssertEqual(parse(try String(contentsOfFile: dir + "/curves.svg", encoding: .utf8)).elements.first, "svg")
         // A line without end is refused at the limit rather than held in memory.
         try Data(("{\"step\":1,\"note\":\"" + String(repeating: "x", count: RunMetrics.maxLineBytes + 10) + "\"}\n").utf8)
             .write(to: URL(fileURLWithPath: path))
