@@ -20,8 +20,11 @@ struct CompareCommand: ParsableCommand {
         model is also probed: a logistic regression on its frozen mean-pooled embeddings, whose \
         test accuracy is a "probe acc" column. Example:
 
-          distill compare teacher student student-int8.safetensors.zst --data heldout.txt \\
-              --probe-train rt_train.tsv --probe-test rt_dev.tsv
+          distill compare teacher student student-int8.safetensors.zst \\
+              --data heldout.txt --probe-train rt_train.tsv --probe-test rt_dev.tsv \\
+              --report comparison.md
+
+        --report writes the same table as Markdown (GitHub tables), for a run's notes or a PR.
         """)
 
     @Argument(help: "Models to compare; the first is the reference.")
@@ -39,6 +42,8 @@ struct CompareCommand: ParsableCommand {
     @Option(name: .customLong("probe-test"), help: "Labelled test texts (TSV) for the probe column.")
     var probeTest: String?
     @OptionGroup var probeColumns: ProbeColumns
+    @Option(name: .long, help: ArgumentHelp("Also write the comparison as a Markdown table to this file.", valueName: "file.md"))
+    var report: String?
     @Flag(name: .long, help: "Print JSON.")
     var json = false
     @OptionGroup var precision: PrecisionOption
@@ -64,6 +69,9 @@ struct CompareCommand: ParsableCommand {
         }
         let report = try Comparison.run(models: models, data: data, settings: settings) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+        if let path = self.report {
+            try AtomicFileWriter.write(Data(RunReport(comparison: report).markdown().utf8), to: path)
         }
         print(json ? try jsonText(report) : Self.table(report))
     }

@@ -14,8 +14,8 @@ public struct Distill: ParsableCommand {
         """,
         subcommands: [ForwardCommand.self, ParamsCommand.self, TokenizeCommand.self, PrepareCommand.self,
                       ConvertCommand.self, InspectCommand.self, RunCommand.self, ValidateCommand.self,
-                      QuantizeCommand.self, EvalCommand.self, ProbeCommand.self, CompareCommand.self, FinetuneCommand.self,
-                      FitHeadCommand.self,
+                      QuantizeCommand.self, EvalCommand.self, ProbeCommand.self, CompareCommand.self, ReportCommand.self,
+                      FinetuneCommand.self, FitHeadCommand.self,
                       DebugStepCommand.self, BenchCommand.self, DoctorCommand.self]
     )
 

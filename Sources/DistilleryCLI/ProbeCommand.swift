@@ -13,16 +13,19 @@ struct ProbeCommand: ParsableCommand {
         discussion: """
         Embeds every text of --train and --test with MODEL (the mean of the last hidden state over \
         real tokens, or with --pooling cls its [CLS] row), standardises the features with the \
-        training split's mean and deviation, fits a multinomial logistic regression with L2 penalty \
-        (scikit-learn's LogisticRegression: C = 1 by default, intercepts unpenalised; fitted to \
-        convergence by L-BFGS in double precision) on the training embeddings, and reports its \
-        accuracy and macro-F1 on the test split. The model is not fine-tuned, so a student of a \
-        headless teacher can be compared with its teacher on a task.
+        training split's mean and deviation, fits a logistic regression with L2 penalty (the \
+        problem scikit-learn's LogisticRegression solves: C = 1 by default, intercepts \
+        unpenalised, a softmax over three or more classes; fitted to convergence by L-BFGS in \
+        double precision) on the training embeddings, and reports its accuracy and macro-F1 on the \
+        test split. The model is not fine-tuned, so a student of a headless teacher can be compared \
+        with its teacher on a task. Dimensions whose spread is float rounding noise (below a \
+        millionth of the widest) are left unscaled rather than blown up to unit size.
 
         Data: tab-separated files with a header line; --label and --text name the columns (or give \
         0-based indices). Labels are integers. Example:
 
-          distill probe --model runs/minilm-student/student --train rt_train.tsv --test rt_dev.tsv
+          distill probe --model runs/demo/student \\
+              --train rt_train.tsv --test rt_dev.tsv
         """)
 
     @Option(name: .long, help: "A Hugging Face folder or a .safetensors.zst checkpoint (fp32 or int8).")
@@ -102,9 +105,9 @@ struct ProbeCommand: ParsableCommand {
 
 /// Which columns of a labelled TSV hold the label and the text (`distill probe`, `distill compare`).
 struct ProbeColumns: ParsableArguments {
-    @Option(name: .long, help: "The label column: a header name or a 0-based index.")
+    @Option(name: .long, help: "The label column of the TSV files: a header name or a 0-based index.")
     var label = "label"
-    @Option(name: .long, help: "The text column: a header name or a 0-based index.")
+    @Option(name: .long, help: "The text column of the TSV files: a header name or a 0-based index.")
     var text = "text"
 
     func task(train: String, test: String, settings: ProbeSettings) throws -> ProbeTask {

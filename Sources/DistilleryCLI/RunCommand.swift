@@ -15,7 +15,8 @@ struct RunCommand: ParsableCommand {
         Writes into the recipe's output folder: data/ (tokenized text), metrics.jsonl (one line per \
         step and per evaluation), state.safetensors.zst (the whole training state, saved every \
         [checkpoint] every steps), and at the end student/ (a Hugging Face folder) and \
-        student.safetensors.zst. Ctrl-C saves the state and exits; --resume continues bit for bit.
+        student.safetensors.zst, then report.md and curves.svg (see distill report). Ctrl-C saves the \
+        state and exits; --resume continues bit for bit.
         """)
 
     @Argument(help: "The recipe, e.g. recipes/demo.toml.")

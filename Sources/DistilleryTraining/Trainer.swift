@@ -47,6 +47,8 @@ public struct TrainingSummary: Codable, Sendable {
     public var teacherParameters = 0
     /// A [task] recipe's stages.
     public var task: TaskRunSummary?
+    /// OUTPUT/report.md, when it could be written.
+    public var report: String?
 }
 
 public enum TrainerError: Error, CustomStringConvertible, Equatable {
@@ -83,6 +85,32 @@ public final class Trainer {
     /// student); `interrupt` is polled between steps (Ctrl-C).
     public func run(resume: Bool = false, overwrite: Bool = false, stopAfterSteps: Int? = nil, interrupt: (() -> Bool)? = nil,
                     events: (TrainerEvent) -> Void = { _ in }) throws -> TrainingSummary {
+        var summary = try train(resume: resume, overwrite: overwrite, stopAfterSteps: stopAfterSteps, interrupt: interrupt, events: events)
+        if cluster?.isRoot ?? true { summary.report = writeReport(events: events) }
+        return summary
+    }
+
+    /// OUTPUT/report.md and curves.svg from what the run left (no speed column: no model is
+    /// timed). The run's results are saved by then, so a report that cannot be written is a
+    /// message rather than a failed run; `distill report` gives the error.
+    func writeReport(events: (TrainerEvent) -> Void) -> String? {
+        var settings = RunFolderReport.Settings()
+        settings.timing = nil
+        settings.recipe = recipe.text
+        // A fine-tuned teacher is found in the folder; otherwise the one the student learnt from.
+        settings.teacher = recipe.task?.teacherFineTune != nil ? recipe.task?.teacherOutput : teacherPath
+        do {
+            let written = try RunFolderReport.write(recipe.output, settings: settings)
+            events(.message("report: \(written.report)" + (written.curves.map { ", \($0)" } ?? "")))
+            return written.report
+        } catch {
+            events(.message("report not written: \(error)"))
+            return nil
+        }
+    }
+
+    func train(resume: Bool, overwrite: Bool, stopAfterSteps: Int?, interrupt: (() -> Bool)?,
+               events: (TrainerEvent) -> Void) throws -> TrainingSummary {
         if let cluster {
             return try runDataParallel(cluster, resume: resume, overwrite: overwrite, stopAfterSteps: stopAfterSteps,
                                        interrupt: interrupt, events: events)
