@@ -270,9 +270,10 @@ public final class DistillationStep {
     /// Runs the step on `batch` (input ids already masked) with MLM `labels` (−100: not a
     /// target), adding gradients × `gradScale` into the gradient buffer.
     /// `labels` are MLM targets per position (−100: none; may be empty when no MLM loss is
-    /// on), `classLabels` the class of each sequence (classification).
+    /// on), `classLabels` the class of each sequence (classification). With `cached` (a batch
+    /// read from a teacher cache) the teacher does not run: its outputs come from the cache.
     public func run(_ batch: TokenBatch, labels: [Int32], classLabels: [Int32]? = nil, gradScale: Float = 1,
-                    dropout: DropoutKeys? = nil) throws -> LossValues {
+                    dropout: DropoutKeys? = nil, cached: CachedTeacherBatch? = nil) throws -> LossValues {
         let s = settings, st = student
         if s.needsStudentLogits { try Self.checkLabels(labels, count: batch.B * batch.S, vocabulary: st.config.vocabSize) }
         if s.alphaHard > 0 {
@@ -281,7 +282,9 @@ public final class DistillationStep {
         }
         var clock = PhaseClock()
         let N = batch.B * batch.S, ml = matchLosses
-        if let teacher, let teacherActs {
+        if let cached {
+            useCachedTeacher(cached, N: N)
+        } else if let teacher, let teacherActs {
             try teacher.forward(batch, teacherActs, onHiddenState: ml.map { m in { m.captureTeacherHidden($0, $1, N: N) } },
                                 onQKV: ml.map { m in { m.captureTeacherQKV($0, $1, N: N) } })
             if s.needsTeacherLogits { teacher.forwardHeadTransform(teacherActs) }
@@ -295,7 +298,7 @@ public final class DistillationStep {
 
         var values = LossValues()
         dLast.base.update(repeating: 0, count: batch.B * batch.S * st.config.hiddenSize)
-        if s.needsStudentLogits { logitLosses(batch, labels: labels, gradScale: gradScale, into: &values, clock: &clock) }
+        if s.needsStudentLogits { logitLosses(batch, labels: labels, gradScale: gradScale, into: &values, clock: &clock, cached: cached) }
         if s.needsClassifier { classificationLosses(batch, labels: classLabels, gradScale: gradScale, into: &values, dropout: dropout) }
         hiddenLosses(batch, gradScale: gradScale, into: &values)
         let taps = ml?.run(batch, student: st, studentActs: studentActs, grads: params.gradients, gradScale: gradScale, values: &values.matches)
@@ -352,7 +355,8 @@ public final class DistillationStep {
 
     /// The soft-target, MLM and logit-MSE losses over the rows that need logits, chunk by
     /// chunk, ending with the head transform's backward (which adds into dLast).
-    func logitLosses(_ batch: TokenBatch, labels: [Int32], gradScale: Float, into values: inout LossValues, clock: inout PhaseClock) {
+    func logitLosses(_ batch: TokenBatch, labels: [Int32], gradScale: Float, into values: inout LossValues, clock: inout PhaseClock,
+                     cached: CachedTeacherBatch? = nil) {
         let s = settings, st = student, sc = st.config
         let N = batch.B * batch.S, V = sc.vocabSize, Hs = sc.headWidth, Ht = teacher?.config.headWidth ?? 0
         let grads = params.gradients
@@ -374,7 +378,7 @@ public final class DistillationStep {
         for i in 0..<rows {
             let n = Int(rowIndex[i])
             (hs.base + i * Hs).update(from: studentActs.headOutput + n * Hs, count: Hs)
-            if s.needsTeacherLogits { (ht.base + i * Ht).update(from: teacherActs!.headOutput + n * Ht, count: Ht) }
+            if s.needsTeacherLogits && cached == nil { (ht.base + i * Ht).update(from: teacherActs!.headOutput + n * Ht, count: Ht) }
         }
         let word = st.matrix(st.layout.embeddings.word), headBias = st.layout.head!.bias
         var start = 0
@@ -382,7 +386,10 @@ public final class DistillationStep {
             let r = min(chunkRows, rows - start)
             let hsC = hs.base + start * Hs
             st.decoderLogits(zs, headOutput: hsC, rows: r, scratch: decoderScratch.base)
-            if s.needsTeacherLogits { teacher!.decoderLogits(zt, headOutput: ht.base + start * Ht, rows: r, scratch: decoderScratch.base) }
+            if s.needsTeacherLogits {
+                if let cached { cached.fillLogits(zt, positions: rowIndex.base + start, rows: r, V: V) }
+                else { teacher!.decoderLogits(zt, headOutput: ht.base + start * Ht, rows: r, scratch: decoderScratch.base) }
+            }
             clock.lap("logits")
             distillationRows(zs: zs, zt: s.needsTeacherLogits ? UnsafePointer(zt) : nil, rows: r, V: V,
                              labels: rowLabel.base + start, ce: rowCE.base + start, temperature: T,
