@@ -386,15 +386,21 @@ public final class DistillationStep {
             let r = min(chunkRows, rows - start)
             let hsC = hs.base + start * Hs
             st.decoderLogits(zs, headOutput: hsC, rows: r, scratch: decoderScratch.base)
-            if s.needsTeacherLogits {
-                if let cached { cached.fillLogits(zt, positions: rowIndex.base + start, rows: r, V: V) }
-                else { teacher!.decoderLogits(zt, headOutput: ht.base + start * Ht, rows: r, scratch: decoderScratch.base) }
+            if s.needsTeacherLogits && cached == nil {
+                teacher!.decoderLogits(zt, headOutput: ht.base + start * Ht, rows: r, scratch: decoderScratch.base)
             }
             clock.lap("logits")
-            distillationRows(zs: zs, zt: s.needsTeacherLogits ? UnsafePointer(zt) : nil, rows: r, V: V,
-                             labels: rowLabel.base + start, ce: rowCE.base + start, temperature: T,
-                             ceScale: ceScale, mlmScale: mlmScale, mseScale: mseScale,
-                             klOut: rowKL.base + start, mlmOut: rowMLM.base + start, mseOut: rowMSE.base + start)
+            if let cached {
+                // The teacher's top k of each row from the cache: no teacher logits at all.
+                cached.lossRows(zs: zs, positions: rowIndex.base + start, rows: r, V: V, labels: rowLabel.base + start, ce: rowCE.base + start,
+                                temperature: T, ceScale: ceScale, mlmScale: mlmScale,
+                                klOut: rowKL.base + start, mlmOut: rowMLM.base + start, mseOut: rowMSE.base + start)
+            } else {
+                distillationRows(zs: zs, zt: s.needsTeacherLogits ? UnsafePointer(zt) : nil, rows: r, V: V,
+                                 labels: rowLabel.base + start, ce: rowCE.base + start, temperature: T,
+                                 ceScale: ceScale, mlmScale: mlmScale, mseScale: mseScale,
+                                 klOut: rowKL.base + start, mlmOut: rowMLM.base + start, mseOut: rowMSE.base + start)
+            }
             clock.lap("loss rows")
             // Decoder backward: the word embeddings (tied) and the head bias.
             let dh = dhs.base + start * Hs

@@ -432,6 +432,7 @@ extension Trainer {
     public func topKApproximation(ks: [Int], student studentPath: String?, events: (TrainerEvent) -> Void = { _ in }) throws -> [TopKApproximation] {
         let r = recipe
         guard !r.data.heldout.isEmpty else { throw TeacherCacheError.noHeldout(recipe: r.path) }
+        try FileManager.default.createFolder(r.output + "/data")
         let loaded = try ModelStore.load(teacherPath, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
         let tokenizer = try BertTokenizer.of(model: teacherPath, files: loaded.tokenizer)
         let heldout = try dataset(r.data.heldout, name: "heldout", tokenizer: tokenizer, events: events)

@@ -142,7 +142,7 @@ public enum TeacherCacheBuilder {
 
 /// A micro-batch read from a teacher cache: the masked inputs and labels, and the teacher's
 /// outputs where the distillation step reads them (the step copies the hidden states into its
-/// own buffers and fills the teacher's logit rows from the top-k).
+/// own buffers; the soft-target losses read the top k directly).
 public final class CachedTeacherBatch {
     public let reader: TeacherCacheReader
     public var header: TeacherCacheHeader { reader.header }
@@ -154,6 +154,7 @@ public final class CachedTeacherBatch {
     let qkv: [Int: FloatBuffer]                      // teacher layer (1-based) → [N×3Ht]
     public let topIds: AlignedBuffer<Int32>, topValues: FloatBuffer  // [N×k] per soft-target row
     public let rowOf: AlignedBuffer<Int32>           // [N] soft-target row of a position, −1: none
+    let teacherRow: AlignedBuffer<Int32>             // [N] per loss row of a chunk, its soft-target row
     public private(set) var B = 0, S = 0
 
     public init(reader: TeacherCacheReader, maxB: Int) {
@@ -168,6 +169,7 @@ public final class CachedTeacherBatch {
         qkv = Dictionary(uniqueKeysWithValues: h.qkvLayers.map { ($0, FloatBuffer(count: N * 3 * Ht)) })
         topIds = AlignedBuffer(count: max(1, N * k)); topValues = FloatBuffer(count: max(1, N * k))
         rowOf = AlignedBuffer(count: N)
+        teacherRow = AlignedBuffer(count: N)
     }
 
     /// Reads sequences `indices` (records decompressed and checked on all cores), collates them
@@ -250,20 +252,15 @@ public final class CachedTeacherBatch {
         return (batch, labels)
     }
 
-    /// The teacher's logits for the step's rows [rows × V] as the top-k gives them: the k cached
-    /// logits, and −1e9 elsewhere (finite, so 0 · log 0 stays 0 in the loss kernel). The kernel
-    /// then computes KL against the teacher's distribution renormalised over its top k.
-    /// Positions without a cached row (not soft targets) get zeros; the step does not read them.
-    func fillLogits(_ zt: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, rows: Int, V: Int) {
-        let k = header.topK, z = SendablePointer(zt)
-        let ids = UnsafePointer(topIds.base), values = UnsafePointer(topValues.base), rowOf = UnsafePointer(rowOf.base)
-        Parallel.forEachChunk(rows, minPerChunk: 8) { _, range in
-            for i in range {
-                let dst = z.p + i * V, row = Int(rowOf[Int(positions[i])])
-                guard row >= 0 else { dst.update(repeating: 0, count: V); continue }
-                dst.update(repeating: -1e9, count: V)
-                for j in 0..<k { dst[Int(ids[row * k + j])] = values[row * k + j] }
-            }
-        }
+    /// The soft-target (against the cached top k, renormalised over those k tokens at T) and
+    /// MLM losses of `rows` rows of student logits `zs` at batch `positions`, and their
+    /// gradient in place (see `distillationRowsTopK`).
+    func lossRows(zs: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, rows: Int, V: Int, labels: UnsafePointer<Int32>,
+                  ce: UnsafePointer<Bool>, temperature: Float, ceScale: Float, mlmScale: Float,
+                  klOut: UnsafeMutablePointer<Double>, mlmOut: UnsafeMutablePointer<Double>, mseOut: UnsafeMutablePointer<Double>) {
+        for i in 0..<rows { teacherRow[i] = rowOf[Int(positions[i])] }
+        distillationRowsTopK(zs: zs, rows: rows, V: V, labels: labels, ce: ce, teacherRow: teacherRow.base, topIds: topIds.base,
+                             topValues: topValues.base, k: header.topK, temperature: temperature, ceScale: ceScale, mlmScale: mlmScale,
+                             klOut: klOut, mlmOut: mlmOut, mseOut: mseOut)
     }
 }
