@@ -100,7 +100,38 @@ final class TeacherCacheTests: XCTestCase {
     /// With k = the whole vocabulary (and fp32 hidden states), the step reading the cache gives
     /// the losses and gradients of the step running the teacher on the same static masks.
     func testFullVocabularyCacheGivesTheUncachedLoss() throws {
-        let r = try RecipeParser.load(try Self.recipe("fullk", topK: 512))
+        try checkFullVocabulary("fullk") { $0 }
+    }
+
+    /// The same with layer matches: the cached hidden states and q|k|v serve hidden_mse,
+    /// relation and attention_kl as the teacher run does.
+    func testFullVocabularyCacheServesLayerMatches() throws {
+        try checkFullVocabulary("fullk-matches") {
+            $0.replacingOccurrences(of: "[optimizer]", with: """
+            [[loss.match]]
+            kind = "hidden_mse"
+            teacher = 2
+            student = 1
+
+            [[loss.match]]
+            kind = "relation"
+            teacher = 2
+            student = 1
+            relation_heads = 4
+
+            [[loss.match]]
+            kind = "attention_kl"
+            teacher = 1
+            student = 1
+            weight = 0.5
+
+            [optimizer]
+            """)
+        }
+    }
+
+    func checkFullVocabulary(_ name: String, _ extra: @escaping (String) -> String) throws {
+        let r = try RecipeParser.load(try Self.recipe(name, topK: 512, extra: extra))
         try Trainer(recipe: r).buildTeacherCache(topK: nil, path: nil, overwrite: false)
         let s = try Self.load(r)
         let reader = try TeacherCacheStore.open(r.teacherCachePath!, expected: s.expected)
@@ -110,15 +141,19 @@ final class TeacherCacheTests: XCTestCase {
         let cached = CachedTeacherBatch(reader: reader, maxB: 8)
         for indices in [Array(0..<8), [40, 3, 99, 12, 7]] {
             let (batch, labels) = s.masking.batch(indices, data: s.train, padId: s.tokenizer.padId, tokenTypes: s.teacher.config.hasTokenTypes)
-            let plain = try step.run(batch, labels: labels)
-            let g0 = Array(UnsafeBufferPointer(start: params.gradients.base, count: params.layout.count))
-            params.gradients.zero()
+            // The cached step first: what the teacher's run leaves in the step's buffers must
+            // not be what the cached one reads.
             let (cb, cl) = try cached.load(indices, lengths: s.train.length, padId: s.tokenizer.padId, tokenTypes: s.teacher.config.hasTokenTypes)
             let fromCache = try step.run(cb, labels: cl, cached: cached)
             let g1 = Array(UnsafeBufferPointer(start: params.gradients.base, count: params.layout.count))
             params.gradients.zero()
+            let plain = try step.run(batch, labels: labels)
+            let g0 = Array(UnsafeBufferPointer(start: params.gradients.base, count: params.layout.count))
+            params.gradients.zero()
+            XCTAssertEqual(plain.matches.count, r.loss.matches.count)
+            let matches = zip(plain.matches, fromCache.matches).enumerated().map { ("match \($0.offset)", $0.element.0, $0.element.1) }
             for (name, a, b) in [("ce", plain.ce, fromCache.ce), ("mlm", plain.mlm, fromCache.mlm), ("cos", plain.cos, fromCache.cos),
-                                 ("total", plain.total, fromCache.total)] {
+                                 ("total", plain.total, fromCache.total)] + matches {
                 XCTAssertGreaterThan(a, 0, name)
                 XCTAssertEqual(b, a, accuracy: 1e-5 * abs(a), "\(name): cached \(b), teacher run \(a)")
             }
