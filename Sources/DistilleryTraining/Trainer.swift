@@ -311,6 +311,9 @@ final class TrainingSession {
                 }
             }
             let reader = try TeacherCacheStore.open(file, expected: expected)
+            // Every record checked before the first step: a damaged sequence stops the run now,
+            // not when an epoch reaches it.
+            try reader.verify()
             events(.message("teacher cache \(file): static masking, top \(expected.topK) soft targets; the teacher does not run while training"))
             cached = CachedTeacherBatch(reader: reader, maxB: r.training.batchSize)
         } else {
