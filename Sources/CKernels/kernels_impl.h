@@ -357,6 +357,46 @@ void K(loss_row)(float *s, const float *t, long V, int label, int doCE, float T,
     if (doCE) { *klOut = klSum; *mseOut = mseSum; }
 }
 
+// The same row with the teacher given by its k largest logits (ids, tv) alone, as a teacher
+// cache stores it: pt is softmax(tv / T) over those k and 0 elsewhere, which is the dense row
+// above with the other logits at −∞, without reading or exponentiating V teacher logits.
+//   KL row = Σ_{j<k} q_j (log q_j − log ps_{id_j});  dL/dzs = ceScale · (ps − q) / T + MLM part
+void K(loss_row_topk)(float *s, const int *ids, const float *tv, long k, long V, int label, float T,
+                      float ceScale, float mlmScale, double *klOut, double *mlmOut) {
+    float invT = 1.0f / T;
+    long V8 = V & ~7L;
+    *klOut = 0; *mlmOut = 0;
+    double lseSTd = K(logsumexp)(s, V, invT);
+    double lseS1d = label >= 0 ? K(logsumexp)(s, V, 1.0f) : 0;
+    if (label >= 0) *mlmOut = lseS1d - (double)s[label];
+    double t = (double)invT, mt = (double)tv[0];
+    for (long j = 1; j < k; j++) if ((double)tv[j] > mt) mt = (double)tv[j];
+    double sum = 0;
+    for (long j = 0; j < k; j++) sum += exp(((double)tv[j] - mt) * t);
+    double lseTT = mt * t + log(sum), kl = 0;
+    // Before s is overwritten with the gradient.
+    for (long j = 0; j < k; j++) {
+        double lq = (double)tv[j] * t - lseTT;
+        kl += exp(lq) * (lq - ((double)s[ids[j]] * t - lseSTd));
+    }
+    float lseST = (float)lseSTd, lseS1 = (float)lseS1d, gCE = ceScale * invT, gMLM = mlmScale;
+    long j = 0;
+    for (; j < V8; j += 8) {
+        f8 zsv = K(ld8)(s + j);
+        f8 g = gCE * K(exp8)(zsv * invT - lseST);
+        if (label >= 0) g += gMLM * K(exp8)(zsv - lseS1);
+        K(st8)(s + j, g);
+    }
+    for (; j < V; j++) {
+        float zsv = s[j], g = gCE * K(exp1)(zsv * invT - lseST);
+        if (label >= 0) g += gMLM * K(exp1)(zsv - lseS1);
+        s[j] = g;
+    }
+    for (long i = 0; i < k; i++) s[ids[i]] -= gCE * (float)exp((double)tv[i] * t - lseTT);
+    if (label >= 0) s[label] -= gMLM;
+    *klOut = kl;
+}
+
 // ------------------------------------------------------------------------------ for tests
 
 void K(exp)(const float *x, float *y, long n) {

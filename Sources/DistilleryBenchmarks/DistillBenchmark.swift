@@ -3,6 +3,7 @@ import DistilleryTensor
 import DistilleryModels
 import DistilleryText
 import DistilleryTraining
+import DistilleryFormats
 
 /// `distill bench distill`: training steps on random weights and random tokens, at the shapes
 /// the distillation issue compares against PyTorch.
@@ -19,6 +20,12 @@ public struct DistillBenchmark: Codable, Sendable {
     public let peakRSSBytes: Int
     public let teacherParameters: Int
     public let studentParameters: Int
+    /// With --cache K: the same step reading the teacher's outputs from a teacher cache (top K
+    /// soft targets, last hidden state in bf16), timed alternately with the step above on the
+    /// same statically masked batch.
+    public var topK: Int? = nil
+    public var cachedSecondsPerStep: Double? = nil
+    public var cachedTokensPerSecond: Double? = nil
 
     public enum Case: String, CaseIterable, Sendable {
         case a, b, c
@@ -32,7 +39,7 @@ public struct DistillBenchmark: Codable, Sendable {
     }
 
     public static func run(_ c: Case, precision: WeightFormat = .fp32, B: Int = 16, S: Int = 128, steps: Int = 5,
-                           warmup: Int = 1) throws -> DistillBenchmark {
+                           warmup: Int = 1, cacheTopK: Int? = nil) throws -> DistillBenchmark {
         let (preset, spec): (String, StudentSpec) = {
             switch c {
             case .a: return ("all-MiniLM-L6-v2", .layers(LayerSelection(layers: [0, 2, 4])))
@@ -66,10 +73,10 @@ public struct DistillBenchmark: Codable, Sendable {
         let batch = TokenBatch(B: B, S: S, inputIds: masked, attentionMask: [Float](repeating: 1, count: N),
                                tokenTypes: [Int32](repeating: 0, count: N))
         var iteration: UInt64 = 0
-        let times = try Timing.measure(warmup: warmup, iterations: steps) {
+        func train(_ batch: TokenBatch, _ labels: [Int32], _ cached: CachedTeacherBatch?) throws {
             let keys = DropoutKeys(seed: 9, iteration: iteration)
             iteration += 1
-            _ = try step.run(batch, labels: labels, dropout: keys)
+            _ = try step.run(batch, labels: labels, dropout: keys, cached: cached)
             var clock = PhaseClock()
             clipGradientNorm(params.gradients, count: params.layout.count, maxNorm: 5)
             clock.lap("clip")
@@ -80,15 +87,53 @@ public struct DistillBenchmark: Codable, Sendable {
             clock.lap("zero gradients")
             clock.report()
         }
+        var times: [Double] = [], cachedTimes: [Double] = []
+        if let k = cacheTopK {
+            // The same B sequences, masked once; the cache built from them, then steps without
+            // and with it alternately (the machine's load falls on both alike).
+            let vocabulary = (0..<V).map { i in [0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]"][i] ?? "tok\(i)" }
+            let tokenizer = try BertTokenizer.from(vocabularyText: vocabulary.joined(separator: "\n"), configText: nil, origin: "bench")
+            var policy = MaskingPolicy()
+            policy.probability = 0.15
+            let masking = StaticMasking(masker: MLMMasker(policy: policy, tokenizer: tokenizer), seed: 3)
+            let sequences = CacheSequences(count: B, length: { _ in S }, ids: { b in Array(ids[(b * S)..<((b + 1) * S)]) })
+            var header = TeacherCacheHeader(teacher: "bench", data: "bench", vocabularySize: V, maxSequenceLength: S, sequences: B, tokens: N,
+                                            masking: masking.description, topK: k, softTargetRows: "all", teacherWidth: tc.hiddenSize,
+                                            precision: "bf16", lastHidden: true, hiddenLayers: [], qkvLayers: [])
+            header.dataPath = "bench"
+            let path = NSTemporaryDirectory() + "/distill-bench-cache-\(getpid()).dtc"
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            _ = try TeacherCacheBuilder.build(teacher: teacher, sequences: sequences, header: header, masking: masking, padId: 0, batchSize: B, to: path)
+            let cached = CachedTeacherBatch(reader: try TeacherCacheReader(path: path), maxB: B)
+            let (staticBatch, staticLabels) = try cached.load(Array(0..<B), lengths: { _ in S }, padId: 0, tokenTypes: true)
+            for _ in 0..<warmup { try train(staticBatch, staticLabels, nil) }
+            for _ in 0..<warmup { let (b, l) = try cached.load(Array(0..<B), lengths: { _ in S }, padId: 0, tokenTypes: true); try train(b, l, cached) }
+            for _ in 0..<steps {
+                var t = Timing.now()
+                try train(staticBatch, staticLabels, nil)
+                times.append(Timing.now() - t)
+                t = Timing.now()
+                let (b, l) = try cached.load(Array(0..<B), lengths: { _ in S }, padId: 0, tokenTypes: true)
+                try train(b, l, cached)
+                cachedTimes.append(Timing.now() - t)
+            }
+        } else {
+            times = try Timing.measure(warmup: warmup, iterations: steps) { try train(batch, labels, nil) }
+        }
         let sec = times.median
         let sc = student.config
         // Teacher: encoder and logits forward. Student: the same forward, backward ≈ twice it.
         func head(_ c: EncoderConfig) -> Double { 2 * Double(N) * Double(c.hiddenSize * c.headWidth) + 2 * Double(N) * Double(c.headWidth * V) }
         let flops = tc.forwardFLOPs(B: B, S: S) + head(tc) + 3 * (sc.forwardFLOPs(B: B, S: S) + head(sc))
-        return DistillBenchmark(name: c.rawValue, precision: precision.rawValue, teacher: c.description.components(separatedBy: " → ")[0],
+        var result = DistillBenchmark(name: c.rawValue, precision: precision.rawValue, teacher: c.description.components(separatedBy: " → ")[0],
                                 student: c.description.components(separatedBy: " → ").last ?? "", batch: B, sequence: S,
                                 secondsPerStep: sec, tokensPerSecond: Double(N) / sec, gflops: flops / sec / 1e9,
                                 peakRSSBytes: Timing.peakRSS(), teacherParameters: teacher.layout.count,
                                 studentParameters: student.layout.count)
+        if !cachedTimes.isEmpty {
+            let c = cachedTimes.sorted()[cachedTimes.count / 2]
+            result.topK = cacheTopK; result.cachedSecondsPerStep = c; result.cachedTokensPerSecond = Double(N) / c
+        }
+        return result
     }
 }

@@ -234,6 +234,8 @@ struct BenchDistill: ParsableCommand {
     var steps = 5
     @Option(name: .long, help: "Matrix products in fp32, or bf16 operands with fp32 accumulation (as training precision = \"bf16\").")
     var precision = WeightFormat.fp32
+    @Option(name: .long, help: ArgumentHelp("Also time the step reading a teacher cache with the top K soft targets (alternating with the uncached step on the same statically masked batch).", valueName: "K"))
+    var cache: Int?
     @Flag(name: .long, help: "Print JSON.")
     var json = false
     @Flag(name: .long, help: .hidden)
@@ -247,6 +249,7 @@ struct BenchDistill: ParsableCommand {
         if let ranks, !(1...1024).contains(ranks) { throw ValidationError("--ranks must be 1…1024") }
         if ranks != nil && precision != .fp32 { throw ValidationError("--ranks measures fp32 training") }
         guard precision != .int8 else { throw ValidationError("--precision: training runs in fp32 or bf16 (int8 is for inference)") }
+        if let cache { guard (1...30_522).contains(cache) else { throw ValidationError("--cache must be 1…30,522") } }
     }
 
     func run() throws {
@@ -263,7 +266,7 @@ struct BenchDistill: ParsableCommand {
         threads.apply()
         let selected = cases
         if child {
-            print(try jsonText(try selected.map { try DistillBenchmark.run($0, precision: precision, steps: steps) }))
+            print(try jsonText(try selected.map { try DistillBenchmark.run($0, precision: precision, steps: steps, cacheTopK: cache) }))
             return
         }
         var results: [DistillBenchmark] = []
@@ -271,7 +274,7 @@ struct BenchDistill: ParsableCommand {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/proc/self/exe")
             p.arguments = ["bench", "distill", "--cases", c.rawValue, "--steps", "\(steps)", "--precision", precision.rawValue,
-                           "--child", "--threads", "\(Parallel.threads)"]
+                           "--child", "--threads", "\(Parallel.threads)"] + (cache.map { ["--cache", "\($0)"] } ?? [])
             let pipe = Pipe()
             p.standardOutput = pipe
             try p.run()
@@ -288,6 +291,11 @@ struct BenchDistill: ParsableCommand {
         }
         print(MachineReport.current().header + "\ndistill  batch 16×128  \(precision.rawValue)  threads \(Parallel.threads)\n" + t.render())
         for c in selected { print("  \(c.rawValue)) \(c.description)") }
+        for r in results {
+            guard let k = r.topK, let c = r.cachedSecondsPerStep, let ct = r.cachedTokensPerSecond else { continue }
+            print("  \(r.name)) with a teacher cache (top \(k)): \(fixed(c, 3)) s/step, \(grouped(Int(ct))) tokens/s, "
+                  + "\(fixed(ct / r.tokensPerSecond, 2))× the uncached step timed alternately with it")
+        }
     }
 
     /// Each case as an mpirun job of `ranks` processes on this machine.

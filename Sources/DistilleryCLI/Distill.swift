@@ -15,7 +15,7 @@ public struct Distill: ParsableCommand {
         subcommands: [ForwardCommand.self, ParamsCommand.self, TokenizeCommand.self, PrepareCommand.self,
                       ConvertCommand.self, InspectCommand.self, RunCommand.self, ValidateCommand.self,
                       QuantizeCommand.self, EvalCommand.self, ProbeCommand.self, CompareCommand.self, ReportCommand.self,
-                      FinetuneCommand.self, FitHeadCommand.self,
+                      FinetuneCommand.self, FitHeadCommand.self, CacheTeacherCommand.self,
                       DebugStepCommand.self, BenchCommand.self, DoctorCommand.self]
     )
 

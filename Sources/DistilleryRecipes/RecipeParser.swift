@@ -173,7 +173,7 @@ public enum RecipeParser {
         let seed = UInt64(try top.int("seed", range: 0...Int.max) ?? 42)
 
         // [teacher]
-        guard let t = try top.subtable("teacher", allowed: ["model", "finetune", "fit_head"]) else {
+        guard let t = try top.subtable("teacher", allowed: ["model", "finetune", "fit_head", "cache"]) else {
             throw RecipeError.missing(path: path, key: "teacher", reason: "a [teacher] table with model = \"PATH\" (a Hugging Face folder or a .safetensors.zst checkpoint)")
         }
         guard let teacherRaw = try t.string("model") else {
@@ -207,6 +207,15 @@ public enum RecipeParser {
             h.output = try f.string("output").map(resolve)
             try f.finish()
             fitHead = h
+        }
+        var teacherCache: TeacherCacheSpec?
+        if let c = try t.subtable("cache", allowed: ["top_k", "path", "precision"]) {
+            var spec = TeacherCacheSpec()
+            spec.topK = try c.int("top_k", range: 1...(1 << 24)) ?? spec.topK
+            spec.path = try c.string("path").map(resolve)
+            if let p = try c.string("precision", oneOf: ["bf16", "fp32"]) { spec.precision = p == "bf16" ? .bf16 : .fp32 }
+            try c.finish()
+            teacherCache = spec
         }
         try t.finish()
 
@@ -245,6 +254,9 @@ public enum RecipeParser {
             task = recipe
         } else if fineTune != nil {
             throw RecipeError.badValue(path: path, key: "teacher.finetune", line: t.line("finetune"), reason: "fine-tuning needs a [task] table naming the labelled data")
+        }
+        if task != nil && teacherCache != nil {
+            throw RecipeError.badValue(path: path, key: "teacher.cache", line: t.line("cache"), reason: "a [task] recipe distils class logits from a teacher it fine-tunes first; the cache serves text recipes")
         }
         if task != nil && fitHead != nil {
             throw RecipeError.badValue(path: path, key: "teacher.fit_head", line: t.line("fit_head"), reason: "a [task] recipe distils class logits; an MLM head serves text recipes")
@@ -417,6 +429,7 @@ public enum RecipeParser {
         recipe.studentDropout = studentDropout
         recipe.task = task
         recipe.fitHead = fitHead
+        recipe.teacherCache = teacherCache
         recipe.exportInt8 = exportInt8
         return recipe
     }

@@ -17,6 +17,7 @@ public struct RecipePlan: Sendable {
             let check = try RecipeCheck(recipe)
             teacher = check.teacher
             student = check.student
+            if recipe.teacherCache != nil, let e = TeacherCacheError.unsupported(recipe.loss, recipe: recipe.path) { throw e }
         } catch let e as DistillationError {
             let line = (try? TOML.parse(recipe.text))?["loss"]?.table?.line
             throw RecipeError.badValue(path: recipe.path, key: "loss", line: line, reason: "\(e)")
@@ -37,6 +38,12 @@ public struct RecipePlan: Sendable {
             s += c.hasMLMHead ? ", MLM head" : ", no MLM head"
             return s + " — \(ParameterLayout(config: c).count) parameters"
         }
-        return "teacher: \(describe(teacher))\nstudent: \(describe(student))\nprecision: \(recipe.training.precision.rawValue)"
+        var s = "teacher: \(describe(teacher))\nstudent: \(describe(student))\nprecision: \(recipe.training.precision.rawValue)"
+        if let c = recipe.teacherCache, let path = recipe.teacherCachePath {
+            s += "\nteacher cache: \(path), top \(c.topK) soft targets, hidden states in \(c.precision.rawValue); masking is static (each sequence masked once, when the cache is built)"
+        } else {
+            s += "\nmasking: dynamic (fresh masks every time a sequence is served)"
+        }
+        return s
     }
 }

@@ -216,6 +216,7 @@ extension Trainer {
         // Layer matches average over each rank's own rows; summed across ranks they would not be
         // the whole batch's mean, so they wait for the global counts the other losses use.
         if !recipe.loss.matches.isEmpty { throw ClusterError.unsupported("[[loss.match]] layer matches") }
+        if recipe.teacherCache != nil { throw ClusterError.unsupported("[teacher.cache] (a teacher-output cache)") }
         // The same recipe on every rank, before anything is read or written.
         let hash = stableHash(recipe.text)
         let hashes = try cluster.gather([Double(hash >> 32), Double(hash & 0xFFFF_FFFF)])

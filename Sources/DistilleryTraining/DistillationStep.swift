@@ -276,10 +276,11 @@ public final class DistillationStep {
     /// on), `classLabels` the class of each sequence (classification).
     /// Data-parallel ranks pass `counts`, the denominators of the whole batch (all ranks' rows),
     /// so the ranks' gradients and loss values add up to one process's; and `progress`, told
-    /// when the heads' and each layer's gradients are final (see GradientReducer).
+    /// when the heads' and each layer's gradients are final (see GradientReducer). With `cached` (a batch read from a
+    /// teacher cache) the teacher does not run: its outputs come from the cache.
     public func run(_ batch: TokenBatch, labels: [Int32], classLabels: [Int32]? = nil, gradScale: Float = 1,
                     dropout: DropoutKeys? = nil, counts: LossCounts? = nil,
-                    progress: ((BackwardProgress) -> Void)? = nil) throws -> LossValues {
+                    progress: ((BackwardProgress) -> Void)? = nil, cached: CachedTeacherBatch? = nil) throws -> LossValues {
         let s = settings, st = student
         if s.needsStudentLogits { try Self.checkLabels(labels, count: batch.B * batch.S, vocabulary: st.config.vocabSize) }
         if s.alphaHard > 0 {
@@ -288,7 +289,9 @@ public final class DistillationStep {
         }
         var clock = PhaseClock()
         let N = batch.B * batch.S, ml = matchLosses
-        if let teacher, let teacherActs {
+        if let cached {
+            useCachedTeacher(cached, N: N)
+        } else if let teacher, let teacherActs {
             try teacher.forward(batch, teacherActs, onHiddenState: ml.map { m in { m.captureTeacherHidden($0, $1, N: N) } },
                                 onQKV: ml.map { m in { m.captureTeacherQKV($0, $1, N: N) } })
             if s.needsTeacherLogits { teacher.forwardHeadTransform(teacherActs) }
@@ -302,7 +305,7 @@ public final class DistillationStep {
 
         var values = LossValues()
         dLast.base.update(repeating: 0, count: batch.B * batch.S * st.config.hiddenSize)
-        if s.needsStudentLogits { logitLosses(batch, labels: labels, gradScale: gradScale, counts: counts, into: &values, clock: &clock) }
+        if s.needsStudentLogits { logitLosses(batch, labels: labels, gradScale: gradScale, counts: counts, into: &values, clock: &clock, cached: cached) }
         if s.needsClassifier {
             classificationLosses(batch, labels: classLabels, gradScale: gradScale, counts: counts, into: &values, dropout: dropout)
         }
@@ -368,7 +371,7 @@ public final class DistillationStep {
     /// The soft-target, MLM and logit-MSE losses over the rows that need logits, chunk by
     /// chunk, ending with the head transform's backward (which adds into dLast).
     func logitLosses(_ batch: TokenBatch, labels: [Int32], gradScale: Float, counts: LossCounts?, into values: inout LossValues,
-                     clock: inout PhaseClock) {
+                     clock: inout PhaseClock, cached: CachedTeacherBatch? = nil) {
         let s = settings, st = student, sc = st.config
         let N = batch.B * batch.S, V = sc.vocabSize, Hs = sc.headWidth, Ht = teacher?.config.headWidth ?? 0
         let grads = params.gradients
@@ -393,7 +396,7 @@ public final class DistillationStep {
         for i in 0..<rows {
             let n = Int(rowIndex[i])
             (hs.base + i * Hs).update(from: studentActs.headOutput + n * Hs, count: Hs)
-            if s.needsTeacherLogits { (ht.base + i * Ht).update(from: teacherActs!.headOutput + n * Ht, count: Ht) }
+            if s.needsTeacherLogits && cached == nil { (ht.base + i * Ht).update(from: teacherActs!.headOutput + n * Ht, count: Ht) }
         }
         let word = st.matrix(st.layout.embeddings.word), headBias = st.layout.head!.bias
         var start = 0
@@ -401,12 +404,21 @@ public final class DistillationStep {
             let r = min(chunkRows, rows - start)
             let hsC = hs.base + start * Hs
             st.decoderLogits(zs, headOutput: hsC, rows: r, scratch: decoderScratch.base)
-            if s.needsTeacherLogits { teacher!.decoderLogits(zt, headOutput: ht.base + start * Ht, rows: r, scratch: decoderScratch.base) }
+            if s.needsTeacherLogits && cached == nil {
+                teacher!.decoderLogits(zt, headOutput: ht.base + start * Ht, rows: r, scratch: decoderScratch.base)
+            }
             clock.lap("logits")
-            distillationRows(zs: zs, zt: s.needsTeacherLogits ? UnsafePointer(zt) : nil, rows: r, V: V,
-                             labels: rowLabel.base + start, ce: rowCE.base + start, temperature: T,
-                             ceScale: ceScale, mlmScale: mlmScale, mseScale: mseScale,
-                             klOut: rowKL.base + start, mlmOut: rowMLM.base + start, mseOut: rowMSE.base + start)
+            if let cached {
+                // The teacher's top k of each row from the cache: no teacher logits at all.
+                cached.lossRows(zs: zs, positions: rowIndex.base + start, rows: r, V: V, labels: rowLabel.base + start, ce: rowCE.base + start,
+                                temperature: T, ceScale: ceScale, mlmScale: mlmScale,
+                                klOut: rowKL.base + start, mlmOut: rowMLM.base + start, mseOut: rowMSE.base + start)
+            } else {
+                distillationRows(zs: zs, zt: s.needsTeacherLogits ? UnsafePointer(zt) : nil, rows: r, V: V,
+                                 labels: rowLabel.base + start, ce: rowCE.base + start, temperature: T,
+                                 ceScale: ceScale, mlmScale: mlmScale, mseScale: mseScale,
+                                 klOut: rowKL.base + start, mlmOut: rowMLM.base + start, mseOut: rowMSE.base + start)
+            }
             clock.lap("loss rows")
             // Decoder backward: the word embeddings (tied) and the head bias.
             let dh = dhs.base + start * Hs

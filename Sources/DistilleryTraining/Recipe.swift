@@ -30,6 +30,9 @@ public struct Recipe: Sendable {
     public var task: TaskRecipe?
     /// [teacher.fit_head]: first fit an MLM head on the frozen teacher (one shipped without).
     public var fitHead: HeadFitSettings?
+    /// [teacher.cache]: the teacher runs once over the training data into a cache file, which
+    /// every epoch reads instead (masks drawn once per sequence: static masking).
+    public var teacherCache: TeacherCacheSpec?
     /// [export] int8: also write the student as an int8 checkpoint and score it.
     public var exportInt8 = false
 

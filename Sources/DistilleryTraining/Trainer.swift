@@ -270,6 +270,8 @@ final class TrainingSession {
     let totalSteps: Int
     let schedule: LinearSchedule
     let metrics: MetricsLog
+    /// [teacher.cache]: batches read from the cache (the teacher does not run while training).
+    let cached: CachedTeacherBatch?
     /// Optimizer steps taken (restored on resume; set by DataParallel too).
     var current: Int
     /// Set when this process is one rank of a data-parallel job: the steps run there.
@@ -334,6 +336,29 @@ final class TrainingSession {
         step = try DistillationStep(teacher: teacherModel, params: params, settings: r.loss, maxB: r.training.batchSize,
                                     maxS: r.data.maxSequenceLength)
         masker = MLMMasker(policy: r.data.masking, tokenizer: tokenizer, tokenCounts: r.data.masking.smoothing > 0 ? train.tokenCounts() : nil)
+        if let spec = r.teacherCache {
+            let masking = StaticMasking(masker: masker, seed: r.seed)
+            let expected = try TeacherCacheStore.expectedHeader(recipe: r, spec: spec, teacher: teacherModel, matches: step.resolvedMatches,
+                                                                train: train, masking: masking)
+            let file = r.teacherCachePath!
+            if !FileManager.default.fileExists(atPath: file) {
+                events(.message("teacher cache: \(grouped(train.count)) sequences, top \(expected.topK) soft targets, static masking → \(file)"))
+                try withoutActuallyEscaping(events) { events in
+                    _ = try TeacherCacheStore.build(file, expected: expected, teacher: teacherModel, train: train, masking: masking,
+                                                    padId: tokenizer.padId, batchSize: r.training.batchSize) {
+                        events(.preparing(file: "teacher cache", done: $0, total: $1))
+                    }
+                }
+            }
+            let reader = try TeacherCacheStore.open(file, expected: expected)
+            // Every record checked before the first step: a damaged sequence stops the run now,
+            // not when an epoch reaches it.
+            try reader.verify()
+            events(.message("teacher cache \(file): static masking, top \(expected.topK) soft targets; the teacher does not run while training"))
+            cached = CachedTeacherBatch(reader: reader, maxB: r.training.batchSize)
+        } else {
+            cached = nil
+        }
         batches = BucketedBatches(lengths: (0..<train.count).map(train.length), batchSize: r.training.batchSize, seed: r.seed)
         let perEpoch = (train.count + r.training.batchSize - 1) / r.training.batchSize
         self.perEpoch = perEpoch
@@ -359,8 +384,12 @@ final class TrainingSession {
 
     /// Micro-batch `g`, collated and masked (masks keyed by the seed, g and each sequence's
     /// row, as data-parallel ranks key their shares).
-    func microBatch(_ g: Int) -> (batch: TokenBatch, labels: [Int32]) {
+    func microBatch(_ g: Int) throws -> (batch: TokenBatch, labels: [Int32]) {
         let r = recipe
+        if let cached {
+            // Static masking: the masks and the teacher's outputs stored with each sequence.
+            return try cached.load(batchIndices(micro: g), lengths: train.length, padId: tokenizer.padId, tokenTypes: teacher.config.hasTokenTypes)
+        }
         let c = train.collate(batchIndices(micro: g), padId: tokenizer.padId)
         let masked = masker.applyPerSequence(TokenBatchView(inputIds: c.ids, attentionMask: c.mask), S: c.S,
                                              key: streamKey(r.seed, 0x4D41_534B, UInt64(g)))
@@ -379,9 +408,9 @@ final class TrainingSession {
         step.progress = Double(current) / Double(max(1, totalSteps))
         for micro in 0..<accumulation {
             let g = current * accumulation + micro
-            let (batch, labels) = microBatch(g)
+            let (batch, labels) = try microBatch(g)
             let keys = r.training.dropout ? DropoutKeys(seed: streamKey(r.seed, 0x4452_4F50), iteration: UInt64(g)) : nil
-            let v = try step.run(batch, labels: labels, gradScale: 1 / Float(accumulation), dropout: keys)
+            let v = try step.run(batch, labels: labels, gradScale: 1 / Float(accumulation), dropout: keys, cached: cached)
             for (name, value) in v.named where !value.isFinite {
                 throw DistillationError.nonFinite(step: current + 1, loss: name)
             }

@@ -40,6 +40,30 @@ public func distillationRows(zs: UnsafeMutablePointer<Float>, zt: UnsafePointer<
     }
 }
 
+/// `distillationRows` for a teacher given, per soft-target row, by its k largest logits alone
+/// (a teacher cache): row r's teacher is `topIds`/`topValues` row `teacherRow[r]` [·×k], its
+/// distribution softmax(values / T) over those k (the dense kernel with the other logits at
+/// −∞), without a dense teacher row. Rows outside the soft-target set (ce false or no teacher
+/// row) get the MLM loss alone. No logit MSE (it needs every teacher logit).
+public func distillationRowsTopK(zs: UnsafeMutablePointer<Float>, rows: Int, V: Int, labels: UnsafePointer<Int32>, ce: UnsafePointer<Bool>,
+                                 teacherRow: UnsafePointer<Int32>, topIds: UnsafePointer<Int32>, topValues: UnsafePointer<Float>, k: Int,
+                                 temperature T: Float, ceScale: Float, mlmScale: Float,
+                                 klOut: UnsafeMutablePointer<Double>, mlmOut: UnsafeMutablePointer<Double>, mseOut: UnsafeMutablePointer<Double>) {
+    let zsP = SendablePointer(zs)
+    let kl = SendablePointer(klOut), mlm = SendablePointer(mlmOut), mse = SendablePointer(mseOut)
+    Parallel.forEachChunk(rows) { _, range in
+        for r in range {
+            let t = Int(teacherRow[r])
+            mse.p[r] = 0
+            if ce[r] && t >= 0 && k > 0 {
+                distill_loss_row_topk(zsP.p + r * V, topIds + t * k, topValues + t * k, k, V, labels[r], T, ceScale, mlmScale, kl.p + r, mlm.p + r)
+            } else {
+                distill_loss_row(zsP.p + r * V, nil, V, labels[r], 0, T, 0, mlmScale, 0, kl.p + r, mlm.p + r, mse.p + r)
+            }
+        }
+    }
+}
+
 /// Cosine loss per row: 1 − cos(s, t), cos = s·t / sqrt((|s|² + ε)(|t|² + ε)) with PyTorch's
 /// ε = 1e-12, over rows whose weight w[n] ≠ 0. Adds scale · w[n] · d(1 − cos)/ds into ds.
 ///   s, t, ds [N×H];  lossOut [N]

@@ -1,0 +1,260 @@
+import Foundation
+import XCTest
+import DistilleryTensor
+import DistilleryFormats
+import DistilleryModels
+import DistilleryText
+import DistilleryQuant
+import DistilleryTraining
+import DistilleryRecipes
+
+/// The teacher-output cache ([teacher.cache], distill cache-teacher) on the tiny BERT teacher
+/// (V = 512) over real English text: what it stores against the teacher run directly, the loss
+/// it gives against the uncached one, and the caches it refuses.
+final class TeacherCacheTests: XCTestCase {
+    static func recipe(_ name: String, topK: Int, precision: String = "fp32", steps: Int = 4, extra: (String) -> String = { $0 }) throws -> String {
+        let cache = """
+        [teacher.cache]
+        top_k = \(topK)
+        precision = "\(precision)"
+        path = "cache.dtc"
+
+        [student]
+        """
+        let body = TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "\(steps)")
+            .replacingOccurrences(of: "[student]", with: cache)
+        return try TrainerTests.setUp("cache-\(name)", recipeBody: extra(body))
+    }
+
+    /// The recipe's teacher, data, static masking and expected cache header, loaded as a run would.
+    struct Setup {
+        let recipe: Recipe
+        let teacher: EncoderModel
+        let tokenizer: BertTokenizer
+        let train: TokenDataset
+        let masking: StaticMasking
+        let expected: TeacherCacheHeader
+    }
+
+    static func load(_ r: Recipe) throws -> Setup {
+        let trainer = Trainer(recipe: r)
+        let loaded = try ModelStore.load(trainer.teacherPath, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
+        let tokenizer = try BertTokenizer.of(model: trainer.teacherPath, files: loaded.tokenizer)
+        let train = try TokenDataset(path: r.output + "/data/train.tok")
+        let masking = StaticMasking(masker: MLMMasker(policy: r.data.masking, tokenizer: tokenizer), seed: r.seed)
+        let student = try r.studentConfig(teacher: loaded.model.config)
+        let expected = try TeacherCacheStore.expectedHeader(recipe: r, spec: r.teacherCache!, teacher: loaded.model,
+                                                            matches: try r.loss.resolvedMatches(teacher: loaded.model.config, student: student),
+                                                            train: train, masking: masking)
+        return Setup(recipe: r, teacher: loaded.model, tokenizer: tokenizer, train: train, masking: masking, expected: expected)
+    }
+
+    /// What the cache holds for a batch equals the teacher run on that batch directly: the
+    /// statically masked ids and labels exactly, the k largest logits of each row (ids and
+    /// values) and the last hidden state.
+    func testRoundTripAgainstTheTeacher() throws {
+        let r = try RecipeParser.load(try Self.recipe("roundtrip", topK: 16))
+        let summary = try Trainer(recipe: r).buildTeacherCache(topK: nil, path: nil, overwrite: false)
+        XCTAssertTrue(summary.built)
+        let s = try Self.load(r)
+        let reader = try TeacherCacheStore.open(r.teacherCachePath!, expected: s.expected)
+        XCTAssertEqual(reader.sequences, s.train.count)
+        try reader.verify()
+        // Built again without --overwrite: kept.
+        XCTAssertFalse(try Trainer(recipe: r).buildTeacherCache(topK: nil, path: nil, overwrite: false).built)
+
+        let cached = CachedTeacherBatch(reader: reader, maxB: 8)
+        let V = s.teacher.config.vocabSize, Ht = s.teacher.config.hiddenSize, Hh = s.teacher.config.headWidth, k = 16
+        for indices in [[0, 1, 2, 3, 4, 5, 6, 7], [s.train.count - 1, 17, 5]] {
+            let (batch, labels) = try cached.load(indices, lengths: s.train.length, padId: s.tokenizer.padId, tokenTypes: s.teacher.config.hasTokenTypes)
+            let (direct, directLabels) = s.masking.batch(indices, data: s.train, padId: s.tokenizer.padId, tokenTypes: s.teacher.config.hasTokenTypes)
+            XCTAssertEqual(batch, direct)
+            XCTAssertEqual(labels, directLabels)
+            XCTAssertGreaterThan(labels.filter { $0 >= 0 }.count, 0)
+            let acts = try EncoderActivations(model: s.teacher, maxB: batch.B, maxS: batch.S, training: false)
+            try s.teacher.forward(batch, acts)
+            s.teacher.forwardHeadTransform(acts)
+            let N = batch.B * batch.S
+            var worstHidden: Float = 0
+            for n in 0..<N where batch.attentionMask[n] != 0 {
+                for j in 0..<Ht { worstHidden = max(worstHidden, abs(acts.lastHidden[n * Ht + j] - cached.lastHidden!.base[n * Ht + j])) }
+            }
+            XCTAssertLessThan(worstHidden, 1e-4)
+            // Every real token is a soft-target row ("all"): its top k against a full sort.
+            let logits = FloatBuffer(count: V), scratch = FloatBuffer(count: s.teacher.decoderScratch(rows: 1, training: false))
+            for n in 0..<N where batch.attentionMask[n] != 0 {
+                s.teacher.decoderLogits(logits.base, headOutput: acts.headOutput + n * Hh, rows: 1, scratch: scratch.base)
+                let z = Array(UnsafeBufferPointer(start: logits.base, count: V))
+                let order = z.indices.sorted { z[$0] > z[$1] }
+                let row = Int(cached.rowOf[n])
+                XCTAssertGreaterThanOrEqual(row, 0)
+                for j in 0..<k {
+                    let id = Int(cached.topIds[row * k + j]), v = cached.topValues.base[row * k + j]
+                    XCTAssertEqual(v, z[order[j]], accuracy: 1e-4, "row \(n), rank \(j)")
+                    XCTAssertEqual(z[id], v, accuracy: 1e-4, "row \(n), rank \(j): id \(id)")
+                }
+            }
+        }
+    }
+
+    /// With k = the whole vocabulary (and fp32 hidden states), the step reading the cache gives
+    /// the losses and gradients of the step running the teacher on the same static masks.
+    func testFullVocabularyCacheGivesTheUncachedLoss() throws {
+        try checkFullVocabulary("fullk") { $0 }
+    }
+
+    /// The same with layer matches: the cached hidden states and q|k|v serve hidden_mse,
+    /// relation and attention_kl as the teacher run does.
+    func testFullVocabularyCacheServesLayerMatches() throws {
+        try checkFullVocabulary("fullk-matches") {
+            $0.replacingOccurrences(of: "[optimizer]", with: """
+            [[loss.match]]
+            kind = "hidden_mse"
+            teacher = 2
+            student = 1
+
+            [[loss.match]]
+            kind = "relation"
+            teacher = 2
+            student = 1
+            relation_heads = 4
+
+            [[loss.match]]
+            kind = "attention_kl"
+            teacher = 1
+            student = 1
+            weight = 0.5
+
+            [optimizer]
+            """)
+        }
+    }
+
+    func checkFullVocabulary(_ name: String, _ extra: @escaping (String) -> String) throws {
+        let r = try RecipeParser.load(try Self.recipe(name, topK: 512, extra: extra))
+        try Trainer(recipe: r).buildTeacherCache(topK: nil, path: nil, overwrite: false)
+        let s = try Self.load(r)
+        let reader = try TeacherCacheStore.open(r.teacherCachePath!, expected: s.expected)
+        let student = try StudentBuilder.build(r.student, teacher: s.teacher, seed: 5)
+        let params = TrainableParameters(model: student, projectTo: nil)
+        let step = try DistillationStep(teacher: s.teacher, params: params, settings: r.loss, maxB: 8, maxS: r.data.maxSequenceLength)
+        let cached = CachedTeacherBatch(reader: reader, maxB: 8)
+        for indices in [Array(0..<8), [40, 3, 99, 12, 7]] {
+            let (batch, labels) = s.masking.batch(indices, data: s.train, padId: s.tokenizer.padId, tokenTypes: s.teacher.config.hasTokenTypes)
+            // The cached step first: what the teacher's run leaves in the step's buffers must
+            // not be what the cached one reads.
+            let (cb, cl) = try cached.load(indices, lengths: s.train.length, padId: s.tokenizer.padId, tokenTypes: s.teacher.config.hasTokenTypes)
+            let fromCache = try step.run(cb, labels: cl, cached: cached)
+            let g1 = Array(UnsafeBufferPointer(start: params.gradients.base, count: params.layout.count))
+            params.gradients.zero()
+            let plain = try step.run(batch, labels: labels)
+            let g0 = Array(UnsafeBufferPointer(start: params.gradients.base, count: params.layout.count))
+            params.gradients.zero()
+            XCTAssertEqual(plain.matches.count, r.loss.matches.count)
+            let matches = zip(plain.matches, fromCache.matches).enumerated().map { ("match \($0.offset)", $0.element.0, $0.element.1) }
+            for (name, a, b) in [("ce", plain.ce, fromCache.ce), ("mlm", plain.mlm, fromCache.mlm), ("cos", plain.cos, fromCache.cos),
+                                 ("total", plain.total, fromCache.total)] + matches {
+                XCTAssertGreaterThan(a, 0, name)
+                XCTAssertEqual(b, a, accuracy: 1e-5 * abs(a), "\(name): cached \(b), teacher run \(a)")
+            }
+            let scale = g0.reduce(Float(0)) { max($0, abs($1)) }
+            XCTAssertGreaterThan(scale, 0)
+            XCTAssertLessThan(maxAbsDifference(g0, g1), 1e-4 * scale)
+        }
+    }
+
+    /// Damaged files are refused naming the file: a flipped byte in a sequence's checksum, in
+    /// the header, a truncated file.
+    func testDamagedCachesAreRefused() throws {
+        let r = try RecipeParser.load(try Self.recipe("damaged", topK: 8, precision: "bf16"))
+        try Trainer(recipe: r).buildTeacherCache(topK: nil, path: nil, overwrite: false)
+        let path = r.teacherCachePath!
+        let good = try Data(contentsOf: URL(fileURLWithPath: path))
+        let reader = try TeacherCacheReader(path: path)
+        try reader.verify()
+        let damaged = Fixtures.temporaryDirectory + "/damaged.dtc"
+        func expectRefusal(_ bytes: Data, _ what: String, _ check: (TeacherCacheFileError) -> Bool) throws {
+            try bytes.write(to: URL(fileURLWithPath: damaged))
+            do {
+                let rd = try TeacherCacheReader(path: damaged)
+                try rd.verify()
+                XCTFail("\(what): accepted")
+            } catch let e as TeacherCacheFileError {
+                XCTAssertTrue(e.description.contains(damaged), "\(what): \(e)")
+                XCTAssertTrue(check(e), "\(what): \(e)")
+            }
+        }
+        // The last 4 bytes of sequence 3's frame are its content checksum.
+        let e = reader.entries[3]
+        var flipped = good
+        flipped[e.offset + e.compressedBytes - 2] ^= 0x10
+        try expectRefusal(flipped, "checksum") { if case .sequence(_, 3, let why) = $0 { return why.lowercased().contains("checksum") }; return false }
+        // A byte inside a frame's compressed content.
+        flipped = good
+        flipped[e.offset + e.compressedBytes / 2] ^= 0x01
+        try expectRefusal(flipped, "frame content") { if case .sequence(_, 3, _) = $0 { return true }; return false }
+        // The JSON header.
+        flipped = good
+        flipped[TeacherCacheHeader.prefixSize + 5] ^= 0x01
+        try expectRefusal(flipped, "header") { if case .header(_, let why) = $0 { return why.contains("checksum") }; return false }
+        // Truncated: at the index, and inside the frames.
+        try expectRefusal(good.prefix(good.count - 3), "truncated index") { if case .index = $0 { return true }; return false }
+        try expectRefusal(good.prefix(e.offset + 10), "truncated frames") { if case .index = $0 { return true }; return false }
+        try expectRefusal(good.prefix(20), "truncated prefix") { if case .notACache = $0 { return true }; return false }
+    }
+
+    /// A cache built for another teacher, other data or another k is refused by the run,
+    /// naming the file and what differs.
+    func testMismatchedCachesAreRefused() throws {
+        let base = try Self.recipe("mismatch", topK: 16)
+        let r = try RecipeParser.load(base)
+        try Trainer(recipe: r).buildTeacherCache(topK: nil, path: nil, overwrite: false)
+        let cache = r.teacherCachePath!
+        let folder = URL(fileURLWithPath: base).deletingLastPathComponent().path
+        func refused(_ body: String, _ name: String, _ phrase: String) throws {
+            let path = folder + "/\(name).toml"
+            try body.replacingOccurrences(of: "output = \"run\"", with: "output = \"run-\(name)\"")
+                .replacingOccurrences(of: "path = \"cache.dtc\"", with: "path = \"\(cache)\"")
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try Trainer(recipe: try RecipeParser.load(path)).run()) { e in
+                XCTAssertTrue(e is TeacherCacheError, "\(name): \(e)")
+                XCTAssertTrue("\(e)".contains(cache), "\(name): \(e)")
+                XCTAssertTrue("\(e)".contains(phrase), "\(name): \(e)")
+            }
+        }
+        let text = try String(contentsOfFile: base, encoding: .utf8)
+        try refused(text.replacingOccurrences(of: "top_k = 16", with: "top_k = 8"), "k", "other k: built with top_k = 16, the recipe asks for 8")
+        try refused(text.replacingOccurrences(of: "demo-train.txt", with: "demo-heldout.txt"), "data", "other data")
+        // Another teacher: the same one with one weight changed.
+        let loaded = try ModelStore.load(folder + "/teacher", options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
+        loaded.model.parameters.base[loaded.model.layout.count / 2] += 0.01
+        try HuggingFaceFolder.save(loaded.model, tokenizer: loaded.tokenizer, to: folder + "/teacher2")
+        try refused(text.replacingOccurrences(of: "model = \"teacher\"", with: "model = \"teacher2\""), "teacher", "other teacher")
+        // The same recipe is served.
+        try refused(text.replacingOccurrences(of: "alpha_cos = 1.0", with: "alpha_cos = 0.0"), "losses", "last_hidden")
+    }
+
+    /// A recipe with [teacher.cache] builds the cache, trains from it (the loss falls), and
+    /// distill validate says that masking is static; losses the cache cannot serve are refused.
+    func testRecipeRunWithCacheTrains() throws {
+        let path = try Self.recipe("run", topK: 32, precision: "bf16", steps: 120) { $0.replacingOccurrences(of: "lr = 1e-3", with: "lr = 3e-3") }
+        let r = try RecipeParser.load(path)
+        XCTAssertTrue(try RecipePlan(r).summary.contains("masking is static"))
+        var losses: [Double] = []
+        var messages: [String] = []
+        let summary = try Trainer(recipe: r).run(events: {
+            if case .step(let s) = $0 { losses.append(s.losses.total) }
+            if case .message(let m) = $0 { messages.append(m) }
+        })
+        XCTAssertTrue(FileManager.default.fileExists(atPath: r.teacherCachePath!))
+        XCTAssertTrue(messages.contains { $0.contains("static masking") }, "\(messages)")
+        XCTAssertEqual(losses.count, 120)
+        let first = losses.prefix(10).reduce(0, +) / 10, last = losses.suffix(10).reduce(0, +) / 10
+        print("cached run: loss_total first 10 steps \(first), last 10 \(last)")
+        XCTAssertLessThan(last, 0.8 * first)
+        XCTAssertNotNil(summary.studentFolder)
+
+        let mse = try Self.recipe("mse", topK: 8) { $0.replacingOccurrences(of: "alpha_cos = 1.0", with: "alpha_cos = 1.0\nalpha_mse = 1.0") }
+        XCTAssertThrowsError(try RecipePlan(try RecipeParser.load(mse))) { e in XCTAssertTrue("\(e)".contains("alpha_mse"), "\(e)") }
+    }
+}
