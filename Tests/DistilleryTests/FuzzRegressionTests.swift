@@ -3,20 +3,24 @@ import XCTest
 import DistilleryFuzzing
 
 /// Replays, through each fuzz target, the inputs the fuzzers once broke Distillery with
-/// (Fixtures/fuzz-regressions/TARGET, copied there by Tests/Fuzz/run.sh) and a few small
-/// fixture files: each must end in a value or an error, never a crash.
+/// (Fixtures/fuzz-regressions/TARGET, copied there by Tests/Fuzz/run.sh), the smallest part of
+/// the fuzzers' minimised corpus (Fixtures/fuzz-corpus/TARGET: up to 300 KB a target, from
+/// `-merge=1` after 11-minute runs) and a few small fixture files: each must end in a value or
+/// an error, never a crash.
 final class FuzzRegressionTests: XCTestCase {
     func testRegressionInputsAndSeeds() throws {
         var replayed = 0
-        let root = Fixtures.path("fuzz-regressions")
-        for target in FuzzTarget.allCases {
+        var corpus = 0
+        for (root, target) in ["fuzz-regressions", "fuzz-corpus"].flatMap({ r in FuzzTarget.allCases.map { (Fixtures.path(r), $0) } }) {
             let dir = root + "/" + target.rawValue
             let files = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted().map { dir + "/" + $0 }
             for f in files {
                 target.run(try Data(contentsOf: URL(fileURLWithPath: f)))
                 replayed += 1
+                if root.hasSuffix("fuzz-corpus") { corpus += 1 }
             }
         }
+        XCTAssertGreaterThan(corpus, 1000, "the committed fuzz corpus is missing")
         // The fixtures the fuzzers start from, cut short and bit-flipped: the cheapest hostile
         // inputs, through every target.
         let seeds = [Fixtures.path("tiny-bert-mlm/reference.safetensors"), Fixtures.path("tiny-bert-mlm/config.json"),

@@ -23,7 +23,11 @@ distill=$root/.build/release/distill
 [ -x "$distill" ] || (cd "$root" && swift build -c release --product distill)
 seeds=$scratch/seeds
 rm -rf "$seeds"
-for t in $targets; do mkdir -p "$seeds/$t" "$scratch/corpus/$t" "$scratch/findings/$t"; done
+for t in $targets; do
+    mkdir -p "$seeds/$t" "$scratch/corpus/$t" "$scratch/findings/$t"
+    # The committed part of an earlier minimised corpus (replayed by FuzzRegressionTests too).
+    [ -d "$fixtures/fuzz-corpus/$t" ] && cp "$fixtures/fuzz-corpus/$t"/* "$seeds/$t/" 2>/dev/null || true
+done
 for t in $targets; do
     case $t in
     safetensors) for f in "$fixtures"/*/reference.safetensors "$fixtures"/tiny-bert-mlm/model.safetensors; do
