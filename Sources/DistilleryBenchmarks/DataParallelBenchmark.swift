@@ -33,33 +33,11 @@ public struct DataParallelBenchmark: Codable, Sendable {
     public static func run(_ c: DistillBenchmark.Case, cluster: Cluster, B: Int = 16, S: Int = 128, steps: Int = 5,
                            warmup: Int = 1) throws -> DataParallelBenchmark {
         // The models, losses and batch DistillBenchmark.run uses.
-        let (preset, spec): (String, StudentSpec) = {
-            switch c {
-            case .a: return ("all-MiniLM-L6-v2", .layers(LayerSelection(layers: [0, 2, 4])))
-            case .b: return ("bert-base-uncased", .layers(LayerSelection(layers: [0, 2, 4, 7, 9, 11])))
-            case .c: return ("all-MiniLM-L6-v2", .albert(AlbertStudent(embeddingSize: 128, layers: 6, sharing: .all)))
-            }
-        }()
-        guard var tc = Presets.encoder(preset, withHead: true) else {
-            throw ModelLoadError.notAModel(path: preset, reason: "no such encoder preset")
-        }
-        tc.hiddenDropout = 0.1; tc.attentionDropout = 0.1
-        let teacher = EncoderModel(config: tc)
-        teacher.initializeRandomly(seed: 1)
-        let student = try StudentBuilder.build(spec, teacher: teacher, seed: 2)
-        let params = TrainableParameters(model: student, projectTo: nil)
-        var settings = LossSettings()
-        settings.temperature = 2; settings.alphaCE = 5; settings.alphaMLM = 2; settings.alphaCos = 1
+        let setup = try DistillBenchmark.Setup(c, B: B, S: S)
+        let params = setup.params, settings = setup.settings, optimizer = setup.optimizer
+        let masked = setup.masked, labels = setup.labels, N = B * S
         let rows = dataParallelShare(of: B, rank: cluster.rank, ranks: cluster.size)
-        let step = try DistillationStep(teacher: teacher, params: params, settings: settings, maxB: max(1, rows.count), maxS: S)
-        let optimizer = AdamW(layout: params.layout, settings: AdamWSettings(beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0),
-                              rule: .biasesAndNorms)
-        var rng = SplitMix64(seed: 3)
-        let N = B * S, V = tc.vocabSize
-        let ids = (0..<N).map { i in i % S == 0 ? Int32(101) : i % S == S - 1 ? Int32(102) : Int32(1000 + Int(rng.next() % UInt64(V - 1000))) }
-        var labels = [Int32](repeating: -100, count: N)
-        var masked = ids
-        for i in 0..<N where i % S != 0 && i % S != S - 1 && rng.nextFloat() < 0.15 { labels[i] = ids[i]; masked[i] = 103 }
+        let step = try DistillationStep(teacher: setup.teacher, params: params, settings: settings, maxB: max(1, rows.count), maxS: S)
         let whole = TokenBatch(B: B, S: S, inputIds: masked, attentionMask: [Float](repeating: 1, count: N),
                                tokenTypes: [Int32](repeating: 0, count: N))
         let counts = LossCounts(batch: whole, labels: labels, settings: settings)

@@ -38,39 +38,64 @@ public struct DistillBenchmark: Codable, Sendable {
         }
     }
 
+    /// What every distillation benchmark times for case `c`: the preset teacher (random weights,
+    /// dropout 0.1), the student built from it, DistilBERT's three losses, AdamW, and one batch
+    /// of random tokens [B×S] with 15% masked.
+    public struct Setup {
+        public let teacher: EncoderModel
+        public let params: TrainableParameters
+        public let settings: LossSettings
+        public let optimizer: AdamW
+        /// [B×S] input ids, the same with masks, and the MLM labels (−100 where not masked).
+        public let ids: [Int32]
+        public let masked: [Int32]
+        public let labels: [Int32]
+
+        public init(_ c: Case, B: Int, S: Int) throws {
+            let (preset, spec): (String, StudentSpec) = {
+                switch c {
+                case .a: return ("all-MiniLM-L6-v2", .layers(LayerSelection(layers: [0, 2, 4])))
+                case .b: return ("bert-base-uncased", .layers(LayerSelection(layers: [0, 2, 4, 7, 9, 11])))
+                case .c: return ("all-MiniLM-L6-v2", .albert(AlbertStudent(embeddingSize: 128, layers: 6, sharing: .all)))
+                }
+            }()
+            guard var tc = Presets.encoder(preset, withHead: true) else {
+                throw ModelLoadError.notAModel(path: preset, reason: "no such encoder preset")
+            }
+            tc.hiddenDropout = 0.1; tc.attentionDropout = 0.1
+            teacher = EncoderModel(config: tc)
+            teacher.initializeRandomly(seed: 1)
+            let student = try StudentBuilder.build(spec, teacher: teacher, seed: 2)
+            params = TrainableParameters(model: student, projectTo: nil)
+            var settings = LossSettings()
+            settings.temperature = 2; settings.alphaCE = 5; settings.alphaMLM = 2; settings.alphaCos = 1
+            self.settings = settings
+            optimizer = AdamW(layout: params.layout, settings: AdamWSettings(beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0),
+                              rule: .biasesAndNorms)
+            var rng = SplitMix64(seed: 3)
+            let N = B * S, V = tc.vocabSize
+            let ids = (0..<N).map { i in i % S == 0 ? Int32(101) : i % S == S - 1 ? Int32(102) : Int32(1000 + Int(rng.next() % UInt64(V - 1000))) }
+            var labels = [Int32](repeating: -100, count: N)
+            var masked = ids
+            for i in 0..<N where i % S != 0 && i % S != S - 1 && rng.nextFloat() < 0.15 { labels[i] = ids[i]; masked[i] = 103 }
+            self.ids = ids
+            self.masked = masked
+            self.labels = labels
+        }
+    }
+
     public static func run(_ c: Case, precision: WeightFormat = .fp32, B: Int = 16, S: Int = 128, steps: Int = 5,
                            warmup: Int = 1, cacheTopK: Int? = nil) throws -> DistillBenchmark {
-        let (preset, spec): (String, StudentSpec) = {
-            switch c {
-            case .a: return ("all-MiniLM-L6-v2", .layers(LayerSelection(layers: [0, 2, 4])))
-            case .b: return ("bert-base-uncased", .layers(LayerSelection(layers: [0, 2, 4, 7, 9, 11])))
-            case .c: return ("all-MiniLM-L6-v2", .albert(AlbertStudent(embeddingSize: 128, layers: 6, sharing: .all)))
-            }
-        }()
-        guard var tc = Presets.encoder(preset, withHead: true) else {
-            throw ModelLoadError.notAModel(path: preset, reason: "no such encoder preset")
-        }
-        tc.hiddenDropout = 0.1; tc.attentionDropout = 0.1
-        let teacher = EncoderModel(config: tc)
-        teacher.initializeRandomly(seed: 1)
-        let student = try StudentBuilder.build(spec, teacher: teacher, seed: 2)
-        let params = TrainableParameters(model: student, projectTo: nil)
+        let setup = try Setup(c, B: B, S: S)
+        let teacher = setup.teacher, params = setup.params, settings = setup.settings, optimizer = setup.optimizer
+        let tc = teacher.config, ids = setup.ids, labels = setup.labels, V = tc.vocabSize, student = params.student
         if precision == .bf16 {
             teacher.convertMatricesToBF16()
             params.student.convertMatricesToBF16()
         }
-        var settings = LossSettings()
-        settings.temperature = 2; settings.alphaCE = 5; settings.alphaMLM = 2; settings.alphaCos = 1
         let step = try DistillationStep(teacher: teacher, params: params, settings: settings, maxB: B, maxS: S)
-        let optimizer = AdamW(layout: params.layout, settings: AdamWSettings(beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0),
-                              rule: .biasesAndNorms)
-        var rng = SplitMix64(seed: 3)
-        let N = B * S, V = tc.vocabSize
-        let ids = (0..<N).map { i in i % S == 0 ? Int32(101) : i % S == S - 1 ? Int32(102) : Int32(1000 + Int(rng.next() % UInt64(V - 1000))) }
-        var labels = [Int32](repeating: -100, count: N)
-        var masked = ids
-        for i in 0..<N where i % S != 0 && i % S != S - 1 && rng.nextFloat() < 0.15 { labels[i] = ids[i]; masked[i] = 103 }
-        let batch = TokenBatch(B: B, S: S, inputIds: masked, attentionMask: [Float](repeating: 1, count: N),
+        let N = B * S
+        let batch = TokenBatch(B: B, S: S, inputIds: setup.masked, attentionMask: [Float](repeating: 1, count: N),
                                tokenTypes: [Int32](repeating: 0, count: N))
         var iteration: UInt64 = 0
         func train(_ batch: TokenBatch, _ labels: [Int32], _ cached: CachedTeacherBatch?) throws {
