@@ -34,7 +34,30 @@ enum Fixtures {
     static var temporaryDirectory: String {
         let d = NSTemporaryDirectory() + "distillery-tests-\(getpid())"
         try? FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        TemporaryFilesCleanup.register(d)
         return d
+    }
+}
+
+/// Removes the run's scratch folder when the test bundle finishes: a full run leaves about 10 GB
+/// there (models, checkpoints, caches), and CI machines and repeated local runs fill their disks.
+/// DISTILL_KEEP_TEST_FILES=1 keeps it for a look.
+final class TemporaryFilesCleanup: NSObject, XCTestObservation {
+    nonisolated(unsafe) static var registered: TemporaryFilesCleanup?
+    static let lock = NSLock()
+    let path: String
+    init(path: String) { self.path = path }
+
+    static func register(_ path: String) {
+        lock.lock(); defer { lock.unlock() }
+        guard registered == nil, ProcessInfo.processInfo.environment["DISTILL_KEEP_TEST_FILES"] == nil else { return }
+        let c = TemporaryFilesCleanup(path: path)
+        registered = c
+        XCTestObservationCenter.shared.addTestObserver(c)
+    }
+
+    func testBundleDidFinish(_ testBundle: Bundle) {
+        try? FileManager.default.removeItem(atPath: path)
     }
 }
 
