@@ -29,8 +29,9 @@ struct CacheTeacherCommand: ParsableCommand {
     var output: String?
     @Flag(name: .long, help: "Build again even if a cache for the same teacher, data and settings is there.")
     var overwrite = false
-    @Option(name: .customLong("compare-k"), help: ArgumentHelp("Build nothing: measure the soft-target loss with the top K (comma-separated) against the full vocabulary on the recipe's held-out text.", valueName: "K,K,…"))
-    var compareK: String?
+    @Option(name: .customLong("compare-k"), help: ArgumentHelp("Build nothing: measure the soft-target loss with the top K (comma-separated) against the full vocabulary on the recipe's held-out text.", valueName: "K,K,…"),
+            transform: { try integerList($0, range: 1...(1 << 24), what: "a k") })
+    var compareK: [Int]?
     @Option(name: .long, help: "With --compare-k: the student to score (default: the initial student the recipe builds).")
     var student: String?
     @Flag(name: .long, help: "Print the summary as JSON.")
@@ -39,19 +40,12 @@ struct CacheTeacherCommand: ParsableCommand {
 
     func validate() throws {
         if let k { guard (1...(1 << 24)).contains(k) else { throw ValidationError("--k must be 1…16,777,216") } }
-        if let compareK {
-            guard let ks = Optional(compareK.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }),
-                  !ks.isEmpty, ks.count == compareK.split(separator: ",").count, ks.allSatisfy({ $0 >= 1 }) else {
-                throw ValidationError("--compare-k: a comma-separated list of positive integers, e.g. 8,32,128")
-            }
-        }
     }
 
     func run() throws {
         threads.apply()
         let r = try RecipeParser.load(recipe)
-        if let compareK {
-            let ks = compareK.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        if let ks = compareK {
             let display = TrainingDisplay("top-k")
             let a = try Trainer(recipe: r).topKApproximation(ks: ks, student: student, events: display.show)
             display.finish()
