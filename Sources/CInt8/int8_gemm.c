@@ -185,52 +185,56 @@ DISTILL_VNNI256(avxvnni, "avx2,fma,avxvnni", _mm256_dpbusd_avx_epi32)
 DISTILL_VNNI256(avx512vl_vnni, "avx2,fma,avx512f,avx512vl,avx512vnni", _mm256_dpbusd_epi32)
 
 // ---------------------------------------------------------------- AVX2 (no VNNI)
-// Exact 16-bit products. Weights are widened to int16 once per matrix, in panels of 24 columns
-// ([⌈N/24⌉][Kp/2][24][2], `wp16`); (x − zero point) is widened to int16 once per block of
-// rows. vpmaddwd multiplies a broadcast pair (x_k, x_k+1) by eight columns' pairs and sums
-// each pair into int32: |x − z| ≤ 255 and |w| ≤ 127, so a pair is at most 64,770 and nothing
-// saturates. Tile: MR ≤ 3 rows × 24 columns: 9 accumulators, 3 weight vectors, the broadcast
-// pair and the product fit the 16 registers without spilling. The products of a tile are
-// written to a small int32 block, then dequantized like every other kernel's.
+// vpdpbusd emulated: vpmaddubsw multiplies four broadcast activations by eight columns' four
+// weights and adds neighbouring products into int16 pairs, vpmaddwd by ones adds the pairs
+// into int32. vpmaddubsw saturates a pair above 32,767, so this kernel takes activations of
+// at most 7 bits (x ≤ 127, what Int8Kernel.avx2 asks QuantizedActivations for): a pair is then
+// at most 2 · 127 · 128 = 32,512 and every product is exact, whatever the weights. Same packed
+// weights as the VNNI kernels. Tile: MR ≤ 4 rows × one 16-column block, 8 accumulators; the
+// block's weights (Kp · 16 bytes) stay in L1 while every row tile passes over them.
 
-#define NR16 24
-#define MC16 96
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256i dpbusd_avx2(__m256i acc, __m256i x, __m256i w, __m256i ones) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones));
+}
 
-// The products of MR rows (int16 (x − z), row stride Kp) with one panel: acc [MR][24] int32.
-// Kept out of line, one copy per MR, so each loop is compiled on its own.
+// The products of MR rows (row stride Kp) with one block: out [MR][16] int32, Σ_k x·w (without
+// the zero point). Kept out of line, one copy per MR, so each loop is compiled on its own.
 #define DISTILL_AVX2_PRODUCTS(MR)                                                                            \
 __attribute__((noinline, target("avx2,fma")))                                                                \
-static void products_avx2_##MR(const int16_t *xw, int Kp, const int16_t *w, int32_t *out) {                \
-    const int K2 = Kp / 2;                                                                                   \
-    __m256i acc[MR][3];                                                                                      \
-    UNROLL for (int r = 0; r < MR; r++) UNROLL for (int j = 0; j < 3; j++) acc[r][j] = _mm256_setzero_si256(); \
-    for (int p = 0; p < K2; p++) {                                                                           \
+static void products_avx2_##MR(const uint8_t *x, int Kp, const int8_t *w, int32_t *out) {                  \
+    const int K4 = Kp / 4;                                                                                   \
+    const __m256i ones = _mm256_set1_epi16(1);                                                               \
+    __m256i acc[MR][2];                                                                                      \
+    UNROLL for (int r = 0; r < MR; r++) { acc[r][0] = _mm256_setzero_si256(); acc[r][1] = _mm256_setzero_si256(); } \
+    for (int g = 0; g < K4; g++) {                                                                           \
         const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + 0));                                     \
-        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 16));                                    \
-        const __m256i w2 = _mm256_loadu_si256((const __m256i *)(w + 32));                                    \
+        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 32));                                    \
         UNROLL for (int r = 0; r < MR; r++) {                                                                \
-            int32_t pair;                                                                                    \
-            memcpy(&pair, xw + (long)r * Kp + 2 * p, 4);                                                     \
-            const __m256i xb = _mm256_set1_epi32(pair);                                                      \
-            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(xb, w0));                              \
-            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(xb, w1));                              \
-            acc[r][2] = _mm256_add_epi32(acc[r][2], _mm256_madd_epi16(xb, w2));                              \
+            int32_t x4;                                                                                      \
+            memcpy(&x4, x + (long)r * Kp + 4 * g, 4);                                                        \
+            const __m256i xb = _mm256_set1_epi32(x4);                                                        \
+            acc[r][0] = dpbusd_avx2(acc[r][0], xb, w0, ones);                                                \
+            acc[r][1] = dpbusd_avx2(acc[r][1], xb, w1, ones);                                                \
         }                                                                                                    \
-        w += 2 * NR16;                                                                                       \
+        w += 64;                                                                                             \
     }                                                                                                        \
-    UNROLL for (int r = 0; r < MR; r++) UNROLL for (int j = 0; j < 3; j++)                                   \
-        _mm256_storeu_si256((__m256i *)(out + r * NR16 + 8 * j), acc[r][j]);                                 \
+    UNROLL for (int r = 0; r < MR; r++) {                                                                    \
+        _mm256_storeu_si256((__m256i *)(out + 16 * r), acc[r][0]);                                           \
+        _mm256_storeu_si256((__m256i *)(out + 16 * r + 8), acc[r][1]);                                       \
+    }                                                                                                        \
 }
 DISTILL_AVX2_PRODUCTS(1)
 DISTILL_AVX2_PRODUCTS(2)
 DISTILL_AVX2_PRODUCTS(3)
+DISTILL_AVX2_PRODUCTS(4)
 
-/// y = fmaf(acc, xs[m]·ws[n], addend) for mr rows × the panel's columns. Full groups of eight
-/// columns use plain vector loads and stores (AMD's masked stores are slow); the last, partial
-/// group is done column by column with the same arithmetic.
+/// y = fmaf(acc − xzero[m]·colsum[n], xs[m]·ws[n], addend) for mr rows × the block's columns.
+/// Full groups of eight columns use plain vector loads and stores (AMD's masked stores are
+/// slow); the last, partial group is done column by column with the same arithmetic.
 __attribute__((target("avx2,fma")))
 static void dequantize_avx2(const args_t *a, const int32_t *acc, int mr, int m0, int n0) {
-    for (int j = 0; j < 3; j++) {
+    for (int j = 0; j < 2; j++) {
         const int n = n0 + 8 * j, left = a->N - n;
         if (left <= 0) break;
         if (left < 8) {
@@ -238,19 +242,22 @@ static void dequantize_avx2(const args_t *a, const int32_t *acc, int mr, int m0,
                 const int m = m0 + r;
                 for (int c = 0; c < left; c++) {
                     float *dst = a->y + (long)m * a->ldy + n + c;
-                    *dst = fmaf((float)acc[r * NR16 + 8 * j + c], a->xs[m] * a->ws[n + c], addend(a, dst, n + c));
+                    const int32_t v = acc[16 * r + 8 * j + c] - a->xzero[m] * a->colsum[n + c];
+                    *dst = fmaf((float)v, a->xs[m] * a->ws[n + c], addend(a, dst, n + c));
                 }
             }
             break;
         }
         const __m256 wsv = _mm256_loadu_ps(a->ws + n);
+        const __m256i cs = _mm256_loadu_si256((const __m256i *)(a->colsum + n));
         const __m256 b = a->bias ? _mm256_loadu_ps(a->bias + n) : _mm256_setzero_ps();
         for (int r = 0; r < mr; r++) {
             const int m = m0 + r;
             float *dst = a->y + (long)m * a->ldy + n;
             const __m256 sc = _mm256_mul_ps(_mm256_set1_ps(a->xs[m]), wsv);
             const __m256 add = a->accumulate ? _mm256_loadu_ps(dst) : b;
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(acc + r * NR16 + 8 * j));
+            const __m256i p = _mm256_loadu_si256((const __m256i *)(acc + 16 * r + 8 * j));
+            const __m256i v = _mm256_sub_epi32(p, _mm256_mullo_epi32(_mm256_set1_epi32(a->xzero[m]), cs));
             _mm256_storeu_ps(dst, _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, add));
         }
     }
@@ -258,38 +265,24 @@ static void dequantize_avx2(const args_t *a, const int32_t *acc, int mr, int m0,
 
 __attribute__((target("avx2,fma")))
 static void gemm_avx2(const args_t *a) {
-    const int Kp = a->Kp;
-    int16_t *xw = (int16_t *)aligned_alloc(64, ((size_t)MC16 * Kp * 2 + 63) & ~(size_t)63);
-    if (!xw) { gemm_scalar(a); return; }
-    for (int mb = 0; mb < a->M; mb += MC16) {
-        const int mc = a->M - mb < MC16 ? a->M - mb : MC16;
-        // (x − z) of the block's rows as int16; the padding holds z, so it becomes 0.
-        for (int r = 0; r < mc; r++) {
-            const uint8_t *x = a->xq + (long)(mb + r) * Kp;
-            int16_t *o = xw + (long)r * Kp;
-            const __m256i z = _mm256_set1_epi16((short)a->xzero[mb + r]);
-            int k = 0;
-            for (; k + 16 <= Kp; k += 16)
-                _mm256_storeu_si256((__m256i *)(o + k), _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(x + k))), z));
-            for (; k < Kp; k++) o[k] = (int16_t)((int)x[k] - a->xzero[mb + r]);
-        }
-        // Column panels outside (a panel's weights stay in cache), row tiles inside.
-        for (int n0 = 0; n0 < a->N; n0 += NR16) {
-            const int16_t *w = a->wp16 + (long)(n0 / NR16) * (Kp / 2) * 2 * NR16;
-            int32_t acc[3 * NR16];
-            for (int m = 0; m < mc; m += 3) {
-                const int16_t *xr = xw + (long)m * Kp;
-                const int mr = mc - m < 3 ? mc - m : 3;
-                switch (mr) {
-                case 1: products_avx2_1(xr, Kp, w, acc); break;
-                case 2: products_avx2_2(xr, Kp, w, acc); break;
-                default: products_avx2_3(xr, Kp, w, acc); break;
-                }
-                dequantize_avx2(a, acc, mr, mb + m, n0);
+    const int Kp = a->Kp, blocks = (a->N + 15) / 16;
+    const long bstride = (long)(Kp / 4) * 64;
+    int32_t acc[4 * 16];
+    // Column blocks outside (a block's weights stay in cache), row tiles inside.
+    for (int b = 0; b < blocks; b++) {
+        const int8_t *w = a->wp + b * bstride;
+        for (int m = 0; m < a->M; m += 4) {
+            const uint8_t *x = a->xq + (long)m * Kp;
+            const int mr = a->M - m < 4 ? a->M - m : 4;
+            switch (mr) {
+            case 1: products_avx2_1(x, Kp, w, acc); break;
+            case 2: products_avx2_2(x, Kp, w, acc); break;
+            case 3: products_avx2_3(x, Kp, w, acc); break;
+            default: products_avx2_4(x, Kp, w, acc); break;
             }
+            dequantize_avx2(a, acc, mr, m, 16 * b);
         }
     }
-    free(xw);
 }
 
 static uint32_t detect(void) {
@@ -322,7 +315,7 @@ void distill_i8_gemm(int kernel, const distill_i8_args *a) {
     case DISTILL_I8_AVX512VNNI: gemm_avx512vnni(a); return;
     case DISTILL_I8_AVXVNNI: gemm_avxvnni(a); return;
     case DISTILL_I8_AVX512VL_VNNI256: gemm_avx512vl_vnni(a); return;
-    case DISTILL_I8_AVX2: if (a->wp16) { gemm_avx2(a); return; } gemm_scalar(a); return;
+    case DISTILL_I8_AVX2: gemm_avx2(a); return;
 #endif
     default: gemm_scalar(a); return;
     }

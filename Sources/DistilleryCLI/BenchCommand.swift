@@ -23,8 +23,10 @@ struct BenchForward: ParsableCommand {
         discussion: """
         Without --model, runs the all-MiniLM-L6-v2 shape (6 × 384, 12 heads, V = 30,522) with \
         random weights. Every position is a real token (no padding); the MLM head is not run. \
-        --int8 quantizes the model in memory exactly as distill quantize would; an int8 checkpoint \
-        given as --model runs on the int8 path as it is.
+        --precision int8 quantizes the model in memory exactly as distill quantize would (an int8 \
+        checkpoint given as --model runs on the int8 path as it is); --precision bf16 multiplies \
+        bf16 copies of the weights. The header names the CPU, the backend and the int8 kernel; \
+        Tests/Benchmarks/forward_bench.py measures PyTorch and ONNX Runtime the same way.
         """)
 
     @Option(name: .customLong("model"), help: "A model folder or checkpoint, fp32 or int8 (default: the all-MiniLM-L6-v2 shape, random weights).")

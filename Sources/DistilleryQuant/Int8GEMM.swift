@@ -21,6 +21,14 @@ public enum Int8Kernel: Int32, CaseIterable, Sendable, CustomStringConvertible {
         return available.last ?? .scalar
     }()
 
+    /// The largest activation code the kernel multiplies exactly: 255 (8-bit activations),
+    /// or 127 for AVX2 without VNNI, whose vpmaddubsw saturates 16-bit pair sums of 8-bit
+    /// inputs. There activations are quantized to 7 bits, which keeps the products exact and
+    /// runs ~1.5× the 16-bit products a full 8 bits would need (ONNX Runtime reduces the weights'
+    /// range instead; here the weights come quantized from the file, and 7-bit activations
+    /// cost all-MiniLM-L6-v2 less fidelity: sentence cosine 0.9990 against 0.9978).
+    public var activationLevels: Int { self == .avx2 ? 127 : 255 }
+
     public var description: String {
         switch self {
         case .scalar: return "scalar"
@@ -96,27 +104,9 @@ public final class PackedInt8Weights: @unchecked Sendable {
         for k in 0..<K { out[k] = Float(blk[(k / 4) * 64 + k % 4]) * s }
     }
 
-    /// The weights widened to int16 for the AVX2 kernel, in panels of 24 columns:
-    /// [⌈N/24⌉][Kp/2][24][2]. Made on first use (only the AVX2 kernel reads them).
-    public var wide16: AlignedBuffer<Int16> {
-        wideLock.lock(); defer { wideLock.unlock() }
-        if let w = _wide16 { return w }
-        let panels = (N + 23) / 24, K2 = Kp / 2, K4 = Kp / 4
-        let w = AlignedBuffer<Int16>(count: panels * K2 * 48)
-        for n in 0..<N {
-            let src = packed.base + (n / 16) * K4 * 64 + (n % 16) * 4
-            let dst = w.base + (n / 24) * K2 * 48 + (n % 24) * 2
-            for k in 0..<K { dst[(k / 2) * 48 + k % 2] = Int16(src[(k / 4) * 64 + k % 4]) }
-        }
-        _wide16 = w
-        return w
-    }
-    private var _wide16: AlignedBuffer<Int16>?
-    private let wideLock = NSLock()
-
     /// The weights as plain rows [N × Kp] int8 (padding zero), for oneDNN. Made on first use.
     public var plain: AlignedBuffer<Int8> {
-        wideLock.lock(); defer { wideLock.unlock() }
+        plainLock.lock(); defer { plainLock.unlock() }
         if let p = _plain { return p }
         let p = AlignedBuffer<Int8>(count: N * Kp), K4 = Kp / 4
         for n in 0..<N {
@@ -127,15 +117,18 @@ public final class PackedInt8Weights: @unchecked Sendable {
         return p
     }
     private var _plain: AlignedBuffer<Int8>?
+    private let plainLock = NSLock()
 
-    public var bytes: Int { packed.count + scales.count * 4 + colsum.count * 4 + (_wide16?.count ?? 0) * 2 + (_plain?.count ?? 0) }
+    public var bytes: Int { packed.count + scales.count * 4 + colsum.count * 4 + (_plain?.count ?? 0) }
 }
 
 /// Activations quantized per row for the kernels, asymmetrically: row m is
-///   x ≈ scale[m] · (q − zero[m]),  q ∈ [0, 255],
+///   x ≈ scale[m] · (q − zero[m]),  q ∈ [0, L],
 /// over the row's range [min(x, 0), max(x, 0)] (0 exactly representable):
-///   scale = (hi − lo) / 255,  zero = round(−lo / scale),  q = clamp(round(x · 255 / (hi − lo)) + zero).
-/// [M×Kp] uint8, the padding holding the zero point. An all-zero row gets scale 0, zero 0.
+///   scale = (hi − lo) / L,  zero = round(−lo / scale),  q = clamp(round(x · L / (hi − lo)) + zero),
+/// with L = `levels`, 255, or 127 for a kernel that multiplies 7-bit activations
+/// (`Int8Kernel.activationLevels`). [M×Kp] uint8, the padding holding the zero point. An
+/// all-zero row gets scale 0, zero 0.
 public final class QuantizedActivations: @unchecked Sendable {
     public let capacity: Int
     public let maxK: Int
@@ -144,9 +137,13 @@ public final class QuantizedActivations: @unchecked Sendable {
     public let q: AlignedBuffer<UInt8>
     public let scales: FloatBuffer
     public let zeros: AlignedBuffer<Int32>
+    /// The largest code, L: 255 or 127.
+    public let levels: Int
 
-    /// Room for up to `maxRows` rows of up to `K` values.
-    public init(maxRows: Int, K: Int) {
+    /// Room for up to `maxRows` rows of up to `K` values, codes 0…`levels`.
+    public init(maxRows: Int, K: Int, levels: Int = 255) {
+        precondition(levels == 255 || levels == 127, "activation levels are 255 or 127")
+        self.levels = levels
         capacity = maxRows
         maxK = (K + 3) & ~3
         Kp = maxK
@@ -162,7 +159,9 @@ public final class QuantizedActivations: @unchecked Sendable {
     }
 
     /// The same over `scratchFloats(maxRows:K:)` floats of memory owned elsewhere.
-    public init(scratch: UnsafeMutablePointer<Float>, maxRows: Int, K: Int) {
+    public init(scratch: UnsafeMutablePointer<Float>, maxRows: Int, K: Int, levels: Int = 255) {
+        precondition(levels == 255 || levels == 127, "activation levels are 255 or 127")
+        self.levels = levels
         capacity = maxRows
         maxK = (K + 3) & ~3
         Kp = maxK
@@ -179,9 +178,11 @@ public final class QuantizedActivations: @unchecked Sendable {
         Kp = (K + 3) & ~3
         let ld = ldx ?? K, Kp = self.Kp
         let qp = SendablePointer(q.base), sp = SendablePointer(scales.base), zp = SendablePointer(zeros.base)
+        let levels = Float(self.levels)
         Parallel.forEachChunk(M, minPerChunk: 16) { _, rows in
             for m in rows {
-                quantizeRow(x + m * ld, K: K, out: qp.p + m * Kp, Kp: Kp, scale: sp.p + m, zero: zp.p + m, columnScale: columnScale)
+                quantizeRow(x + m * ld, K: K, out: qp.p + m * Kp, Kp: Kp, scale: sp.p + m, zero: zp.p + m, levels: levels,
+                            columnScale: columnScale)
             }
         }
     }
@@ -227,7 +228,7 @@ extension QuantizedActivations {
 /// nearest even with the 1.5·2²³ trick, narrowed to bytes.
 @inline(__always)
 func quantizeRow(_ x: UnsafePointer<Float>, K: Int, out: UnsafeMutablePointer<UInt8>, Kp: Int, scale: UnsafeMutablePointer<Float>,
-                 zero: UnsafeMutablePointer<Int32>, columnScale c: UnsafePointer<Float>? = nil) {
+                 zero: UnsafeMutablePointer<Int32>, levels: Float, columnScale c: UnsafePointer<Float>? = nil) {
     let K8 = K & ~7
     @inline(__always) func v8(_ k: Int) -> F8 { c.map { x.load8(k) * $0.load8(k) } ?? x.load8(k) }
     @inline(__always) func v1(_ k: Int) -> Float { c.map { x[k] * $0[k] } ?? x[k] }
@@ -254,53 +255,53 @@ func quantizeRow(_ x: UnsafePointer<Float>, K: Int, out: UnsafeMutablePointer<UI
         out.update(repeating: 0, count: Kp)
         return
     }
-    let (inv, s, z) = asymmetricParameters(lo: lo, hi: hi)
+    let (inv, s, z) = asymmetricParameters(lo: lo, hi: hi, levels: levels)
     scale.pointee = s
     zero.pointee = Int32(z)
-    let inv8 = F8(repeating: inv), zf = Float(z)
+    let inv8 = F8(repeating: inv), zf = Float(z), top = F8(repeating: levels)
     let magic = F8(repeating: 12_582_912)
     k = 0
     while k < K8 {
         var t = v8(k) * inv8 + zf
-        t = t.replacing(with: 0, where: t .< 0).replacing(with: 255, where: t .> 255)
+        t = t.replacing(with: 0, where: t .< 0).replacing(with: top, where: t .> top)
         let b = unsafeBitCast(t + magic, to: SIMD8<UInt32>.self)
         UnsafeMutableRawPointer(out + k).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: b), as: SIMD8<UInt8>.self)
         k += 8
     }
-    while k < K { out[k] = quantizeValue(v1(k), inv: inv, zero: zf); k += 1 }
+    while k < K { out[k] = quantizeValue(v1(k), inv: inv, zero: zf, levels: levels); k += 1 }
     while k < Kp { out[k] = UInt8(z); k += 1 }
 }
 
-/// inv = 255 / (hi − lo), scale = (hi − lo) / 255, zero = round(−lo · inv) for a range that
-/// contains 0 (lo ≤ 0 ≤ hi, lo < hi).
+/// inv = L / (hi − lo), scale = (hi − lo) / L, zero = round(−lo · inv) for a range that
+/// contains 0 (lo ≤ 0 ≤ hi, lo < hi), L = `levels`.
 @inline(__always)
-func asymmetricParameters(lo: Float, hi: Float) -> (inv: Float, scale: Float, zero: Int) {
-    let inv = 255 / (hi - lo)
-    return (inv, (hi - lo) / 255, min(255, max(0, Int((-lo * inv).rounded(.toNearestOrEven)))))
+func asymmetricParameters(lo: Float, hi: Float, levels: Float) -> (inv: Float, scale: Float, zero: Int) {
+    let inv = levels / (hi - lo)
+    return (inv, (hi - lo) / levels, min(Int(levels), max(0, Int((-lo * inv).rounded(.toNearestOrEven)))))
 }
 
 @inline(__always)
-func quantizeValue(_ v: Float, inv: Float, zero: Float) -> UInt8 {
+func quantizeValue(_ v: Float, inv: Float, zero: Float, levels: Float) -> UInt8 {
     let t = v * inv + zero
     guard t > 0 else { return 0 }      // NaN lands here too
-    return t < 255 ? UInt8(t.rounded(.toNearestOrEven)) : 255
+    return t < levels ? UInt8(t.rounded(.toNearestOrEven)) : UInt8(levels)
 }
 
 /// The scalar definition `quantizeRow` must match (for tests).
-public func quantizeRowReference(_ x: [Float]) -> (q: [UInt8], scale: Float, zero: Int32) {
+public func quantizeRowReference(_ x: [Float], levels: Int = 255) -> (q: [UInt8], scale: Float, zero: Int32) {
     let lo = min(0, x.min() ?? 0), hi = max(0, x.max() ?? 0)
     if hi == lo { return ([UInt8](repeating: 0, count: x.count), 0, 0) }
-    let (inv, s, z) = asymmetricParameters(lo: lo, hi: hi)
-    return (x.map { quantizeValue($0, inv: inv, zero: Float(z)) }, s, Int32(z))
+    let (inv, s, z) = asymmetricParameters(lo: lo, hi: hi, levels: Float(levels))
+    return (x.map { quantizeValue($0, inv: inv, zero: Float(z), levels: Float(levels)) }, s, Int32(z))
 }
 
 /// Quantizes one row with the vectorised path (for tests).
-public func quantizeRowVectorised(_ x: [Float]) -> (q: [UInt8], scale: Float, zero: Int32) {
+public func quantizeRowVectorised(_ x: [Float], levels: Int = 255) -> (q: [UInt8], scale: Float, zero: Int32) {
     let Kp = (x.count + 3) & ~3
     var out = [UInt8](repeating: 0, count: Kp)
     var s: Float = 0, z: Int32 = 0
     x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { op in
-        quantizeRow(xp.baseAddress!, K: x.count, out: op.baseAddress!, Kp: Kp, scale: &s, zero: &z)
+        quantizeRow(xp.baseAddress!, K: x.count, out: op.baseAddress!, Kp: Kp, scale: &s, zero: &z, levels: Float(levels))
     } }
     return (Array(out.prefix(x.count)), s, z)
 }
@@ -312,6 +313,7 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
                        _ w: PackedInt8Weights, bias: UnsafePointer<Float>?, kernel: Int8Kernel = .best,
                        accumulate: Bool = false) {
     precondition(x.Kp == w.Kp, "activation and weight widths differ")
+    precondition(x.levels <= kernel.activationLevels, "\(kernel) multiplies activations of at most \(kernel.activationLevels) exactly")
     let ld = ldy ?? w.N, Kp = w.Kp, N = w.N
     let yp = SendablePointer(y), bp = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
     let k = Int32(kernel.rawValue), acc: Int32 = accumulate ? 1 : 0
@@ -319,7 +321,7 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
         // oneDNN's products (with its own threads) into int32, then our dequantization.
         let products = OneDNNProducts.shared.buffer(M * N)
         var a = distill_i8_args(M: Int32(M), N: Int32(N), Kp: Int32(Kp), xq: x.q.base, xzero: x.zeros.base, xs: x.scales.base,
-                                wp: w.packed.base, wp16: nil, colsum: w.colsum.base, ws: w.scales.base, bias: bias,
+                                wp: w.packed.base, colsum: w.colsum.base, ws: w.scales.base, bias: bias,
                                 y: y, ldy: Int32(ld), accumulate: acc)
         if distill_dnnl_matmul(Int32(DISTILL_DNNL_U8S8), M, N, Kp, x.q.base, Kp, 1, w.plain.base, 1, Kp, products, N, 0) == 0 {
             distill_i8_dequantize(&a, products, N)
@@ -331,14 +333,11 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
         return
     }
     let rowsPerTile = 6
-    // Only the AVX2 kernel reads the int16 panels (column ranges start at multiples of 48, a
-    // multiple of both the 16-column blocks and the 24-column panels).
-    let wide = kernel == .avx2 ? SendablePointer(w.wide16.base) : nil
     func call(m0: Int, m1: Int, n0: Int, n1: Int) {
         var a = distill_i8_args(M: Int32(m1 - m0), N: Int32(n1 - n0), Kp: Int32(Kp),
                                 xq: x.q.base + m0 * Kp, xzero: x.zeros.base + m0, xs: x.scales.base + m0,
                                 wp: w.packed.base + (n0 / 16) * (Kp / 4) * 64,
-                                wp16: wide.map { UnsafePointer($0.p + (n0 / 24) * (Kp / 2) * 48) }, colsum: w.colsum.base + n0, ws: w.scales.base + n0,
+                                colsum: w.colsum.base + n0, ws: w.scales.base + n0,
                                 bias: bp.map { UnsafePointer($0.p + n0) }, y: yp.p + m0 * ld + n0, ldy: Int32(ld), accumulate: acc)
         distill_i8_gemm(k, &a)
     }

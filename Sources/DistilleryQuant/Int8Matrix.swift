@@ -39,12 +39,13 @@ public final class Int8Matrix: WeightMatrix {
                         bias: UnsafePointer<Float>?, scratch: UnsafeMutablePointer<Float>) {
         if N == 0 { return }
         let K = cols, one = QuantizedActivations.scratchFloats(maxRows: N, K: K)
-        let first = QuantizedActivations(scratch: scratch, maxRows: N, K: K)
+        let levels = kernel.activationLevels
+        let first = QuantizedActivations(scratch: scratch, maxRows: N, K: K, levels: levels)
         let c = weights.inverseSmoothing.map { UnsafePointer($0.base) }
         first.quantize(inp, M: N, K: K, ldx: ldInp, columnScale: c)
         int8Linear(out, ldy: ldOut, first, M: N, weights, bias: bias, kernel: kernel)
         if twoPass {
-            let second = QuantizedActivations(scratch: scratch + one, maxRows: N, K: K)
+            let second = QuantizedActivations(scratch: scratch + one, maxRows: N, K: K, levels: levels)
             second.quantizeResidual(of: inp, M: N, K: K, ldx: ldInp, columnScale: c, source: first, scratch: scratch + 2 * one)
             int8Linear(out, ldy: ldOut, second, M: N, weights, bias: nil, kernel: kernel, accumulate: true)
         }

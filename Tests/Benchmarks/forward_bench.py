@@ -1,4 +1,4 @@
-"""What `distill bench forward` and `distill bench forward --int8` compare against, on the same
+"""What `distill bench forward` and `distill bench forward --precision int8` compare against, on the same
 machine: all-MiniLM-L6-v2 in PyTorch eager (fp32 and dynamic int8) and ONNX Runtime (optimized
 fp32 graph and dynamic int8 with per-channel weights), plus PyTorch bf16 autocast
 (torch.autocast("cpu", dtype=torch.bfloat16) around the fp32 model's forward), ms per batch at

@@ -28,29 +28,39 @@ final class Int8KernelTests: XCTestCase {
 
     func testVectorisedActivationQuantizationMatchesTheDefinition() {
         var rng = SplitMix64(seed: 5)
-        for n in [1, 3, 8, 13, 64, 385, 1536] {
-            var x = (0..<n).map { _ in rng.nextGaussian() * 3 }
-            x[n / 2] = 0
-            let a = quantizeRowVectorised(x), b = quantizeRowReference(x)
-            XCTAssertEqual(a.q, b.q, "n = \(n)")
-            XCTAssertEqual(a.scale, b.scale)
-            XCTAssertEqual(a.zero, b.zero)
-            let lo = min(0, x.min()!), hi = max(0, x.max()!)
-            XCTAssertEqual(a.scale, (hi - lo) / 255)
-            // Zero is exact, so ReLU-like rows lose no resolution to the sign.
-            XCTAssertEqual(a.q[n / 2], UInt8(a.zero))
-            for i in 0..<n { XCTAssertLessThanOrEqual(abs(Float(Int(a.q[i]) - Int(a.zero)) * a.scale - x[i]), a.scale / 2 * 1.001 + 1e-7, "n = \(n) i = \(i)") }
+        // 8-bit codes, and the 7-bit codes the AVX2 kernel multiplies.
+        for levels in [255, 127] {
+            for n in [1, 3, 8, 13, 64, 385, 1536] {
+                var x = (0..<n).map { _ in rng.nextGaussian() * 3 }
+                x[n / 2] = 0
+                let a = quantizeRowVectorised(x, levels: levels), b = quantizeRowReference(x, levels: levels)
+                XCTAssertEqual(a.q, b.q, "n = \(n), levels \(levels)")
+                XCTAssertEqual(a.scale, b.scale)
+                XCTAssertEqual(a.zero, b.zero)
+                XCTAssertLessThanOrEqual(Int(a.q.max()!), levels)
+                let lo = min(0, x.min()!), hi = max(0, x.max()!)
+                XCTAssertEqual(a.scale, (hi - lo) / Float(levels))
+                // Zero is exact, so ReLU-like rows lose no resolution to the sign.
+                XCTAssertEqual(a.q[n / 2], UInt8(a.zero))
+                for i in 0..<n { XCTAssertLessThanOrEqual(abs(Float(Int(a.q[i]) - Int(a.zero)) * a.scale - x[i]), a.scale / 2 * 1.001 + 1e-7, "n = \(n) i = \(i)") }
+            }
+            // A non-negative row uses the whole code range: zero point 0, scale max/L.
+            let positive: [Float] = [0, 0.5, 2, 1.25, 0.1, 3, 2.9, 0.7, 1.1]
+            let p = quantizeRowVectorised(positive, levels: levels)
+            XCTAssertEqual(p.zero, 0)
+            XCTAssertEqual(p.scale, 3 / Float(levels))
+            XCTAssertEqual(Int(p.q[5]), levels)
+            XCTAssertEqual(p.q, quantizeRowReference(positive, levels: levels).q)
+            // A non-positive row: zero point at the top.
+            let negative = positive.map { -$0 }
+            let ng = quantizeRowVectorised(negative, levels: levels)
+            XCTAssertEqual(Int(ng.zero), levels)
+            XCTAssertEqual(ng.q[5], 0)
+            XCTAssertEqual(ng.q, quantizeRowReference(negative, levels: levels).q)
+            let zeroRow = quantizeRowVectorised([0, 0, 0], levels: levels)
+            XCTAssertEqual(zeroRow.q, [0, 0, 0])
+            XCTAssertEqual(zeroRow.scale, 0)
         }
-        // A non-negative row uses the whole byte range: zero point 0, scale max/255.
-        let positive: [Float] = [0, 0.5, 2, 1.25, 0.1, 3, 2.9, 0.7, 1.1]
-        let p = quantizeRowVectorised(positive)
-        XCTAssertEqual(p.zero, 0)
-        XCTAssertEqual(p.scale, 3 / 255)
-        XCTAssertEqual(p.q[5], 255)
-        XCTAssertEqual(p.q, quantizeRowReference(positive).q)
-        let zeroRow = quantizeRowVectorised([0, 0, 0])
-        XCTAssertEqual(zeroRow.q, [0, 0, 0])
-        XCTAssertEqual(zeroRow.scale, 0)
     }
 
     /// The second pass quantizes exactly what the first left over.
@@ -82,18 +92,23 @@ final class Int8KernelTests: XCTestCase {
     }
 
     /// Each kernel against the scalar one, and the scalar one against a plain Swift loop.
+    /// Each kernel runs on the activation codes it takes (`activationLevels`): all of them on
+    /// 7-bit codes, the VNNI ones on 8-bit codes too. Weights span the whole int8 range,
+    /// −128 included (a file may hold it), so a saturating pair would show.
     func testKernelsAreBitIdentical() {
         var rng = SplitMix64(seed: 6)
         print("int8 kernels on this CPU: \(Int8Kernel.available)")
-        for (M, N, K) in [(1, 1, 1), (3, 17, 5), (7, 33, 64), (13, 100, 130), (6, 64, 384), (25, 250, 67), (128, 384, 1536)] {
+        for levels in [255, 127] { for (M, N, K) in [(1, 1, 1), (3, 17, 5), (7, 33, 64), (13, 100, 130), (6, 64, 384), (25, 250, 67), (128, 384, 1536)] {
             var w = [Float](repeating: 0, count: N * K), x = [Float](repeating: 0, count: M * K)
             for i in w.indices { w[i] = rng.nextGaussian() }
             for i in x.indices { x[i] = rng.nextGaussian() * 2 }
             let bias = (0..<N).map { _ in rng.nextGaussian() }
-            let (q, s) = w.withUnsafeBufferPointer { quantizeRowsSymmetric($0.baseAddress!, rows: N, cols: K) }
+            var (q, s) = w.withUnsafeBufferPointer { quantizeRowsSymmetric($0.baseAddress!, rows: N, cols: K) }
+            for i in stride(from: 0, to: q.count, by: 3) { q[i] = q[i] < 0 ? -128 : 127 }
             let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer { PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: N, K: K) } }
-            let acts = QuantizedActivations(maxRows: M, K: K)
+            let acts = QuantizedActivations(maxRows: M, K: K, levels: levels)
             x.withUnsafeBufferPointer { acts.quantize($0.baseAddress!, M: M, K: K) }
+            if K >= 64 { XCTAssertEqual(Int((0..<(M * acts.Kp)).map { acts.q.base[$0] }.max()!), levels, "codes reach the top") }
             func run(_ k: Int8Kernel, bias b: [Float]?, accumulateOnto start: [Float]? = nil) -> [Float] {
                 var y = start ?? [Float](repeating: .nan, count: M * N)
                 y.withUnsafeMutableBufferPointer { yp in
@@ -123,12 +138,12 @@ final class Int8KernelTests: XCTestCase {
                 for k in 0..<K { acc += (Int32(acts.q.base[m * Kp + k]) - acts.zeros.base[m]) * Int32(q[n * K + k]) }
                 XCTAssertEqual(scalarAccumulated[i], fmaf(Float(acc), acts.scales.base[m] * s[n], start[i]))
             }
-            for k in Int8Kernel.available where k != .scalar {
-                XCTAssertEqual(run(k, bias: bias), scalar, "\(k) \(M)×\(N)×\(K)")
+            for k in Int8Kernel.available where k != .scalar && k.activationLevels >= levels {
+                XCTAssertEqual(run(k, bias: bias), scalar, "\(k) \(M)×\(N)×\(K) levels \(levels)")
                 XCTAssertEqual(run(k, bias: nil), scalarNoBias, "\(k) no bias \(M)×\(N)×\(K)")
                 XCTAssertEqual(run(k, bias: bias, accumulateOnto: start), scalarAccumulated, "\(k) accumulate \(M)×\(N)×\(K)")
             }
-        }
+        } }
     }
 
     /// oneDNN's u8 × s8 products with our dequantization equal the reference kernel bit for

@@ -14,7 +14,7 @@ extern "C" {
 /// Kernels. All compute exactly the same numbers.
 enum {
     DISTILL_I8_SCALAR = 0,            // portable C, the reference
-    DISTILL_I8_AVX2 = 1,              // 16-bit products (vpmaddwd), exact
+    DISTILL_I8_AVX2 = 1,              // vpmaddubsw + vpmaddwd; activations ≤ 127 (7 bits)
     DISTILL_I8_AVXVNNI = 2,           // 256-bit vpdpbusd, VEX (AVX-VNNI)
     DISTILL_I8_AVX512VNNI = 3,        // 512-bit vpdpbusd
     DISTILL_I8_AVX512VL_VNNI256 = 4,  // the 256-bit VNNI kernel, EVEX-encoded (AVX-512 VL)
@@ -33,17 +33,14 @@ uint32_t distill_i8_available(void);
 typedef struct {
     int M, N, Kp;
     /// Activations [M × Kp] uint8, quantized per row with zero point xzero[m] and scale xs[m];
-    /// Kp is a multiple of 4 and the padding holds the row's zero point.
+    /// Kp is a multiple of 4 and the padding holds the row's zero point. At most 127 for
+    /// DISTILL_I8_AVX2 (its 16-bit pair sums would saturate above).
     const uint8_t *xq;
     const int32_t *xzero;
     const float *xs;
     /// Packed weights: blocks of 16 columns, [⌈N/16⌉][Kp/4][16][4] int8 (padding zero), and
     /// per column (padded to a multiple of 16) Σ_k w[n][k] and the scale.
     const int8_t *wp;
-    /// The same weights widened to int16 in panels of 24 columns, [⌈N/24⌉][Kp/2][24][2] (the
-    /// AVX2 kernel needs them; NULL where it does not run). With y offset to column n0, wp16
-    /// points at n0's panel (n0 a multiple of 24).
-    const int16_t *wp16;
     const int32_t *colsum;
     const float *ws;
     const float *bias;
