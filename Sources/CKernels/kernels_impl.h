@@ -357,43 +357,58 @@ void K(loss_row)(float *s, const float *t, long V, int label, int doCE, float T,
     if (doCE) { *klOut = klSum; *mseOut = mseSum; }
 }
 
-// The same row with the teacher given by its k largest logits (ids, tv) alone, as a teacher
-// cache stores it: pt is softmax(tv / T) over those k and 0 elsewhere, which is the dense row
-// above with the other logits at −∞, without reading or exponentiating V teacher logits.
-//   KL row = Σ_{j<k} q_j (log q_j − log ps_{id_j});  dL/dzs = ceScale · (ps − q) / T + MLM part
-void K(loss_row_topk)(float *s, const int *ids, const float *tv, long k, long V, int label, float T,
+// The same row with the teacher given by its k largest logits (ids, tv) and one tail logit zr
+// standing for each of the other n = V − k tokens, as a teacher cache stores it: the dense row
+// above with teacher logits tv at ids and zr everywhere else, without reading or
+// exponentiating V teacher logits. (zr is chosen when the cache is built so that n · exp(zr/T)
+// is the tail's true mass at the cache's temperature; n = 0 when k = V.) With
+//   lseT = log(Σ_{j<k} exp(tv_j/T) + n·exp(zr/T)),  q_j = exp(tv_j/T − lseT),  u = exp(zr/T − lseT),
+//   log ps = zs/T − lseS:
+//   KL row = Σ_{j<k} q_j (log q_j − log ps_{id_j}) + n·u·log u − u · Σ_{i ∉ ids} log ps_i,
+//   Σ_{i ∉ ids} log ps_i = Σ_i zs_i/T − V·lseS − Σ_{j<k} log ps_{id_j};
+//   dL/dzs = ceScale · (ps − target) / T + MLM part, target = q at ids, u elsewhere.
+void K(loss_row_topk)(float *s, const int *ids, const float *tv, long k, long V, float zr, int label, float T,
                       float ceScale, float mlmScale, double *klOut, double *mlmOut) {
     float invT = 1.0f / T;
-    long V8 = V & ~7L;
+    long V8 = V & ~7L, n = V - k;
     *klOut = 0; *mlmOut = 0;
     double lseSTd = K(logsumexp)(s, V, invT);
     double lseS1d = label >= 0 ? K(logsumexp)(s, V, 1.0f) : 0;
     if (label >= 0) *mlmOut = lseS1d - (double)s[label];
     double t = (double)invT, mt = (double)tv[0];
     for (long j = 1; j < k; j++) if ((double)tv[j] > mt) mt = (double)tv[j];
-    double sum = 0;
+    if (n > 0 && (double)zr > mt) mt = (double)zr;
+    double sum = n > 0 ? (double)n * exp(((double)zr - mt) * t) : 0;
     for (long j = 0; j < k; j++) sum += exp(((double)tv[j] - mt) * t);
-    double lseTT = mt * t + log(sum), kl = 0;
+    double lseTT = mt * t + log(sum), kl = 0, lpsTop = 0;
+    double lu = (double)zr * t - lseTT, u = n > 0 ? exp(lu) : 0;
     // Before s is overwritten with the gradient.
     for (long j = 0; j < k; j++) {
-        double lq = (double)tv[j] * t - lseTT;
-        kl += exp(lq) * (lq - ((double)s[ids[j]] * t - lseSTd));
+        double lq = (double)tv[j] * t - lseTT, lps = (double)s[ids[j]] * t - lseSTd;
+        kl += exp(lq) * (lq - lps);
+        lpsTop += lps;
     }
-    float lseST = (float)lseSTd, lseS1 = (float)lseS1d, gCE = ceScale * invT, gMLM = mlmScale;
+    float lseST = (float)lseSTd, lseS1 = (float)lseS1d, gCE = ceScale * invT, gMLM = mlmScale, uf = (float)u;
+    f8 zsum8 = K(splat)(0.0f);
+    double zsum = 0;
     long j = 0;
     for (; j < V8; j += 8) {
         f8 zsv = K(ld8)(s + j);
-        f8 g = gCE * K(exp8)(zsv * invT - lseST);
+        zsum8 += zsv;
+        f8 g = gCE * (K(exp8)(zsv * invT - lseST) - uf);
         if (label >= 0) g += gMLM * K(exp8)(zsv - lseS1);
         K(st8)(s + j, g);
     }
+    for (int l = 0; l < 8; l++) zsum += (double)zsum8[l];
     for (; j < V; j++) {
-        float zsv = s[j], g = gCE * K(exp1)(zsv * invT - lseST);
+        float zsv = s[j], g = gCE * (K(exp1)(zsv * invT - lseST) - uf);
+        zsum += (double)zsv;
         if (label >= 0) g += gMLM * K(exp1)(zsv - lseS1);
         s[j] = g;
     }
-    for (long i = 0; i < k; i++) s[ids[i]] -= gCE * (float)exp((double)tv[i] * t - lseTT);
+    for (long i = 0; i < k; i++) s[ids[i]] -= gCE * (float)(exp((double)tv[i] * t - lseTT) - u);
     if (label >= 0) s[label] -= gMLM;
+    if (u > 0) kl += (double)n * u * lu - u * (zsum * t - (double)V * lseSTd - lpsTop);
     *klOut = kl;
 }
 

@@ -266,6 +266,14 @@ public indirect enum HeaderJSON: Equatable, Sendable {
     }
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
     public var unsignedValue: UInt64? { if case .unsigned(let u) = self { return u }; return nil }
+    /// Any number, as a Double (nil for other values and for text Double cannot read).
+    public var doubleValue: Double? {
+        switch self {
+        case .unsigned(let u): return Double(u)
+        case .number(let s): return Double(s)
+        default: return nil
+        }
+    }
     public var arrayValue: [HeaderJSON]? { if case .array(let a) = self { return a }; return nil }
     public var objectValue: [(String, HeaderJSON)]? { if case .object(let m) = self { return m }; return nil }
 }

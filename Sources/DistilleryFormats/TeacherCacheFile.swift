@@ -5,7 +5,7 @@ import DistilleryTensor
 // per training sequence, so that later epochs need not run the teacher.
 //
 //   0       "DSTLTCHE"                        magic
-//   8       u32 version (1)                   u32 H, the bytes of the header region
+//   8       u32 version (2)                   u32 H, the bytes of the header region
 //   16      u64 XXH64 of the header region
 //   24      header region: UTF-8 JSON (below), padded with spaces to H bytes
 //   24 + H  frames: one zstd frame per sequence (content size and XXH64 checksum in each)
@@ -17,7 +17,8 @@ import DistilleryTensor
 // (a fingerprint of the teacher's configuration, weights and precision); "data" (the prepared
 // file's vocabulary hash, sequence and token counts and content hash); "vocab_size",
 // "max_seq_len", "sequences", "tokens"; "masking" (the static-masking policy and seed);
-// "top_k", "soft_target_rows" ("all" real tokens or only "masked" ones), "id_bytes" (2 or 4);
+// "top_k", "soft_target_rows" ("all" real tokens or only "masked" ones), "id_bytes" (2 or 4),
+// "tail_temperature" (the T at which the tail logits give the tail's exact mass);
 // "teacher_width"; "precision" of the stored hidden states ("bf16" or "fp32");
 // "last_hidden", "hidden_layers", "qkv_layers" (what the hidden-state losses and layer
 // matches read); "index_offset", "index_bytes"; and, not compared, "teacher_path" and
@@ -28,6 +29,9 @@ import DistilleryTensor
 //   labels     L × i32            MLM targets (−100: not a target)
 //   top logits R × k × f32        the teacher's k largest logits of each soft-target row
 //                                 (rows in position order, logits in descending order)
+//   tail       R × f32            per row, the logit z̄ that the other V − k tokens stand in
+//                                 for: (V − k)·exp(z̄/T) is their softmax mass (numerator) at
+//                                 T = tail_temperature; −∞ when k = V (no tail)
 //   top ids    R × k × u16/u32    their token ids
 //   last       L × Ht             the teacher's last hidden state (bf16 or f32)
 //   hidden     per hidden layer:  L × Ht
@@ -43,7 +47,7 @@ public enum TeacherCacheFileError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .notACache(p, r): return "\(p): not a Distillery teacher cache: \(r)"
-        case let .unsupportedVersion(p, v): return "\(p): teacher cache version \(v) is not supported (this build reads version 1); build it again with distill cache-teacher"
+        case let .unsupportedVersion(p, v): return "\(p): teacher cache version \(v) is not supported (this build reads version \(TeacherCacheHeader.version)); build it again with distill cache-teacher --overwrite"
         case let .header(p, r): return "\(p): damaged teacher cache header: \(r); build it again with distill cache-teacher --overwrite"
         case let .index(p, r): return "\(p): damaged teacher cache index: \(r); build it again with distill cache-teacher --overwrite"
         case let .sequence(p, i, r): return "\(p): sequence \(i) of the teacher cache is damaged: \(r); build it again with distill cache-teacher --overwrite"
@@ -53,7 +57,7 @@ public enum TeacherCacheFileError: Error, CustomStringConvertible, Equatable {
 
 /// The JSON header of a teacher cache.
 public struct TeacherCacheHeader: Sendable, Equatable {
-    public static let version = 1
+    public static let version = 2
     public static let magic = Array("DSTLTCHE".utf8)
     public static let prefixSize = 24
     /// The header region the writer reserves (and the most a reader accepts, 1 MiB).
@@ -71,6 +75,8 @@ public struct TeacherCacheHeader: Sendable, Equatable {
     /// "all": every real token is a soft-target row; "masked": only the MLM targets.
     public var softTargetRows: String
     public var idBytes: Int
+    /// The temperature at which the stored tail logits give the tail's mass exactly.
+    public var tailTemperature: Double
     public var teacherWidth: Int
     /// Of the hidden states and q|k|v: "bf16" or "fp32".
     public var precision: String
@@ -84,8 +90,9 @@ public struct TeacherCacheHeader: Sendable, Equatable {
     public var dataPath = ""
 
     public init(teacher: String, data: String, vocabularySize: Int, maxSequenceLength: Int, sequences: Int, tokens: Int, masking: String,
-                topK: Int, softTargetRows: String, teacherWidth: Int, precision: String, lastHidden: Bool, hiddenLayers: [Int],
-                qkvLayers: [Int]) {
+                topK: Int, softTargetRows: String, tailTemperature: Double, teacherWidth: Int, precision: String, lastHidden: Bool,
+                hiddenLayers: [Int], qkvLayers: [Int]) {
+        self.tailTemperature = tailTemperature
         self.teacher = teacher; self.data = data; self.vocabularySize = vocabularySize; self.maxSequenceLength = maxSequenceLength
         self.sequences = sequences; self.tokens = tokens; self.masking = masking; self.topK = topK; self.softTargetRows = softTargetRows
         idBytes = vocabularySize <= 65536 ? 2 : 4
@@ -101,7 +108,7 @@ public struct TeacherCacheHeader: Sendable, Equatable {
     public var identity: [(field: String, value: String)] {
         [("teacher", teacher), ("data", data), ("vocab_size", "\(vocabularySize)"), ("max_seq_len", "\(maxSequenceLength)"),
          ("sequences", "\(sequences)"), ("tokens", "\(tokens)"), ("masking", masking), ("top_k", "\(topK)"),
-         ("soft_target_rows", softTargetRows), ("teacher_width", "\(teacherWidth)"), ("precision", precision),
+         ("soft_target_rows", softTargetRows), ("tail_temperature", topK > 0 ? "\(tailTemperature)" : "unused"), ("teacher_width", "\(teacherWidth)"), ("precision", precision),
          ("last_hidden", "\(lastHidden)"), ("hidden_layers", "\(hiddenLayers)"), ("qkv_layers", "\(qkvLayers)")]
     }
 
@@ -115,7 +122,8 @@ public struct TeacherCacheHeader: Sendable, Equatable {
         return .object([
             ("version", u(Self.version)), ("teacher", .string(teacher)), ("data", .string(data)), ("vocab_size", u(vocabularySize)),
             ("max_seq_len", u(maxSequenceLength)), ("sequences", u(sequences)), ("tokens", u(tokens)), ("masking", .string(masking)),
-            ("top_k", u(topK)), ("soft_target_rows", .string(softTargetRows)), ("id_bytes", u(idBytes)), ("teacher_width", u(teacherWidth)),
+            ("top_k", u(topK)), ("soft_target_rows", .string(softTargetRows)), ("id_bytes", u(idBytes)),
+            ("tail_temperature", .number("\(tailTemperature)")), ("teacher_width", u(teacherWidth)),
             ("precision", .string(precision)), ("last_hidden", .bool(lastHidden)), ("hidden_layers", .array(hiddenLayers.map(u))),
             ("qkv_layers", .array(qkvLayers.map(u))), ("index_offset", u(indexOffset)), ("index_bytes", u(indexBytes)),
             ("teacher_path", .string(teacherPath)), ("data_path", .string(dataPath)),
@@ -127,7 +135,7 @@ public struct TeacherCacheHeader: Sendable, Equatable {
         func fail(_ r: String) -> TeacherCacheFileError { .header(path: path, reason: r) }
         guard let members = j.objectValue else { throw fail("the JSON is not an object") }
         let known = Set(["version", "teacher", "data", "vocab_size", "max_seq_len", "sequences", "tokens", "masking", "top_k",
-                         "soft_target_rows", "id_bytes", "teacher_width", "precision", "last_hidden", "hidden_layers", "qkv_layers",
+                         "soft_target_rows", "id_bytes", "tail_temperature", "teacher_width", "precision", "last_hidden", "hidden_layers", "qkv_layers",
                          "index_offset", "index_bytes", "teacher_path", "data_path"])
         if let extra = members.first(where: { !known.contains($0.0) }) { throw fail("unknown field '\(extra.0)'") }
         func int(_ k: String, _ range: ClosedRange<Int>) throws -> Int {
@@ -158,6 +166,10 @@ public struct TeacherCacheHeader: Sendable, Equatable {
         topK = try int("top_k", 0...vocabularySize)
         softTargetRows = try string("soft_target_rows")
         guard ["all", "masked"].contains(softTargetRows) else { throw fail("'soft_target_rows' is \"\(softTargetRows)\", not \"all\" or \"masked\"") }
+        guard let tt = j["tail_temperature"]?.doubleValue, tt.isFinite, tt > 0, tt <= 1000 else {
+            throw fail("'tail_temperature' is missing or not a number above 0 and at most 1000")
+        }
+        tailTemperature = tt
         idBytes = try int("id_bytes", 2...4)
         guard idBytes == (vocabularySize <= 65536 ? 2 : 4) else { throw fail("'id_bytes' = \(idBytes) does not suit a vocabulary of \(vocabularySize)") }
         teacherWidth = try int("teacher_width", 1...65536)
@@ -176,7 +188,7 @@ public struct TeacherCacheHeader: Sendable, Equatable {
 /// Where each section of a sequence's record lies, for L tokens and R soft-target rows.
 public struct TeacherCacheRecordLayout: Sendable, Equatable {
     public let tokens: Int, rows: Int
-    public let ids: Int, labels: Int, topLogits: Int, topIds: Int, last: Int?
+    public let ids: Int, labels: Int, topLogits: Int, tail: Int, topIds: Int, last: Int?
     public let hidden: [Int: Int]   // layer → offset
     public let qkv: [Int: Int]      // layer → offset
     public let size: Int
@@ -192,6 +204,7 @@ public struct TeacherCacheRecordLayout: Sendable, Equatable {
         ids = at; at += 4 * L
         labels = at; at += 4 * L
         topLogits = at; at += 4 * rk.partialValue
+        tail = at; at += h.topK > 0 ? 4 * R : 0
         topIds = at; at += pad(h.idBytes * rk.partialValue)
         if h.lastHidden { last = at; at += pad(hiddenBytes.partialValue) } else { last = nil }
         var hidden: [Int: Int] = [:], qkv: [Int: Int] = [:]
@@ -389,6 +402,12 @@ public final class TeacherCacheReader: @unchecked Sendable {
         let rk = e.rows * h.topK
         let logits = (buffer + layout.topLogits).assumingMemoryBound(to: Float.self)
         for j in 0..<rk where !logits[j].isFinite { throw fail("top-k logit \(j) is not finite") }
+        if h.topK > 0 {
+            let tail = (buffer + layout.tail).assumingMemoryBound(to: Float.self)
+            for r in 0..<e.rows where tail[r].isNaN || tail[r] == .infinity {
+                throw fail("tail logit of row \(r) is \(tail[r]), not a finite number or −∞")
+            }
+        }
         for j in 0..<rk {
             let id = h.idBytes == 2 ? Int((buffer + layout.topIds).assumingMemoryBound(to: UInt16.self)[j])
                                     : Int((buffer + layout.topIds).assumingMemoryBound(to: UInt32.self)[j])

@@ -52,6 +52,7 @@ public enum TeacherCacheError: Error, CustomStringConvertible, Equatable {
         case "teacher": return "other teacher: built with \(found), the recipe's is \(expected)"
         case "data": return "other data: built from \(found), the recipe's is \(expected)"
         case "top_k": return "other k: built with top_k = \(found), the recipe asks for \(expected)"
+        case "tail_temperature": return "other temperature: the tail logits were stored for T = \(found), the recipe's temperature is \(expected)"
         case "masking": return "other masking: built with \(found), the recipe's is \(expected)"
         case "hidden_layers", "qkv_layers", "last_hidden":
             return "other matches: \(field) is \(found) in the cache, the recipe's losses read \(expected)"
@@ -124,6 +125,8 @@ public struct StaticMasking: Sendable {
 public struct TeacherCacheContents: Sendable, Equatable {
     public var topK: Int
     public var softTargetRows: String
+    /// The soft-target temperature the tail logits are stored for.
+    public var tailTemperature: Double
     public var lastHidden: Bool
     public var hiddenLayers: [Int]
     public var qkvLayers: [Int]
@@ -132,6 +135,7 @@ public struct TeacherCacheContents: Sendable, Equatable {
     public init(spec: TeacherCacheSpec, loss: LossSettings, matches: [LayerMatch]) {
         topK = loss.alphaCE > 0 ? spec.topK : 0
         softTargetRows = loss.restrictCEToMask ? "masked" : "all"
+        tailTemperature = Double(loss.temperature)
         lastHidden = loss.alphaCos > 0 || loss.alphaHidden > 0
         hiddenLayers = Array(Set(matches.filter(\.kind.comparesHidden).map { $0.teacherLayer! })).sorted()
         qkvLayers = Array(Set(matches.filter { !$0.kind.comparesHidden }.map { $0.teacherLayer! })).sorted()
@@ -143,7 +147,7 @@ public struct TeacherCacheContents: Sendable, Equatable {
                        masking: StaticMasking, maxSequenceLength: Int) -> TeacherCacheHeader {
         var h = TeacherCacheHeader(teacher: teacherFingerprint, data: dataFingerprint, vocabularySize: teacher.config.vocabSize,
                                    maxSequenceLength: maxSequenceLength, sequences: data.count, tokens: data.header.tokens,
-                                   masking: masking.description, topK: topK, softTargetRows: softTargetRows,
+                                   masking: masking.description, topK: topK, softTargetRows: softTargetRows, tailTemperature: tailTemperature,
                                    teacherWidth: teacher.config.hiddenSize, precision: precision.rawValue, lastHidden: lastHidden,
                                    hiddenLayers: hiddenLayers, qkvLayers: qkvLayers)
         h.dataPath = data.path
@@ -153,7 +157,7 @@ public struct TeacherCacheContents: Sendable, Equatable {
 
 /// How the top-k soft targets compare with the full ones: the soft-target loss (KL at T,
 /// × T²) of the initial student against the teacher's full distribution and against its
-/// top-k one (renormalised over the k tokens), on held-out batches.
+/// top-k one (the k tokens and the tail logit for the rest), on held-out batches.
 public struct TopKApproximation: Codable, Sendable, Equatable {
     public var source: String
     public var batches = 0
@@ -238,6 +242,21 @@ func selectTopK(_ z: UnsafePointer<Float>, V: Int, k: Int, ids: UnsafeMutablePoi
         (ids[lo], ids[hi]) = (ids[hi], ids[lo])
         lo += 1; hi -= 1
     }
+}
+
+/// The tail logit of a row z [V] whose k largest are `ids`: the z̄ with
+///   (V − k) · exp(z̄ / T) = Σ_{i ∉ ids} exp(z_i / T),
+/// so that a teacher given by its top k and z̄ for every other token has the tail's exact mass
+/// at T. From the row's log-sum-exp (the vectorised kernel) less the top k's share; −∞ without
+/// a tail (k = V) or with one below 10⁻⁶ of the mass (about what that kernel resolves).
+func tailLogit(_ z: UnsafePointer<Float>, V: Int, ids: UnsafePointer<Int32>, k: Int, temperature T: Float) -> Float {
+    guard k < V else { return -.infinity }
+    let t = 1 / Double(T), lse = logSumExp(z, V, invT: Float(t))
+    var top = 0.0
+    for j in 0..<k { top += Foundation.exp(Double(z[Int(ids[j])]) * t - lse) }
+    let tail = 1 - top
+    guard tail > 1e-6 else { return -.infinity }
+    return Float(Double(T) * (lse + Foundation.log(tail) - Foundation.log(Double(V - k))))
 }
 
 
@@ -350,8 +369,8 @@ extension Trainer {
 
 extension TopKApproximation {
     /// The soft-target loss (T² × mean KL(teacher ‖ student) at T over the soft-target rows)
-    /// with the teacher's full distribution and with its top k renormalised (what training
-    /// from the cache computes), for each k in `ks`, on `batches` (masked, with MLM labels).
+    /// with the teacher's full distribution and with its top k and tail logit (what training
+    /// from the cache computes, by the same kernel), for each k in `ks`, on `batches` (masked, with MLM labels).
     /// Sums in double.
     public static func measure(teacher: EncoderModel, student: EncoderModel, batches: [(TokenBatch, [Int32])], ks: [Int], temperature T: Float,
                                restrictToMask: Bool, source: String) throws -> [TopKApproximation] {
@@ -365,6 +384,7 @@ extension TopKApproximation {
         let scratch = FloatBuffer(count: max(teacher.decoderScratch(rows: chunk, training: false), student.decoderScratch(rows: chunk, training: false)))
         let ids = AlignedBuffer<Int32>(count: chunk * kMax), vals = FloatBuffer(count: chunk * kMax)
         let logPs = AlignedBuffer<Double>(count: chunk * V)
+        let row = FloatBuffer(count: V)
         var full = 0.0, rowsSeen = 0
         var topLoss = [Double](repeating: 0, count: ks.count), mass = [Double](repeating: 0, count: ks.count)
         let invT = 1 / Double(T)
@@ -399,16 +419,19 @@ extension TopKApproximation {
                     full += kl
                     selectTopK(t, V: V, k: kMax, ids: ids.base + i * kMax, values: vals.base + i * kMax)
                     for (ki, k) in ks.enumerated() {
+                        // What training from a cache of this k computes: the top k and the
+                        // tail logit, through the training kernel (on a copy of the row, which
+                        // the kernel overwrites with its gradient).
                         let id = ids.base + i * kMax, v = vals.base + i * kMax
-                        let m = Double(v[0]) * invT
-                        var sum = 0.0, share = 0.0
-                        for j in 0..<k { sum += Foundation.exp(Double(v[j]) * invT - m); share += Foundation.exp(Double(v[j]) * invT - lzt) }
-                        let lz = m + Foundation.log(sum)
-                        var klk = 0.0
-                        for j in 0..<k {
-                            let lq = Double(v[j]) * invT - lz
-                            klk += Foundation.exp(lq) * (lq - lp[Int(id[j])])
-                        }
+                        var tail = tailLogit(t, V: V, ids: id, k: k, temperature: T)
+                        row.base.update(from: s, count: V)
+                        var klk = 0.0, mlm = 0.0, mse = 0.0
+                        var label: Int32 = -100, ce = true, teacherRow: Int32 = 0
+                        distillationRowsTopK(zs: row.base, rows: 1, V: V, labels: &label, ce: &ce, teacherRow: &teacherRow, topIds: id,
+                                             topValues: v, tailLogits: &tail, k: k, temperature: T, ceScale: 1, mlmScale: 0,
+                                             klOut: &klk, mlmOut: &mlm, mseOut: &mse)
+                        var share = 0.0
+                        for j in 0..<k { share += Foundation.exp(Double(v[j]) * invT - lzt) }
                         topLoss[ki] += klk; mass[ki] += share
                     }
                 }

@@ -33,6 +33,8 @@ public enum TeacherCacheBuilder {
         let logits = FloatBuffer(count: k > 0 ? chunk * V : 0)              // [chunk×V]
         let scratch = FloatBuffer(count: k > 0 ? teacher.decoderScratch(rows: chunk, training: false) : 0)
         let topIds = AlignedBuffer<Int32>(count: N * max(k, 1)), topValues = FloatBuffer(count: N * max(k, 1))  // [rows×k]
+        let tails = FloatBuffer(count: N)                                   // [rows] tail logits
+        let tailT = Float(h.tailTemperature)
         let rowPosition = AlignedBuffer<Int32>(count: N)                    // soft-target row → position
 
         let writer = try TeacherCacheWriter(path: path, header: h)
@@ -73,8 +75,12 @@ public enum TeacherCacheBuilder {
                     for i in 0..<r { (gathered.base + i * Hh).update(from: acts.headOutput + Int(rowPosition[r0 + i]) * Hh, count: Hh) }
                     teacher.decoderLogits(logits.base, headOutput: gathered.base, rows: r, scratch: scratch.base)
                     let z = SendablePointer(logits.base), ti = SendablePointer(topIds.base + r0 * k), tv = SendablePointer(topValues.base + r0 * k)
+                    let tl = SendablePointer(tails.base + r0)
                     Parallel.forEachChunk(r) { _, range in
-                        for i in range { selectTopK(z.p + i * V, V: V, k: k, ids: ti.p + i * k, values: tv.p + i * k) }
+                        for i in range {
+                            selectTopK(z.p + i * V, V: V, k: k, ids: ti.p + i * k, values: tv.p + i * k)
+                            tl.p[i] = tailLogit(z.p + i * V, V: V, ids: ti.p + i * k, k: k, temperature: tailT)
+                        }
                     }
                     r0 += r
                 }
@@ -101,6 +107,7 @@ public enum TeacherCacheBuilder {
                             m.labels.withUnsafeBytes { (base + layout.labels).copyMemory(from: $0.baseAddress!, byteCount: 4 * L) }
                             if R > 0 {
                                 (base + layout.topLogits).copyMemory(from: topValues.base + rowStart_[b] * k, byteCount: 4 * R * k)
+                                (base + layout.tail).copyMemory(from: tails.base + rowStart_[b], byteCount: 4 * R)
                                 let src = topIds.base + rowStart_[b] * k
                                 if h.idBytes == 2 {
                                     let d = (base + layout.topIds).assumingMemoryBound(to: UInt16.self)
@@ -153,6 +160,7 @@ public final class CachedTeacherBatch {
     let hidden: [Int: FloatBuffer]                   // teacher hidden-state index → [N×Ht]
     let qkv: [Int: FloatBuffer]                      // teacher layer (1-based) → [N×3Ht]
     public let topIds: AlignedBuffer<Int32>, topValues: FloatBuffer  // [N×k] per soft-target row
+    public let tails: FloatBuffer                    // [N] per soft-target row, its tail logit
     public let rowOf: AlignedBuffer<Int32>           // [N] soft-target row of a position, −1: none
     let teacherRow: AlignedBuffer<Int32>             // [N] per loss row of a chunk, its soft-target row
     public private(set) var B = 0, S = 0
@@ -168,6 +176,7 @@ public final class CachedTeacherBatch {
         hidden = Dictionary(uniqueKeysWithValues: h.hiddenLayers.map { ($0, FloatBuffer(count: N * Ht)) })
         qkv = Dictionary(uniqueKeysWithValues: h.qkvLayers.map { ($0, FloatBuffer(count: N * 3 * Ht)) })
         topIds = AlignedBuffer(count: max(1, N * k)); topValues = FloatBuffer(count: max(1, N * k))
+        tails = FloatBuffer(count: max(1, N))
         rowOf = AlignedBuffer(count: N)
         teacherRow = AlignedBuffer(count: N)
     }
@@ -217,7 +226,7 @@ public final class CachedTeacherBatch {
         }
         // The teacher's outputs, scattered to batch positions (padding rows zero).
         let e = h.elementBytes
-        let tiP = SendablePointer(topIds.base), tvP = SendablePointer(topValues.base)
+        let tiP = SendablePointer(topIds.base), tvP = SendablePointer(topValues.base), tlP = SendablePointer(tails.base)
         let lastP = lastHidden.map { SendablePointer($0.base) }
         let hidden = self.hidden, qkv = self.qkv, lays = layouts
         Parallel.forEachChunk(Bb) { _, range in
@@ -238,6 +247,7 @@ public final class CachedTeacherBatch {
                 if k > 0 && lay.rows > 0 {
                     let n = lay.rows * k
                     (tvP.p + rowStart[b] * k).update(from: (base + lay.topLogits).assumingMemoryBound(to: Float.self), count: n)
+                    (tlP.p + rowStart[b]).update(from: (base + lay.tail).assumingMemoryBound(to: Float.self), count: lay.rows)
                     let dst = tiP.p + rowStart[b] * k
                     if h.idBytes == 2 {
                         let src = (base + lay.topIds).assumingMemoryBound(to: UInt16.self)
@@ -252,7 +262,7 @@ public final class CachedTeacherBatch {
         return (batch, labels)
     }
 
-    /// The soft-target (against the cached top k, renormalised over those k tokens at T) and
+    /// The soft-target (against the cached top k and tail logit) and
     /// MLM losses of `rows` rows of student logits `zs` at batch `positions`, and their
     /// gradient in place (see `distillationRowsTopK`).
     func lossRows(zs: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, rows: Int, V: Int, labels: UnsafePointer<Int32>,
@@ -260,7 +270,7 @@ public final class CachedTeacherBatch {
                   klOut: UnsafeMutablePointer<Double>, mlmOut: UnsafeMutablePointer<Double>, mseOut: UnsafeMutablePointer<Double>) {
         for i in 0..<rows { teacherRow[i] = rowOf[Int(positions[i])] }
         distillationRowsTopK(zs: zs, rows: rows, V: V, labels: labels, ce: ce, teacherRow: teacherRow.base, topIds: topIds.base,
-                             topValues: topValues.base, k: header.topK, temperature: temperature, ceScale: ceScale, mlmScale: mlmScale,
+                             topValues: topValues.base, tailLogits: tails.base, k: header.topK, temperature: temperature, ceScale: ceScale, mlmScale: mlmScale,
                              klOut: klOut, mlmOut: mlmOut, mseOut: mseOut)
     }
 }

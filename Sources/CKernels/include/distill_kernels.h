@@ -53,8 +53,9 @@ double distill_logsumexp(const float *z, long V, float invT);
 void distill_loss_row(float *zs, const float *zt, long V, int label, int doCE, float T,
                       float ceScale, float mlmScale, float mseScale,
                       double *kl, double *mlm, double *mse);
-// The soft-target row against a teacher given by its k largest logits (ids, values) alone.
-void distill_loss_row_topk(float *zs, const int *ids, const float *tv, long k, long V, int label, float T,
+/// The soft-target row against a teacher given by its k largest logits (ids, values) and one
+/// logit `tail` for each of the other V − k tokens (see kernels_impl.h).
+void distill_loss_row_topk(float *zs, const int *ids, const float *tv, long k, long V, float tail, int label, float T,
                            float ceScale, float mlmScale, double *kl, double *mlm);
 
 /// Vectorised exp, erf and tanh of n floats (for tests of accuracy).

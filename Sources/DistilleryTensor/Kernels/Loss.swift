@@ -7,7 +7,7 @@ import CKernels
 
 /// log Σ_j exp(z_j / T) of one row, in double precision (CKernels).
 @inline(__always)
-func logSumExp(_ z: UnsafePointer<Float>, _ V: Int, invT: Float) -> Double { distill_logsumexp(z, V, invT) }
+public func logSumExp(_ z: UnsafePointer<Float>, _ V: Int, invT: Float) -> Double { distill_logsumexp(z, V, invT) }
 
 /// The soft-target and masked-LM losses of DistilBERT's distiller, one row of logits at a time.
 ///
@@ -40,23 +40,28 @@ public func distillationRows(zs: UnsafeMutablePointer<Float>, zt: UnsafePointer<
     }
 }
 
-/// `distillationRows` for a teacher given, per soft-target row, by its k largest logits alone
-/// (a teacher cache): row r's teacher is `topIds`/`topValues` row `teacherRow[r]` [·×k], its
-/// distribution softmax(values / T) over those k (the dense kernel with the other logits at
-/// −∞), without a dense teacher row. Rows outside the soft-target set (ce false or no teacher
-/// row) get the MLM loss alone. No logit MSE (it needs every teacher logit).
+/// `distillationRows` for a teacher given, per soft-target row, by its k largest logits and a
+/// tail logit (a teacher cache): row r's teacher is `topIds`/`topValues` row `teacherRow[r]`
+/// [·×k] with `tailLogits[teacherRow[r]]` for each of the other V − k tokens, i.e. the dense
+/// kernel on that row. Without tail logits the other tokens are at −∞ (the top k renormalised).
+/// Rows outside the soft-target set (ce false or no teacher row) get the MLM loss alone. No
+/// logit MSE (it needs every teacher logit).
 public func distillationRowsTopK(zs: UnsafeMutablePointer<Float>, rows: Int, V: Int, labels: UnsafePointer<Int32>, ce: UnsafePointer<Bool>,
-                                 teacherRow: UnsafePointer<Int32>, topIds: UnsafePointer<Int32>, topValues: UnsafePointer<Float>, k: Int,
+                                 teacherRow: UnsafePointer<Int32>, topIds: UnsafePointer<Int32>, topValues: UnsafePointer<Float>,
+                                 tailLogits: UnsafePointer<Float>?, k: Int,
                                  temperature T: Float, ceScale: Float, mlmScale: Float,
                                  klOut: UnsafeMutablePointer<Double>, mlmOut: UnsafeMutablePointer<Double>, mseOut: UnsafeMutablePointer<Double>) {
     let zsP = SendablePointer(zs)
     let kl = SendablePointer(klOut), mlm = SendablePointer(mlmOut), mse = SendablePointer(mseOut)
+    let tails = tailLogits.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
     Parallel.forEachChunk(rows) { _, range in
         for r in range {
             let t = Int(teacherRow[r])
             mse.p[r] = 0
             if ce[r] && t >= 0 && k > 0 {
-                distill_loss_row_topk(zsP.p + r * V, topIds + t * k, topValues + t * k, k, V, labels[r], T, ceScale, mlmScale, kl.p + r, mlm.p + r)
+                let tail = tails.map { $0.p[t] } ?? -.infinity
+                distill_loss_row_topk(zsP.p + r * V, topIds + t * k, topValues + t * k, k, V, tail, labels[r], T, ceScale, mlmScale,
+                                      kl.p + r, mlm.p + r)
             } else {
                 distill_loss_row(zsP.p + r * V, nil, V, labels[r], 0, T, 0, mlmScale, 0, kl.p + r, mlm.p + r, mse.p + r)
             }
