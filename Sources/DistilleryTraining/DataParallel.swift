@@ -29,11 +29,18 @@ public struct LossCounts: Sendable, Equatable {
     /// Real (non-padding) tokens: the hidden-state losses' mean.
     public var tokens = 0
     public var sequences = 0
+    /// Σ over sequences of (real length)²: the attention-map squared error's mean.
+    public var squaredLengths = 0
     public init() {}
 
     /// A batch's counts, as DistillationStep.logitLosses and hiddenLosses count them.
     public init(batch: TokenBatch, labels: [Int32], settings s: LossSettings) {
         sequences = batch.B
+        for b in 0..<batch.B {
+            var len = 0
+            for p in 0..<batch.S where batch.attentionMask[b * batch.S + p] != 0 { len += 1 }
+            squaredLengths += len * len
+        }
         for n in 0..<(batch.B * batch.S) {
             let label = labels.isEmpty ? -100 : labels[n]
             if batch.attentionMask[n] != 0 { tokens += 1 }
@@ -44,11 +51,15 @@ public struct LossCounts: Sendable, Equatable {
         }
     }
 
-    var values: [Double] { [Double(softTargets), Double(mlmTargets), Double(tokens), Double(sequences)] }
+    static let fields = 5
+    var values: [Double] { [Double(softTargets), Double(mlmTargets), Double(tokens), Double(sequences), Double(squaredLengths)] }
     init(_ v: ArraySlice<Double>) {
         let v = Array(v)
-        softTargets = Int(v[0]); mlmTargets = Int(v[1]); tokens = Int(v[2]); sequences = Int(v[3])
+        softTargets = Int(v[0]); mlmTargets = Int(v[1]); tokens = Int(v[2]); sequences = Int(v[3]); squaredLengths = Int(v[4])
     }
+
+    /// The layer matches' denominators.
+    var matchTotals: MatchTotals { MatchTotals(tokens: tokens, squaredLengths: squaredLengths) }
 }
 
 /// The rows of a global batch of `count` sequences that rank `rank` of `ranks` takes: a
@@ -126,7 +137,7 @@ final class DataParallel {
             counts += used
         }
         try cluster.sum(&counts)
-        let wordRows = reducer.inputWordGradients == nil ? [] : Self.wordRows(counts[(4 * accumulation)...])
+        let wordRows = reducer.inputWordGradients == nil ? [] : Self.wordRows(counts[(LossCounts.fields * accumulation)...])
 
         reducer.begin()
         var losses = LossValues(), tokens = 0
@@ -141,14 +152,11 @@ final class DataParallel {
             let progress: ((BackwardProgress) -> Void)? = micro == accumulation - 1 ? { reducer.ready($0) } : nil
             do {
                 let v = try s.step.run(share.batch, labels: share.labels, gradScale: 1 / Float(accumulation), dropout: keys,
-                                       counts: LossCounts(counts[(4 * micro)..<(4 * micro + 4)]), progress: progress)
+                                       counts: LossCounts(counts[(LossCounts.fields * micro)..<(LossCounts.fields * (micro + 1))]), progress: progress)
                 if let bad = v.named.first(where: { !$0.1.isFinite }) {
                     failure = DistillationError.nonFinite(step: number, loss: bad.0).description
                 }
-                let w = 1 / Double(accumulation)
-                losses.total += w * v.total; losses.ce += w * v.ce; losses.mlm += w * v.mlm; losses.cos += w * v.cos
-                losses.mse += w * v.mse; losses.hidden += w * v.hidden; losses.ceMaskedOnly += w * v.ceMaskedOnly
-                losses.soft += w * v.soft; losses.hard += w * v.hard
+                losses.add(v, weight: 1 / Double(accumulation))
                 tokens += share.batch.tokenCount
             } catch {
                 failure = "\(error)"
@@ -158,9 +166,12 @@ final class DataParallel {
         let stats = try reducer.finish(wordRows: wordRows)
         history.append(stats)
 
-        // Every rank's loss sums, tokens and flags (failed, wants to stop), in rank order.
+        // Every rank's loss sums, tokens and flags (failed, wants to stop), then each layer
+        // match's loss, in rank order (a rank without rows reports zeros).
+        let matchCount = s.step.resolvedMatches.count
+        let matchValues = losses.matches + [Double](repeating: 0, count: max(0, matchCount - losses.matches.count))
         let mine = [losses.total, losses.ce, losses.mlm, losses.cos, losses.mse, losses.hidden, losses.soft, losses.hard,
-                    losses.ceMaskedOnly, Double(tokens), failure == nil ? 0 : 1, interrupt?() == true ? 1 : 0]
+                    losses.ceMaskedOnly, Double(tokens), failure == nil ? 0 : 1, interrupt?() == true ? 1 : 0] + matchValues.prefix(matchCount)
         let all = try cluster.gather(mine)
         if let first = all.firstIndex(where: { $0[10] != 0 }) {
             let message = try cluster.broadcast(failure ?? "", root: first)
@@ -173,6 +184,7 @@ final class DataParallel {
         var sum = LossValues()
         (sum.total, sum.ce, sum.mlm, sum.cos, sum.mse, sum.hidden, sum.soft, sum.hard, sum.ceMaskedOnly) =
             (total[0], total[1], total[2], total[3], total[4], total[5], total[6], total[7], total[8])
+        sum.matches = (0..<matchCount).map { i in all.reduce(0.0) { $0 + $1[12 + i] } }
 
         // Identical sums on every rank: the same norm, clipping and update everywhere.
         let gradients = reducer.output
@@ -213,9 +225,6 @@ extension Trainer {
         if recipe.fitHead != nil {
             throw ClusterError.unsupported("[teacher.fit_head] (fit the head first with distill fit-head, and name its folder as the teacher)")
         }
-        // Layer matches average over each rank's own rows; summed across ranks they would not be
-        // the whole batch's mean, so they wait for the global counts the other losses use.
-        if !recipe.loss.matches.isEmpty { throw ClusterError.unsupported("[[loss.match]] layer matches") }
         if recipe.teacherCache != nil { throw ClusterError.unsupported("[teacher.cache] (a teacher-output cache)") }
         // The same recipe on every rank, before anything is read or written.
         let hash = stableHash(recipe.text)

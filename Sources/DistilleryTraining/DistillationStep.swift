@@ -310,7 +310,8 @@ public final class DistillationStep {
             classificationLosses(batch, labels: classLabels, gradScale: gradScale, counts: counts, into: &values, dropout: dropout)
         }
         hiddenLosses(batch, gradScale: gradScale, counts: counts, into: &values)
-        let taps = ml?.run(batch, student: st, studentActs: studentActs, grads: params.gradients, gradScale: gradScale, values: &values.matches)
+        let taps = ml?.run(batch, student: st, studentActs: studentActs, grads: params.gradients, gradScale: gradScale, counts: counts,
+                           values: &values.matches)
         values.total = Double(s.alphaCE) * values.ce + Double(s.alphaMLM) * values.mlm + Double(s.alphaCos) * values.cos
             + Double(s.alphaMSE) * values.mse + Double(s.alphaHidden) * values.hidden
             + Double(s.alphaSoft) * values.soft + Double(s.alphaHard) * values.hard

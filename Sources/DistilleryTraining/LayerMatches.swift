@@ -174,13 +174,17 @@ final class MatchLosses {
 
     /// Every match's weighted loss, and the gradients: into the taps' buffers and, for the
     /// projections, into `grads`. Returns the taps for the student's backward pass.
+    /// `counts` (data-parallel ranks): the whole batch's denominators, for means over all ranks' rows.
     func run(_ batch: TokenBatch, student: EncoderModel, studentActs: EncoderActivations, grads: FloatBuffer, gradScale: Float,
-             values: inout [Double]) -> BackwardTaps {
+             counts: LossCounts? = nil, values: inout [Double]) -> BackwardTaps {
         let B = batch.B, S = batch.S, N = B * S, Ht = tc.hiddenSize, Hs = sc.hiddenSize
         for (_, b) in dHidden { b.base.update(repeating: 0, count: N * Hs) }
         for (_, b) in dQKV { b.base.update(repeating: 0, count: N * 3 * Hs) }
         var tokens = 0
         for n in 0..<N { tokenWeight[n] = batch.attentionMask[n]; if batch.attentionMask[n] != 0 { tokens += 1 } }
+        let local = tokens
+        if let counts { tokens = counts.tokens }
+        let totals = counts?.matchTotals
         let mask = studentActs.attentionMask
         values = []
         for (i, m) in matches.enumerated() {
@@ -197,7 +201,7 @@ final class MatchLosses {
                     x = UnsafePointer(projected.base); dx = dProjected.base
                     dx.update(repeating: 0, count: N * Ht)
                 }
-                guard tokens > 0 else { break }
+                guard local > 0 else { break }
                 if m.kind == .hiddenMSE {
                     squaredErrorRows(s: x, t: t, ds: dx, weight: tokenWeight.base, N: N, H: Ht, scale: w / Float(tokens * Ht), lossOut: perRow.base)
                     loss = (0..<N).reduce(0.0) { $0 + perRow[$1] } / Double(tokens * Ht)
@@ -213,12 +217,13 @@ final class MatchLosses {
                 attentionMatch(m.kind == .attentionKL ? .kl : .squaredError,
                                student: studentActs.qkv(step: m.studentLayer! - 1), studentWidth: Hs, studentHeads: sc.numHeads,
                                teacher: teacherQKV[m.teacherLayer!]!.base, teacherWidth: Ht, teacherHeads: tc.numHeads,
-                               mask: mask, B: B, S: S, weight: w, dqkv: dQKV[m.studentLayer!]!.base, scratch: scratch, lossOut: perRow.base)
+                               mask: mask, B: B, S: S, weight: w, dqkv: dQKV[m.studentLayer!]!.base, scratch: scratch, lossOut: perRow.base,
+                               totals: totals)
                 loss = (0..<B).reduce(0.0) { $0 + perRow[$1] }
             case .relation:
                 relationMatch(student: studentActs.qkv(step: m.studentLayer! - 1), studentWidth: Hs, teacher: teacherQKV[m.teacherLayer!]!.base,
                               teacherWidth: Ht, relationHeads: m.relationHeads ?? tc.numHeads, mask: mask, B: B, S: S, weight: w,
-                              dqkv: dQKV[m.studentLayer!]!.base, scratch: scratch, lossOut: perRow.base)
+                              dqkv: dQKV[m.studentLayer!]!.base, scratch: scratch, lossOut: perRow.base, totals: totals)
                 loss = (0..<B).reduce(0.0) { $0 + perRow[$1] }
             }
             values.append(loss)

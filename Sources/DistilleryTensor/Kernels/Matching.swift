@@ -91,16 +91,25 @@ func klRows(zS: UnsafePointer<Float>, lseS: UnsafePointer<Double>, probsS: Unsaf
     return loss
 }
 
+/// The denominators of the map losses over a whole batch (all data-parallel ranks' shares):
+/// real tokens, and Σ over sequences of length².
+public struct MatchTotals: Sendable, Equatable {
+    public var tokens: Int
+    public var squaredLengths: Int
+    public init(tokens: Int, squaredLengths: Int) { self.tokens = tokens; self.squaredLengths = squaredLengths }
+}
+
 /// Attention-map matching (TinyBERT): the student's and the teacher's attention probabilities
 /// of one layer each, compared by `divergence` with weight `weight`:
 ///   heads one to one when the counts agree (KL divided by NH · n_tok, squared error by
 ///   NH · Σ_b len_b²), otherwise both averaged over their heads (NH := 1; the student's
 ///   average taken in log space, log P̄ = logsumexp_h log P_h − log NH).
-/// Adds the gradient into the student's q and k columns of dqkv.
+/// Adds the gradient into the student's q and k columns of dqkv. `totals` replaces the batch's
+/// own n_tok and Σ_b len_b² when the batch is one rank's share of a larger one.
 public func attentionMatch(_ divergence: MapDivergence, student qs: UnsafePointer<Float>, studentWidth Hs: Int, studentHeads NHs: Int,
                            teacher qt: UnsafePointer<Float>, teacherWidth Ht: Int, teacherHeads NHt: Int,
                            mask: UnsafePointer<Float>, B: Int, S: Int, weight: Float, dqkv: UnsafeMutablePointer<Float>,
-                           scratch: MatchScratch, lossOut: UnsafeMutablePointer<Double>) {
+                           scratch: MatchScratch, lossOut: UnsafeMutablePointer<Double>, totals: MatchTotals? = nil) {
     let Ds = Hs / NHs, Dt = Ht / NHt, lds = 3 * Hs, ldt = 3 * Ht
     let scaleS = 1 / Float(Ds).squareRoot(), scaleT = 1 / Float(Dt).squareRoot()
     var tokens = 0, squares = 0
@@ -109,6 +118,7 @@ public func attentionMatch(_ divergence: MapDivergence, student qs: UnsafePointe
         for s in 0..<S where mask[b * S + s] != 0 { len += 1 }
         tokens += len; squares += len * len
     }
+    if let totals { tokens = totals.tokens; squares = totals.squaredLengths }
     let sameHeads = NHs == NHt
     let NH = sameHeads ? NHs : 1
     // The loss is normalised by `norm`; the gradient also carries the weight.
@@ -214,14 +224,17 @@ public func attentionMatch(_ divergence: MapDivergence, student qs: UnsafePointe
 /// Self-relation matching (MiniLMv2): for X in q, k, v, the channels split into R groups
 /// (d = H/R each side; the widths may differ), rel = softmax(X_r X_rᵀ / √d) over the real keys,
 /// KL(teacher ‖ student) summed over real rows and keys, divided by R · n_tok, times `weight`.
-/// Adds the gradient into all three parts of dqkv: dX_r += (dz + dzᵀ) X_r / √d.
+/// Adds the gradient into all three parts of dqkv: dX_r += (dz + dzᵀ) X_r / √d. `totals`
+/// replaces the batch's own n_tok when the batch is one rank's share of a larger one.
 public func relationMatch(student qs: UnsafePointer<Float>, studentWidth Hs: Int, teacher qt: UnsafePointer<Float>, teacherWidth Ht: Int,
                           relationHeads R: Int, mask: UnsafePointer<Float>, B: Int, S: Int, weight: Float,
-                          dqkv: UnsafeMutablePointer<Float>, scratch: MatchScratch, lossOut: UnsafeMutablePointer<Double>) {
+                          dqkv: UnsafeMutablePointer<Float>, scratch: MatchScratch, lossOut: UnsafeMutablePointer<Double>,
+                          totals: MatchTotals? = nil) {
     let ds = Hs / R, dt = Ht / R, lds = 3 * Hs, ldt = 3 * Ht
     let scaleS = 1 / Float(ds).squareRoot(), scaleT = 1 / Float(dt).squareRoot()
     var tokens = 0
     for n in 0..<(B * S) where mask[n] != 0 { tokens += 1 }
+    if let totals { tokens = totals.tokens }
     let norm = 1 / Float(R * max(1, tokens)), w = weight * norm
     let SS = S * S
     let dP = SendablePointer(dqkv), out = SendablePointer(lossOut), buf = SendablePointer(scratch.buffer.base)
