@@ -71,9 +71,14 @@ extension EncoderModel {
         embed(a, B: B, S: S)
         layerNormForward(a.f(a.embNorm), mean: a.f(a.embMean), rstd: a.f(a.embRstd), a.f(a.embSum),
                          weight: p(emb.normWeight), bias: p(emb.normBias), N: N, C: E, eps: eps)
-        if let keys, pHidden > 0 {
-            a.f(a.embOut).update(from: a.f(a.embNorm), count: N * E)
-            DistilleryTensor.dropout(a.f(a.embOut), count: N * E, p: pHidden, key: keys.key(step: -1, .embeddings), offset: keys.rowOffset * S * E)
+        // Training activations of a model with hidden dropout keep the embedding output apart
+        // (the dropped-out copy the backward pass reads): fill it whether or not dropout runs.
+        let embNorm = a.f(a.embNorm), embOut = a.f(a.embOut)
+        if embOut != embNorm {
+            embOut.update(from: embNorm, count: N * E)
+            if let keys, pHidden > 0 {
+                DistilleryTensor.dropout(embOut, count: N * E, p: pHidden, key: keys.key(step: -1, .embeddings), offset: keys.rowOffset * S * E)
+            }
         }
         if let w = emb.projectionWeight {
             linear(a.hidden(step: 0), a.f(a.embOut), weight: w, bias: emb.projectionBias, N: N, a)

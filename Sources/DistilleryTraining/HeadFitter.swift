@@ -21,9 +21,11 @@ public struct HeadFitSettings: Sendable, Equatable {
     public var output: String?
     public init() {}
 
-    /// What decides the fit: the same stamp means the same head.
+    /// What decides the fit: the same stamp means the same head. `fit 2`: heads fitted before
+    /// the encoder's training forward filled the embedding output without dropout keys saw a
+    /// zero input to layer 0 (a constant encoder output); they are fitted again.
     func stamp(teacher: String, data: [String], maxSequenceLength: Int) -> String {
-        "teacher \(teacher); data \(data.joined(separator: ", ")); max_seq_len \(maxSequenceLength); steps \(steps); batch \(batchSize); "
+        "fit 2; teacher \(teacher); data \(data.joined(separator: ", ")); max_seq_len \(maxSequenceLength); steps \(steps); batch \(batchSize); "
             + "lr \(lr); warmup \(warmupFraction); mlm \(masking.probability)/\(masking.maskShare)/\(masking.randomShare); seed \(seed)"
     }
 }

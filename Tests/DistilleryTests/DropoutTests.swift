@@ -36,6 +36,17 @@ final class DropoutTests: XCTestCase {
         params.gradients.zero()
         let plain = try step.run(batch, labels: [], classLabels: labels).total
         XCTAssertGreaterThan(abs(plain - base), 1e-4)
+        // Without keys nothing is dropped: the loss and gradients of the same weights in a model
+        // without dropout (whose training activations share the embedding output's buffer).
+        let plainGradients = Array(UnsafeBufferPointer(start: params.gradients.base, count: params.layout.count))
+        var c0 = c
+        c0.hiddenDropout = 0; c0.attentionDropout = 0; c0.classifierDropout = 0
+        let params0 = TrainableParameters(model: EncoderModel(config: c0, parameters: loaded.parameters), projectTo: nil)
+        let step0 = try DistillationStep(teacher: teacher, params: params0, settings: settings, maxB: batch.B, maxS: batch.S)
+        let noDropout = try step0.run(batch, labels: [], classLabels: labels).total
+        XCTAssertEqual(plain, noDropout, accuracy: 1e-6 * abs(noDropout))
+        let gradients0 = Array(UnsafeBufferPointer(start: params0.gradients.base, count: params0.layout.count))
+        XCTAssertLessThan(maxAbsDifference(plainGradients, gradients0), 1e-6 * gradients0.reduce(Float(0)) { max($0, abs($1)) })
         XCTAssertEqual(try loss(), base)
 
         // In every slot, the entry with the largest gradient.
