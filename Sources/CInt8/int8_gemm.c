@@ -1,6 +1,7 @@
 // int8 matrix products: a portable reference and x86 SIMD versions chosen at run time.
 // See include/distill_int8.h for the layout. Every kernel accumulates the same integers and
-// dequantizes with the same single fused multiply-add, so results are bit-identical.
+// dequantizes with the same single fused multiply-add, so given the same activation codes the
+// results are bit-identical (AVX2 without VNNI takes 7-bit codes; see Int8Kernel.activationLevels).
 //
 // The VNNI kernels multiply the unsigned activations by the signed weights as they are
 // (vpdpbusd) and subtract the zero point afterwards: Σ (x − z)·w = Σ x·w − z·Σ w.

@@ -123,7 +123,7 @@ public struct DistillBenchmark: Codable, Sendable {
             let masking = StaticMasking(masker: MLMMasker(policy: policy, tokenizer: tokenizer), seed: 3)
             let sequences = CacheSequences(count: B, length: { _ in S }, ids: { b in Array(ids[(b * S)..<((b + 1) * S)]) })
             var header = TeacherCacheHeader(teacher: "bench", data: "bench", vocabularySize: V, maxSequenceLength: S, sequences: B, tokens: N,
-                                            masking: masking.description, topK: k, softTargetRows: "all", tailTemperature: 2, teacherWidth: tc.hiddenSize,
+                                            masking: masking.description, topK: k, softTargetRows: "all", tailTemperature: Double(settings.temperature), teacherWidth: tc.hiddenSize,
                                             precision: "bf16", lastHidden: true, hiddenLayers: [], qkvLayers: [])
             header.dataPath = "bench"
             let path = NSTemporaryDirectory() + "/distill-bench-cache-\(getpid()).dtc"

@@ -28,7 +28,7 @@ struct QuantizeCommand: ParsableCommand {
     @Option(name: .customLong("keep-fp32"), help: "Keep matrices whose Hugging Face name contains this text in fp32 (repeatable).")
     var keep: [String] = []
     @Option(name: .customLong("two-pass"), help: ArgumentHelp(
-        "Layer inputs quantized in two int8 passes (~15-bit activations at twice the int8 work), comma-separated from: \(QuantizationScheme.Input.allCases.map(\.rawValue).joined(separator: ", ")); 'none' for none.",
+        "Layer inputs quantized in two int8 passes (~15-bit activations, ~13 with the 7-bit codes of AVX2 without VNNI, at twice the int8 work), comma-separated from: \(QuantizationScheme.Input.allCases.map(\.rawValue).joined(separator: ", ")); 'none' for none.",
         valueName: "inputs"), transform: Self.twoPassInputs)
     var twoPass: [QuantizationScheme.Input]?
     @Flag(name: .customLong("no-smoothing"), help: "Do not move activation outliers into the weights (SmoothQuant-style smoothing).")

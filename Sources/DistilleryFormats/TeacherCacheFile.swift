@@ -31,7 +31,8 @@ import DistilleryTensor
 //                                 (rows in position order, logits in descending order)
 //   tail       R × f32            per row, the logit z̄ that the other V − k tokens stand in
 //                                 for: (V − k)·exp(z̄/T) is their softmax mass (numerator) at
-//                                 T = tail_temperature; −∞ when k = V (no tail)
+//                                 T = tail_temperature; −∞ when k = V or the tail holds
+//                                 under 1e-6 of the mass
 //   top ids    R × k × u16/u32    their token ids
 //   last       L × Ht             the teacher's last hidden state (bf16 or f32)
 //   hidden     per hidden layer:  L × Ht

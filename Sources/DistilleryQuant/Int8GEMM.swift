@@ -191,7 +191,7 @@ public final class QuantizedActivations: @unchecked Sendable {
 extension QuantizedActivations {
     /// Quantizes what `source` left over of x [M×K]: r = c ⊙ x − scale · (q − zero), per row
     /// again. A second product over r, accumulated onto the first, gives the layer
-    /// activations of about 15 bits at twice the int8 cost.
+    /// activations of about 15 bits (13 from 7-bit codes) at twice the int8 cost.
     public func quantizeResidual(of x: UnsafePointer<Float>, M: Int, K: Int, ldx: Int? = nil, columnScale: UnsafePointer<Float>?,
                                  source: QuantizedActivations, scratch: UnsafeMutablePointer<Float>) {
         precondition(M <= capacity && (K + 3) & ~3 <= maxK && source.Kp == (K + 3) & ~3)

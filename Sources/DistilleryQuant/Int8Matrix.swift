@@ -11,7 +11,7 @@ import DistilleryModels
 /// the kernels, multiplied on activations quantized per row at run time:
 ///
 ///   out = dequantize(quantize(x ⊙ 1/smooth) · qᵀ) + bias      (one pass)
-///   out += dequantize(quantize(residual) · qᵀ)                 (two passes: ~15-bit inputs)
+///   out += dequantize(quantize(residual) · qᵀ)                 (two passes: ~15-bit inputs, ~13 from 7-bit codes)
 ///
 /// Smoothed matrices were stored as W·diag(smooth), so their inputs are divided by smooth.
 /// Embedding tables are int8 rows too: a lookup dequantizes one row.

@@ -25,6 +25,7 @@ public enum TeacherCacheError: Error, CustomStringConvertible, Equatable {
     case notConfigured(recipe: String)
     case needsFittedHead(recipe: String, folder: String)
     case unsupportedLoss(recipe: String, loss: String)
+    case scheduledTemperature(recipe: String)
     case taskRecipe(recipe: String)
     case noHeldout(recipe: String)
 
@@ -39,6 +40,8 @@ public enum TeacherCacheError: Error, CustomStringConvertible, Equatable {
             return "\(r): the recipe has no [teacher.cache] table; add one (e.g. top_k = 64) so that distill run reads the cache this command builds"
         case let .unsupportedLoss(r, l):
             return "\(r): [teacher.cache] cannot serve \(l): set it to 0 or remove [teacher.cache]"
+        case let .scheduledTemperature(r):
+            return "\(r): [teacher.cache] stores each row's tail for one temperature, and the recipe schedules temperature; keep it fixed or remove [teacher.cache]"
         case let .noHeldout(r): return "\(r): measuring the top-k approximation needs held-out text ([data] heldout)"
         case let .taskRecipe(r): return "\(r): [teacher.cache] serves text recipes; a [task] recipe distils class logits from a teacher it fine-tunes first"
         case let .needsFittedHead(r, f):
@@ -267,6 +270,7 @@ extension TeacherCacheError {
     public static func unsupported(_ settings: LossSettings, recipe: String) -> TeacherCacheError? {
         if settings.alphaSoft > 0 || settings.alphaHard > 0 { return .unsupportedLoss(recipe: recipe, loss: "alpha_soft / alpha_hard (class logits)") }
         if settings.alphaMSE > 0 { return .unsupportedLoss(recipe: recipe, loss: "alpha_mse (the MSE of all logits; the cache keeps the top k)") }
+        if settings.alphaCE > 0 && settings.schedules["temperature"] != nil { return .scheduledTemperature(recipe: recipe) }
         return nil
     }
 }

@@ -146,6 +146,29 @@ final class Int8KernelTests: XCTestCase {
         } }
     }
 
+    /// The saturation bound itself: every activation code at the kernel's top level against
+    /// weights all −128, then all 127 (the largest pair sums vpmaddubsw can meet), each kernel
+    /// against the exact integer sum.
+    func testExtremeCodesAndWeightsDoNotSaturate() {
+        let M = 5, N = 19, K = 68
+        for k in Int8Kernel.available {
+            let levels = k.activationLevels
+            for w in [Int8(-128), Int8(127)] {
+                let q = [Int8](repeating: w, count: N * K), s = [Float](repeating: 1, count: N)
+                let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer { PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: N, K: K) } }
+                let acts = QuantizedActivations(maxRows: M, K: K, levels: levels)
+                // All-positive rows of one value: zero point 0, every code at the top.
+                let x = [Float](repeating: 3, count: M * K)
+                x.withUnsafeBufferPointer { acts.quantize($0.baseAddress!, M: M, K: K) }
+                for i in 0..<(M * K) { XCTAssertEqual(Int(acts.q.base[(i / K) * acts.Kp + i % K]), levels) }
+                var y = [Float](repeating: .nan, count: M * N)
+                y.withUnsafeMutableBufferPointer { int8Linear($0.baseAddress!, acts, M: M, packed, bias: nil, kernel: k) }
+                let exact = Float(levels * Int(w) * K) * acts.scales.base[0]
+                for v in y { XCTAssertEqual(v, exact, "\(k), weights \(w)") }
+            }
+        }
+    }
+
     /// oneDNN's u8 × s8 products with our dequantization equal the reference kernel bit for
     /// bit. Where oneDNN lacks VNNI it saturates 16-bit partial sums, so it is not offered
     /// there (OneDNN.int8 is false); this test keeps |w| ≤ 63 so nothing saturates and the glue

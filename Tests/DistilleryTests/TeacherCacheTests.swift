@@ -268,5 +268,8 @@ final class TeacherCacheTests: XCTestCase {
 
         let mse = try Self.recipe("mse", topK: 8) { $0.replacingOccurrences(of: "alpha_cos = 1.0", with: "alpha_cos = 1.0\nalpha_mse = 1.0") }
         XCTAssertThrowsError(try RecipePlan(try RecipeParser.load(mse))) { e in XCTAssertTrue("\(e)".contains("alpha_mse"), "\(e)") }
+        // The tails are stored for one temperature: a temperature schedule is refused.
+        let scheduled = try Self.recipe("scheduled", topK: 8) { $0.replacingOccurrences(of: "temperature = 2.0", with: "temperature = { start = 4.0, end = 1.0 }") }
+        XCTAssertThrowsError(try RecipePlan(try RecipeParser.load(scheduled))) { e in XCTAssertTrue("\(e)".contains("schedules temperature"), "\(e)") }
     }
 }

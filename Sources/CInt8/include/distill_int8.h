@@ -11,7 +11,7 @@
 extern "C" {
 #endif
 
-/// Kernels. All compute exactly the same numbers.
+/// Kernels. Given the same activation codes, all compute exactly the same numbers.
 enum {
     DISTILL_I8_SCALAR = 0,            // portable C, the reference
     DISTILL_I8_AVX2 = 1,              // vpmaddubsw + vpmaddwd; activations ≤ 127 (7 bits)
