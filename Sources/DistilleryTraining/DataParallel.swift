@@ -37,17 +37,17 @@ public struct LossCounts: Sendable, Equatable {
     public init(batch: TokenBatch, labels: [Int32], settings s: LossSettings) {
         sequences = batch.B
         for b in 0..<batch.B {
-            var len = 0
-            for p in 0..<batch.S where batch.attentionMask[b * batch.S + p] != 0 { len += 1 }
-            squaredLengths += len * len
-        }
-        for n in 0..<(batch.B * batch.S) {
-            let label = labels.isEmpty ? -100 : labels[n]
-            if batch.attentionMask[n] != 0 { tokens += 1 }
-            if s.needsStudentLogits {
-                if s.needsTeacherLogits && (s.restrictCEToMask ? label >= 0 : batch.attentionMask[n] != 0) { softTargets += 1 }
-                if label >= 0 { mlmTargets += 1 }
+            var length = 0
+            for n in (b * batch.S)..<((b + 1) * batch.S) {
+                let label = labels.isEmpty ? -100 : labels[n]
+                if batch.attentionMask[n] != 0 { length += 1 }
+                if s.needsStudentLogits {
+                    if s.needsTeacherLogits && (s.restrictCEToMask ? label >= 0 : batch.attentionMask[n] != 0) { softTargets += 1 }
+                    if label >= 0 { mlmTargets += 1 }
+                }
             }
+            tokens += length
+            squaredLengths += length * length
         }
     }
 

@@ -124,26 +124,7 @@ final class MPITests: XCTestCase {
     func testLayerMatchesOnTwoRanksMatchOneProcess() throws {
         let dir = try makeRecipe("matches", steps: 8)
         let recipe = dir + "/recipe.toml"
-        let text = try String(contentsOfFile: recipe, encoding: .utf8).replacingOccurrences(of: "[optimizer]", with: """
-            [[loss.match]]
-            kind = "hidden_mse"
-            teacher = 2
-            student = 1
-            weight = 1.0
-
-            [[loss.match]]
-            kind = "relation"
-            teacher = 2
-            student = 1
-            weight = 1.0
-            relation_heads = 4
-
-            [[loss.match]]
-            kind = "attention_kl"
-            teacher = 1
-            student = 1
-            weight = 0.5
-
+        let text = try String(contentsOfFile: recipe, encoding: .utf8).replacingOccurrences(of: "[optimizer]", with: TrainerTests.layerMatchTables + """
             [[loss.match]]
             kind = "attention_mse"
             teacher = 2

@@ -113,26 +113,7 @@ final class TeacherCacheTests: XCTestCase {
     /// relation and attention_kl as the teacher run does.
     func testFullVocabularyCacheServesLayerMatches() throws {
         try checkFullVocabulary("fullk-matches") {
-            $0.replacingOccurrences(of: "[optimizer]", with: """
-            [[loss.match]]
-            kind = "hidden_mse"
-            teacher = 2
-            student = 1
-
-            [[loss.match]]
-            kind = "relation"
-            teacher = 2
-            student = 1
-            relation_heads = 4
-
-            [[loss.match]]
-            kind = "attention_kl"
-            teacher = 1
-            student = 1
-            weight = 0.5
-
-            [optimizer]
-            """)
+            $0.replacingOccurrences(of: "[optimizer]", with: TrainerTests.layerMatchTables + "[optimizer]")
         }
     }
 

@@ -20,6 +20,28 @@ final class TrainerTests: XCTestCase {
         return recipe
     }
 
+    /// Three layer matches the tiny teacher (2 layers) serves for a 1-layer student: hidden MSE,
+    /// relations and attention KL, as recipe tables (put before `[optimizer]`).
+    static let layerMatchTables = """
+        [[loss.match]]
+        kind = "hidden_mse"
+        teacher = 2
+        student = 1
+
+        [[loss.match]]
+        kind = "relation"
+        teacher = 2
+        student = 1
+        relation_heads = 4
+
+        [[loss.match]]
+        kind = "attention_kl"
+        teacher = 1
+        student = 1
+        weight = 0.5
+
+        """
+
     static let baseRecipe = """
     name = "tiny"
     output = "run"
