@@ -14,7 +14,8 @@
     void P##softmax_backward_rows(float *, const float *, long, long, float);                                           \
     double P##logsumexp(const float *, long, float);                                                                    \
     void P##loss_row(float *, const float *, long, int, int, float, float, float, float, double *, double *, double *); \
-    void P##loss_row_topk(float *, const int *, const float *, long, long, float, int, float, float, float, double *, double *); \
+    void P##loss_row_topk(float *, const int *, const float *, long, long, float, const int *, long, float, int, float, float, float, \
+                          double *, double *);                                                                      \
     void P##exp(const float *, float *, long);                                                                          \
     void P##erf(const float *, float *, long);                                                                          \
     void P##tanh(const float *, float *, long);                                                                         \
@@ -87,9 +88,9 @@ void distill_loss_row(float *zs, const float *zt, long V, int label, int doCE, f
                       float ceScale, float mlmScale, float mseScale, double *kl, double *mlm, double *mse) {
     CALL(loss_row, zs, zt, V, label, doCE, T, ceScale, mlmScale, mseScale, kl, mlm, mse);
 }
-void distill_loss_row_topk(float *zs, const int *ids, const float *tv, long k, long V, float tail, int label, float T,
-                           float ceScale, float mlmScale, double *kl, double *mlm) {
-    CALL(loss_row_topk, zs, ids, tv, k, V, tail, label, T, ceScale, mlmScale, kl, mlm);
+void distill_loss_row_topk(float *zs, const int *ids, const float *tv, long k, long V, float tail, const int *sids, long m,
+                           float tailPlogp, int label, float T, float ceScale, float mlmScale, double *kl, double *mlm) {
+    CALL(loss_row_topk, zs, ids, tv, k, V, tail, sids, m, tailPlogp, label, T, ceScale, mlmScale, kl, mlm);
 }
 void distill_exp(const float *x, float *y, long n) { CALL(exp, x, y, n); }
 void distill_erf(const float *x, float *y, long n) { CALL(erf, x, y, n); }

@@ -367,8 +367,15 @@ void K(loss_row)(float *s, const float *t, long V, int label, int doCE, float T,
 //   KL row = Σ_{j<k} q_j (log q_j − log ps_{id_j}) + n·u·log u − u · Σ_{i ∉ ids} log ps_i,
 //   Σ_{i ∉ ids} log ps_i = Σ_i zs_i/T − V·lseS − Σ_{j<k} log ps_{id_j};
 //   dL/dzs = ceScale · (ps − target) / T + MLM part, target = q at ids, u elsewhere.
-void K(loss_row_topk)(float *s, const int *ids, const float *tv, long k, long V, float zr, int label, float T,
-                      float ceScale, float mlmScale, double *klOut, double *mlmOut) {
+// Sampled tail (m > 0): the tail's mass τ = n·u sits on m tokens sids drawn from the teacher's
+// tail distribution instead of being spread evenly, τ/m on each draw (repeats add), and the
+// tail's own Σ p log p (tailPlogp, computed when the cache was built) is exact:
+//   KL row = Σ_{j<k} q_j (log q_j − log ps_{id_j}) + tailPlogp − (τ/m) Σ_{s<m} log ps_{sids_s},
+//   target = q at ids, τ/m per draw at sids, 0 elsewhere.
+// Its expectation over the draws is the exact KL against the full teacher row, and so is the
+// gradient's (the draws are unbiased for Σ_tail p_i · f_i of any f).
+void K(loss_row_topk)(float *s, const int *ids, const float *tv, long k, long V, float zr, const int *sids, long m,
+                      float tailPlogp, int label, float T, float ceScale, float mlmScale, double *klOut, double *mlmOut) {
     float invT = 1.0f / T;
     long V8 = V & ~7L, n = V - k;
     *klOut = 0; *mlmOut = 0;
@@ -382,13 +389,17 @@ void K(loss_row_topk)(float *s, const int *ids, const float *tv, long k, long V,
     for (long j = 0; j < k; j++) sum += exp(((double)tv[j] - mt) * t);
     double lseTT = mt * t + log(sum), kl = 0, lpsTop = 0;
     double lu = (double)zr * t - lseTT, u = n > 0 ? exp(lu) : 0;
+    int sampled = m > 0 && u > 0;
+    double perDraw = sampled ? (double)n * u / (double)m : 0, lpsDraws = 0;
     // Before s is overwritten with the gradient.
     for (long j = 0; j < k; j++) {
         double lq = (double)tv[j] * t - lseTT, lps = (double)s[ids[j]] * t - lseSTd;
         kl += exp(lq) * (lq - lps);
         lpsTop += lps;
     }
-    float lseST = (float)lseSTd, lseS1 = (float)lseS1d, gCE = ceScale * invT, gMLM = mlmScale, uf = (float)u;
+    if (sampled) for (long j = 0; j < m; j++) lpsDraws += (double)s[sids[j]] * t - lseSTd;
+    // The even tail (the uniform target u) only without draws.
+    float lseST = (float)lseSTd, lseS1 = (float)lseS1d, gCE = ceScale * invT, uf = sampled ? 0.0f : (float)u, gMLM = mlmScale;
     double zsum = 0;
     long j = 0;
     for (; j < V8; j += 8) {
@@ -406,9 +417,15 @@ void K(loss_row_topk)(float *s, const int *ids, const float *tv, long k, long V,
         if (label >= 0) g += gMLM * K(exp1)(zsv - lseS1);
         s[j] = g;
     }
-    for (long i = 0; i < k; i++) s[ids[i]] -= gCE * (float)(exp((double)tv[i] * t - lseTT) - u);
+    for (long i = 0; i < k; i++) s[ids[i]] -= gCE * (float)(exp((double)tv[i] * t - lseTT) - (double)uf);
+    if (sampled) {
+        float w = gCE * (float)perDraw;
+        for (long i = 0; i < m; i++) s[sids[i]] -= w;
+        kl += (double)tailPlogp - perDraw * lpsDraws;
+    } else if (u > 0) {
+        kl += (double)n * u * lu - u * (zsum * t - (double)V * lseSTd - lpsTop);
+    }
     if (label >= 0) s[label] -= gMLM;
-    if (u > 0) kl += (double)n * u * lu - u * (zsum * t - (double)V * lseSTd - lpsTop);
     *klOut = kl;
 }
 

@@ -124,7 +124,8 @@ public struct DistillBenchmark: Codable, Sendable {
             let sequences = CacheSequences(count: B, length: { _ in S }, ids: { b in Array(ids[(b * S)..<((b + 1) * S)]) })
             var header = TeacherCacheHeader(teacher: "bench", data: "bench", vocabularySize: V, maxSequenceLength: S, sequences: B, tokens: N,
                                             masking: masking.description, topK: k, softTargetRows: "all", tailTemperature: Double(settings.temperature), teacherWidth: tc.hiddenSize,
-                                            precision: "bf16", lastHidden: true, hiddenLayers: [], qkvLayers: [])
+                                            precision: "bf16", lastHidden: true, hiddenLayers: [], qkvLayers: [],
+                                            tailSamples: k < V ? TeacherCacheSpec().tailSamples : 0)
             header.dataPath = "bench"
             let path = NSTemporaryDirectory() + "/distill-bench-cache-\(getpid()).dtc"
             defer { try? FileManager.default.removeItem(atPath: path) }

@@ -5,7 +5,7 @@ import DistilleryTensor
 // per training sequence, so that later epochs need not run the teacher.
 //
 //   0       "DSTLTCHE"                        magic
-//   8       u32 version (2)                   u32 H, the bytes of the header region
+//   8       u32 version (3)                   u32 H, the bytes of the header region
 //   16      u64 XXH64 of the header region
 //   24      header region: UTF-8 JSON (below), padded with spaces to H bytes
 //   24 + H  frames: one zstd frame per sequence (content size and XXH64 checksum in each)
@@ -19,6 +19,7 @@ import DistilleryTensor
 // "max_seq_len", "sequences", "tokens"; "masking" (the static-masking policy and seed);
 // "top_k", "soft_target_rows" ("all" real tokens or only "masked" ones), "id_bytes" (2 or 4),
 // "tail_temperature" (the T at which the tail logits give the tail's exact mass);
+// "tail_samples" (m: draws from each row's tail, 0 for an even tail);
 // "teacher_width"; "precision" of the stored hidden states ("bf16" or "fp32");
 // "last_hidden", "hidden_layers", "qkv_layers" (what the hidden-state losses and layer
 // matches read); "index_offset", "index_bytes"; and, not compared, "teacher_path" and
@@ -33,7 +34,11 @@ import DistilleryTensor
 //                                 for: (V − k)·exp(z̄/T) is their softmax mass (numerator) at
 //                                 T = tail_temperature; −∞ when k = V or the tail holds
 //                                 under 1e-6 of the mass
+//   tail plogp R × f32            (m > 0) per row, Σ p log p over the tail at T
 //   top ids    R × k × u16/u32    their token ids
+//   draws      R × m × u16/u32    (m > 0) per row, m draws from the tail (p_i / Σ_tail p,
+//                                 systematic, likely tokens first), which carry the tail's
+//                                 mass in the loss instead of z̄'s even spread
 //   last       L × Ht             the teacher's last hidden state (bf16 or f32)
 //   hidden     per hidden layer:  L × Ht
 //   qkv        per qkv layer:     L × 3Ht (q | k | v of the layer's self-attention)
@@ -58,7 +63,7 @@ public enum TeacherCacheFileError: Error, CustomStringConvertible, Equatable {
 
 /// The JSON header of a teacher cache.
 public struct TeacherCacheHeader: Sendable, Equatable {
-    public static let version = 2
+    public static let version = 3
     public static let magic = Array("DSTLTCHE".utf8)
     public static let prefixSize = 24
     /// The header region the writer reserves (and the most a reader accepts, 1 MiB).
@@ -78,6 +83,8 @@ public struct TeacherCacheHeader: Sendable, Equatable {
     public var idBytes: Int
     /// The temperature at which the stored tail logits give the tail's mass exactly.
     public var tailTemperature: Double
+    /// Draws from each row's tail that carry its mass (0: spread evenly by the tail logit).
+    public var tailSamples: Int
     public var teacherWidth: Int
     /// Of the hidden states and q|k|v: "bf16" or "fp32".
     public var precision: String
@@ -92,8 +99,9 @@ public struct TeacherCacheHeader: Sendable, Equatable {
 
     public init(teacher: String, data: String, vocabularySize: Int, maxSequenceLength: Int, sequences: Int, tokens: Int, masking: String,
                 topK: Int, softTargetRows: String, tailTemperature: Double, teacherWidth: Int, precision: String, lastHidden: Bool,
-                hiddenLayers: [Int], qkvLayers: [Int]) {
+                hiddenLayers: [Int], qkvLayers: [Int], tailSamples: Int = 0) {
         self.tailTemperature = tailTemperature
+        self.tailSamples = topK > 0 ? tailSamples : 0
         self.teacher = teacher; self.data = data; self.vocabularySize = vocabularySize; self.maxSequenceLength = maxSequenceLength
         self.sequences = sequences; self.tokens = tokens; self.masking = masking; self.topK = topK; self.softTargetRows = softTargetRows
         idBytes = vocabularySize <= 65536 ? 2 : 4
@@ -109,7 +117,7 @@ public struct TeacherCacheHeader: Sendable, Equatable {
     public var identity: [(field: String, value: String)] {
         [("teacher", teacher), ("data", data), ("vocab_size", "\(vocabularySize)"), ("max_seq_len", "\(maxSequenceLength)"),
          ("sequences", "\(sequences)"), ("tokens", "\(tokens)"), ("masking", masking), ("top_k", "\(topK)"),
-         ("soft_target_rows", softTargetRows), ("tail_temperature", topK > 0 ? "\(tailTemperature)" : "unused"), ("teacher_width", "\(teacherWidth)"), ("precision", precision),
+         ("soft_target_rows", softTargetRows), ("tail_temperature", topK > 0 ? "\(tailTemperature)" : "unused"), ("tail_samples", "\(tailSamples)"), ("teacher_width", "\(teacherWidth)"), ("precision", precision),
          ("last_hidden", "\(lastHidden)"), ("hidden_layers", "\(hiddenLayers)"), ("qkv_layers", "\(qkvLayers)")]
     }
 
@@ -124,7 +132,7 @@ public struct TeacherCacheHeader: Sendable, Equatable {
             ("version", u(Self.version)), ("teacher", .string(teacher)), ("data", .string(data)), ("vocab_size", u(vocabularySize)),
             ("max_seq_len", u(maxSequenceLength)), ("sequences", u(sequences)), ("tokens", u(tokens)), ("masking", .string(masking)),
             ("top_k", u(topK)), ("soft_target_rows", .string(softTargetRows)), ("id_bytes", u(idBytes)),
-            ("tail_temperature", .number("\(tailTemperature)")), ("teacher_width", u(teacherWidth)),
+            ("tail_temperature", .number("\(tailTemperature)")), ("tail_samples", u(tailSamples)), ("teacher_width", u(teacherWidth)),
             ("precision", .string(precision)), ("last_hidden", .bool(lastHidden)), ("hidden_layers", .array(hiddenLayers.map(u))),
             ("qkv_layers", .array(qkvLayers.map(u))), ("index_offset", u(indexOffset)), ("index_bytes", u(indexBytes)),
             ("teacher_path", .string(teacherPath)), ("data_path", .string(dataPath)),
@@ -136,7 +144,7 @@ public struct TeacherCacheHeader: Sendable, Equatable {
         func fail(_ r: String) -> TeacherCacheFileError { .header(path: path, reason: r) }
         guard let members = j.objectValue else { throw fail("the JSON is not an object") }
         let known = Set(["version", "teacher", "data", "vocab_size", "max_seq_len", "sequences", "tokens", "masking", "top_k",
-                         "soft_target_rows", "id_bytes", "tail_temperature", "teacher_width", "precision", "last_hidden", "hidden_layers", "qkv_layers",
+                         "soft_target_rows", "id_bytes", "tail_temperature", "tail_samples", "teacher_width", "precision", "last_hidden", "hidden_layers", "qkv_layers",
                          "index_offset", "index_bytes", "teacher_path", "data_path"])
         if let extra = members.first(where: { !known.contains($0.0) }) { throw fail("unknown field '\(extra.0)'") }
         func int(_ k: String, _ range: ClosedRange<Int>) throws -> Int {
@@ -171,6 +179,8 @@ public struct TeacherCacheHeader: Sendable, Equatable {
             throw fail("'tail_temperature' is missing or not a number above 0 and at most 1000")
         }
         tailTemperature = tt
+        tailSamples = try int("tail_samples", 0...65536)
+        guard topK > 0 || tailSamples == 0 else { throw fail("'tail_samples' = \(tailSamples) without soft targets (top_k 0)") }
         idBytes = try int("id_bytes", 2...4)
         guard idBytes == (vocabularySize <= 65536 ? 2 : 4) else { throw fail("'id_bytes' = \(idBytes) does not suit a vocabulary of \(vocabularySize)") }
         teacherWidth = try int("teacher_width", 1...65536)
@@ -189,7 +199,7 @@ public struct TeacherCacheHeader: Sendable, Equatable {
 /// Where each section of a sequence's record lies, for L tokens and R soft-target rows.
 public struct TeacherCacheRecordLayout: Sendable, Equatable {
     public let tokens: Int, rows: Int
-    public let ids: Int, labels: Int, topLogits: Int, tail: Int, topIds: Int, last: Int?
+    public let ids: Int, labels: Int, topLogits: Int, tail: Int, tailPlogp: Int, topIds: Int, draws: Int, last: Int?
     public let hidden: [Int: Int]   // layer → offset
     public let qkv: [Int: Int]      // layer → offset
     public let size: Int
@@ -198,15 +208,18 @@ public struct TeacherCacheRecordLayout: Sendable, Equatable {
     public init?(_ h: TeacherCacheHeader, tokens L: Int, rows R: Int) {
         func pad(_ n: Int) -> Int { (n + 3) & ~3 }
         let hiddenBytes = L.multipliedReportingOverflow(by: h.teacherWidth * h.elementBytes)
-        let rk = R.multipliedReportingOverflow(by: h.topK)
-        guard L >= 0, R >= 0, L <= 1 << 20, !hiddenBytes.overflow, !rk.overflow, rk.partialValue <= 1 << 36 else { return nil }
+        let rk = R.multipliedReportingOverflow(by: h.topK), rm = R.multipliedReportingOverflow(by: h.tailSamples)
+        guard L >= 0, R >= 0, L <= 1 << 20, !hiddenBytes.overflow, !rk.overflow, rk.partialValue <= 1 << 36,
+              !rm.overflow, rm.partialValue <= 1 << 36 else { return nil }
         tokens = L; rows = R
         var at = 0
         ids = at; at += 4 * L
         labels = at; at += 4 * L
         topLogits = at; at += 4 * rk.partialValue
         tail = at; at += h.topK > 0 ? 4 * R : 0
+        tailPlogp = at; at += h.tailSamples > 0 ? 4 * R : 0
         topIds = at; at += pad(h.idBytes * rk.partialValue)
+        draws = at; at += pad(h.idBytes * rm.partialValue)
         if h.lastHidden { last = at; at += pad(hiddenBytes.partialValue) } else { last = nil }
         var hidden: [Int: Int] = [:], qkv: [Int: Int] = [:]
         for l in h.hiddenLayers { hidden[l] = at; at += pad(hiddenBytes.partialValue) }
@@ -409,10 +422,22 @@ public final class TeacherCacheReader: @unchecked Sendable {
                 throw fail("tail logit of row \(r) is \(tail[r]), not a finite number or −∞")
             }
         }
-        for j in 0..<rk {
-            let id = h.idBytes == 2 ? Int((buffer + layout.topIds).assumingMemoryBound(to: UInt16.self)[j])
-                                    : Int((buffer + layout.topIds).assumingMemoryBound(to: UInt32.self)[j])
-            guard id < V else { throw fail("top-k id \(id) is outside the \(V)-token vocabulary") }
+        func checkIds(_ o: Int, _ n: Int, _ what: String) throws {
+            for j in 0..<n {
+                let id = h.idBytes == 2 ? Int((buffer + o).assumingMemoryBound(to: UInt16.self)[j])
+                                        : Int((buffer + o).assumingMemoryBound(to: UInt32.self)[j])
+                guard id < V else { throw fail("\(what) \(id) is outside the \(V)-token vocabulary") }
+            }
+        }
+        try checkIds(layout.topIds, rk, "top-k id")
+        if h.tailSamples > 0 {
+            try checkIds(layout.draws, e.rows * h.tailSamples, "tail draw")
+            let plogp = (buffer + layout.tailPlogp).assumingMemoryBound(to: Float.self)
+            // Σ p log p ≤ 0 (rounding aside), and no lower than −log V bounds an entropy.
+            let low = -Float(Foundation.log(Double(V))) - 1e-3
+            for r in 0..<e.rows where !(plogp[r] <= 1e-5 && plogp[r] >= low) {
+                throw fail("the tail's Σ p log p of row \(r) is \(plogp[r]), not between \(low) and 0")
+            }
         }
         let hiddenOffsets = [layout.last].compactMap { $0 } + layout.hidden.values.sorted()
         for o in hiddenOffsets + layout.qkv.values.sorted() {

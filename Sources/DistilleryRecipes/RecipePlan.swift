@@ -40,7 +40,7 @@ public struct RecipePlan: Sendable {
         }
         var s = "teacher: \(describe(teacher))\nstudent: \(describe(student))\nprecision: \(recipe.training.precision.rawValue)"
         if let c = recipe.teacherCache, let path = recipe.teacherCachePath {
-            s += "\nteacher cache: \(path), top \(c.topK) soft targets, hidden states in \(c.precision.rawValue); masking is static (each sequence masked once, when the cache is built)"
+            s += "\nteacher cache: \(path), top \(c.topK) soft targets (the tail \(c.tailSamples > 0 ? "on \(c.tailSamples) draws" : "spread evenly")), hidden states in \(c.precision.rawValue); masking is static (each sequence masked once, when the cache is built)"
         } else {
             s += "\nmasking: dynamic (fresh masks every time a sequence is served)"
         }

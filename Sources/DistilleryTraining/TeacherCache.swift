@@ -11,6 +11,10 @@ import DistilleryQuant
 public struct TeacherCacheSpec: Sendable, Equatable {
     /// Soft targets kept per row: the teacher's k largest logits with their ids.
     public var topK = 64
+    /// Draws from each row's tail (the other V − k tokens) that carry its mass in the loss:
+    /// an unbiased estimate of the full soft-target loss. 0 spreads the tail's mass evenly
+    /// over the V − k tokens instead (biased when the teacher's tail is not flat).
+    public var tailSamples = 256
     /// The cache file (default OUTPUT/data/teacher-cache.dtc).
     public var path: String?
     /// Hidden states and q|k|v stored as bf16 (half the bytes) or fp32.
@@ -55,6 +59,7 @@ public enum TeacherCacheError: Error, CustomStringConvertible, Equatable {
         case "teacher": return "other teacher: built with \(found), the recipe's is \(expected)"
         case "data": return "other data: built from \(found), the recipe's is \(expected)"
         case "top_k": return "other k: built with top_k = \(found), the recipe asks for \(expected)"
+        case "tail_samples": return "other tail draws: built with tail_samples = \(found), the recipe asks for \(expected)"
         case "tail_temperature": return "other temperature: the tail logits were stored for T = \(found), the recipe's temperature is \(expected)"
         case "masking": return "other masking: built with \(found), the recipe's is \(expected)"
         case "hidden_layers", "qkv_layers", "last_hidden":
@@ -130,6 +135,7 @@ public struct TeacherCacheContents: Sendable, Equatable {
     public var softTargetRows: String
     /// The soft-target temperature the tail logits are stored for.
     public var tailTemperature: Double
+    public var tailSamples: Int
     public var lastHidden: Bool
     public var hiddenLayers: [Int]
     public var qkvLayers: [Int]
@@ -139,6 +145,7 @@ public struct TeacherCacheContents: Sendable, Equatable {
         topK = loss.alphaCE > 0 ? spec.topK : 0
         softTargetRows = loss.restrictCEToMask ? "masked" : "all"
         tailTemperature = Double(loss.temperature)
+        tailSamples = topK > 0 ? spec.tailSamples : 0
         lastHidden = loss.alphaCos > 0 || loss.alphaHidden > 0
         hiddenLayers = Array(Set(matches.filter(\.kind.comparesHidden).map { $0.teacherLayer! })).sorted()
         qkvLayers = Array(Set(matches.filter { !$0.kind.comparesHidden }.map { $0.teacherLayer! })).sorted()
@@ -152,7 +159,8 @@ public struct TeacherCacheContents: Sendable, Equatable {
                                    maxSequenceLength: maxSequenceLength, sequences: data.count, tokens: data.header.tokens,
                                    masking: masking.description, topK: topK, softTargetRows: softTargetRows, tailTemperature: tailTemperature,
                                    teacherWidth: teacher.config.hiddenSize, precision: precision.rawValue, lastHidden: lastHidden,
-                                   hiddenLayers: hiddenLayers, qkvLayers: qkvLayers)
+                                   hiddenLayers: hiddenLayers, qkvLayers: qkvLayers,
+                                   tailSamples: topK < teacher.config.vocabSize ? tailSamples : 0)
         h.dataPath = data.path
         return h
     }
@@ -160,12 +168,15 @@ public struct TeacherCacheContents: Sendable, Equatable {
 
 /// How the top-k soft targets compare with the full ones: the soft-target loss (KL at T,
 /// × T²) of the initial student against the teacher's full distribution and against its
-/// top-k one (the k tokens and the tail logit for the rest), on held-out batches.
+/// top-k one (the k tokens, and the tail's mass on m draws from it or spread evenly by the
+/// tail logit), on held-out batches.
 public struct TopKApproximation: Codable, Sendable, Equatable {
     public var source: String
     public var batches = 0
     public var rows = 0
     public var topK = 0
+    /// Draws carrying the tail's mass (0: spread evenly).
+    public var tailSamples = 0
     public var temperature = 0.0
     public var fullLoss = 0.0
     public var topKLoss = 0.0
@@ -174,26 +185,28 @@ public struct TopKApproximation: Codable, Sendable, Equatable {
     /// |top-k − full| / full.
     public var relativeDifference: Double { fullLoss > 0 ? abs(topKLoss - fullLoss) / fullLoss : 0 }
 
-    enum CodingKeys: String, CodingKey { case source, batches, rows, topK, temperature, fullLoss, topKLoss, topKMass, relativeDifference }
+    enum CodingKeys: String, CodingKey { case source, batches, rows, topK, tailSamples, temperature, fullLoss, topKLoss, topKMass, relativeDifference }
     public init(source: String) { self.source = source }
     public init(from d: Decoder) throws {
         let c = try d.container(keyedBy: CodingKeys.self)
         source = try c.decode(String.self, forKey: .source); batches = try c.decode(Int.self, forKey: .batches)
         rows = try c.decode(Int.self, forKey: .rows); topK = try c.decode(Int.self, forKey: .topK)
+        tailSamples = try c.decode(Int.self, forKey: .tailSamples)
         temperature = try c.decode(Double.self, forKey: .temperature); fullLoss = try c.decode(Double.self, forKey: .fullLoss)
         topKLoss = try c.decode(Double.self, forKey: .topKLoss); topKMass = try c.decode(Double.self, forKey: .topKMass)
     }
     public func encode(to e: Encoder) throws {
         var c = e.container(keyedBy: CodingKeys.self)
         try c.encode(source, forKey: .source); try c.encode(batches, forKey: .batches); try c.encode(rows, forKey: .rows)
-        try c.encode(topK, forKey: .topK); try c.encode(temperature, forKey: .temperature); try c.encode(fullLoss, forKey: .fullLoss)
+        try c.encode(topK, forKey: .topK); try c.encode(tailSamples, forKey: .tailSamples); try c.encode(temperature, forKey: .temperature); try c.encode(fullLoss, forKey: .fullLoss)
         try c.encode(topKLoss, forKey: .topKLoss); try c.encode(topKMass, forKey: .topKMass)
         try c.encode(relativeDifference, forKey: .relativeDifference)
     }
 
     public var line: String {
-        String(format: "top-%d soft targets: loss %.5f against %.5f with the full vocabulary (%.3f%% apart; the k tokens hold %.2f%% of the teacher's probability at T = %g), %d rows of %d %@ batches",
-               topK, topKLoss, fullLoss, relativeDifference * 100, topKMass * 100, temperature, rows, batches, source)
+        let tail = tailSamples > 0 ? "on \(tailSamples) draws" : "spread evenly"
+        return String(format: "top-%d soft targets, tail %@: loss %.5f against %.5f with the full vocabulary (%.3f%% apart; the k tokens hold %.2f%% of the teacher's probability at T = %g), %d rows of %d %@ batches",
+                      topK, tail, topKLoss, fullLoss, relativeDifference * 100, topKMass * 100, temperature, rows, batches, source)
     }
 }
 
@@ -216,10 +229,15 @@ public struct TeacherCacheSummary: Codable, Sendable {
 @inline(__always)
 func selectTopK(_ z: UnsafePointer<Float>, V: Int, k: Int, ids: UnsafeMutablePointer<Int32>, values: UnsafeMutablePointer<Float>) {
     if k * 8 >= V {
-        // Large k: sort every id.
-        var order = Array(0..<V)
-        order.sort { z[$0] > z[$1] || (z[$0] == z[$1] && $0 < $1) }
-        for j in 0..<k { ids[j] = Int32(order[j]); values[j] = z[order[j]] }
+        // Large k: sort every id, as one integer key each: the float's bits mapped to an
+        // order-preserving integer (complemented: descending), the id below it (ties: lower first).
+        var keys = [UInt64](repeating: 0, count: V)
+        for j in 0..<V {
+            let b = z[j].bitPattern, ordered = b & 0x8000_0000 != 0 ? ~b : b | 0x8000_0000
+            keys[j] = UInt64(~ordered) << 32 | UInt64(j)
+        }
+        keys.sort()
+        for j in 0..<k { let id = Int(keys[j] & 0xFFFF_FFFF); ids[j] = Int32(id); values[j] = z[id] }
         return
     }
     // Small k: values[0..<n] ascending, the best so far; among equal values the lower id sits
@@ -262,6 +280,67 @@ func tailLogit(_ z: UnsafePointer<Float>, V: Int, ids: UnsafePointer<Int32>, k: 
     return Float(Double(T) * (lse + Foundation.log(tail) - Foundation.log(Double(V - k))))
 }
 
+
+/// Per-worker scratch of `sampleTail`: for each of `slots` workers, V entries of order,
+/// probability and flag, and the bins.
+public final class TailSamplerScratch: @unchecked Sendable {
+    static let bins = 64
+    public let slots: Int, V: Int
+    let order: AlignedBuffer<Int32>      // [slots×V] tail ids, likely first
+    let probs: AlignedBuffer<Double>     // [slots×V] p_i at T
+    let flags: AlignedBuffer<UInt8>      // [slots×V] 1 at the row's top k (zero between calls)
+    let counts: AlignedBuffer<Int>       // [slots×bins]
+    public init(V: Int, slots: Int = max(1, Parallel.threads)) {
+        self.V = V; self.slots = slots
+        order = AlignedBuffer(count: slots * V); probs = AlignedBuffer(count: slots * V)
+        flags = AlignedBuffer(count: slots * V); flags.zero()
+        counts = AlignedBuffer(count: slots * Self.bins)
+    }
+}
+
+/// m draws from the teacher's tail at T: the tokens of row z [V] outside its top k (`ids`),
+/// token i with probability p_i / τ (p = softmax(z/T), τ = Σ_tail p). Systematic sampling:
+/// draw s is the token where the tail's cumulative mass passes (u0 + s)·τ/m, the tail walked
+/// from likely to unlikely (a counting sort into quarter-nat bins of log p), so the draws are
+/// spread over the tail like a stratified sample. Each draw alone is distributed as p/τ, so
+/// (τ/m)·Σ_s f(draw_s) is unbiased for Σ_tail p_i f_i, the tail's part of the soft-target
+/// loss and its gradient. Writes `draws` [m]; returns Σ_tail p log p (0 without a tail).
+public func sampleTail(_ z: UnsafePointer<Float>, V: Int, ids: UnsafePointer<Int32>, k: Int, temperature T: Float, m: Int, offset u0: Double,
+                draws: UnsafeMutablePointer<Int32>, scratch: TailSamplerScratch, slot: Int) -> Float {
+    precondition(k >= 1 && m >= 1 && V == scratch.V && slot < scratch.slots)
+    guard k < V else { draws.update(repeating: ids[0], count: m); return 0 }
+    let order = scratch.order.base + slot * V, probs = scratch.probs.base + slot * V, flags = scratch.flags.base + slot * V
+    let nb = TailSamplerScratch.bins, counts = scratch.counts.base + slot * nb
+    for j in 0..<k { flags[Int(ids[j])] = 1 }
+    let invT = 1 / Double(T), lse = logSumExp(z, V, invT: Float(invT))
+    // The k-th largest logit bounds the tail's: bins count quarter-nats of log p below it.
+    let ref = Double(z[Int(ids[k - 1])]), scale = 4 * invT
+    @inline(__always) func bin(_ x: Float) -> Int { min(nb - 1, Int(max(0, (ref - Double(x)) * scale))) }
+    counts.update(repeating: 0, count: nb)
+    var tau = 0.0, plogp = 0.0
+    for j in 0..<V where flags[j] == 0 {
+        let lp = Double(z[j]) * invT - lse, p = Foundation.exp(lp)
+        probs[j] = p; tau += p; plogp += p * lp
+        counts[bin(z[j])] += 1
+    }
+    var at = 0
+    for b in 0..<nb { let c = counts[b]; counts[b] = at; at += c }
+    for j in 0..<V where flags[j] == 0 {
+        let b = bin(z[j])
+        order[counts[b]] = Int32(j); counts[b] += 1
+    }
+    let n = V - k, step = tau / Double(m)
+    var cum = 0.0, s = 0, next = u0 * step
+    for i in 0..<n where s < m {
+        let j = order[i]
+        cum += probs[Int(j)]
+        while s < m && cum > next { draws[s] = j; s += 1; next = (u0 + Double(s)) * step }
+    }
+    // Rounding can leave the last threshold a hair above the total.
+    while s < m { draws[s] = s > 0 ? draws[s - 1] : order[0]; s += 1 }
+    for j in 0..<k { flags[Int(ids[j])] = 0 }
+    return Float(plogp)
+}
 
 extension TeacherCacheError {
     /// Losses a teacher cache cannot serve: the classification soft targets (a [task] recipe
@@ -333,12 +412,14 @@ extension Trainer {
     /// `distill cache-teacher`: runs the recipe's teacher once over its training data into the
     /// cache file (`topK` and `path` override [teacher.cache]). A cache already built for the
     /// same teacher, data and settings is kept unless `overwrite`.
-    public func buildTeacherCache(topK: Int?, path: String?, overwrite: Bool, events: (TrainerEvent) -> Void = { _ in }) throws -> TeacherCacheSummary {
+    public func buildTeacherCache(topK: Int?, tailSamples: Int? = nil, path: String?, overwrite: Bool,
+                                  events: (TrainerEvent) -> Void = { _ in }) throws -> TeacherCacheSummary {
         let r = recipe
         guard var spec = r.teacherCache ?? (topK != nil || path != nil ? TeacherCacheSpec() : nil) else {
             throw TeacherCacheError.notConfigured(recipe: r.path)
         }
         if let topK { spec.topK = topK }
+        if let tailSamples { spec.tailSamples = tailSamples }
         if let path { spec.path = path }
         let file = spec.path ?? r.output + "/data/teacher-cache.dtc"
         if r.fitHead != nil && !FileManager.default.fileExists(atPath: teacherPath + "/model.safetensors") {
@@ -373,11 +454,12 @@ extension Trainer {
 
 extension TopKApproximation {
     /// The soft-target loss (T² × mean KL(teacher ‖ student) at T over the soft-target rows)
-    /// with the teacher's full distribution and with its top k and tail logit (what training
-    /// from the cache computes, by the same kernel), for each k in `ks`, on `batches` (masked, with MLM labels).
-    /// Sums in double.
-    public static func measure(teacher: EncoderModel, student: EncoderModel, batches: [(TokenBatch, [Int32])], ks: [Int], temperature T: Float,
-                               restrictToMask: Bool, source: String) throws -> [TopKApproximation] {
+    /// with the teacher's full distribution and with its top k and tail (m draws, or the tail
+    /// logit when m = 0: what training from the cache computes, by the same kernel), for each
+    /// k in `ks`, on `batches` (masked, with MLM labels). The draws are keyed by `seed` and the
+    /// row. Sums in double.
+    public static func measure(teacher: EncoderModel, student: EncoderModel, batches: [(TokenBatch, [Int32])], ks: [Int], tailSamples m: Int = 0,
+                               seed: UInt64 = 0, temperature T: Float, restrictToMask: Bool, source: String) throws -> [TopKApproximation] {
         let V = teacher.config.vocabSize, kMax = ks.max() ?? 0
         precondition(student.config.vocabSize == V && kMax <= V && kMax > 0)
         let maxB = batches.map(\.0.B).max() ?? 0, maxS = batches.map(\.0.S).max() ?? 0, chunk = min(512, maxB * maxS)
@@ -389,6 +471,8 @@ extension TopKApproximation {
         let ids = AlignedBuffer<Int32>(count: chunk * kMax), vals = FloatBuffer(count: chunk * kMax)
         let logPs = AlignedBuffer<Double>(count: chunk * V)
         let row = FloatBuffer(count: V)
+        let sampler = TailSamplerScratch(V: V, slots: 1), draws = AlignedBuffer<Int32>(count: max(1, m))   // [m]
+        let drawKey = streamKey(seed, 0x5441_494C)
         var full = 0.0, rowsSeen = 0
         var topLoss = [Double](repeating: 0, count: ks.count), mass = [Double](repeating: 0, count: ks.count)
         let invT = 1 / Double(T)
@@ -428,11 +512,17 @@ extension TopKApproximation {
                         // the kernel overwrites with its gradient).
                         let id = ids.base + i * kMax, v = vals.base + i * kMax
                         var tail = tailLogit(t, V: V, ids: id, k: k, temperature: T)
+                        var plogp: Float = 0
+                        if m > 0 {
+                            plogp = sampleTail(t, V: V, ids: id, k: k, temperature: T, m: m, offset: Double(uniform(drawKey, rowsSeen + i)),
+                                               draws: draws.base, scratch: sampler, slot: 0)
+                        }
                         row.base.update(from: s, count: V)
                         var klk = 0.0, mlm = 0.0, mse = 0.0
                         var label: Int32 = -100, ce = true, teacherRow: Int32 = 0
                         distillationRowsTopK(zs: row.base, rows: 1, V: V, labels: &label, ce: &ce, teacherRow: &teacherRow, topIds: id,
-                                             topValues: v, tailLogits: &tail, k: k, temperature: T, ceScale: 1, mlmScale: 0,
+                                             topValues: v, tailLogits: &tail, k: k, tailSamples: m > 0 ? draws.base : nil, m: k < V ? m : 0,
+                                             tailPlogp: &plogp, temperature: T, ceScale: 1, mlmScale: 0,
                                              klOut: &klk, mlmOut: &mlm, mseOut: &mse)
                         var share = 0.0
                         for j in 0..<k { share += Foundation.exp(Double(v[j]) * invT - lzt) }
@@ -446,7 +536,7 @@ extension TopKApproximation {
         let t2 = Double(T * T), n = Double(max(rowsSeen, 1))
         return ks.enumerated().map { ki, k in
             var a = TopKApproximation(source: source)
-            a.batches = batches.count; a.rows = rowsSeen; a.topK = k; a.temperature = Double(T)
+            a.batches = batches.count; a.rows = rowsSeen; a.topK = k; a.tailSamples = k < V ? m : 0; a.temperature = Double(T)
             a.fullLoss = t2 * full / n; a.topKLoss = t2 * topLoss[ki] / n; a.topKMass = mass[ki] / n
             return a
         }
@@ -456,7 +546,8 @@ extension TopKApproximation {
 extension Trainer {
     /// The top-k approximation of the recipe's soft-target loss on its held-out text, for the
     /// initial student (the teacher's layers, as `distill run` starts from) or `student`.
-    public func topKApproximation(ks: [Int], student studentPath: String?, events: (TrainerEvent) -> Void = { _ in }) throws -> [TopKApproximation] {
+    /// `tailSamples` overrides [teacher.cache] tail_samples (default 256 without the table).
+    public func topKApproximation(ks: [Int], tailSamples: Int? = nil, student studentPath: String?, events: (TrainerEvent) -> Void = { _ in }) throws -> [TopKApproximation] {
         let r = recipe
         guard !r.data.heldout.isEmpty else { throw TeacherCacheError.noHeldout(recipe: r.path) }
         try FileManager.default.createFolder(r.output + "/data")
@@ -473,7 +564,8 @@ extension Trainer {
         let batches = stride(from: 0, to: min(heldout.count, B * r.evaluation.batches), by: B).map { s in
             masking.batch(Array(s..<min(heldout.count, s + B)), data: heldout, padId: tokenizer.padId, tokenTypes: teacher.config.hasTokenTypes)
         }
+        let m = tailSamples ?? (r.teacherCache ?? TeacherCacheSpec()).tailSamples
         return try TopKApproximation.measure(teacher: teacher, student: student, batches: batches, ks: ks.filter { $0 <= teacher.config.vocabSize },
-                                             temperature: r.loss.temperature, restrictToMask: r.loss.restrictCEToMask, source: "held-out")
+                                             tailSamples: m, seed: r.seed, temperature: r.loss.temperature, restrictToMask: r.loss.restrictCEToMask, source: "held-out")
     }
 }

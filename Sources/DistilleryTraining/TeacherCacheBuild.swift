@@ -24,7 +24,7 @@ public enum TeacherCacheBuilder {
                              padId: Int32, batchSize B: Int, to path: String, level: Int = 3,
                              progress: (Int, Int) -> Void = { _, _ in }) throws -> (bytes: Int, rawBytes: Int) {
         let h = header, tc = teacher.config
-        let S = h.maxSequenceLength, V = tc.vocabSize, Ht = tc.hiddenSize, Hh = tc.headWidth, k = h.topK
+        let S = h.maxSequenceLength, V = tc.vocabSize, Ht = tc.hiddenSize, Hh = tc.headWidth, k = h.topK, m = h.tailSamples
         let N = B * S, chunk = min(512, N), e = h.elementBytes
         let acts = try EncoderActivations(model: teacher, maxB: B, maxS: S, training: false)
         let hidden = Dictionary(uniqueKeysWithValues: h.hiddenLayers.map { ($0, FloatBuffer(count: N * Ht)) })   // [N×Ht]
@@ -34,6 +34,10 @@ public enum TeacherCacheBuilder {
         let scratch = FloatBuffer(count: k > 0 ? teacher.decoderScratch(rows: chunk, training: false) : 0)
         let topIds = AlignedBuffer<Int32>(count: N * max(k, 1)), topValues = FloatBuffer(count: N * max(k, 1))  // [rows×k]
         let tails = FloatBuffer(count: N)                                   // [rows] tail logits
+        let plogps = FloatBuffer(count: N)                                  // [rows] tail Σ p log p (m > 0)
+        let draws = AlignedBuffer<Int32>(count: N * max(m, 1))              // [rows×m] tail draws
+        let drawOffset = AlignedBuffer<Double>(count: N)                    // [rows] u0 of the systematic draws
+        let sampler = m > 0 ? TailSamplerScratch(V: V) : nil
         let tailT = Float(h.tailTemperature)
         let rowPosition = AlignedBuffer<Int32>(count: N)                    // soft-target row → position
 
@@ -62,8 +66,10 @@ public enum TeacherCacheBuilder {
             for b in 0..<Bb {
                 rowStart[b] = rows
                 guard k > 0 else { continue }
+                // The draws' offsets keyed by the sequence and the row within it (not the batch).
+                let key = streamKey(masking.seed, 0x5441_494C, UInt64(indices[b]))
                 for p in 0..<masked[b].inputIds.count where h.softTargetRows == "all" || labels[b * Sb + p] >= 0 {
-                    rowPosition[rows] = Int32(b * Sb + p); rows += 1
+                    rowPosition[rows] = Int32(b * Sb + p); drawOffset[rows] = Double(uniform(key, rows - rowStart[b])); rows += 1
                 }
             }
             rowStart[Bb] = rows
@@ -75,11 +81,16 @@ public enum TeacherCacheBuilder {
                     for i in 0..<r { (gathered.base + i * Hh).update(from: acts.headOutput + Int(rowPosition[r0 + i]) * Hh, count: Hh) }
                     teacher.decoderLogits(logits.base, headOutput: gathered.base, rows: r, scratch: scratch.base)
                     let z = SendablePointer(logits.base), ti = SendablePointer(topIds.base + r0 * k), tv = SendablePointer(topValues.base + r0 * k)
-                    let tl = SendablePointer(tails.base + r0)
-                    Parallel.forEachChunk(r) { _, range in
+                    let tl = SendablePointer(tails.base + r0), pl = SendablePointer(plogps.base + r0)
+                    let dr = SendablePointer(draws.base + r0 * max(m, 1)), u0 = SendablePointer(drawOffset.base + r0)
+                    Parallel.forEachChunk(r, maxChunks: sampler?.slots ?? .max) { c, range in
                         for i in range {
                             selectTopK(z.p + i * V, V: V, k: k, ids: ti.p + i * k, values: tv.p + i * k)
                             tl.p[i] = tailLogit(z.p + i * V, V: V, ids: ti.p + i * k, k: k, temperature: tailT)
+                            if let sampler {
+                                pl.p[i] = sampleTail(z.p + i * V, V: V, ids: ti.p + i * k, k: k, temperature: tailT, m: m, offset: u0.p[i],
+                                                     draws: dr.p + i * m, scratch: sampler, slot: c)
+                            }
                         }
                     }
                     r0 += r
@@ -108,12 +119,19 @@ public enum TeacherCacheBuilder {
                             if R > 0 {
                                 (base + layout.topLogits).copyMemory(from: topValues.base + rowStart_[b] * k, byteCount: 4 * R * k)
                                 (base + layout.tail).copyMemory(from: tails.base + rowStart_[b], byteCount: 4 * R)
-                                let src = topIds.base + rowStart_[b] * k
-                                if h.idBytes == 2 {
-                                    let d = (base + layout.topIds).assumingMemoryBound(to: UInt16.self)
-                                    for j in 0..<(R * k) { d[j] = UInt16(src[j]) }
-                                } else {
-                                    (base + layout.topIds).copyMemory(from: src, byteCount: 4 * R * k)
+                                func storeIds(_ src: UnsafePointer<Int32>, _ n: Int, at o: Int) {
+                                    if h.idBytes == 2 {
+                                        let d = (base + o).assumingMemoryBound(to: UInt16.self)
+                                        for j in 0..<n { d[j] = UInt16(src[j]) }
+                                    } else {
+                                        (base + o).copyMemory(from: src, byteCount: 4 * n)
+                                    }
+                                }
+                                storeIds(topIds.base + rowStart_[b] * k, R * k, at: layout.topIds)
+                                let draw = h.tailSamples
+                                if draw > 0 {
+                                    (base + layout.tailPlogp).copyMemory(from: plogps.base + rowStart_[b], byteCount: 4 * R)
+                                    storeIds(draws.base + rowStart_[b] * draw, R * draw, at: layout.draws)
                                 }
                             }
                             func store(_ from: UnsafePointer<Float>, _ count: Int, at o: Int) {
@@ -161,6 +179,8 @@ public final class CachedTeacherBatch {
     let qkv: [Int: FloatBuffer]                      // teacher layer (1-based) → [N×3Ht]
     public let topIds: AlignedBuffer<Int32>, topValues: FloatBuffer  // [N×k] per soft-target row
     public let tails: FloatBuffer                    // [N] per soft-target row, its tail logit
+    public let plogps: FloatBuffer                   // [N] per soft-target row, the tail's Σ p log p (m > 0)
+    public let draws: AlignedBuffer<Int32>           // [N×m] per soft-target row, its tail draws
     public let rowOf: AlignedBuffer<Int32>           // [N] soft-target row of a position, −1: none
     let teacherRow: AlignedBuffer<Int32>             // [N] per loss row of a chunk, its soft-target row
     public private(set) var B = 0, S = 0
@@ -177,6 +197,7 @@ public final class CachedTeacherBatch {
         qkv = Dictionary(uniqueKeysWithValues: h.qkvLayers.map { ($0, FloatBuffer(count: N * 3 * Ht)) })
         topIds = AlignedBuffer(count: max(1, N * k)); topValues = FloatBuffer(count: max(1, N * k))
         tails = FloatBuffer(count: max(1, N))
+        plogps = FloatBuffer(count: max(1, N)); draws = AlignedBuffer(count: max(1, N * h.tailSamples))
         rowOf = AlignedBuffer(count: N)
         teacherRow = AlignedBuffer(count: N)
     }
@@ -186,7 +207,7 @@ public final class CachedTeacherBatch {
     /// length of a sequence, which the cache must agree with.
     public func load(_ indices: [Int], lengths: (Int) -> Int, padId: Int32, tokenTypes: Bool) throws -> (TokenBatch, [Int32]) {
         precondition(indices.count <= maxB, "batch larger than the cache reader's capacity")
-        let Bb = indices.count, h = header, k = h.topK, Ht = h.teacherWidth
+        let Bb = indices.count, h = header, k = h.topK, m = h.tailSamples, Ht = h.teacherWidth
         var failure: Error?
         let lock = NSLock()
         let records = self.records
@@ -227,6 +248,7 @@ public final class CachedTeacherBatch {
         // The teacher's outputs, scattered to batch positions (padding rows zero).
         let e = h.elementBytes
         let tiP = SendablePointer(topIds.base), tvP = SendablePointer(topValues.base), tlP = SendablePointer(tails.base)
+        let plP = SendablePointer(plogps.base), drP = SendablePointer(draws.base)
         let lastP = lastHidden.map { SendablePointer($0.base) }
         let hidden = self.hidden, qkv = self.qkv, lays = layouts
         Parallel.forEachChunk(Bb) { _, range in
@@ -248,12 +270,18 @@ public final class CachedTeacherBatch {
                     let n = lay.rows * k
                     (tvP.p + rowStart[b] * k).update(from: (base + lay.topLogits).assumingMemoryBound(to: Float.self), count: n)
                     (tlP.p + rowStart[b]).update(from: (base + lay.tail).assumingMemoryBound(to: Float.self), count: lay.rows)
-                    let dst = tiP.p + rowStart[b] * k
-                    if h.idBytes == 2 {
-                        let src = (base + lay.topIds).assumingMemoryBound(to: UInt16.self)
-                        for j in 0..<n { dst[j] = Int32(src[j]) }
-                    } else {
-                        dst.update(from: (base + lay.topIds).assumingMemoryBound(to: Int32.self), count: n)
+                    func loadIds(_ o: Int, _ n: Int, into dst: UnsafeMutablePointer<Int32>) {
+                        if h.idBytes == 2 {
+                            let src = (base + o).assumingMemoryBound(to: UInt16.self)
+                            for j in 0..<n { dst[j] = Int32(src[j]) }
+                        } else {
+                            dst.update(from: (base + o).assumingMemoryBound(to: Int32.self), count: n)
+                        }
+                    }
+                    loadIds(lay.topIds, n, into: tiP.p + rowStart[b] * k)
+                    if m > 0 {
+                        (plP.p + rowStart[b]).update(from: (base + lay.tailPlogp).assumingMemoryBound(to: Float.self), count: lay.rows)
+                        loadIds(lay.draws, lay.rows * m, into: drP.p + rowStart[b] * m)
                     }
                 }
             }
@@ -262,7 +290,7 @@ public final class CachedTeacherBatch {
         return (batch, labels)
     }
 
-    /// The soft-target (against the cached top k and tail logit) and
+    /// The soft-target (against the cached top k and tail: its draws, or the tail logit) and
     /// MLM losses of `rows` rows of student logits `zs` at batch `positions`, and their
     /// gradient in place (see `distillationRowsTopK`).
     func lossRows(zs: UnsafeMutablePointer<Float>, positions: UnsafePointer<Int32>, rows: Int, V: Int, labels: UnsafePointer<Int32>,
@@ -270,7 +298,8 @@ public final class CachedTeacherBatch {
                   klOut: UnsafeMutablePointer<Double>, mlmOut: UnsafeMutablePointer<Double>, mseOut: UnsafeMutablePointer<Double>) {
         for i in 0..<rows { teacherRow[i] = rowOf[Int(positions[i])] }
         distillationRowsTopK(zs: zs, rows: rows, V: V, labels: labels, ce: ce, teacherRow: teacherRow.base, topIds: topIds.base,
-                             topValues: topValues.base, tailLogits: tails.base, k: header.topK, temperature: temperature, ceScale: ceScale, mlmScale: mlmScale,
+                             topValues: topValues.base, tailLogits: tails.base, k: header.topK,
+                             tailSamples: header.tailSamples > 0 ? draws.base : nil, m: header.tailSamples, tailPlogp: plogps.base, temperature: temperature, ceScale: ceScale, mlmScale: mlmScale,
                              klOut: klOut, mlmOut: mlmOut, mseOut: mseOut)
     }
 }

@@ -23,7 +23,20 @@ final class TeacherCacheTests: XCTestCase {
         """
         let body = TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "\(steps)")
             .replacingOccurrences(of: "[student]", with: cache)
+            .replacingOccurrences(of: "DATA/demo-train.txt", with: try smallTrainingText())
         return try TrainerTests.setUp("cache-\(name)", recipeBody: extra(body))
+    }
+
+    /// The first 600 lines of the demo's training text (about 750 sequences): every test
+    /// here builds a cache over its training data, and the whole file would take most of the suite's time.
+    static func smallTrainingText() throws -> String {
+        let path = Fixtures.temporaryDirectory + "/cache-train.txt"
+        if !FileManager.default.fileExists(atPath: path) {
+            let text = try String(contentsOfFile: Fixtures.repositoryRoot + "/recipes/data/demo-train.txt", encoding: .utf8)
+            try (text.split(separator: "\n", omittingEmptySubsequences: false).prefix(600).joined(separator: "\n") + "\n")
+                .write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        return path
     }
 
     /// The recipe's teacher, data, static masking and expected cache header, loaded as a run would.
@@ -99,6 +112,16 @@ final class TeacherCacheTests: XCTestCase {
                 let tailMass = order[k...].reduce(0.0) { $0 + Foundation.exp((Double(z[$1]) - top) / T) }
                 let stored = Double(V - k) * Foundation.exp((Double(cached.tails.base[row]) - top) / T)
                 XCTAssertEqual(stored, tailMass, accuracy: 1e-4 * tailMass, "row \(n): tail")
+                // The tail's Σ p log p, and its draws: tokens of the tail, none of the top k.
+                let lse = top / T + Foundation.log(order.reduce(0.0) { $0 + Foundation.exp((Double(z[$1]) - top) / T) })
+                let plogp = order[k...].reduce(0.0) { let lp = Double(z[$1]) / T - lse; return $0 + Foundation.exp(lp) * lp }
+                XCTAssertEqual(Double(cached.plogps.base[row]), plogp, accuracy: 1e-4 * abs(plogp), "row \(n): tail Σ p log p")
+                let m = reader.header.tailSamples, top_ = Set(order.prefix(k))
+                XCTAssertEqual(m, 256)
+                for d in 0..<m {
+                    let id = Int(cached.draws[row * m + d])
+                    XCTAssertTrue(id >= 0 && id < V && !top_.contains(id), "row \(n): draw \(d) is \(id)")
+                }
             }
         }
     }
@@ -190,6 +213,57 @@ final class TeacherCacheTests: XCTestCase {
         try expectRefusal(good.prefix(20), "truncated prefix") { if case .notACache = $0 { return true }; return false }
     }
 
+    /// Records whose checksums are right but whose values are not are refused naming the
+    /// sequence and the value: a tail draw or a top-k id outside the vocabulary, a tail
+    /// Σ p log p above 0 or below −log V, a tail logit of +∞ or NaN; and a version-2 file (the even tail only).
+    func testHostileRecordValuesAreRefused() throws {
+        let V = 100, L = 3, k = 4, m = 8
+        let header = TeacherCacheHeader(teacher: "t", data: "d", vocabularySize: V, maxSequenceLength: 8, sequences: 1, tokens: L,
+                                        masking: "static", topK: k, softTargetRows: "all", tailTemperature: 2, teacherWidth: 4, precision: "fp32",
+                                        lastHidden: false, hiddenLayers: [], qkvLayers: [], tailSamples: m)
+        let layout = TeacherCacheRecordLayout(header, tokens: L, rows: L)!
+        let path = Fixtures.temporaryDirectory + "/hostile-values.dtc"
+        func write(_ edit: (UnsafeMutableRawPointer) -> Void) throws {
+            let rec = AlignedBuffer<UInt8>(count: layout.size)
+            rec.zero()
+            let base = UnsafeMutableRawPointer(rec.base)
+            for p in 0..<L { (base + layout.ids).assumingMemoryBound(to: Int32.self)[p] = 5; (base + layout.labels).assumingMemoryBound(to: Int32.self)[p] = -100 }
+            for j in 0..<(L * k) { (base + layout.topIds).assumingMemoryBound(to: UInt16.self)[j] = UInt16(j % k) }
+            for j in 0..<(L * m) { (base + layout.draws).assumingMemoryBound(to: UInt16.self)[j] = UInt16(k + j % 7) }
+            for r in 0..<L { (base + layout.tail).assumingMemoryBound(to: Float.self)[r] = -1; (base + layout.tailPlogp).assumingMemoryBound(to: Float.self)[r] = -0.5 }
+            edit(base)
+            let w = try TeacherCacheWriter(path: path, header: header)
+            try w.append(sequence: 0, frame: try TeacherCacheWriter.compress(UnsafeRawBufferPointer(start: rec.base, count: layout.size)), tokens: L, rows: L)
+            try w.commit()
+        }
+        try write { _ in }
+        try TeacherCacheReader(path: path).verify()
+        func refused(_ phrase: String, _ edit: (UnsafeMutableRawPointer) -> Void) throws {
+            try write(edit)
+            XCTAssertThrowsError(try TeacherCacheReader(path: path).verify(), phrase) { e in
+                guard case TeacherCacheFileError.sequence(let p, 0, let why) = e else { return XCTFail("\(phrase): \(e)") }
+                XCTAssertEqual(p, path)
+                XCTAssertTrue(why.contains(phrase), "\(phrase): \(why)")
+            }
+        }
+        try refused("tail draw 100 is outside the 100-token vocabulary") { ($0 + layout.draws).assumingMemoryBound(to: UInt16.self)[13] = 100 }
+        try refused("top-k id 65535 is outside") { ($0 + layout.topIds).assumingMemoryBound(to: UInt16.self)[2] = 65535 }
+        try refused("Σ p log p of row 1 is 0.25") { ($0 + layout.tailPlogp).assumingMemoryBound(to: Float.self)[1] = 0.25 }
+        try refused("Σ p log p of row 2 is -7") { ($0 + layout.tailPlogp).assumingMemoryBound(to: Float.self)[2] = -7 }
+        try refused("Σ p log p of row 0 is nan") { ($0 + layout.tailPlogp).assumingMemoryBound(to: Float.self)[0] = .nan }
+        try refused("tail logit of row 1 is inf") { ($0 + layout.tail).assumingMemoryBound(to: Float.self)[1] = .infinity }
+        try refused("tail logit of row 0 is nan") { ($0 + layout.tail).assumingMemoryBound(to: Float.self)[0] = .nan }
+        // A version-2 cache (before the draws) asks to be built again.
+        try write { _ in }
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[8] = 2
+        try bytes.write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try TeacherCacheReader(path: path)) { e in
+            XCTAssertEqual(e as? TeacherCacheFileError, .unsupportedVersion(path: path, version: 2))
+            XCTAssertTrue("\(e)".contains("build it again"), "\(e)")
+        }
+    }
+
     /// A cache built for another teacher, other data or another k is refused by the run,
     /// naming the file and what differs.
     func testMismatchedCachesAreRefused() throws {
@@ -211,7 +285,10 @@ final class TeacherCacheTests: XCTestCase {
         }
         let text = try String(contentsOfFile: base, encoding: .utf8)
         try refused(text.replacingOccurrences(of: "top_k = 16", with: "top_k = 8"), "k", "other k: built with top_k = 16, the recipe asks for 8")
-        try refused(text.replacingOccurrences(of: "demo-train.txt", with: "demo-heldout.txt"), "data", "other data")
+        try refused(text.replacingOccurrences(of: try Self.smallTrainingText(), with: Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt"),
+                    "data", "other data")
+        try refused(text.replacingOccurrences(of: "top_k = 16", with: "top_k = 16\ntail_samples = 32"), "draws",
+                    "other tail draws: built with tail_samples = 256, the recipe asks for 32")
         // Another teacher: the same one with one weight changed.
         let loaded = try ModelStore.load(folder + "/teacher", options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
         loaded.model.parameters.base[loaded.model.layout.count / 2] += 0.01

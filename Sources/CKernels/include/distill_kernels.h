@@ -54,9 +54,10 @@ void distill_loss_row(float *zs, const float *zt, long V, int label, int doCE, f
                       float ceScale, float mlmScale, float mseScale,
                       double *kl, double *mlm, double *mse);
 /// The soft-target row against a teacher given by its k largest logits (ids, values) and one
-/// logit `tail` for each of the other V − k tokens (see kernels_impl.h).
-void distill_loss_row_topk(float *zs, const int *ids, const float *tv, long k, long V, float tail, int label, float T,
-                           float ceScale, float mlmScale, double *kl, double *mlm);
+/// logit `tail` for each of the other V − k tokens, or (m > 0) by the tail's mass spread over
+/// m draws `sids` from the tail with its Σ p log p `tailPlogp` (see kernels_impl.h).
+void distill_loss_row_topk(float *zs, const int *ids, const float *tv, long k, long V, float tail, const int *sids, long m,
+                           float tailPlogp, int label, float T, float ceScale, float mlmScale, double *kl, double *mlm);
 
 /// Vectorised exp, erf and tanh of n floats (for tests of accuracy).
 void distill_exp(const float *x, float *y, long n);

@@ -44,23 +44,31 @@ public func distillationRows(zs: UnsafeMutablePointer<Float>, zt: UnsafePointer<
 /// tail logit (a teacher cache): row r's teacher is `topIds`/`topValues` row `teacherRow[r]`
 /// [·×k] with `tailLogits[teacherRow[r]]` for each of the other V − k tokens, i.e. the dense
 /// kernel on that row. Without tail logits the other tokens are at −∞ (the top k renormalised).
+/// With `tailSamples` [·×m] and `tailPlogp` [·] (m > 0), the tail's mass (from the tail logit)
+/// sits on the row's m draws from the teacher's tail instead, and the tail's Σ p log p is
+/// exact: an unbiased estimate of the dense row's loss and gradient (see kernels_impl.h).
 /// Rows outside the soft-target set (ce false or no teacher row) get the MLM loss alone. No
 /// logit MSE (it needs every teacher logit).
 public func distillationRowsTopK(zs: UnsafeMutablePointer<Float>, rows: Int, V: Int, labels: UnsafePointer<Int32>, ce: UnsafePointer<Bool>,
                                  teacherRow: UnsafePointer<Int32>, topIds: UnsafePointer<Int32>, topValues: UnsafePointer<Float>,
                                  tailLogits: UnsafePointer<Float>?, k: Int,
+                                 tailSamples: UnsafePointer<Int32>? = nil, m: Int = 0, tailPlogp: UnsafePointer<Float>? = nil,
                                  temperature T: Float, ceScale: Float, mlmScale: Float,
                                  klOut: UnsafeMutablePointer<Double>, mlmOut: UnsafeMutablePointer<Double>, mseOut: UnsafeMutablePointer<Double>) {
+    precondition(m == 0 || (tailSamples != nil && tailPlogp != nil && tailLogits != nil), "tail draws need their Σ p log p and tail logits")
     let zsP = SendablePointer(zs)
     let kl = SendablePointer(klOut), mlm = SendablePointer(mlmOut), mse = SendablePointer(mseOut)
     let tails = tailLogits.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+    let draws = tailSamples.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+    let plogp = tailPlogp.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
     Parallel.forEachChunk(rows) { _, range in
         for r in range {
             let t = Int(teacherRow[r])
             mse.p[r] = 0
             if ce[r] && t >= 0 && k > 0 {
                 let tail = tails.map { $0.p[t] } ?? -.infinity
-                distill_loss_row_topk(zsP.p + r * V, topIds + t * k, topValues + t * k, k, V, tail, labels[r], T, ceScale, mlmScale,
+                let d = draws.map { UnsafePointer($0.p + t * m) }, h = plogp.map { $0.p[t] } ?? 0
+                distill_loss_row_topk(zsP.p + r * V, topIds + t * k, topValues + t * k, k, V, tail, d, m, h, labels[r], T, ceScale, mlmScale,
                                       kl.p + r, mlm.p + r)
             } else {
                 distill_loss_row(zsP.p + r * V, nil, V, labels[r], 0, T, 0, mlmScale, 0, kl.p + r, mlm.p + r, mse.p + r)
