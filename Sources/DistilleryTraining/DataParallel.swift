@@ -97,13 +97,18 @@ final class DataParallel {
     }
 
     /// This rank's rows of micro-batch `g`, padded to the whole batch's length and masked as
-    /// the whole batch is; nil when the batch has fewer sequences than there are ranks and this
+    /// the whole batch is (with a teacher cache: as stored, with the teacher's outputs); nil when the batch has fewer sequences than there are ranks and this
     /// rank has none.
-    func share(_ s: TrainingSession, micro g: Int) -> (batch: TokenBatch, labels: [Int32], firstRow: Int)? {
+    func share(_ s: TrainingSession, micro g: Int) throws -> (batch: TokenBatch, labels: [Int32], firstRow: Int, indices: [Int])? {
         let all = s.batchIndices(micro: g)
         let rows = dataParallelShare(of: all.count, rank: cluster.rank, ranks: cluster.size)
         guard !rows.isEmpty else { return nil }
         let S = all.map(s.train.length).max() ?? 0
+        if let cached = s.cached {
+            let mine = Array(all[rows])
+            let (batch, labels) = try cached.load(mine, lengths: s.train.length, padId: s.tokenizer.padId, tokenTypes: s.teacher.config.hasTokenTypes, padTo: S)
+            return (batch, labels, rows.lowerBound, mine)
+        }
         let mine = all[rows]
         var ids = [Int32](repeating: s.tokenizer.padId, count: mine.count * S)
         var mask = [Float](repeating: 0, count: mine.count * S)
@@ -117,7 +122,7 @@ final class DataParallel {
                                                key: streamKey(s.recipe.seed, 0x4D41_534B, UInt64(g)), firstRow: rows.lowerBound)
         let batch = TokenBatch(B: mine.count, S: S, inputIds: masked.inputIds, attentionMask: mask,
                                tokenTypes: s.teacher.config.hasTokenTypes ? [Int32](repeating: 0, count: mine.count * S) : nil)
-        return (batch, masked.labels, rows.lowerBound)
+        return (batch, masked.labels, rows.lowerBound, Array(mine))
     }
 
     /// One optimizer step over the global batch: this rank's micro-batch shares, the gradient
@@ -126,7 +131,7 @@ final class DataParallel {
         let r = s.recipe, accumulation = r.training.accumulation, number = s.current + 1
         cluster.setNotice("stopped by mpirun during step \(number) of \(s.totalSteps) because another rank ended (mpirun names it); "
                           + "\(r.output)/state.safetensors.zst keeps the last saved state (written atomically)")
-        let shares = (0..<accumulation).map { share(s, micro: s.current * accumulation + $0) }
+        let shares = try (0..<accumulation).map { try share(s, micro: s.current * accumulation + $0) }
         // The whole batch's denominators, for every micro-batch at once.
         var counts = shares.flatMap { $0.map { LossCounts(batch: $0.batch, labels: $0.labels, settings: r.loss) } ?? LossCounts() }
             .flatMap(\.values)
@@ -151,8 +156,14 @@ final class DataParallel {
             let reducer = self.reducer
             let progress: ((BackwardProgress) -> Void)? = micro == accumulation - 1 ? { reducer.ready($0) } : nil
             do {
+                // The cache's buffers hold the share read last: with several micro-batches each is read again.
+                if let cached = s.cached, accumulation > 1 {
+                    _ = try cached.load(share.indices, lengths: s.train.length, padId: s.tokenizer.padId, tokenTypes: s.teacher.config.hasTokenTypes,
+                                        padTo: share.batch.S)
+                }
                 let v = try s.step.run(share.batch, labels: share.labels, gradScale: 1 / Float(accumulation), dropout: keys,
-                                       counts: LossCounts(counts[(LossCounts.fields * micro)..<(LossCounts.fields * (micro + 1))]), progress: progress)
+                                       counts: LossCounts(counts[(LossCounts.fields * micro)..<(LossCounts.fields * (micro + 1))]), progress: progress,
+                                       cached: s.cached)
                 if let bad = v.named.first(where: { !$0.1.isFinite }) {
                     failure = DistillationError.nonFinite(step: number, loss: bad.0).description
                 }
@@ -225,7 +236,6 @@ extension Trainer {
         if recipe.fitHead != nil {
             throw ClusterError.unsupported("[teacher.fit_head] (fit the head first with distill fit-head, and name its folder as the teacher)")
         }
-        if recipe.teacherCache != nil { throw ClusterError.unsupported("[teacher.cache] (a teacher-output cache)") }
         // The same recipe on every rank, before anything is read or written.
         let hash = stableHash(recipe.text)
         let hashes = try cluster.gather([Double(hash >> 32), Double(hash & 0xFFFF_FFFF)])
@@ -236,6 +246,14 @@ extension Trainer {
             if root { try prepareOutput(resume: resume, overwrite: overwrite, events: say) } else {
                 // Its own copy of the tokenized data when the hosts share no folder.
                 try FileManager.default.createFolder(recipe.output + "/data")
+            }
+        }
+        // [teacher.cache]: rank 0 builds the cache when it is missing while the others wait, so
+        // that ranks sharing its folder open that one file; a rank whose host does not see it
+        // builds its own copy (the same records) when its session opens.
+        if recipe.teacherCache != nil {
+            try cluster.together("building the teacher cache") {
+                if root { _ = try buildTeacherCache(topK: nil, path: nil, overwrite: false, events: say) }
             }
         }
         // Rank 0 restores the state; the others build the student and receive rank 0's below.

@@ -155,7 +155,11 @@ public final class GradientReducer: @unchecked Sendable {
     public func finish(wordRows: [Int32] = []) throws -> Stats {
         let start = Timing.now()
         cond.lock()
-        for i in buckets.indices where !posted[i] {
+        // In the order the backward pass makes them final (heads, then layers from the last,
+        // then the embeddings): every rank must start its collectives in one order, and a rank
+        // whose share of the batch was empty ran no backward pass at all.
+        let left = buckets.indices.filter { !posted[$0] }.sorted { (buckets[$0].after, -$0) > (buckets[$1].after, -$1) }
+        for i in left {
             posted[i] = true
             queue.append(i)
         }

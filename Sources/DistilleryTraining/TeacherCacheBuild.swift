@@ -204,8 +204,9 @@ public final class CachedTeacherBatch {
 
     /// Reads sequences `indices` (records decompressed and checked on all cores), collates them
     /// [B×S] and returns the batch and its MLM labels. `lengths` gives the prepared data's
-    /// length of a sequence, which the cache must agree with.
-    public func load(_ indices: [Int], lengths: (Int) -> Int, padId: Int32, tokenTypes: Bool) throws -> (TokenBatch, [Int32]) {
+    /// length of a sequence, which the cache must agree with. `padTo` pads to at least that
+    /// length (a data-parallel share padded as its whole batch, so dropout keys agree).
+    public func load(_ indices: [Int], lengths: (Int) -> Int, padId: Int32, tokenTypes: Bool, padTo: Int = 0) throws -> (TokenBatch, [Int32]) {
         precondition(indices.count <= maxB, "batch larger than the cache reader's capacity")
         let Bb = indices.count, h = header, k = h.topK, m = h.tailSamples, Ht = h.teacherWidth
         var failure: Error?
@@ -227,7 +228,8 @@ public final class CachedTeacherBatch {
         for (b, i) in indices.enumerated() where layouts[b]!.tokens != lengths(i) {
             throw TeacherCacheError.lengthMismatch(path: reader.path, sequence: i, cached: layouts[b]!.tokens, data: lengths(i))
         }
-        let S = layouts.map { $0!.tokens }.max() ?? 0, N = Bb * S
+        let S = max(padTo, layouts.map { $0!.tokens }.max() ?? 0), N = Bb * S
+        precondition(S <= maxS, "padded beyond the cache reader's capacity")
         self.B = Bb; self.S = S; self.layouts = layouts
         var ids = [Int32](repeating: padId, count: N), labels = [Int32](repeating: -100, count: N)
         var mask = [Float](repeating: 0, count: N)
