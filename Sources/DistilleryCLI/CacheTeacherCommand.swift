@@ -19,7 +19,7 @@ struct CacheTeacherCommand: ParsableCommand {
         missing).
 
         Example:
-          distill cache-teacher recipes/minilm.toml --k 64
+          distill cache-teacher recipes/minilm-general.toml --k 64
           distill cache-teacher recipes/minilm-general.toml --compare-k 8,64,512
         """)
 
