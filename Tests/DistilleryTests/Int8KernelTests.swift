@@ -63,30 +63,35 @@ final class Int8KernelTests: XCTestCase {
         }
     }
 
-    /// The second pass quantizes exactly what the first left over.
+    /// The second pass quantizes exactly what the first left over, with 8-bit codes and with
+    /// the 7-bit codes the AVX2 kernel takes.
     func testResidualQuantization() {
         var rng = SplitMix64(seed: 8)
         let M = 5, K = 37
-        let x = (0..<(M * K)).map { _ in rng.nextGaussian() }
-        let c = (0..<K).map { _ in 0.5 + rng.nextFloat() }
-        let first = QuantizedActivations(maxRows: M, K: K), second = QuantizedActivations(maxRows: M, K: K)
-        let scratch = FloatBuffer(count: M * K)
-        x.withUnsafeBufferPointer { xp in c.withUnsafeBufferPointer { cp in
-            first.quantize(xp.baseAddress!, M: M, K: K, columnScale: cp.baseAddress!)
-            second.quantizeResidual(of: xp.baseAddress!, M: M, K: K, columnScale: cp.baseAddress!, source: first, scratch: scratch.base)
-        } }
-        let Kp = first.Kp
-        for m in 0..<M {
-            for k in 0..<K {
-                let v = x[m * K + k] * c[k]
-                let z1 = Int(first.zeros.base[m]), z2 = Int(second.zeros.base[m])
-                let r = v - first.scales.base[m] * Float(Int(first.q.base[m * Kp + k]) - z1)
-                XCTAssertEqual(scratch.base[m * K + k], r, accuracy: 1e-6)
-                let back = first.scales.base[m] * Float(Int(first.q.base[m * Kp + k]) - z1) + second.scales.base[m] * Float(Int(second.q.base[m * Kp + k]) - z2)
-                // Two passes: error at most half a step of the second, finer scale.
-                XCTAssertLessThanOrEqual(abs(back - v), second.scales.base[m] / 2 * 1.001 + 1e-6)
-                // …which is about 1/255 of the first.
-                XCTAssertLessThanOrEqual(second.scales.base[m], first.scales.base[m] / 255 * 1.01)
+        for levels in [255, 127] {
+            let x = (0..<(M * K)).map { _ in rng.nextGaussian() }
+            let c = (0..<K).map { _ in 0.5 + rng.nextFloat() }
+            let first = QuantizedActivations(maxRows: M, K: K, levels: levels), second = QuantizedActivations(maxRows: M, K: K, levels: levels)
+            let scratch = FloatBuffer(count: M * K)
+            x.withUnsafeBufferPointer { xp in c.withUnsafeBufferPointer { cp in
+                first.quantize(xp.baseAddress!, M: M, K: K, columnScale: cp.baseAddress!)
+                second.quantizeResidual(of: xp.baseAddress!, M: M, K: K, columnScale: cp.baseAddress!, source: first, scratch: scratch.base)
+            } }
+            let Kp = first.Kp
+            for m in 0..<M {
+                for k in 0..<K {
+                    let v = x[m * K + k] * c[k]
+                    let z1 = Int(first.zeros.base[m]), z2 = Int(second.zeros.base[m])
+                    XCTAssertLessThanOrEqual(Int(first.q.base[m * Kp + k]), levels)
+                    XCTAssertLessThanOrEqual(Int(second.q.base[m * Kp + k]), levels)
+                    let r = v - first.scales.base[m] * Float(Int(first.q.base[m * Kp + k]) - z1)
+                    XCTAssertEqual(scratch.base[m * K + k], r, accuracy: 1e-6)
+                    let back = first.scales.base[m] * Float(Int(first.q.base[m * Kp + k]) - z1) + second.scales.base[m] * Float(Int(second.q.base[m * Kp + k]) - z2)
+                    // Two passes: error at most half a step of the second, finer scale…
+                    XCTAssertLessThanOrEqual(abs(back - v), second.scales.base[m] / 2 * 1.001 + 1e-6, "levels \(levels)")
+                    // …which is about 1/L of the first.
+                    XCTAssertLessThanOrEqual(second.scales.base[m], first.scales.base[m] / Float(levels) * 1.01, "levels \(levels)")
+                }
             }
         }
     }
