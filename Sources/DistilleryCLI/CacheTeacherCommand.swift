@@ -44,7 +44,7 @@ struct CacheTeacherCommand: ParsableCommand {
 
     func validate() throws {
         if let k { guard (1...(1 << 24)).contains(k) else { throw ValidationError("--k must be 1…16,777,216") } }
-        if let tailSamples { guard (0...65536).contains(tailSamples) else { throw ValidationError("--tail-samples must be 0…65,536") } }
+        if let tailSamples { guard (0...4096).contains(tailSamples) else { throw ValidationError("--tail-samples must be 0…4,096") } }
     }
 
     func run() throws {

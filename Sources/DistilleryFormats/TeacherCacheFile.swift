@@ -179,7 +179,7 @@ public struct TeacherCacheHeader: Sendable, Equatable {
             throw fail("'tail_temperature' is missing or not a number above 0 and at most 1000")
         }
         tailTemperature = tt
-        tailSamples = try int("tail_samples", 0...65536)
+        tailSamples = try int("tail_samples", 0...4096)
         guard topK > 0 || tailSamples == 0 else { throw fail("'tail_samples' = \(tailSamples) without soft targets (top_k 0)") }
         idBytes = try int("id_bytes", 2...4)
         guard idBytes == (vocabularySize <= 65536 ? 2 : 4) else { throw fail("'id_bytes' = \(idBytes) does not suit a vocabulary of \(vocabularySize)") }
@@ -331,6 +331,10 @@ public final class TeacherCacheReader: @unchecked Sendable {
         do { json = try HeaderJSON.parse(region) } catch { throw TeacherCacheFileError.header(path: path, reason: "bad JSON: \(error)") }
         let h = try TeacherCacheHeader(json: json, path: path)
         header = h
+        // Every record must fit the buffer a reader allocates for the largest one.
+        guard let largest = TeacherCacheRecordLayout(h, tokens: h.maxSequenceLength, rows: h.maxSequenceLength), largest.size <= 1 << 36 else {
+            throw TeacherCacheFileError.header(path: path, reason: "a record of max_seq_len \(h.maxSequenceLength) tokens with top_k \(h.topK) and tail_samples \(h.tailSamples) would be too large")
+        }
         let framesStart = TeacherCacheHeader.prefixSize + H
         guard h.indexOffset >= framesStart, h.indexBytes > 0, h.indexOffset <= n, h.indexBytes == n - h.indexOffset else {
             throw TeacherCacheFileError.index(path: path, reason: "the header places it at \(h.indexOffset) (\(h.indexBytes) bytes) in a file of \(n) bytes (truncated?)")
@@ -383,7 +387,7 @@ public final class TeacherCacheReader: @unchecked Sendable {
 
     /// The largest record (what a caller's buffer for one sequence must hold).
     public var maxRecordSize: Int {
-        TeacherCacheRecordLayout(header, tokens: header.maxSequenceLength, rows: header.maxSequenceLength)?.size ?? 0
+        TeacherCacheRecordLayout(header, tokens: header.maxSequenceLength, rows: header.maxSequenceLength)!.size   // checked on open
     }
 
     /// Decompresses and checks sequence i's record into `into` (at least `maxRecordSize` bytes).
@@ -391,7 +395,7 @@ public final class TeacherCacheReader: @unchecked Sendable {
         guard i >= 0, i < entries.count else { throw TeacherCacheFileError.sequence(path: path, index: i, reason: "the cache holds \(entries.count) sequences") }
         let e = entries[i], h = header
         func fail(_ r: String) -> TeacherCacheFileError { .sequence(path: path, index: i, reason: r) }
-        guard let layout = TeacherCacheRecordLayout(h, tokens: e.tokens, rows: e.rows) else { throw fail("record sizes overflow") }
+        guard let layout = TeacherCacheRecordLayout(h, tokens: e.tokens, rows: e.rows), layout.size <= maxRecordSize else { throw fail("record sizes overflow") }
         let src = UnsafeRawBufferPointer(rebasing: file.bytes[e.offset..<(e.offset + e.compressedBytes)])
         do {
             try Zstd.checkFrame(src, compressedSize: e.compressedBytes, decompressedSize: layout.size, index: i)

@@ -212,7 +212,7 @@ public enum RecipeParser {
         if let c = try t.subtable("cache", allowed: ["top_k", "tail_samples", "path", "precision"]) {
             var spec = TeacherCacheSpec()
             spec.topK = try c.int("top_k", range: 1...(1 << 24)) ?? spec.topK
-            spec.tailSamples = try c.int("tail_samples", range: 0...65536) ?? spec.tailSamples
+            spec.tailSamples = try c.int("tail_samples", range: 0...4096) ?? spec.tailSamples
             spec.path = try c.string("path").map(resolve)
             if let p = try c.string("precision", oneOf: ["bf16", "fp32"]) { spec.precision = p == "bf16" ? .bf16 : .fp32 }
             try c.finish()

@@ -131,7 +131,15 @@ final class DataParallel {
         let r = s.recipe, accumulation = r.training.accumulation, number = s.current + 1
         cluster.setNotice("stopped by mpirun during step \(number) of \(s.totalSteps) because another rank ended (mpirun names it); "
                           + "\(r.output)/state.safetensors.zst keeps the last saved state (written atomically)")
-        let shares = try (0..<accumulation).map { try share(s, micro: s.current * accumulation + $0) }
+        // A share that cannot be read (a damaged cache record) fails this rank's step, which
+        // still takes part in every sum below, so that all ranks stop together.
+        var failure: String?
+        let shares = (0..<accumulation).map { micro -> (batch: TokenBatch, labels: [Int32], firstRow: Int, indices: [Int])? in
+            do { return try share(s, micro: s.current * accumulation + micro) } catch {
+                failure = failure ?? "\(error)"
+                return nil
+            }
+        }
         // The whole batch's denominators, for every micro-batch at once.
         var counts = shares.flatMap { $0.map { LossCounts(batch: $0.batch, labels: $0.labels, settings: r.loss) } ?? LossCounts() }
             .flatMap(\.values)
@@ -146,7 +154,6 @@ final class DataParallel {
 
         reducer.begin()
         var losses = LossValues(), tokens = 0
-        var failure: String?
         for micro in 0..<accumulation where failure == nil {
             guard let share = shares[micro] else { continue }
             let g = s.current * accumulation + micro

@@ -13,7 +13,8 @@ public struct TeacherCacheSpec: Sendable, Equatable {
     public var topK = 64
     /// Draws from each row's tail (the other V − k tokens) that carry its mass in the loss:
     /// an unbiased estimate of the full soft-target loss. 0 spreads the tail's mass evenly
-    /// over the V − k tokens instead (biased when the teacher's tail is not flat).
+    /// over the V − k tokens instead (biased when the teacher's tail is not flat). The draws
+    /// are made once, when the cache is built, like the masks: every epoch sees the same ones.
     public var tailSamples = 256
     /// The cache file (default OUTPUT/data/teacher-cache.dtc).
     public var path: String?
@@ -302,9 +303,9 @@ public final class TailSamplerScratch: @unchecked Sendable {
 /// token i with probability p_i / τ (p = softmax(z/T), τ = Σ_tail p). Systematic sampling:
 /// draw s is the token where the tail's cumulative mass passes (u0 + s)·τ/m, the tail walked
 /// from likely to unlikely (a counting sort into quarter-nat bins of log p), so the draws are
-/// spread over the tail like a stratified sample. Each draw alone is distributed as p/τ, so
-/// (τ/m)·Σ_s f(draw_s) is unbiased for Σ_tail p_i f_i, the tail's part of the soft-target
-/// loss and its gradient. Writes `draws` [m]; returns Σ_tail p log p (0 without a tail).
+/// spread over the tail like a stratified sample. Over the offset u0 ~ U[0, 1), token i gets
+/// m·p_i/τ draws on average (the m points cover [0, τ) once), so (τ/m)·Σ_s f(draw_s) is
+/// unbiased for Σ_tail p_i f_i, the tail's part of the soft-target loss and its gradient. Writes `draws` [m]; returns Σ_tail p log p (0 without a tail).
 public func sampleTail(_ z: UnsafePointer<Float>, V: Int, ids: UnsafePointer<Int32>, k: Int, temperature T: Float, m: Int, offset u0: Double,
                 draws: UnsafeMutablePointer<Int32>, scratch: TailSamplerScratch, slot: Int) -> Float {
     precondition(k >= 1 && m >= 1 && V == scratch.V && slot < scratch.slots)
@@ -315,7 +316,11 @@ public func sampleTail(_ z: UnsafePointer<Float>, V: Int, ids: UnsafePointer<Int
     let invT = 1 / Double(T), lse = logSumExp(z, V, invT: Float(invT))
     // The k-th largest logit bounds the tail's: bins count quarter-nats of log p below it.
     let ref = Double(z[Int(ids[k - 1])]), scale = 4 * invT
-    @inline(__always) func bin(_ x: Float) -> Int { min(nb - 1, Int(max(0, (ref - Double(x)) * scale))) }
+    // Clamped in double before the conversion (an infinite or NaN logit must not trap).
+    @inline(__always) func bin(_ x: Float) -> Int {
+        let d = (ref - Double(x)) * scale
+        return d >= 0 && d < Double(nb - 1) ? Int(d) : (d >= 0 || d.isNaN ? nb - 1 : 0)
+    }
     counts.update(repeating: 0, count: nb)
     var tau = 0.0, plogp = 0.0
     for j in 0..<V where flags[j] == 0 {
@@ -415,7 +420,7 @@ extension Trainer {
     public func buildTeacherCache(topK: Int?, tailSamples: Int? = nil, path: String?, overwrite: Bool,
                                   events: (TrainerEvent) -> Void = { _ in }) throws -> TeacherCacheSummary {
         let r = recipe
-        guard var spec = r.teacherCache ?? (topK != nil || path != nil ? TeacherCacheSpec() : nil) else {
+        guard var spec = r.teacherCache ?? (topK != nil || tailSamples != nil || path != nil ? TeacherCacheSpec() : nil) else {
             throw TeacherCacheError.notConfigured(recipe: r.path)
         }
         if let topK { spec.topK = topK }
@@ -508,7 +513,7 @@ extension TopKApproximation {
                     selectTopK(t, V: V, k: kMax, ids: ids.base + i * kMax, values: vals.base + i * kMax)
                     for (ki, k) in ks.enumerated() {
                         // What training from a cache of this k computes: the top k and the
-                        // tail logit, through the training kernel (on a copy of the row, which
+                        // tail (its m draws, or the tail logit when m = 0), through the training kernel (on a copy of the row, which
                         // the kernel overwrites with its gradient).
                         let id = ids.base + i * kMax, v = vals.base + i * kMax
                         var tail = tailLogit(t, V: V, ids: id, k: k, temperature: T)

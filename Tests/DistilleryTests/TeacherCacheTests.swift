@@ -116,7 +116,7 @@ final class TeacherCacheTests: XCTestCase {
                 let lse = top / T + Foundation.log(order.reduce(0.0) { $0 + Foundation.exp((Double(z[$1]) - top) / T) })
                 let plogp = order[k...].reduce(0.0) { let lp = Double(z[$1]) / T - lse; return $0 + Foundation.exp(lp) * lp }
                 XCTAssertEqual(Double(cached.plogps.base[row]), plogp, accuracy: 1e-4 * abs(plogp), "row \(n): tail Σ p log p")
-                let m = reader.header.tailSamples, top_ = Set(order.prefix(k))
+                let m = reader.header.tailSamples, top_ = Set((0..<k).map { Int(cached.topIds[row * k + $0]) })
                 XCTAssertEqual(m, 256)
                 for d in 0..<m {
                     let id = Int(cached.draws[row * m + d])
@@ -253,6 +253,23 @@ final class TeacherCacheTests: XCTestCase {
         try refused("Σ p log p of row 0 is nan") { ($0 + layout.tailPlogp).assumingMemoryBound(to: Float.self)[0] = .nan }
         try refused("tail logit of row 1 is inf") { ($0 + layout.tail).assumingMemoryBound(to: Float.self)[1] = .infinity }
         try refused("tail logit of row 0 is nan") { ($0 + layout.tail).assumingMemoryBound(to: Float.self)[0] = .nan }
+        // A header whose largest record (max_seq_len rows of top_k) cannot be sized is refused on
+        // open: a reader's buffer is sized by it, and a small record must not be read past it.
+        var huge = TeacherCacheHeader(teacher: "t", data: "d", vocabularySize: 1 << 21, maxSequenceLength: 65536, sequences: 1, tokens: 1,
+                                      masking: "static", topK: 1 << 21, softTargetRows: "all", tailTemperature: 2, teacherWidth: 4, precision: "fp32",
+                                      lastHidden: false, hiddenLayers: [], qkvLayers: [])
+        huge.dataPath = "d"
+        let small = TeacherCacheRecordLayout(huge, tokens: 1, rows: 1)!
+        let zeros = AlignedBuffer<UInt8>(count: small.size)
+        zeros.zero()
+        let hw = try TeacherCacheWriter(path: path, header: huge)
+        try hw.append(sequence: 0, frame: try TeacherCacheWriter.compress(UnsafeRawBufferPointer(start: zeros.base, count: small.size)), tokens: 1, rows: 1)
+        try hw.commit()
+        XCTAssertThrowsError(try TeacherCacheReader(path: path)) { e in
+            guard case TeacherCacheFileError.header(let p, let why) = e else { return XCTFail("\(e)") }
+            XCTAssertEqual(p, path)
+            XCTAssertTrue(why.contains("too large"), why)
+        }
         // A version-2 cache (before the draws) asks to be built again.
         try write { _ in }
         var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
