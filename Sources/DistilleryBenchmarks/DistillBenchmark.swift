@@ -125,7 +125,7 @@ public struct DistillBenchmark: Codable, Sendable {
             var header = TeacherCacheHeader(teacher: "bench", data: "bench", vocabularySize: V, maxSequenceLength: S, sequences: B, tokens: N,
                                             masking: masking.description, topK: k, softTargetRows: "all", tailTemperature: Double(settings.temperature), teacherWidth: tc.hiddenSize,
                                             precision: "bf16", lastHidden: true, hiddenLayers: [], qkvLayers: [],
-                                            tailSamples: k < V ? TeacherCacheSpec().tailSamples : 0)
+                                            tailSamples: TeacherCacheSpec().tailSamples)
             header.dataPath = "bench"
             let path = NSTemporaryDirectory() + "/distill-bench-cache-\(getpid()).dtc"
             defer { try? FileManager.default.removeItem(atPath: path) }

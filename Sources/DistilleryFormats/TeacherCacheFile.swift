@@ -101,7 +101,8 @@ public struct TeacherCacheHeader: Sendable, Equatable {
                 topK: Int, softTargetRows: String, tailTemperature: Double, teacherWidth: Int, precision: String, lastHidden: Bool,
                 hiddenLayers: [Int], qkvLayers: [Int], tailSamples: Int = 0) {
         self.tailTemperature = tailTemperature
-        self.tailSamples = topK > 0 ? tailSamples : 0
+        // Draws only where there is a tail: with soft targets, and k below the vocabulary.
+        self.tailSamples = topK > 0 && topK < vocabularySize ? tailSamples : 0
         self.teacher = teacher; self.data = data; self.vocabularySize = vocabularySize; self.maxSequenceLength = maxSequenceLength
         self.sequences = sequences; self.tokens = tokens; self.masking = masking; self.topK = topK; self.softTargetRows = softTargetRows
         idBytes = vocabularySize <= 65536 ? 2 : 4
@@ -306,6 +307,8 @@ public final class TeacherCacheReader: @unchecked Sendable {
     public let path: String
     public let header: TeacherCacheHeader
     public let entries: [TeacherCacheEntry]
+    /// The largest record (what a caller's buffer for one sequence must hold), sized on open.
+    public let maxRecordSize: Int
     public var fileSize: Int { file.size }
     private let file: MappedFile
 
@@ -335,6 +338,7 @@ public final class TeacherCacheReader: @unchecked Sendable {
         guard let largest = TeacherCacheRecordLayout(h, tokens: h.maxSequenceLength, rows: h.maxSequenceLength), largest.size <= 1 << 36 else {
             throw TeacherCacheFileError.header(path: path, reason: "a record of max_seq_len \(h.maxSequenceLength) tokens with top_k \(h.topK) and tail_samples \(h.tailSamples) would be too large")
         }
+        maxRecordSize = largest.size
         let framesStart = TeacherCacheHeader.prefixSize + H
         guard h.indexOffset >= framesStart, h.indexBytes > 0, h.indexOffset <= n, h.indexBytes == n - h.indexOffset else {
             throw TeacherCacheFileError.index(path: path, reason: "the header places it at \(h.indexOffset) (\(h.indexBytes) bytes) in a file of \(n) bytes (truncated?)")
@@ -385,10 +389,6 @@ public final class TeacherCacheReader: @unchecked Sendable {
 
     public var sequences: Int { header.sequences }
 
-    /// The largest record (what a caller's buffer for one sequence must hold).
-    public var maxRecordSize: Int {
-        TeacherCacheRecordLayout(header, tokens: header.maxSequenceLength, rows: header.maxSequenceLength)!.size   // checked on open
-    }
 
     /// Decompresses and checks sequence i's record into `into` (at least `maxRecordSize` bytes).
     public func record(_ i: Int, into buffer: UnsafeMutableRawPointer) throws -> TeacherCacheRecordLayout {

@@ -99,7 +99,8 @@ final class DataParallel {
     /// This rank's rows of micro-batch `g`, padded to the whole batch's length and masked as
     /// the whole batch is (with a teacher cache: as stored, with the teacher's outputs); nil when the batch has fewer sequences than there are ranks and this
     /// rank has none.
-    func share(_ s: TrainingSession, micro g: Int) throws -> (batch: TokenBatch, labels: [Int32], firstRow: Int, indices: [Int])? {
+    typealias Share = (batch: TokenBatch, labels: [Int32], firstRow: Int, indices: [Int])
+    func share(_ s: TrainingSession, micro g: Int) throws -> Share? {
         let all = s.batchIndices(micro: g)
         let rows = dataParallelShare(of: all.count, rank: cluster.rank, ranks: cluster.size)
         guard !rows.isEmpty else { return nil }
@@ -134,7 +135,7 @@ final class DataParallel {
         // A share that cannot be read (a damaged cache record) fails this rank's step, which
         // still takes part in every sum below, so that all ranks stop together.
         var failure: String?
-        let shares = (0..<accumulation).map { micro -> (batch: TokenBatch, labels: [Int32], firstRow: Int, indices: [Int])? in
+        let shares = (0..<accumulation).map { micro -> Share? in
             do { return try share(s, micro: s.current * accumulation + micro) } catch {
                 failure = failure ?? "\(error)"
                 return nil

@@ -146,7 +146,7 @@ public struct TeacherCacheContents: Sendable, Equatable {
         topK = loss.alphaCE > 0 ? spec.topK : 0
         softTargetRows = loss.restrictCEToMask ? "masked" : "all"
         tailTemperature = Double(loss.temperature)
-        tailSamples = topK > 0 ? spec.tailSamples : 0
+        tailSamples = spec.tailSamples
         lastHidden = loss.alphaCos > 0 || loss.alphaHidden > 0
         hiddenLayers = Array(Set(matches.filter(\.kind.comparesHidden).map { $0.teacherLayer! })).sorted()
         qkvLayers = Array(Set(matches.filter { !$0.kind.comparesHidden }.map { $0.teacherLayer! })).sorted()
@@ -160,8 +160,7 @@ public struct TeacherCacheContents: Sendable, Equatable {
                                    maxSequenceLength: maxSequenceLength, sequences: data.count, tokens: data.header.tokens,
                                    masking: masking.description, topK: topK, softTargetRows: softTargetRows, tailTemperature: tailTemperature,
                                    teacherWidth: teacher.config.hiddenSize, precision: precision.rawValue, lastHidden: lastHidden,
-                                   hiddenLayers: hiddenLayers, qkvLayers: qkvLayers,
-                                   tailSamples: topK < teacher.config.vocabSize ? tailSamples : 0)
+                                   hiddenLayers: hiddenLayers, qkvLayers: qkvLayers, tailSamples: tailSamples)
         h.dataPath = data.path
         return h
     }
@@ -269,11 +268,12 @@ func selectTopK(_ z: UnsafePointer<Float>, V: Int, k: Int, ids: UnsafeMutablePoi
 /// The tail logit of a row z [V] whose k largest are `ids`: the z̄ with
 ///   (V − k) · exp(z̄ / T) = Σ_{i ∉ ids} exp(z_i / T),
 /// so that a teacher given by its top k and z̄ for every other token has the tail's exact mass
-/// at T. From the row's log-sum-exp (the vectorised kernel) less the top k's share; −∞ without
-/// a tail (k = V) or with one below 10⁻⁶ of the mass (about what that kernel resolves).
-func tailLogit(_ z: UnsafePointer<Float>, V: Int, ids: UnsafePointer<Int32>, k: Int, temperature T: Float) -> Float {
+/// at T. From the row's log-sum-exp `lse` = log Σ exp(z/T) (the vectorised kernel's, shared
+/// with `sampleTail`) less the top k's share; −∞ without a tail (k = V) or with one below 10⁻⁶
+/// of the mass (about what that kernel resolves).
+func tailLogit(_ z: UnsafePointer<Float>, V: Int, ids: UnsafePointer<Int32>, k: Int, temperature T: Float, lse: Double) -> Float {
     guard k < V else { return -.infinity }
-    let t = 1 / Double(T), lse = logSumExp(z, V, invT: Float(t))
+    let t = 1 / Double(T)
     var top = 0.0
     for j in 0..<k { top += Foundation.exp(Double(z[Int(ids[j])]) * t - lse) }
     let tail = 1 - top
@@ -305,15 +305,16 @@ public final class TailSamplerScratch: @unchecked Sendable {
 /// from likely to unlikely (a counting sort into quarter-nat bins of log p), so the draws are
 /// spread over the tail like a stratified sample. Over the offset u0 ~ U[0, 1), token i gets
 /// m·p_i/τ draws on average (the m points cover [0, τ) once), so (τ/m)·Σ_s f(draw_s) is
-/// unbiased for Σ_tail p_i f_i, the tail's part of the soft-target loss and its gradient. Writes `draws` [m]; returns Σ_tail p log p (0 without a tail).
-public func sampleTail(_ z: UnsafePointer<Float>, V: Int, ids: UnsafePointer<Int32>, k: Int, temperature T: Float, m: Int, offset u0: Double,
-                draws: UnsafeMutablePointer<Int32>, scratch: TailSamplerScratch, slot: Int) -> Float {
+/// unbiased for Σ_tail p_i f_i, the tail's part of the soft-target loss and its gradient.
+/// `lse` = log Σ exp(z/T) of the row. Writes `draws` [m]; returns Σ_tail p log p (0 without a tail).
+public func sampleTail(_ z: UnsafePointer<Float>, V: Int, ids: UnsafePointer<Int32>, k: Int, temperature T: Float, lse: Double, m: Int,
+                       offset u0: Double, draws: UnsafeMutablePointer<Int32>, scratch: TailSamplerScratch, slot: Int) -> Float {
     precondition(k >= 1 && m >= 1 && V == scratch.V && slot < scratch.slots)
     guard k < V else { draws.update(repeating: ids[0], count: m); return 0 }
     let order = scratch.order.base + slot * V, probs = scratch.probs.base + slot * V, flags = scratch.flags.base + slot * V
     let nb = TailSamplerScratch.bins, counts = scratch.counts.base + slot * nb
     for j in 0..<k { flags[Int(ids[j])] = 1 }
-    let invT = 1 / Double(T), lse = logSumExp(z, V, invT: Float(invT))
+    let invT = 1 / Double(T)
     // The k-th largest logit bounds the tail's: bins count quarter-nats of log p below it.
     let ref = Double(z[Int(ids[k - 1])]), scale = 4 * invT
     // Clamped in double before the conversion (an infinite or NaN logit must not trap).
@@ -511,15 +512,16 @@ extension TopKApproximation {
                     }
                     full += kl
                     selectTopK(t, V: V, k: kMax, ids: ids.base + i * kMax, values: vals.base + i * kMax)
+                    let lse = logSumExp(t, V, invT: Float(invT))
                     for (ki, k) in ks.enumerated() {
                         // What training from a cache of this k computes: the top k and the
                         // tail (its m draws, or the tail logit when m = 0), through the training kernel (on a copy of the row, which
                         // the kernel overwrites with its gradient).
                         let id = ids.base + i * kMax, v = vals.base + i * kMax
-                        var tail = tailLogit(t, V: V, ids: id, k: k, temperature: T)
+                        var tail = tailLogit(t, V: V, ids: id, k: k, temperature: T, lse: lse)
                         var plogp: Float = 0
                         if m > 0 {
-                            plogp = sampleTail(t, V: V, ids: id, k: k, temperature: T, m: m, offset: Double(uniform(drawKey, rowsSeen + i)),
+                            plogp = sampleTail(t, V: V, ids: id, k: k, temperature: T, lse: lse, m: m, offset: Double(uniform(drawKey, rowsSeen + i)),
                                                draws: draws.base, scratch: sampler, slot: 0)
                         }
                         row.base.update(from: s, count: V)

@@ -86,9 +86,10 @@ public enum TeacherCacheBuilder {
                     Parallel.forEachChunk(r, maxChunks: sampler?.slots ?? .max) { c, range in
                         for i in range {
                             selectTopK(z.p + i * V, V: V, k: k, ids: ti.p + i * k, values: tv.p + i * k)
-                            tl.p[i] = tailLogit(z.p + i * V, V: V, ids: ti.p + i * k, k: k, temperature: tailT)
+                            let lse = logSumExp(z.p + i * V, V, invT: 1 / tailT)
+                            tl.p[i] = tailLogit(z.p + i * V, V: V, ids: ti.p + i * k, k: k, temperature: tailT, lse: lse)
                             if let sampler {
-                                pl.p[i] = sampleTail(z.p + i * V, V: V, ids: ti.p + i * k, k: k, temperature: tailT, m: m, offset: u0.p[i],
+                                pl.p[i] = sampleTail(z.p + i * V, V: V, ids: ti.p + i * k, k: k, temperature: tailT, lse: lse, m: m, offset: u0.p[i],
                                                      draws: dr.p + i * m, scratch: sampler, slot: c)
                             }
                         }

@@ -84,7 +84,8 @@ final class TopKLossTests: XCTestCase {
             for g in 0..<G {
                 var plogp = ids.withUnsafeBufferPointer { idp in
                     z.withUnsafeBufferPointer { zp in
-                        sampleTail(zp.baseAddress!, V: V, ids: idp.baseAddress!, k: k, temperature: T, m: m, offset: (Double(g) + 0.5) / Double(G),
+                        sampleTail(zp.baseAddress!, V: V, ids: idp.baseAddress!, k: k, temperature: T, lse: logSumExp(zp.baseAddress!, V, invT: 1 / T),
+                                   m: m, offset: (Double(g) + 0.5) / Double(G),
                                    draws: &draws, scratch: scratch, slot: 0)
                     }
                 }
