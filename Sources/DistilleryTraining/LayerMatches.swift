@@ -12,6 +12,10 @@ public struct LayerMatch: Codable, Sendable, Equatable {
         case hiddenMSE = "hidden_mse"
         /// Mean of 1 − cos of the hidden states over real tokens (same projection rule).
         case hiddenCos = "hidden_cos"
+        /// Mean squared error of the sentence embeddings: the hidden states mean-pooled over
+        /// real tokens, as sentence-transformers pools them and distils its students (same
+        /// projection rule, applied to the pooled vector).
+        case sentenceMSE = "sentence_mse"
         /// KL(teacher ‖ student) of the attention probabilities (TinyBERT).
         case attentionKL = "attention_kl"
         /// Squared error of the attention probabilities.
@@ -19,7 +23,7 @@ public struct LayerMatch: Codable, Sendable, Equatable {
         /// KL of the q-q, k-k and v-v self-relations over R relation heads (MiniLMv2).
         case relation
 
-        public var comparesHidden: Bool { self == .hiddenMSE || self == .hiddenCos }
+        public var comparesHidden: Bool { self == .hiddenMSE || self == .hiddenCos || self == .sentenceMSE }
     }
 
     public var kind: Kind
@@ -126,6 +130,10 @@ final class MatchLosses {
     let dQKV: [Int: FloatBuffer]             // student layer → [N×3Hs]
     let projected: FloatBuffer, dProjected: FloatBuffer  // [N×Ht]
     let tokenWeight: FloatBuffer             // [N]
+    // Sentence matches: pooled teacher, pooled student, and the student's pooled gradient.
+    let pooledT: FloatBuffer                 // [B×Ht]
+    let pooledS: FloatBuffer, dPooledS: FloatBuffer  // [B×Hs]
+    let sequenceWeight: FloatBuffer          // [B]: 1 for a sequence with a real token
     let perRow: AlignedBuffer<Double>        // [N]
     let scratch: MatchScratch
     let tc: EncoderConfig, sc: EncoderConfig
@@ -154,6 +162,11 @@ final class MatchLosses {
         projected = FloatBuffer(count: needsProjection ? N * Ht : 0)
         dProjected = FloatBuffer(count: needsProjection ? N * Ht : 0)
         tokenWeight = FloatBuffer(count: N)
+        let pools = matches.contains { $0.kind == .sentenceMSE }
+        pooledT = FloatBuffer(count: pools ? maxB * Ht : 0)
+        pooledS = FloatBuffer(count: pools ? maxB * Hs : 0)
+        dPooledS = FloatBuffer(count: pools ? maxB * Hs : 0)
+        sequenceWeight = FloatBuffer(count: pools ? maxB : 0)
         perRow = AlignedBuffer(count: N)
         scratch = MatchScratch(maxS: matches.contains { !$0.kind.comparesHidden } ? maxS : 0, studentHeads: sc.numHeads)
     }
@@ -185,12 +198,38 @@ final class MatchLosses {
         let local = tokens
         if let counts { tokens = counts.tokens }
         let totals = counts?.matchTotals
+        let sequences = counts?.sequences ?? B
         let mask = studentActs.attentionMask
         values = []
         for (i, m) in matches.enumerated() {
             let w = m.weight * gradScale
             var loss = 0.0
             switch m.kind {
+            case .sentenceMSE:
+                // pooled [B×H] = mean over real tokens; x = P(pooled student) [B×Ht];
+                // loss = Σ_b Σ_c (x − pooled teacher)² / (sequences · Ht)
+                let t = teacherHidden[m.teacherLayer!]!.base, s = studentHidden[m.studentLayer!]!.base
+                let ds = dHidden[m.studentLayer!]!.base
+                meanPoolForward(pooledT.base, t, mask: tokenWeight.base, B: B, S: S, H: Ht)
+                meanPoolForward(pooledS.base, s, mask: tokenWeight.base, B: B, S: S, H: Hs)
+                for b in 0..<B { sequenceWeight[b] = 0; for i in 0..<S where tokenWeight[b * S + i] != 0 { sequenceWeight[b] = 1; break } }
+                var x = UnsafePointer(pooledS.base), dx = dPooledS.base
+                dx.update(repeating: 0, count: B * Hs)
+                if let p = projections[i] {
+                    linearForward(projected.base, pooledS.base, weight: student.parameters.base + p.weight,
+                                  bias: student.parameters.base + p.bias, N: B, K: Hs, M: Ht)
+                    x = UnsafePointer(projected.base); dx = dProjected.base
+                    dx.update(repeating: 0, count: B * Ht)
+                }
+                guard local > 0 else { break }
+                squaredErrorRows(s: x, t: pooledT.base, ds: dx, weight: sequenceWeight.base, N: B, H: Ht,
+                                 scale: w / Float(sequences * Ht), lossOut: perRow.base)
+                loss = (0..<B).reduce(0.0) { $0 + perRow[$1] } / Double(sequences * Ht)
+                if let p = projections[i] {
+                    linearBackward(dinp: dPooledS.base, dweight: grads.base + p.weight, dbias: grads.base + p.bias, dout: dProjected.base,
+                                   inp: pooledS.base, weight: student.parameters.base + p.weight, N: B, K: Hs, M: Ht)
+                }
+                meanPoolBackward(ds, dout: dPooledS.base, mask: tokenWeight.base, B: B, S: S, H: Hs)
             case .hiddenMSE, .hiddenCos:
                 let t = teacherHidden[m.teacherLayer!]!.base, s = studentHidden[m.studentLayer!]!.base
                 let ds = dHidden[m.studentLayer!]!.base

@@ -7,7 +7,7 @@ import DistilleryQuant
 import DistilleryTraining
 import DistilleryRecipes
 
-/// Layer matches (hidden MSE and cosine through projections, attention KL and squared error
+/// Layer matches (hidden MSE and cosine through projections, sentence-embedding MSE, attention KL and squared error
 /// with equal and different head counts, MiniLMv2 relations) against PyTorch autograd
 /// (Fixtures/make_match_fixtures.py): every loss within 1e-5 relative of the float64
 /// reference, every gradient of the total within 1e-4 scaled by max(1, max |reference|), and
@@ -119,6 +119,9 @@ final class MatchTests: XCTestCase {
 
     func testSameWidth() throws { try checkAll("match-same") }
     func testNarrowerStudent() throws { try checkAll("match-narrow") }
+    /// Sentence embeddings (mean-pooled hidden states) through projections and at one width.
+    func testSentenceMatchesNarrower() throws { try checkAll("match-sentence") }
+    func testSentenceMatchesSameWidth() throws { try checkAll("match-sentence-same") }
 
     func testUniformMapAndRefusals() throws {
         let (_, _, _, student, teacher) = try load("match-narrow")

@@ -135,3 +135,43 @@ public func rowArgmaxAndLogSumExp(_ z: UnsafePointer<Float>, rows: Int, V: Int,
         }
     }
 }
+
+/// Mean pooling over real tokens, as sentence-transformers builds a sentence embedding:
+///   out[b] = Σ_i m[b,i] h[b,i] / n_b,  n_b = Σ_i m[b,i]  (a sequence with no real token: 0)
+///   h [B·S × H];  mask [B·S] (1 real, 0 padding);  out [B×H]
+public func meanPoolForward(_ out: UnsafeMutablePointer<Float>, _ h: UnsafePointer<Float>, mask: UnsafePointer<Float>,
+                            B: Int, S: Int, H: Int) {
+    let o = SendablePointer(out)
+    Parallel.forEachChunk(B) { _, range in
+        for b in range {
+            let row = o.p + b * H
+            row.update(repeating: 0, count: H)
+            var n: Float = 0
+            for i in 0..<S where mask[b * S + i] != 0 {
+                let x = h + (b * S + i) * H
+                for c in 0..<H { row[c] += x[c] }
+                n += 1
+            }
+            if n > 0 { let r = 1 / n; for c in 0..<H { row[c] *= r } }
+        }
+    }
+}
+
+/// The backward of meanPoolForward: dh[b,i] += m[b,i] / n_b · dout[b].
+///   dout [B×H];  mask [B·S];  dh [B·S × H], added into
+public func meanPoolBackward(_ dh: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, mask: UnsafePointer<Float>,
+                             B: Int, S: Int, H: Int) {
+    let d = SendablePointer(dh)
+    Parallel.forEachChunk(B) { _, range in
+        for b in range {
+            var n: Float = 0
+            for i in 0..<S where mask[b * S + i] != 0 { n += 1 }
+            guard n > 0 else { continue }
+            let r = 1 / n, g = dout + b * H
+            for i in 0..<S where mask[b * S + i] != 0 {
+                let x = d.p + (b * S + i) * H
+                for c in 0..<H { x[c] += r * g[c] }
+            }
+        }
+    }
+}

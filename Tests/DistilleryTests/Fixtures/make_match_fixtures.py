@@ -6,7 +6,9 @@ Run (OUTDIR is normally the folder holding this script):
 
     python3 make_match_fixtures.py OUTDIR [--teacher DIR] [--vocab FILE]
 
-It writes two folders, OUTDIR/match-narrow and OUTDIR/match-same, each holding
+It writes four folders, OUTDIR/match-narrow, OUTDIR/match-same, OUTDIR/match-sentence and
+OUTDIR/match-sentence-same
+(--cases NAME,... writes only those), each holding
 
   model.safetensors, config.json  the student (BertModel without pooler,
                                   save_pretrained; tensor names = named_parameters)
@@ -22,6 +24,8 @@ every parameter perturbed by N(0, 0.02^2) as in make_fixtures.py), run in train 
 
   match-narrow: H=32, 2 heads, 2 layers, I=64
   match-same:   H=64, 4 heads, 2 layers, I=128
+  match-sentence: H=32, 2 heads, 2 layers, I=64 (sentence matches through projections)
+  match-sentence-same: H=64, 4 heads, 2 layers, I=128
 
 Batch: B=3, S=10, lengths [10, 7, 4], padding id 0, token types as make_batch
 in make_fixtures.py.
@@ -44,6 +48,9 @@ Loss kinds (teacher layer t, student layer s):
  hidden_cos(t,s): same projection rule; over the n_tok real-token rows x=P(h_s),
      y=h_t: loss = mean_rows (1 - cos), with nn.CosineEmbeddingLoss (target 1,
      reduction mean), whose cos = x.y / sqrt((|x|^2 + 1e-12)(|y|^2 + 1e-12)).
+ sentence_mse(t,s): mean pooling as sentence-transformers' Pooling(mode mean):
+     u[b] = sum_{real s} h[b,s] / len_b; the projection rule above, applied to the pooled
+     student vector; loss = nn.MSELoss()(P(u_s), u_t) = sum_{b,c} (P(u_s) - u_t)^2 / (B * H_t)
  attention_kl(t,s): log A_s = log_softmax_j(Q_s K_s^T/sqrt(D_s) + mask) from the
      hooked student Q, K (checked against output_attentions within 1e-6).
      NH_t == NH_s: loss = sum_{b,h,real i,real j} [xlogy(A_t,A_t) - A_t log A_s]
@@ -130,6 +137,13 @@ CASES = {
         seed=1357, H=64, NH=4, L=2, I=128,
         matches=[("hidden_mse", 1, 1, None), ("hidden_cos", 2, 2, None), ("attention_kl", 2, 2, None),
                  ("attention_mse", 1, 2, None), ("relation", 2, 2, 4), ("hidden_mse", 0, 0, None)]),
+    "match-sentence": dict(
+        seed=9753, H=32, NH=2, L=2, I=64,
+        matches=[("sentence_mse", 2, 2, None), ("sentence_mse", 1, 0, None), ("hidden_cos", 2, 2, None),
+                 ("sentence_mse", 0, 1, None)]),
+    "match-sentence-same": dict(
+        seed=8642, H=64, NH=4, L=2, I=128,
+        matches=[("sentence_mse", 2, 2, None), ("sentence_mse", 1, 1, None)]),
 }
 BATCH_SEED, B, S, LENGTHS = 4242, 3, 10, [10, 7, 4]
 
@@ -191,6 +205,18 @@ def hidden_cos(hs, ht, mask, proj):
     return nn.CosineEmbeddingLoss(reduction="mean")(xs, ys, xs.new_ones(xs.shape[0]))
 
 
+def mean_pool(h, mask):
+    """sentence-transformers' mean pooling: sum over real tokens / their count."""
+    m = mask.to(h.dtype)[..., None]
+    return (h * m).sum(1) / torch.clamp(m.sum(1), min=1e-9)
+
+
+def sentence_mse(hs, ht, mask, proj):
+    us = mean_pool(hs, mask)
+    x = proj(us) if proj is not None else us
+    return nn.MSELoss()(x, mean_pool(ht, mask))
+
+
 def kl_rows(p_t, logp_s, pm, denom):
     """sum over real (i,j) of p_t (log p_t - logp_s) / denom; padding entries dropped."""
     term = torch.xlogy(p_t, p_t) - p_t * logp_s
@@ -243,6 +269,8 @@ def compute_losses(T, Sd, matches, projs, mask):
             out.append(hidden_mse(Sd["h"][s], T["h"][t], mask, projs.get(i)))
         elif kind == "hidden_cos":
             out.append(hidden_cos(Sd["h"][s], T["h"][t], mask, projs.get(i)))
+        elif kind == "sentence_mse":
+            out.append(sentence_mse(Sd["h"][s], T["h"][t], mask, projs.get(i)))
         elif kind == "attention_kl":
             out.append(attention_kl(T, Sd, t, s, mask))
         elif kind == "attention_mse":
@@ -270,7 +298,12 @@ def naive_losses(T, Sd, matches, projs, mask):
     for i, (kind, t, s, R) in enumerate(matches):
         acc = 0.0
         for b, Lb in enumerate(lens):
-            if kind in ("hidden_mse", "hidden_cos"):
+            if kind == "sentence_mse":            # projection of each token, then the mean
+                x = Sd["h"][s][b, :Lb]
+                x = (projs[i](x) if i in projs else x).mean(0)
+                y = T["h"][t][b, :Lb].mean(0)
+                acc = acc + ((x - y) ** 2).sum() / (len(lens) * y.shape[-1])
+            elif kind in ("hidden_mse", "hidden_cos"):
                 x = Sd["h"][s][b, :Lb]
                 x = projs[i](x) if i in projs else x
                 y = T["h"][t][b, :Lb]
@@ -319,7 +352,7 @@ def make_case(name, spec, teacher, vocab_file, outdir, ids, mask, tt):
     g = torch.Generator().manual_seed(spec["seed"] + 1)
     projs = {}
     for i, (kind, t, s, R) in enumerate(matches):
-        if kind in ("hidden_mse", "hidden_cos") and spec["H"] != tcfg.hidden_size:
+        if kind in ("hidden_mse", "hidden_cos", "sentence_mse") and spec["H"] != tcfg.hidden_size:
             p = nn.Linear(spec["H"], tcfg.hidden_size)
             with torch.no_grad():
                 p.weight.copy_(torch.randn(p.weight.shape, generator=g) * 0.1)
@@ -437,13 +470,15 @@ def main():
     ap.add_argument("outdir")
     ap.add_argument("--teacher", default=os.path.join(HERE, "tiny-bert-mlm"))
     ap.add_argument("--vocab", default=os.path.join(HERE, "tiny-vocab", "vocab.txt"))
+    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     a = ap.parse_args()
     torch.set_num_threads(2)
     teacher = BertForMaskedLM.from_pretrained(a.teacher, attn_implementation="eager").bert
     teacher.eval()
     assert teacher.config._attn_implementation == "eager"
     ids, mask, tt = make_batch(teacher.config.vocab_size, B, S, BATCH_SEED, 2, LENGTHS)
-    for name, spec in CASES.items():
+    for name in a.cases.split(","):
+        spec = CASES[name]
         info = make_case(name, spec, teacher, a.vocab, a.outdir, ids, mask, tt)
         print(name)
         for m in info["matches"]:
