@@ -18,12 +18,28 @@ struct EvalCommand: ParsableCommand {
         the top-1 predictions agree and KL(reference ‖ model), and on the unmasked text the mean \
         cosine of the last hidden states and of mean-pooled sentence embeddings (when the hidden \
         widths agree). Models may be fp32 or int8.
+
+        With --labelled FILE (TSV, or CSV by extension, with a header line) instead of --data, it \
+        scores a classifier (distill finetune or a [task] recipe made it): accuracy, macro-F1 and \
+        cross-entropy on the file's examples, whose labels must be the model's classes; with \
+        --reference, how often the two classifiers predict the same class. For example, the int8 \
+        student against its fp32 original:
+          distill eval --model runs/sentiment/student-int8.safetensors.zst \\
+              --labelled .data/rt_dev.tsv --reference runs/sentiment/student
         """)
 
     @Option(name: .long, help: "A Hugging Face folder or a .safetensors.zst checkpoint (fp32 or int8).")
     var model: String
     @Option(name: .long, help: "Held-out text (one paragraph a line) or a prepared .tok file.")
-    var data: String
+    var data: String?
+    @Option(name: .long, help: "Labelled examples (TSV or CSV with a header line) to score a classifier on.")
+    var labelled: String?
+    @Option(name: .long, help: "With --labelled: the label column (header name or 0-based index).")
+    var label = "label"
+    @Option(name: .long, help: "With --labelled: the text column (header name or 0-based index).")
+    var text = "text"
+    @Option(name: .long, help: "With --labelled: a second text column, for sentence pairs.")
+    var pair: String?
     @Option(name: .long, help: "A model to compare against (teacher or fp32 original).")
     var reference: String?
     @Option(name: .customLong("max-seq-len"), help: "Tokens per sequence (default: 128, or fewer if the models have fewer positions).")
@@ -38,6 +54,7 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var threads: ThreadOptions
 
     func validate() throws {
+        guard (data == nil) != (labelled == nil) else { throw ValidationError("give --data (held-out text) or --labelled (a classifier's labelled examples), one of them") }
         guard (3...65536).contains(maxSequenceLength ?? 3) else { throw ValidationError("--max-seq-len must be 3…65536") }
         guard (1...4096).contains(batchSize), (1...1_000_000).contains(batches) else {
             throw ValidationError("--batch-size must be 1…4096 and --batches 1…1,000,000")
@@ -46,6 +63,8 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         threads.apply()
+        if let labelled { return try scoreClassifier(labelled) }
+        guard let data else { return }
         let options = LoadOptions(dropPooler: true, dropPretrainingHeads: true)
         let m = try ModelStore.open(model, options: options, precision: precision.precision)
         let ref = try reference.map { try ModelStore.open($0, options: options) }
@@ -68,6 +87,42 @@ struct EvalCommand: ParsableCommand {
         print(EvalOutput.table(report))
         if m.model.config.hasMLMHead == false { print("(no MLM head: accuracy and loss do not apply)") }
     }
+}
+
+extension EvalCommand {
+    /// --labelled: accuracy, macro-F1 and loss of a classifier, and agreement with --reference.
+    func scoreClassifier(_ file: String) throws {
+        let m = try ModelStore.open(model, precision: precision.precision)
+        let ref = try reference.map { try ModelStore.open($0) }
+        let tokenizer = try BertTokenizer.shared(by: [m] + (ref.map { [$0] } ?? []))
+        let positions = min(m.model.config.maxPositions, ref?.model.config.maxPositions ?? .max)
+        if let maxSequenceLength, maxSequenceLength > positions {
+            throw ValidationError("--max-seq-len \(maxSequenceLength) is longer than the \(positions) positions the model\(ref == nil ? "" : "s") can take")
+        }
+        let r = try ClassificationEvaluator.evaluate(m.model, name: model, file: file, label: .init(label), text: .init(text), pair: pair.map { .init($0) },
+                                                     tokenizer: tokenizer, maxSequenceLength: maxSequenceLength ?? min(128, positions),
+                                                     reference: ref.map { ($0.model, reference!) })
+        if json {
+            print(try jsonText(LabelledEvalOutput(model: model, precision: m.model.precision, reference: reference, labelled: file, report: r)))
+            return
+        }
+        print("eval  \(model)  \(m.model.precision)\(reference.map { "  vs \($0)" } ?? "")")
+        print("\(grouped(r.examples)) labelled examples from \(file); classes \(m.model.config.labels.joined(separator: ", "))")
+        var t = TextTable(["metric", "value"])
+        t.add(["accuracy", fixed(r.accuracy, 4)])
+        t.add(["macro-F1", fixed(r.macroF1, 4)])
+        t.add(["cross-entropy", fixed(r.loss, 4)])
+        if let a = r.agreement { t.add(["agreement with reference", fixed(a, 4)]) }
+        print(t.render())
+    }
+}
+
+struct LabelledEvalOutput: Encodable {
+    let model: String
+    let precision: String
+    let reference: String?
+    let labelled: String
+    let report: ClassificationReport
 }
 
 struct EvalOutput: Encodable {

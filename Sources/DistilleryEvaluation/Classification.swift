@@ -69,3 +69,39 @@ public enum ClassificationEvaluator {
         return r
     }
 }
+
+public enum ClassificationError: Error, CustomStringConvertible, Equatable {
+    case notAClassifier(model: String)
+    case labelsDiffer(model: String, labels: [String], reference: String, referenceLabels: [String])
+
+    public var description: String {
+        switch self {
+        case let .notAClassifier(m):
+            return "\(m) has no classification head (num_labels is 0): labelled data scores classifiers (distill finetune or a [task] recipe makes one)"
+        case let .labelsDiffer(m, l, r, rl):
+            return "\(m) classifies into \(l.joined(separator: ", ")) but \(r) into \(rl.joined(separator: ", ")): their predictions cannot be compared"
+        }
+    }
+}
+
+extension ClassificationEvaluator {
+    /// Scores a classifier on a labelled file (TSV, or CSV by extension, with a header line):
+    /// every label in the file must be one of the model's classes (id2label), named by line.
+    /// With a reference classifier (the fp32 model an int8 one came from, or the teacher), also
+    /// how often their predictions agree.
+    public static func evaluate(_ model: EncoderModel, name: String, file: String, label: LabelledData.Column, text: LabelledData.Column,
+                                pair: LabelledData.Column? = nil, tokenizer: BertTokenizer, maxSequenceLength: Int,
+                                reference: (model: EncoderModel, name: String)? = nil) throws -> ClassificationReport {
+        guard model.config.numLabels > 0 else { throw ClassificationError.notAClassifier(model: name) }
+        if let reference {
+            guard reference.model.config.numLabels > 0 else { throw ClassificationError.notAClassifier(model: reference.name) }
+            guard reference.model.config.labels == model.config.labels else {
+                throw ClassificationError.labelsDiffer(model: name, labels: model.config.labels, reference: reference.name,
+                                                       referenceLabels: reference.model.config.labels)
+            }
+        }
+        let data = try LabelledData.load(file, label: label, text: text, pair: pair, labels: model.config.labels)
+        let set = ClassificationSet(data, tokenizer: tokenizer, maxSequenceLength: maxSequenceLength)
+        return try evaluate(model, on: set, padId: tokenizer.padId, reference: reference?.model)
+    }
+}

@@ -112,7 +112,7 @@ final class TaskRun {
             let stats = try Quantizer.save(best, tokenizer: loaded.tokenizer, to: path,
                                            provenance: Provenance(source: r.path, teacher: r.teacher, steps: summary.steps),
                                            recipe: r.text, level: r.checkpoints.level)
-            let q = try ModelStore.load(path).model
+            let q = try ModelStore.open(path).model  // int8 products, as `distill eval` runs it (load would dequantize)
             out.int8 = try ClassificationEvaluator.evaluate(q, on: data.dev, padId: tokenizer.padId, reference: best)
             out.int8Checkpoint = path
             out.int8Bytes = stats.compressedBytes

@@ -117,6 +117,17 @@ final class HostileInputTests: XCTestCase {
         let eps = try teacher("negative-eps", config: ["layer_norm_eps": -1e-5])
         expectFailure(["forward", "--model", eps, "--batch", Fixtures.path("tiny-bert-mlm/reference.safetensors"), "--out", dir + "/o"],
                       mentions: ["layer_norm_eps"])
+        // A classifier naming one class twice: predictions could not be told apart (and a
+        // label table built from the names would trap).
+        let twice = dir + "/classes-twice"
+        try? FileManager.default.removeItem(atPath: twice)
+        try FileManager.default.copyItem(atPath: Fixtures.path("classifier-bert"), toPath: twice)
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: twice + "/config.json"))) as! [String: Any]
+        json["id2label"] = ["0": "good", "1": "bad", "2": "good"]
+        json["label2id"] = ["good": 0, "bad": 1]
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: twice + "/config.json"))
+        try "label\ttext\ngood\tfine\nbad\tpoor\n".write(toFile: dir + "/classes.tsv", atomically: true, encoding: .utf8)
+        expectFailure(["eval", "--model", twice, "--labelled", dir + "/classes.tsv"], mentions: ["id2label", "'good'"])
     }
 
     // MARK: NaN weights and outputs

@@ -119,7 +119,7 @@ final class MPITests: XCTestCase {
     }
 
     /// Layer matches (hidden MSE through a projection, attention KL and squared error,
-    /// relations) average over the whole batch on 2 ranks as in one process: each match's loss
+    /// relations, sentence embeddings) average over the whole batch on 2 ranks as in one process: each match's loss
     /// and the total within 1e-5 relative over 8 steps.
     func testLayerMatchesOnTwoRanksMatchOneProcess() throws {
         let dir = try makeRecipe("matches", steps: 8)
@@ -130,6 +130,12 @@ final class MPITests: XCTestCase {
             teacher = 2
             student = 1
             weight = 0.5
+
+            [[loss.match]]
+            kind = "sentence_mse"
+            teacher = 2
+            student = 1
+            weight = 2.0
 
             [optimizer]
             """)
@@ -144,7 +150,7 @@ final class MPITests: XCTestCase {
         let one = outputs["one"]!, two = outputs["two"]!
         XCTAssertEqual(one.count, 8)
         XCTAssertEqual(two.count, 8)
-        XCTAssertEqual(Set(one[0].keys.filter { $0.hasPrefix("loss_match_") }).count, 4, "\(one[0])")
+        XCTAssertEqual(Set(one[0].keys.filter { $0.hasPrefix("loss_match_") }).count, 5, "\(one[0])")
         var worst = 0.0
         for (a, b) in zip(one, two) {
             for (k, x) in a where x != 0 {

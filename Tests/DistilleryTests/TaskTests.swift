@@ -8,6 +8,7 @@ import DistilleryText
 import DistilleryEvaluation
 import DistilleryTraining
 import DistilleryRecipes
+import DistilleryCLI
 
 /// Classification tasks at a tiny scale: labelled files, fine-tuning, task recipes (fine-tuned
 /// teacher → distilled student, baseline, int8), and fitting an MLM head on a frozen encoder.
@@ -224,6 +225,25 @@ final class TaskTests: XCTestCase {
             (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["stage"] as? String
         })
         XCTAssertEqual(stages, ["teacher", "student", "baseline"])
+
+        // `distill eval --labelled` scores the written classifiers from their files as the run did.
+        let q = try ModelStore.open(dir + "/run/student-int8.safetensors.zst"), fp = try ModelStore.open(dir + "/run/student")
+        let rescored = try ClassificationEvaluator.evaluate(q.model, name: "int8", file: dir + "/dev.tsv", label: .name("label"), text: .name("text"),
+                                                            tokenizer: try BertTokenizer.shared(by: [q, fp]), maxSequenceLength: 48,
+                                                            reference: (fp.model, "fp32"))
+        XCTAssertEqual(rescored, t.int8)
+        try distill(["eval", "--model", dir + "/run/student-int8.safetensors.zst", "--labelled", dir + "/dev.tsv", "--reference", dir + "/run/student",
+                     "--max-seq-len", "48", "--json"])
+        func evalFails(_ args: [String], _ mentions: [String]) {
+            XCTAssertThrowsError(try distill(["eval"] + args)) { e in
+                let m = "\(e)" + Distill.message(for: e)
+                for s in mentions { XCTAssertTrue(m.contains(s), "'\(m)' does not mention '\(s)'") }
+            }
+        }
+        evalFails(["--model", dir + "/teacher", "--labelled", dir + "/dev.tsv"], ["no classification head"])
+        try "label\ttext\n1\tgood\n7\tstrange\n".write(toFile: dir + "/bad.tsv", atomically: true, encoding: .utf8)
+        evalFails(["--model", dir + "/run/student", "--labelled", dir + "/bad.tsv"], ["bad.tsv:3", "'7'"])
+        evalFails(["--model", dir + "/run/student", "--labelled", dir + "/dev.tsv", "--data", dir + "/dev.tsv"], ["one of them"])
 
         // A second run refuses the folder; --resume reuses the fine-tuned teacher.
         XCTAssertThrowsError(try Trainer(recipe: r).run()) { XCTAssertTrue("\($0)".contains("--resume")) }
