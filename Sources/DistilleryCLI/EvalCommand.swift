@@ -34,10 +34,10 @@ struct EvalCommand: ParsableCommand {
     var data: String?
     @Option(name: .long, help: "Labelled examples (TSV or CSV with a header line) to score a classifier on.")
     var labelled: String?
-    @Option(name: .long, help: "With --labelled: the label column (header name or 0-based index).")
-    var label = "label"
-    @Option(name: .long, help: "With --labelled: the text column (header name or 0-based index).")
-    var text = "text"
+    @Option(name: .long, help: "With --labelled: the label column (header name or 0-based index; default: label).")
+    var label: String?
+    @Option(name: .long, help: "With --labelled: the text column (header name or 0-based index; default: text).")
+    var text: String?
     @Option(name: .long, help: "With --labelled: a second text column, for sentence pairs.")
     var pair: String?
     @Option(name: .long, help: "A model to compare against (teacher or fp32 original).")
@@ -46,8 +46,8 @@ struct EvalCommand: ParsableCommand {
     var maxSequenceLength: Int?
     @Option(name: .customLong("batch-size"), help: "Sequences per batch (1…4096).")
     var batchSize = 16
-    @Option(name: .long, help: "Batches to evaluate (from the start of the file).")
-    var batches = 16
+    @Option(name: .long, help: "With --data: batches to evaluate, from the start of the file (default: 16; --labelled scores every example).")
+    var batches: Int?
     @Flag(name: .long, help: "Print JSON.")
     var json = false
     @OptionGroup var precision: PrecisionOption
@@ -56,7 +56,11 @@ struct EvalCommand: ParsableCommand {
     func validate() throws {
         guard (data == nil) != (labelled == nil) else { throw ValidationError("give --data (held-out text) or --labelled (a classifier's labelled examples), one of them") }
         guard (3...65536).contains(maxSequenceLength ?? 3) else { throw ValidationError("--max-seq-len must be 3…65536") }
-        guard (1...4096).contains(batchSize), (1...1_000_000).contains(batches) else {
+        if data != nil, let given = [("--label", label), ("--text", text), ("--pair", pair)].first(where: { $0.1 != nil }) {
+            throw ValidationError("\(given.0) names a column of --labelled data; --data is plain text")
+        }
+        if labelled != nil && batches != nil { throw ValidationError("--batches limits --data; --labelled scores every example") }
+        guard (1...4096).contains(batchSize), (1...1_000_000).contains(batches ?? 16) else {
             throw ValidationError("--batch-size must be 1…4096 and --batches 1…1,000,000")
         }
     }
@@ -74,7 +78,7 @@ struct EvalCommand: ParsableCommand {
             throw ValidationError("--max-seq-len \(maxSequenceLength) is longer than the \(positions) positions the model\(ref == nil ? "" : "s") can take")
         }
         let set = try EvalSet.load(data, tokenizer: tokenizer, maxSequenceLength: maxSequenceLength ?? min(128, positions), batchSize: batchSize,
-                                   maxBatches: batches, withTokenTypes: m.model.config.hasTokenTypes || (ref?.model.config.hasTokenTypes ?? false))
+                                   maxBatches: batches ?? 16, withTokenTypes: m.model.config.hasTokenTypes || (ref?.model.config.hasTokenTypes ?? false))
         let bar = ProgressBar("evaluating", total: Double(set.batches.count), unit: "batches")
         let report = try Evaluator.evaluate(m.model, reference: ref?.model, on: set) { done, _ in bar.update(Double(done)) }
         bar.finish()
@@ -99,9 +103,9 @@ extension EvalCommand {
         if let maxSequenceLength, maxSequenceLength > positions {
             throw ValidationError("--max-seq-len \(maxSequenceLength) is longer than the \(positions) positions the model\(ref == nil ? "" : "s") can take")
         }
-        let r = try ClassificationEvaluator.evaluate(m.model, name: model, file: file, label: .init(label), text: .init(text), pair: pair.map { .init($0) },
+        let r = try ClassificationEvaluator.evaluate(m.model, name: model, file: file, label: .init(label ?? "label"), text: .init(text ?? "text"), pair: pair.map { .init($0) },
                                                      tokenizer: tokenizer, maxSequenceLength: maxSequenceLength ?? min(128, positions),
-                                                     reference: ref.map { ($0.model, reference!) })
+                                                     reference: ref.map { ($0.model, reference!) }, batchSize: batchSize)
         if json {
             print(try jsonText(LabelledEvalOutput(model: model, precision: m.model.precision, reference: reference, labelled: file, report: r)))
             return

@@ -72,12 +72,15 @@ public enum ClassificationEvaluator {
 
 public enum ClassificationError: Error, CustomStringConvertible, Equatable {
     case notAClassifier(model: String)
+    case oneOutput(model: String)
     case labelsDiffer(model: String, labels: [String], reference: String, referenceLabels: [String])
 
     public var description: String {
         switch self {
         case let .notAClassifier(m):
             return "\(m) has no classification head (num_labels is 0): labelled data scores classifiers (distill finetune or a [task] recipe makes one)"
+        case let .oneOutput(m):
+            return "\(m) has one output (num_labels 1, a regression head): accuracy needs two classes or more"
         case let .labelsDiffer(m, l, r, rl):
             return "\(m) classifies into \(l.joined(separator: ", ")) but \(r) into \(rl.joined(separator: ", ")): their predictions cannot be compared"
         }
@@ -91,8 +94,9 @@ extension ClassificationEvaluator {
     /// how often their predictions agree.
     public static func evaluate(_ model: EncoderModel, name: String, file: String, label: LabelledData.Column, text: LabelledData.Column,
                                 pair: LabelledData.Column? = nil, tokenizer: BertTokenizer, maxSequenceLength: Int,
-                                reference: (model: EncoderModel, name: String)? = nil) throws -> ClassificationReport {
+                                reference: (model: EncoderModel, name: String)? = nil, batchSize: Int = 32) throws -> ClassificationReport {
         guard model.config.numLabels > 0 else { throw ClassificationError.notAClassifier(model: name) }
+        guard model.config.numLabels > 1 else { throw ClassificationError.oneOutput(model: name) }
         if let reference {
             guard reference.model.config.numLabels > 0 else { throw ClassificationError.notAClassifier(model: reference.name) }
             guard reference.model.config.labels == model.config.labels else {
@@ -102,6 +106,6 @@ extension ClassificationEvaluator {
         }
         let data = try LabelledData.load(file, label: label, text: text, pair: pair, labels: model.config.labels)
         let set = ClassificationSet(data, tokenizer: tokenizer, maxSequenceLength: maxSequenceLength)
-        return try evaluate(model, on: set, padId: tokenizer.padId, reference: reference?.model)
+        return try evaluate(model, on: set, batchSize: batchSize, padId: tokenizer.padId, reference: reference?.model)
     }
 }

@@ -242,9 +242,11 @@ public struct EncoderConfig: Codable, Sendable, Equatable {
         if numLabels < 0 || numLabels > 100_000 { throw bad("num_labels", "must be 0…100,000, got \(numLabels)") }
         // (Without a classifier, names from config.json wait for the weights to say how many.)
         if numLabels > 0 && labels.count != numLabels { throw bad("id2label", "names \(labels.count) classes for \(numLabels) labels") }
-        if Set(labels).count != labels.count {
-            let twice = labels.first { l in labels.filter { $0 == l }.count > 1 } ?? ""
-            throw bad("id2label", "names the class '\(twice)' more than once: predictions could not be told apart")
+        if numLabels > 0 {
+            var seen = Set<String>()
+            if let twice = labels.first(where: { !seen.insert($0).inserted }) {
+                throw bad("id2label", "names the class '\(twice)' more than once: predictions could not be told apart")
+            }
         }
         if numLabels > 0 && !hasPooler { throw bad("num_labels", "a classifier reads the pooled [CLS] vector: the model needs its pooler") }
         if !(0..<1).contains(classifierDropout) { throw bad("classifier_dropout", "must be in [0, 1)") }

@@ -121,6 +121,7 @@ final class MatchTests: XCTestCase {
     func testNarrowerStudent() throws { try checkAll("match-narrow") }
     /// Sentence embeddings (mean-pooled hidden states) through projections and at one width.
     func testSentenceMatchesNarrower() throws { try checkAll("match-sentence") }
+    /// (A hidden-state match on the same student layer first: both gradients must add up.)
     func testSentenceMatchesSameWidth() throws { try checkAll("match-sentence-same") }
 
     func testUniformMapAndRefusals() throws {

@@ -244,6 +244,8 @@ final class TaskTests: XCTestCase {
         try "label\ttext\n1\tgood\n7\tstrange\n".write(toFile: dir + "/bad.tsv", atomically: true, encoding: .utf8)
         evalFails(["--model", dir + "/run/student", "--labelled", dir + "/bad.tsv"], ["bad.tsv:3", "'7'"])
         evalFails(["--model", dir + "/run/student", "--labelled", dir + "/dev.tsv", "--data", dir + "/dev.tsv"], ["one of them"])
+        evalFails(["--model", dir + "/run/student", "--data", dir + "/dev.tsv", "--label", "label"], ["--label", "--labelled"])
+        evalFails(["--model", dir + "/run/student", "--labelled", dir + "/dev.tsv", "--batches", "2"], ["--batches"])
 
         // A second run refuses the folder; --resume reuses the fine-tuned teacher.
         XCTAssertThrowsError(try Trainer(recipe: r).run()) { XCTAssertTrue("\($0)".contains("--resume")) }

@@ -143,7 +143,7 @@ CASES = {
                  ("sentence_mse", 0, 1, None)]),
     "match-sentence-same": dict(
         seed=8642, H=64, NH=4, L=2, I=128,
-        matches=[("sentence_mse", 2, 2, None), ("sentence_mse", 1, 1, None)]),
+        matches=[("hidden_mse", 2, 2, None), ("sentence_mse", 2, 2, None), ("sentence_mse", 1, 1, None)]),
 }
 BATCH_SEED, B, S, LENGTHS = 4242, 3, 10, [10, 7, 4]
 
