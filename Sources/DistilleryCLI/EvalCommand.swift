@@ -69,15 +69,8 @@ struct EvalCommand: ParsableCommand {
         threads.apply()
         if let labelled { return try scoreClassifier(labelled) }
         guard let data else { return }
-        let options = LoadOptions(dropPooler: true, dropPretrainingHeads: true)
-        let m = try ModelStore.open(model, options: options, precision: precision.precision)
-        let ref = try reference.map { try ModelStore.open($0, options: options) }
-        let tokenizer = try BertTokenizer.shared(by: [m] + (ref.map { [$0] } ?? []))
-        let positions = min(m.model.config.maxPositions, ref?.model.config.maxPositions ?? .max)
-        if let maxSequenceLength, maxSequenceLength > positions {
-            throw ValidationError("--max-seq-len \(maxSequenceLength) is longer than the \(positions) positions the model\(ref == nil ? "" : "s") can take")
-        }
-        let set = try EvalSet.load(data, tokenizer: tokenizer, maxSequenceLength: maxSequenceLength ?? min(128, positions), batchSize: batchSize,
+        let (m, ref, tokenizer, S) = try openModels(LoadOptions(dropPooler: true, dropPretrainingHeads: true))
+        let set = try EvalSet.load(data, tokenizer: tokenizer, maxSequenceLength: S, batchSize: batchSize,
                                    maxBatches: batches ?? 16, withTokenTypes: m.model.config.hasTokenTypes || (ref?.model.config.hasTokenTypes ?? false))
         let bar = ProgressBar("evaluating", total: Double(set.batches.count), unit: "batches")
         let report = try Evaluator.evaluate(m.model, reference: ref?.model, on: set) { done, _ in bar.update(Double(done)) }
@@ -95,16 +88,23 @@ struct EvalCommand: ParsableCommand {
 
 extension EvalCommand {
     /// --labelled: accuracy, macro-F1 and loss of a classifier, and agreement with --reference.
-    func scoreClassifier(_ file: String) throws {
-        let m = try ModelStore.open(model, precision: precision.precision)
-        let ref = try reference.map { try ModelStore.open($0) }
+    /// The model (at --precision), the reference, their shared tokenizer, and the tokens per
+    /// sequence: --max-seq-len, checked against both models' positions, or up to 128.
+    func openModels(_ options: LoadOptions) throws -> (LoadedModel, LoadedModel?, BertTokenizer, Int) {
+        let m = try ModelStore.open(model, options: options, precision: precision.precision)
+        let ref = try reference.map { try ModelStore.open($0, options: options) }
         let tokenizer = try BertTokenizer.shared(by: [m] + (ref.map { [$0] } ?? []))
         let positions = min(m.model.config.maxPositions, ref?.model.config.maxPositions ?? .max)
         if let maxSequenceLength, maxSequenceLength > positions {
             throw ValidationError("--max-seq-len \(maxSequenceLength) is longer than the \(positions) positions the model\(ref == nil ? "" : "s") can take")
         }
+        return (m, ref, tokenizer, maxSequenceLength ?? min(128, positions))
+    }
+
+    func scoreClassifier(_ file: String) throws {
+        let (m, ref, tokenizer, S) = try openModels(LoadOptions())  // the pooler feeds the classifier
         let r = try ClassificationEvaluator.evaluate(m.model, name: model, file: file, label: .init(label ?? "label"), text: .init(text ?? "text"), pair: pair.map { .init($0) },
-                                                     tokenizer: tokenizer, maxSequenceLength: maxSequenceLength ?? min(128, positions),
+                                                     tokenizer: tokenizer, maxSequenceLength: S,
                                                      reference: ref.map { ($0.model, reference!) }, batchSize: batchSize)
         if json {
             print(try jsonText(LabelledEvalOutput(model: model, precision: m.model.precision, reference: reference, labelled: file, report: r)))

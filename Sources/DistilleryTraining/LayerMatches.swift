@@ -199,6 +199,9 @@ final class MatchLosses {
         if let counts { tokens = counts.tokens }
         let totals = counts?.matchTotals
         let sequences = counts?.sequences ?? B
+        if sequenceWeight.count > 0 {  // sentence matches: sequences with a real token
+            for b in 0..<B { sequenceWeight[b] = 0; for i in 0..<S where tokenWeight[b * S + i] != 0 { sequenceWeight[b] = 1; break } }
+        }
         let mask = studentActs.attentionMask
         values = []
         for (i, m) in matches.enumerated() {
@@ -212,7 +215,6 @@ final class MatchLosses {
                 let ds = dHidden[m.studentLayer!]!.base
                 meanPoolForward(pooledT.base, t, mask: tokenWeight.base, B: B, S: S, H: Ht)
                 meanPoolForward(pooledS.base, s, mask: tokenWeight.base, B: B, S: S, H: Hs)
-                for b in 0..<B { sequenceWeight[b] = 0; for i in 0..<S where tokenWeight[b * S + i] != 0 { sequenceWeight[b] = 1; break } }
                 var x = UnsafePointer(pooledS.base), dx = dPooledS.base
                 dx.update(repeating: 0, count: B * Hs)
                 if let p = projections[i] {
