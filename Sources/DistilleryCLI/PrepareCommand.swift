@@ -11,7 +11,10 @@ struct PrepareCommand: ParsableCommand {
         discussion: """
         Input: UTF-8 text, one paragraph or document per line; a blank line ends a document. \
         Consecutive lines of a document are packed into sequences [CLS] … [SEP] of at most \
-        --max-seq-len tokens (longer lines are split). Invalid UTF-8 is replaced and counted. \
+        --max-seq-len tokens (--sequences packed, as BERT pre-trains), or every line \
+        (--sequences lines) or every sentence (--sequences sentences: English punctuation rules, \
+        for distilling a sentence encoder on the kind of input it will embed) is its own \
+        sequence; a longer piece is split. Invalid UTF-8 is replaced and counted. \
         Tokenization runs on all cores; the output is written atomically.
         """)
 
@@ -23,6 +26,8 @@ struct PrepareCommand: ParsableCommand {
     var out: String
     @Option(name: .long, help: "Longest sequence, [CLS] and [SEP] included.")
     var maxSeqLen = 128
+    @Option(name: .long, help: "What a sequence holds: packed | lines | sentences.")
+    var sequences: SequenceUnit = .packed
     @Flag(name: .long, help: "Print the summary as JSON.")
     var json = false
     @OptionGroup var threads: ThreadOptions
@@ -37,7 +42,7 @@ struct PrepareCommand: ParsableCommand {
         let t = try BertTokenizer.load(path: tokenizer)
         let bar = ProgressBar("prepare", total: 1)
         let start = Date()
-        let summary = try Corpus.prepare(inputs: input, tokenizer: t, maxSequenceLength: maxSeqLen, output: out) { done, total in
+        let summary = try Corpus.prepare(inputs: input, tokenizer: t, maxSequenceLength: maxSeqLen, unit: sequences, output: out) { done, total in
             let mb = Double(done) / 1e6
             bar.update(Double(done) / Double(max(total, 1)), String(format: "%.1f MB  %.1f MB/s", mb, mb / max(1e-9, Date().timeIntervalSince(start))))
         }
@@ -57,4 +62,8 @@ struct PrepareCommand: ParsableCommand {
           time       \(fixed(summary.seconds, 2)) s  (\(fixed(summary.megabytesPerSecond, 1)) MB/s)
         """)
     }
+}
+
+extension SequenceUnit: ExpressibleByArgument {
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
 }

@@ -264,7 +264,7 @@ public enum RecipeParser {
         }
 
         // [data]
-        let dataKeys = ["train", "heldout", "max_seq_len", "mlm_probability", "mask_share", "random_share", "mlm_smoothing", "whole_word_mask"]
+        let dataKeys = ["train", "heldout", "max_seq_len", "sequences", "mlm_probability", "mask_share", "random_share", "mlm_smoothing", "whole_word_mask"]
         let dataTable = try top.subtable("data", allowed: dataKeys)
         if task != nil, let d = dataTable {
             throw RecipeError.badValue(path: path, key: "data", line: d.line("train"), reason: "a [task] recipe reads its labelled files from [task]; remove [data]")
@@ -285,6 +285,12 @@ public enum RecipeParser {
         }
         var data = DataSpec(train: try files(trainRaw, "train"), heldout: try files(try d.strings("heldout") ?? [], "heldout"))
         data.maxSequenceLength = try d.int("max_seq_len", range: 8...4096) ?? 128
+        if let u = try d.string("sequences", oneOf: SequenceUnit.allCases.map(\.rawValue)) {
+            data.sequences = SequenceUnit(rawValue: u)!
+            if (data.train + data.heldout).contains(where: { $0.hasSuffix(".tok") }) {
+                throw d.bad("sequences", "prepared .tok files are already cut into sequences; give text files, or prepare them with distill prepare --sequences \(u)")
+            }
+        }
         data.masking.probability = try d.float("mlm_probability", range: 0...1) ?? 0.15
         data.masking.maskShare = try d.float("mask_share", range: 0...1) ?? 0.8
         data.masking.randomShare = try d.float("random_share", range: 0...1) ?? 0.1

@@ -33,12 +33,24 @@ public enum PrepareError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// What one sequence holds.
+public enum SequenceUnit: String, Sendable, Equatable, Codable, CaseIterable {
+    /// Consecutive lines of a document packed up to the sequence length, as BERT pre-trains.
+    case packed
+    /// Every line its own sequence.
+    case lines
+    /// Every sentence its own sequence (`SentenceSplitter`), as a sentence encoder is used.
+    case sentences
+}
+
 public enum Corpus {
     /// Tokenizes text files (one paragraph or document per line; a blank line ends a document)
-    /// on all cores and packs consecutive lines of a document into sequences
-    /// [CLS] … [SEP] of at most `maxSequenceLength` tokens; a line longer than that is split.
+    /// on all cores and cuts them into sequences [CLS] … [SEP] of at most `maxSequenceLength`
+    /// tokens: consecutive lines of a document packed together (`unit` .packed), or a line or a
+    /// sentence a sequence; a piece longer than that is split.
     /// Writes a token file atomically. `progress(bytesDone, bytesTotal)` is called as it goes.
     public static func prepare(inputs: [String], tokenizer: BertTokenizer, maxSequenceLength: Int = 128,
+                               unit: SequenceUnit = .packed,
                                output: String, progress: ((Int, Int) -> Void)? = nil) throws -> PrepareSummary {
         guard !inputs.isEmpty else { throw PrepareError.noInput }
         // The token file records the length in 32 bits; no model takes more than 2^16 positions.
@@ -55,6 +67,7 @@ public enum Corpus {
         summary.files = files.count
         var packer = Packer(cls: tokenizer.clsId, sep: tokenizer.sepId, room: maxSequenceLength - 2)
         var pending: [Int32] = []   // packed tokens not yet written
+        var inDocument = false      // a line with tokens since the last blank one
         func drain(force: Bool) throws {
             if pending.isEmpty || (!force && pending.count < 1 << 20) { return }
             if tokenBytes == 2 {
@@ -79,14 +92,31 @@ public enum Corpus {
                 var s = pos
                 for i in pos..<end where bytes[i] == UInt8(ascii: "\n") { lines.append(s..<i); s = i + 1 }
                 if s < end { lines.append(s..<end) }
-                let results = tokenizeLines(bytes, lines, tokenizer)
-                for r in results {
-                    summary.invalidUTF8 += r.invalid
-                    summary.unknownTokens += r.unknown
-                    if r.ids.isEmpty {
-                        if packer.endDocument(into: &pending) { summary.documents += 1 }
-                    } else {
+                // The pieces each line is cut into: the line itself, or its sentences.
+                var pieces: [Range<Int>] = [], first: [Int] = []
+                pieces.reserveCapacity(lines.count)
+                for line in lines {
+                    first.append(pieces.count)
+                    if unit == .sentences { SentenceSplitter.split(bytes, line, into: &pieces) } else { pieces.append(line) }
+                }
+                first.append(pieces.count)
+                let results = tokenizeLines(bytes, pieces, tokenizer)
+                for l in lines.indices {
+                    var blank = true
+                    for r in results[first[l]..<first[l + 1]] {
+                        summary.invalidUTF8 += r.invalid
+                        summary.unknownTokens += r.unknown
+                        if r.ids.isEmpty { continue }
+                        blank = false
                         packer.add(r.ids, into: &pending)
+                        if unit != .packed { packer.flush(into: &pending) }
+                    }
+                    // A line without tokens ends the document.
+                    if blank {
+                        if packer.endDocument(into: &pending) || inDocument { summary.documents += 1 }
+                        inDocument = false
+                    } else {
+                        inDocument = true
                     }
                 }
                 summary.lines += lines.count
@@ -95,7 +125,8 @@ public enum Corpus {
                 try drain(force: false)
                 progress?(done, total)
             }
-            if packer.endDocument(into: &pending) { summary.documents += 1 }
+            if packer.endDocument(into: &pending) || inDocument { summary.documents += 1 }
+            inDocument = false
         }
         try drain(force: true)
         let offsets = packer.offsets.map { UInt64($0).littleEndian }
@@ -175,6 +206,75 @@ struct Packer {
         offsets.append(offsets.last! + current.count + 2)
         current.removeAll(keepingCapacity: true)
     }
+}
+
+/// Cuts a line of English text into sentences, by rule: a sentence ends at `.`, `!` or `?` (and
+/// any closing quotes or brackets after it) followed by white space and a capital letter, a digit
+/// or an opening quote or bracket; a `.` after an initial ("J."), a dotted abbreviation ("U.S.",
+/// "e.g.") or a common title or short form ("Dr.", "St.", "vs.") ends none. Cuts fall on ASCII
+/// bytes only, so every piece stays valid UTF-8 when the line is; the white space between
+/// sentences is dropped.
+public enum SentenceSplitter {
+    /// Appends the sentences of `bytes[line]` to `out` (the whole line when it has one).
+    public static func split(_ raw: UnsafeRawBufferPointer, _ line: Range<Int>, into out: inout [Range<Int>]) {
+        let b = raw.bindMemory(to: UInt8.self)
+        let end = line.upperBound
+        var start = line.lowerBound, i = line.lowerBound
+        while i < end {
+            let c = b[i]
+            guard c == 0x2E || c == 0x21 || c == 0x3F else { i += 1; continue }   // . ! ?
+            // The terminator run: more . ! ?, then closing quotes and brackets.
+            var j = i + 1
+            while j < end {
+                let d = b[j]
+                if d == 0x2E || d == 0x21 || d == 0x3F || d == 0x22 || d == 0x27 || d == 0x29 || d == 0x5D { j += 1; continue }
+                if j + 2 < end, d == 0xE2, b[j + 1] == 0x80, b[j + 2] == 0x9D || b[j + 2] == 0x99 { j += 3; continue }   // ” ’
+                break
+            }
+            var k = j
+            while k < end && (b[k] == 0x20 || b[k] == 0x09) { k += 1 }
+            if k > j && k < end && opensSentence(b, k, end) && !(c == 0x2E && j == i + 1 && isAbbreviation(b, from: start, dot: i)) {
+                out.append(start..<j)
+                start = k
+            }
+            i = k > j ? k : j
+        }
+        if start < end { out.append(start..<end) }
+    }
+
+    /// A capital (A…Z, À…Þ), a digit, or an opening quote or bracket.
+    static func opensSentence(_ b: UnsafeBufferPointer<UInt8>, _ k: Int, _ end: Int) -> Bool {
+        let d = b[k]
+        if (0x41...0x5A).contains(d) || (0x30...0x39).contains(d) || d == 0x22 || d == 0x27 || d == 0x28 || d == 0x5B { return true }
+        if k + 2 < end, d == 0xE2, b[k + 1] == 0x80, b[k + 2] == 0x9C || b[k + 2] == 0x98 { return true }   // “ ‘
+        if k + 1 < end, d == 0xC3, (0x80...0x9E).contains(b[k + 1]), b[k + 1] != 0x97 { return true }   // À…Þ but ×
+        return false
+    }
+
+    /// Whether the word before the `.` at `dot` is an initial, holds a dot itself, or is one of `shortForms`.
+    static func isAbbreviation(_ b: UnsafeBufferPointer<UInt8>, from start: Int, dot: Int) -> Bool {
+        var w = dot
+        while w > start, isLetter(b[w - 1]) || b[w - 1] == 0x2E { w -= 1 }
+        let n = dot - w
+        if n == 0 { return false }
+        if n == 1 { return (0x41...0x5A).contains(b[w]) }   // an initial
+        var key: UInt64 = 0
+        for p in w..<dot {
+            if b[p] == 0x2E { return true }                 // U.S, e.g, i.e
+            if p - w >= 5 { return false }
+            key = key << 8 | UInt64(b[p] | 0x20)
+        }
+        return shortForms.contains(key)
+    }
+
+    static func isLetter(_ c: UInt8) -> Bool { (0x41...0x5A).contains(c) || (0x61...0x7A).contains(c) }
+
+    /// Titles and short forms that a capitalised word often follows, lower-cased, packed a byte a letter.
+    static let shortForms: Set<UInt64> = Set([
+        "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "mt", "ft", "vs", "vol", "pp", "fig",
+        "gen", "col", "lt", "sgt", "capt", "cmdr", "rev", "hon", "gov", "sen", "rep", "pres", "inc", "ltd", "co",
+        "corp", "bros", "jan", "feb", "mar", "apr", "aug", "sep", "sept", "oct", "nov", "dec", "ca", "cf",
+    ].map { (s: String) -> UInt64 in s.utf8.reduce(UInt64(0)) { $0 << 8 | UInt64($1) } })
 }
 
 enum UTF8Check {

@@ -58,6 +58,8 @@ public struct DataSpec: Sendable, Equatable {
     public var train: [String]
     public var heldout: [String]
     public var maxSequenceLength = 128
+    /// What a sequence holds: packed lines, a line, or a sentence (text files only).
+    public var sequences: SequenceUnit = .packed
     public var masking = MaskingPolicy()
     public init(train: [String], heldout: [String]) { self.train = train; self.heldout = heldout }
 }

@@ -220,13 +220,14 @@ public final class Trainer {
         let sources = files.map { f -> String in
             let a = try? fm.attributesOfItem(atPath: f)
             return "\(f)\t\((a?[.size] as? Int) ?? 0)\t\((a?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
-        }.joined(separator: "\n") + "\nmax_seq_len \(recipe.data.maxSequenceLength)\nvocab \(tokenizer.vocabulary.hash)\n"
+        }.joined(separator: "\n") + "\nmax_seq_len \(recipe.data.maxSequenceLength)\nsequences \(recipe.data.sequences.rawValue)\nvocab \(tokenizer.vocabulary.hash)\n"
         if fm.fileExists(atPath: out), (try? String(contentsOfFile: stamp, encoding: .utf8)) == sources,
            let d = try? TokenDataset(path: out), (try? d.checkVocabulary(tokenizer.vocabulary)) != nil {
             return d
         }
         let s = try withoutActuallyEscaping(events) { events in
-            try Corpus.prepare(inputs: files, tokenizer: tokenizer, maxSequenceLength: recipe.data.maxSequenceLength, output: out) {
+            try Corpus.prepare(inputs: files, tokenizer: tokenizer, maxSequenceLength: recipe.data.maxSequenceLength,
+                               unit: recipe.data.sequences, output: out) {
                 events(.preparing(file: name, done: $0, total: $1))
             }
         }

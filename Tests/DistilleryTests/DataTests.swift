@@ -38,6 +38,57 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(data.header.vocabularyHash, t.vocabulary.hash)
     }
 
+    func sentences(_ text: String) -> [String] {
+        let bytes = Array(text.utf8)
+        var out: [Range<Int>] = []
+        bytes.withUnsafeBytes { SentenceSplitter.split($0, 0..<bytes.count, into: &out) }
+        return out.map { String(decoding: bytes[$0], as: UTF8.self) }
+    }
+
+    func testSentenceSplitterCutsAtSentenceEndsOnly() {
+        XCTAssertEqual(sentences("Dr. Smith went home at 5 p.m. on Friday. He slept!  Then he woke? 3 dogs barked."),
+                       ["Dr. Smith went home at 5 p.m. on Friday.", "He slept!", "Then he woke?", "3 dogs barked."])
+        // Closing quotes and brackets stay with their sentence; an opening quote starts the next.
+        XCTAssertEqual(sentences("He said \"Stop.\" \u{201C}Why?\u{201D} she asked. (It rained.) [Sic.] Done"),
+                       ["He said \"Stop.\"", "\u{201C}Why?\u{201D} she asked.", "(It rained.)", "[Sic.]", "Done"])
+        // Initials, dotted abbreviations, titles; a lower-case word or no space after the dot.
+        XCTAssertEqual(sentences("J. R. R. Tolkien lived in the U.S. Army era, e.g. Oxford. Mr. Brown vs. Mrs. Green."),
+                       ["J. R. R. Tolkien lived in the U.S. Army era, e.g. Oxford.", "Mr. Brown vs. Mrs. Green."])
+        XCTAssertEqual(sentences("version 2.0 is out. it works.Really"), ["version 2.0 is out. it works.Really"])
+        XCTAssertEqual(sentences("Wait... What?! Yes."), ["Wait...", "What?!", "Yes."])
+        XCTAssertEqual(sentences("  "), ["  "])
+        XCTAssertEqual(sentences("No end"), ["No end"])
+        XCTAssertEqual(sentences("Ends here. "), ["Ends here. "])
+        // Latin-1 capitals open sentences; other text around the cuts stays whole.
+        XCTAssertEqual(sentences("Café ouvert. École fermée. Über alles. × 2. Ωmega."),
+                       ["Café ouvert.", "École fermée.", "Über alles. × 2. Ωmega."])
+        XCTAssertEqual(sentences("Il pleut. Ça va."), ["Il pleut.", "Ça va."])
+    }
+
+    func testSequencesByLineAndBySentence() throws {
+        let text = "The cat sat. The dog ran!\nA bird sang.\n\nNew document here.\n"
+        let t = tokenizer
+        func prepared(_ unit: SequenceUnit) throws -> (texts: [[String]], summary: PrepareSummary) {
+            let input = dir + "/units-\(unit.rawValue).txt", out = input + ".tok"
+            try Data(text.utf8).write(to: URL(fileURLWithPath: input))
+            let s = try Corpus.prepare(inputs: [input], tokenizer: t, maxSequenceLength: 32, unit: unit, output: out)
+            let d = try TokenDataset(path: out)
+            XCTAssertEqual(s.sequences, d.count)
+            return ((0..<d.count).map { t.tokens(d.sequence($0)) }, s)
+        }
+        let packed = try prepared(.packed)
+        XCTAssertEqual(packed.texts.count, 2)
+        XCTAssertEqual(packed.summary.documents, 2)
+        let lines = try prepared(.lines)
+        let wrapped = { (s: String) in t.tokens([t.clsId] + t.tokenize(s) + [t.sepId]) }
+        XCTAssertEqual(lines.texts, ["The cat sat. The dog ran!", "A bird sang.", "New document here."].map(wrapped))
+        XCTAssertEqual(lines.summary.documents, 2)
+        let sentences = try prepared(.sentences)
+        XCTAssertEqual(sentences.texts, ["The cat sat.", "The dog ran!", "A bird sang.", "New document here."].map(wrapped))
+        XCTAssertEqual(sentences.summary.documents, 2)
+        XCTAssertEqual(sentences.summary.lines, 4)
+    }
+
     func testInvalidUTF8IsReplacedAndCounted() throws {
         let input = dir + "/bad-utf8.txt", out = input + ".tok"
         var bytes = Array("good line\nbad ".utf8)

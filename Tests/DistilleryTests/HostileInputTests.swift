@@ -197,6 +197,14 @@ final class HostileInputTests: XCTestCase {
             $0.replacingOccurrences(of: "train = [\"DATA/demo-train.txt\"]", with: "train = [\"\(damaged)\"]")
         }
         expectFailure(["validate", broken], mentions: ["damaged.tok"])
+        // What a sequence holds: a known unit, and only for text files.
+        let unit = try recipe("sequences-unknown") { $0.replacingOccurrences(of: "max_seq_len = 64", with: "max_seq_len = 64\nsequences = \"words\"") }
+        expectFailure(["validate", unit], mentions: ["data.sequences", "\"words\"", "\"sentences\""])
+        let unitTok = try recipe("sequences-tok") {
+            $0.replacingOccurrences(of: "max_seq_len = 64", with: "max_seq_len = 64\nsequences = \"sentences\"")
+                .replacingOccurrences(of: "train = [\"DATA/demo-train.txt\"]", with: "train = [\"\(tok)\"]")
+        }
+        expectFailure(["validate", unitTok], mentions: ["data.sequences", ".tok", "--sequences sentences"])
         // A teacher whose vocab.txt has more tokens than its embedding table.
         let teacherDir = URL(fileURLWithPath: long).deletingLastPathComponent().path + "/teacher"
         let vocab = try String(contentsOfFile: teacherDir + "/vocab.txt", encoding: .utf8)

@@ -3,6 +3,7 @@ import XCTest
 import DistilleryTensor
 import DistilleryModels
 import DistilleryQuant
+import DistilleryText
 import DistilleryTraining
 import DistilleryRecipes
 
@@ -106,6 +107,23 @@ final class TrainerTests: XCTestCase {
         XCTAssertNotNil(ck.tokenizer.vocabulary)
         let metrics = try String(contentsOfFile: r.output + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(metrics.filter { !$0.contains("\"eval\"") }.count, 200)
+    }
+
+    /// `[data] sequences` reaches the prepared data: a sentence a sequence gives more, shorter
+    /// sequences than packing the same text.
+    func testSequenceUnitReachesTheData() throws {
+        func trainSequences(_ unit: String) throws -> Int {
+            let body = Self.baseRecipe.replacingOccurrences(of: "STEPS", with: "1")
+                .replacingOccurrences(of: "max_seq_len = 64", with: "max_seq_len = 64\nsequences = \"\(unit)\"")
+            let r = try RecipeParser.load(try Self.setUp("units-\(unit)", recipeBody: body))
+            XCTAssertEqual(r.data.sequences.rawValue, unit)
+            _ = try Trainer(recipe: r).run(events: { _ in })
+            return try TokenDataset(path: r.output + "/data/train.tok").count
+        }
+        let packed = try trainSequences("packed"), lines = try trainSequences("lines"), sentences = try trainSequences("sentences")
+        print("demo-train.txt: \(packed) packed, \(lines) line, \(sentences) sentence sequences")
+        XCTAssertLessThan(packed, lines)
+        XCTAssertLessThan(lines, sentences)
     }
 
     /// N steps straight give the same losses, bit for bit, as k steps, a resume, and N − k steps
