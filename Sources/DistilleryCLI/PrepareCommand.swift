@@ -26,7 +26,7 @@ struct PrepareCommand: ParsableCommand {
     var out: String
     @Option(name: .long, help: "Longest sequence, [CLS] and [SEP] included.")
     var maxSeqLen = 128
-    @Option(name: .long, help: "What a sequence holds: packed | lines | sentences.")
+    @Option(name: .long, help: "What a sequence holds (see above).")
     var sequences: SequenceUnit = .packed
     @Flag(name: .long, help: "Print the summary as JSON.")
     var json = false
