@@ -67,7 +67,7 @@ public enum Corpus {
         summary.files = files.count
         var packer = Packer(cls: tokenizer.clsId, sep: tokenizer.sepId, room: maxSequenceLength - 2)
         var pending: [Int32] = []   // packed tokens not yet written
-        var inDocument = false      // a line with tokens since the last blank one
+        var inDocument = false      // a line with tokens since the last blank one: a document to count
         func drain(force: Bool) throws {
             if pending.isEmpty || (!force && pending.count < 1 << 20) { return }
             if tokenBytes == 2 {
@@ -113,7 +113,8 @@ public enum Corpus {
                     }
                     // A line without tokens ends the document.
                     if blank {
-                        if packer.endDocument(into: &pending) || inDocument { summary.documents += 1 }
+                        if inDocument { summary.documents += 1 }
+                        packer.flush(into: &pending)
                         inDocument = false
                     } else {
                         inDocument = true
@@ -125,7 +126,8 @@ public enum Corpus {
                 try drain(force: false)
                 progress?(done, total)
             }
-            if packer.endDocument(into: &pending) || inDocument { summary.documents += 1 }
+            if inDocument { summary.documents += 1 }
+            packer.flush(into: &pending)
             inDocument = false
         }
         try drain(force: true)
@@ -191,13 +193,6 @@ struct Packer {
             i += room
         }
         current = Array(line[i...])
-    }
-
-    /// Ends the document; true if it held any tokens.
-    mutating func endDocument(into out: inout [Int32]) -> Bool {
-        let had = !current.isEmpty
-        flush(into: &out)
-        return had
     }
 
     mutating func flush(into out: inout [Int32]) {
