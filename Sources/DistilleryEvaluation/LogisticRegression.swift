@@ -125,6 +125,67 @@ public struct LogisticRegression: Sendable, Codable, Equatable {
     }
 }
 
+/// k-fold cross-validation of the probe on one labelled split: every example is predicted once,
+/// by a regression (standardisation included) fitted on the other folds. The folds are
+/// contiguous blocks in file order, as scikit-learn's `KFold(k)` cuts them (the first n mod k
+/// folds one longer), so examples that sit together in the file (the same film, the same
+/// source) stay in one fold. Ten folds over ~10,000 examples pin accuracy to about ±0.4
+/// points, where a 1,400-example test split gives ±1.2.
+public struct CrossValidation: Codable, Sendable, Equatable {
+    public var folds: Int
+    public var examples: Int
+    /// Accuracy on each held-out fold, in order.
+    public var foldAccuracies: [Double]
+    /// Over all n held-out predictions together (scikit-learn's `cross_val_predict`, then the score).
+    public var accuracy: Double
+    public var macroF1: Double
+    /// The binomial standard error of `accuracy`: √(a(1 − a)/n).
+    public var standardError: Double
+    /// Whether every fold's fit converged.
+    public var converged: Bool
+}
+
+extension LogisticRegression {
+    /// The rows of fold `k` of `folds` over `n` examples (scikit-learn's KFold without shuffling).
+    public static func foldRange(_ k: Int, of folds: Int, examples n: Int) -> Range<Int> {
+        let small = n / folds, longer = n % folds
+        let start = k * small + min(k, longer)
+        return start..<(start + small + (k < longer ? 1 : 0))
+    }
+
+    /// Cross-validates on `features` [n×d] with `labels` [n] over `folds` contiguous folds.
+    public static func crossValidate(features: [Double], labels: [Int32], dimensions d: Int, folds: Int,
+                                     settings: Settings = Settings()) throws -> CrossValidation {
+        let n = labels.count
+        guard d > 0, features.count == n * d else {
+            throw ProbeError.shape(reason: "\(features.count) feature values for \(n) examples of \(d) dimensions")
+        }
+        guard folds >= 2, folds <= n else {
+            throw ProbeError.badSetting(name: "folds", reason: "must be 2…\(n) (the number of examples), got \(folds)")
+        }
+        var predicted = [Int32](repeating: 0, count: n), accuracies: [Double] = [], converged = true
+        for k in 0..<folds {
+            let held = foldRange(k, of: folds, examples: n)
+            let rest = Array(0..<held.lowerBound) + Array(held.upperBound..<n)
+            let restLabels = rest.map { labels[$0] }
+            if Set(restLabels).count < 2 {
+                throw ProbeError.oneClass(label: restLabels[0], data: "the training rows of cross-validation fold \(k + 1) of \(folds)")
+            }
+            var restFeatures = [Double](); restFeatures.reserveCapacity(rest.count * d)
+            for i in rest { restFeatures += features[(i * d)..<((i + 1) * d)] }
+            let (model, fit) = try LogisticRegression.fit(features: restFeatures, labels: restLabels, dimensions: d, settings: settings)
+            converged = converged && fit.converged
+            let p = try model.predict(Array(features[(held.lowerBound * d)..<(held.upperBound * d)]))
+            for (j, i) in held.enumerated() { predicted[i] = p[j] }
+            accuracies.append(ClassificationScores.accuracy(truth: Array(labels[held]), predicted: p))
+        }
+        let a = ClassificationScores.accuracy(truth: labels, predicted: predicted)
+        return CrossValidation(folds: folds, examples: n, foldAccuracies: accuracies, accuracy: a,
+                               macroF1: ClassificationScores.macroF1(truth: labels, predicted: predicted),
+                               standardError: (a * (1 - a) / Double(n)).squareRoot(), converged: converged)
+    }
+}
+
 /// Accuracy and macro-F1 as scikit-learn computes them: macro-F1 averages F1 = 2TP/(2TP+FP+FN)
 /// over every label that occurs among the truths or the predictions.
 public enum ClassificationScores {

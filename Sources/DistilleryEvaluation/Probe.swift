@@ -15,6 +15,9 @@ public struct ProbeSettings: Sendable, Equatable {
     public var maxSequenceLength = 128
     public var batchSize = 32
     public var regression = LogisticRegression.Settings()
+    /// When 2 or more: also cross-validate on the training split over this many folds
+    /// (`CrossValidation`), a steadier number than one small test split gives.
+    public var folds = 0
     public init() {}
 }
 
@@ -42,6 +45,9 @@ public struct ProbeTask: Sendable {
         guard !trainTexts.isEmpty else { throw ProbeError.noExamples(what: trainName) }
         guard !testTexts.isEmpty else { throw ProbeError.noExamples(what: testName) }
         if Set(trainLabels).count < 2 { throw ProbeError.oneClass(label: trainLabels[0], data: trainName) }
+        if settings.folds != 0 && !(2...trainTexts.count).contains(settings.folds) {
+            throw ProbeError.badSetting(name: "folds", reason: "must be 2…\(trainTexts.count) (the examples in \(trainName)), got \(settings.folds)")
+        }
     }
 }
 
@@ -62,6 +68,8 @@ public struct ProbeReport: Codable, Sendable, Equatable {
     public var converged: Bool
     public var embeddingSeconds: Double
     public var fitSeconds: Double
+    /// k-fold cross-validation on the training split, when `ProbeSettings.folds` asked for it.
+    public var crossValidation: CrossValidation?
 }
 
 public enum Probe {
@@ -118,12 +126,15 @@ public enum Probe {
         let (lr, fit) = try LogisticRegression.fit(features: train, labels: task.trainLabels, dimensions: model.config.hiddenSize,
                                                    settings: s.regression)
         let testPredicted = try lr.predict(test), trainPredicted = try lr.predict(train)
+        let cv = s.folds >= 2 ? try LogisticRegression.crossValidate(features: train, labels: task.trainLabels, dimensions: model.config.hiddenSize,
+                                                                     folds: s.folds, settings: s.regression) : nil
         let t2 = Timing.now()
         return ProbeReport(train: task.trainName, test: task.testName, pooling: s.pooling, c: s.regression.c, classes: lr.classes,
                            trainExamples: task.trainTexts.count, testExamples: task.testTexts.count, dimensions: model.config.hiddenSize,
                            testAccuracy: ClassificationScores.accuracy(truth: task.testLabels, predicted: testPredicted),
                            testMacroF1: ClassificationScores.macroF1(truth: task.testLabels, predicted: testPredicted),
                            trainAccuracy: ClassificationScores.accuracy(truth: task.trainLabels, predicted: trainPredicted),
-                           iterations: fit.iterations, converged: fit.converged, embeddingSeconds: t1 - t0, fitSeconds: t2 - t1)
+                           iterations: fit.iterations, converged: fit.converged, embeddingSeconds: t1 - t0, fitSeconds: t2 - t1,
+                           crossValidation: cv)
     }
 }

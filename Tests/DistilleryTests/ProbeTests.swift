@@ -128,6 +128,69 @@ final class ProbeTests: XCTestCase {
                      "--pooling", "cls", "--c", "0.5", "--json", "--precision", "int8"])
     }
 
+    /// `--folds`: scikit-learn's KFold cross-validation, on fixed features and on the tiny
+    /// BERT end to end, and the fold counts it refuses.
+    func testCrossValidationMatchesScikitLearn() throws {
+        struct CV: Decodable { let folds: Int; let c: Double; let foldAccuracies: [Double]; let accuracy, macroF1: Double }
+        let cv = try Self.decode([String: CV].self, "cv.json")
+        func same(_ ours: CrossValidation, _ theirs: CV, _ name: String) {
+            XCTAssertEqual(ours.folds, theirs.folds, name)
+            XCTAssertEqual(ours.foldAccuracies.count, theirs.foldAccuracies.count, name)
+            for (a, b) in zip(ours.foldAccuracies, theirs.foldAccuracies) { XCTAssertEqual(a, b, accuracy: 1e-12, name) }
+            XCTAssertEqual(ours.accuracy, theirs.accuracy, accuracy: 1e-12, name)
+            XCTAssertEqual(ours.macroF1, theirs.macroF1, accuracy: 1e-12, name)
+            XCTAssertEqual(ours.standardError, (theirs.accuracy * (1 - theirs.accuracy) / Double(ours.examples)).squareRoot(),
+                           accuracy: 1e-12, name)
+            XCTAssertTrue(ours.converged, name)
+        }
+        // scikit-learn's fold sizes: the first n mod k folds one longer.
+        XCTAssertEqual((0..<3).map { LogisticRegression.foldRange($0, of: 3, examples: 10) }, [0..<4, 4..<7, 7..<10])
+        XCTAssertEqual((0..<4).map { LogisticRegression.foldRange($0, of: 4, examples: 48).count }, [12, 12, 12, 12])
+
+        let problems = try Self.decode([String: Problem].self, "logistic.json")
+        let binary = try XCTUnwrap(problems["binary"]), b = try XCTUnwrap(cv["binary"])
+        var settings = LogisticRegression.Settings()
+        settings.c = b.c
+        same(try LogisticRegression.crossValidate(features: binary.trainFeatures!.flatMap { $0 }, labels: binary.trainLabels!,
+                                                  dimensions: binary.trainFeatures![0].count, folds: b.folds, settings: settings),
+             b, "binary")
+        struct Reference: Decodable { let mean: Problem }
+        let tiny = try Self.decode(Reference.self, "tiny-bert.json").mean, t = try XCTUnwrap(cv["tiny_bert_mean"])
+        let train = try Self.readTSV("train.tsv"), test = try Self.readTSV("test.tsv")
+        same(try LogisticRegression.crossValidate(features: tiny.trainEmbeddings!.flatMap { $0 }, labels: train.labels,
+                                                  dimensions: 64, folds: t.folds), t, "tiny-bert on transformers' embeddings")
+
+        // End to end on our embeddings, and through the command.
+        let folder = Fixtures.temporaryDirectory + "/probe-cv-teacher"
+        try Fixtures.makeTinyTeacher(at: folder)
+        let m = try ModelStore.open(folder, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
+        let tokenizer = try BertTokenizer.of(model: folder, files: m.tokenizer)
+        var probe = ProbeSettings()
+        probe.folds = t.folds
+        probe.maxSequenceLength = 64
+        let r = try Probe.run(m.model, tokenizer: tokenizer, task: ProbeTask(trainTexts: train.texts, trainLabels: train.labels,
+                                                                              testTexts: test.texts, testLabels: test.labels, settings: probe))
+        same(try XCTUnwrap(r.crossValidation), t, "tiny-bert end to end")
+        let data = Fixtures.path("probe/")
+        try distill(["probe", "--model", folder, "--train", data + "train.tsv", "--test", data + "test.tsv", "--folds", "4", "--json"])
+
+        // Refused: too few or too many folds, and a fold whose other rows hold one class.
+        for folds in [1, 5] {
+            XCTAssertThrowsError(try LogisticRegression.crossValidate(features: [1, 2, 3, 4], labels: [0, 1, 0, 1], dimensions: 1, folds: folds)) { e in
+                XCTAssertEqual(e as? ProbeError, .badSetting(name: "folds", reason: "must be 2…4 (the number of examples), got \(folds)"))
+            }
+        }
+        XCTAssertThrowsError(try LogisticRegression.crossValidate(features: [1, 2, 3, 4], labels: [0, 0, 1, 1], dimensions: 1, folds: 2)) { e in
+            XCTAssertEqual(e as? ProbeError, .oneClass(label: 1, data: "the training rows of cross-validation fold 1 of 2"))
+        }
+        XCTAssertThrowsError(try distill(["probe", "--model", folder, "--train", data + "train.tsv", "--test", data + "test.tsv", "--folds", "49"])) { e in
+            XCTAssertTrue("\(e)".contains("folds") && "\(e)".contains("2…48"), "\(e)")
+        }
+        XCTAssertThrowsError(try distill(["probe", "--model", folder, "--train", data + "train.tsv", "--test", data + "test.tsv", "--folds", "1"])) { e in
+            XCTAssertTrue(Distill.message(for: e).contains("--folds"), Distill.message(for: e))
+        }
+    }
+
     /// `distill compare --probe-train --probe-test`: a probe per model, the fp32 one scoring as
     /// scikit-learn does on transformers' embeddings.
     func testCompareShowsTheProbe() throws {

@@ -25,6 +25,12 @@ Writes, under Tests/DistilleryTests/Fixtures/probe/:
   train.tsv,      a tiny labelled task (columns label, id, text) made of words the tiny vocabulary
   test.tsv        holds: label 1 sentences carry words from POSITIVE, label 0 from NEGATIVE, both
                   mixed with neutral filler (random.Random(5)); 48 train and 24 test rows.
+  cv.json         k-fold cross-validation (`distill probe --folds`): scikit-learn's KFold(k)
+                  without shuffling, each fold predicted by the pipeline below fitted on the
+                  other folds; per-fold accuracies, then accuracy and macro-F1 over all
+                  held-out predictions (cross_val_predict). "binary": the logistic.json
+                  "binary" training rows, 5 folds; "tiny_bert_mean": the tiny BERT's mean-pooled
+                  train.tsv embeddings from tiny-bert.json, 4 folds.
   tiny-bert.json  the probe end to end on the tiny BERT fixture (tiny-bert-mlm weights with
                   tiny-vocab/vocab.txt, as Fixtures.makeTinyTeacher assembles it): texts tokenized
                   by transformers' BertTokenizer (lowercase, max_length 64 with truncation), run by
@@ -170,8 +176,29 @@ for pooling in ["mean", "cls"]:
     p.update({"train_embeddings": Etr.tolist(), "test_embeddings": Ete.tolist()})
     tiny[pooling] = p
 
+def cross_validate(X, y, C, k):
+    from sklearn.model_selection import KFold
+    predicted = np.zeros_like(y)
+    folds = []
+    for train_rows, test_rows in KFold(n_splits=k).split(X):
+        r = probe(X[train_rows], y[train_rows], X[test_rows], y[test_rows], C)
+        scaler = fit_scaler(X[train_rows])
+        lr = LogisticRegression(C=C, solver="lbfgs", tol=1e-10, max_iter=10000).fit(scaler.transform(X[train_rows]), y[train_rows])
+        predicted[test_rows] = lr.predict(scaler.transform(X[test_rows]))
+        folds.append(r["test_accuracy"])
+    return {"folds": k, "c": C, "fold_accuracies": folds, "accuracy": float(accuracy_score(y, predicted)),
+            "macro_f1": float(f1_score(y, predicted, average="macro")), "predicted": predicted.tolist()}
+
+
+b = logistic["binary"]
+cv = {"binary": cross_validate(np.array(b["train_features"]), np.array(b["train_labels"]), b["c"], 5),
+      "tiny_bert_mean": cross_validate(np.array(tiny["mean"]["train_embeddings"]), train_labels, 1.0, 4)}
+for name, r in cv.items():
+    print(f"cv {name}: {r['folds']} folds {['%.4f' % a for a in r['fold_accuracies']]}, accuracy {r['accuracy']:.4f}, "
+          f"macro-F1 {r['macro_f1']:.4f}")
+
 outputs = {"logistic.json": json.dumps(logistic) + "\n", "train.tsv": tsv["train"], "test.tsv": tsv["test"],
-           "tiny-bert.json": json.dumps(tiny) + "\n"}
+           "tiny-bert.json": json.dumps(tiny) + "\n", "cv.json": json.dumps(cv) + "\n"}
 for name in ["binary", "multiclass", "noise"]:
     p = logistic[name]
     print(f"{name}: test accuracy {p['test_accuracy']:.4f}, macro-F1 {p['test_macro_f1']:.4f}, "
