@@ -18,7 +18,9 @@ struct CompareCommand: ParsableCommand {
 
         With --probe-train and --probe-test (labelled TSV files, as distill probe reads them) each \
         model is also probed: a logistic regression on its frozen mean-pooled embeddings, whose \
-        test accuracy is a "probe acc" column. Example:
+        test accuracy is a "probe acc" column; --probe-folds 10 adds a "probe CV acc" column, \
+        cross-validated on --probe-train (see distill probe --help), steadier than a small test \
+        split. Example:
 
           distill compare teacher student student-int8.safetensors.zst \\
               --data heldout.txt --probe-train rt_train.tsv --probe-test rt_dev.tsv \\
@@ -42,6 +44,8 @@ struct CompareCommand: ParsableCommand {
     @Option(name: .customLong("probe-test"), help: "Labelled test texts (TSV) for the probe column.")
     var probeTest: String?
     @OptionGroup var probeColumns: ProbeColumns
+    @Option(name: .customLong("probe-folds"), help: "Also cross-validate the probe on --probe-train over this many folds (2…; 0: no).")
+    var probeFolds = 0
     @Option(name: .long, help: ArgumentHelp("Also write the comparison as a Markdown table to this file.", valueName: "file.md"))
     var report: String?
     @Flag(name: .long, help: "Print JSON.")
@@ -55,6 +59,8 @@ struct CompareCommand: ParsableCommand {
             throw ValidationError("--batches and --iterations must be 1…100,000")
         }
         guard (probeTrain == nil) == (probeTest == nil) else { throw ValidationError("give both --probe-train and --probe-test, or neither") }
+        guard probeFolds == 0 || (2...100_000).contains(probeFolds) else { throw ValidationError("--probe-folds must be 0 (none) or 2…100,000") }
+        guard probeFolds == 0 || probeTrain != nil else { throw ValidationError("--probe-folds needs --probe-train and --probe-test") }
     }
 
     func run() throws {
@@ -65,7 +71,9 @@ struct CompareCommand: ParsableCommand {
         settings.shapes = shapes.map { ($0.B, $0.S) }
         settings.precision = precision.precision
         if let probeTrain, let probeTest {
-            settings.probe = try probeColumns.task(train: probeTrain, test: probeTest, settings: ProbeSettings())
+            var probe = ProbeSettings()
+            probe.folds = probeFolds
+            settings.probe = try probeColumns.task(train: probeTrain, test: probeTest, settings: probe)
         }
         let report = try Comparison.run(models: models, data: data, settings: settings) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
@@ -78,9 +86,10 @@ struct CompareCommand: ParsableCommand {
 
     static func table(_ r: ComparisonReport) -> String {
         let shapes = r.rows.first?.timings.map { "ms \($0.batch)×\($0.sequence)" } ?? []
-        let probed = r.rows.contains { $0.probe != nil }
+        let probed = r.rows.contains { $0.probe != nil }, crossValidated = r.rows.contains { $0.probe?.crossValidation != nil }
         var t = TextTable(["model", "precision", "params", "×", "bytes on disk", "×"] + shapes
-                          + ["MLM acc", "top-1 agree", "sentence cos"] + (probed ? ["probe acc"] : []))
+                          + ["MLM acc", "top-1 agree", "sentence cos"] + (probed ? ["probe acc"] : [])
+                          + (crossValidated ? ["probe CV acc"] : []))
         let p0 = Double(max(1, r.rows[0].parameters)), b0 = Double(max(1, r.rows[0].bytesOnDisk))
         func opt(_ v: Double?, _ d: Int) -> String { v.map { fixed($0, d) } ?? "—" }
         for (i, row) in r.rows.enumerated() {
@@ -89,12 +98,16 @@ struct CompareCommand: ParsableCommand {
                    grouped(row.bytesOnDisk), fixed(Double(row.bytesOnDisk) / b0, 2)]
                   + row.timings.map { fixed($0.medianMs, 1) }
                   + [opt(e.mlmAccuracy, 4), i == 0 ? "ref" : opt(e.top1Agreement, 4), i == 0 ? "ref" : opt(e.sentenceCosine, 5)]
-                  + (probed ? [opt(row.probe?.testAccuracy, 4)] : []))
+                  + (probed ? [opt(row.probe?.testAccuracy, 4)] : [])
+                  + (crossValidated ? [opt(row.probe?.crossValidation?.accuracy, 4)] : []))
         }
         var notes = "\n\(grouped(r.sequences)) sequences, \(grouped(r.tokens)) tokens from \(r.data); \(r.threads) threads"
         if let p = r.rows.compactMap(\.probe).first {
             notes += "\nprobe: logistic regression (C = \(p.c)) on \(p.pooling.rawValue)-pooled embeddings, "
                 + "\(grouped(p.trainExamples)) examples of \(p.train), accuracy on \(grouped(p.testExamples)) of \(p.test)"
+            if let cv = p.crossValidation {
+                notes += "; CV: \(cv.folds) contiguous folds of \(p.train), accuracy over all its examples (standard error ±\(fixed(cv.standardError, 4)))"
+            }
         }
         return t.render() + notes
     }

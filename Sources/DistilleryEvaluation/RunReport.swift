@@ -192,13 +192,15 @@ extension RunReport {
             if let p = row.probe {
                 metrics.append(Metric("probe accuracy", p.testAccuracy))
                 metrics.append(Metric("probe macro-F1", p.testMacroF1))
+                if let cv = p.crossValidation { metrics.append(Metric("probe CV accuracy", cv.accuracy)) }
             }
             models.append(ModelRow(name: row.model, precision: row.precision, parameters: row.parameters, bytesOnDisk: row.bytesOnDisk,
                                    tokensPerSecond: row.timings.first?.tokensPerSecond, metrics: metrics))
         }
         if let p = r.rows.compactMap(\.probe).first {
             lines.append("probe: logistic regression (C = \(p.c)) on \(p.pooling.rawValue)-pooled embeddings, trained on "
-                         + "\(grouped(p.trainExamples)) examples of \(p.train), scored on \(grouped(p.testExamples)) of \(p.test)")
+                         + "\(grouped(p.trainExamples)) examples of \(p.train), scored on \(grouped(p.testExamples)) of \(p.test)"
+                         + (p.crossValidation.map { "; CV accuracy: \($0.folds) contiguous folds of \(p.train), each predicted by a fit on the others" } ?? ""))
         }
     }
 }

@@ -205,12 +205,19 @@ final class ProbeTests: XCTestCase {
         settings.shapes = [(B: 2, S: 16)]
         settings.warmup = 0
         settings.iterations = 1
-        settings.probe = ProbeTask(trainTexts: train.texts, trainLabels: train.labels, testTexts: test.texts, testLabels: test.labels)
+        var folds = ProbeSettings()
+        folds.folds = 4
+        settings.probe = ProbeTask(trainTexts: train.texts, trainLabels: train.labels, testTexts: test.texts, testLabels: test.labels,
+                                   settings: folds)
         let data = Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt"
         let report = try Comparison.run(models: [teacher, ck], data: data, settings: settings)
         struct Reference: Decodable { let mean: Problem }
         let expected = try Self.decode(Reference.self, "tiny-bert.json").mean
         XCTAssertEqual(report.rows[0].probe?.testAccuracy ?? -1, expected.testAccuracy, accuracy: 1e-12)
+        struct CV: Decodable { let accuracy: Double }
+        let cv = try XCTUnwrap(Self.decode([String: CV].self, "cv.json")["tiny_bert_mean"])
+        XCTAssertEqual(report.rows[0].probe?.crossValidation?.accuracy ?? -1, cv.accuracy, accuracy: 1e-12)
+        XCTAssertTrue(RunReport(comparison: report).markdown().contains("probe CV accuracy"))
         XCTAssertEqual(report.rows[0].probe?.trainAccuracy ?? -1, expected.trainAccuracy, accuracy: 1e-12)
         let q = try XCTUnwrap(report.rows[1].probe)
         XCTAssertGreaterThan(q.testAccuracy, 0.5, "the int8 copy still carries the task")
@@ -219,6 +226,10 @@ final class ProbeTests: XCTestCase {
         let probe = ["--probe-train", Fixtures.path("probe/train.tsv"), "--probe-test", Fixtures.path("probe/test.tsv")]
         try distill(["compare", teacher, ck, "--data", data, "--batches", "1", "--iterations", "1", "--shapes", "2x16"] + probe)
         try distill(["compare", teacher, "--data", data, "--batches", "1", "--iterations", "1", "--shapes", "2x16", "--json"] + probe)
+        try distill(["compare", teacher, "--data", data, "--batches", "1", "--iterations", "1", "--shapes", "2x16", "--probe-folds", "4"] + probe)
+        XCTAssertThrowsError(try distill(["compare", teacher, "--data", data, "--probe-folds", "4"])) { e in
+            XCTAssertTrue(Distill.message(for: e).contains("--probe-train"), Distill.message(for: e))
+        }
         XCTAssertThrowsError(try distill(["compare", teacher, "--data", data, "--probe-train", Fixtures.path("probe/train.tsv")])) { e in
             XCTAssertTrue(Distill.message(for: e).contains("--probe-test"), Distill.message(for: e))
         }
