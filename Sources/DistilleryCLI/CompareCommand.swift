@@ -106,7 +106,7 @@ struct CompareCommand: ParsableCommand {
             notes += "\nprobe: logistic regression (C = \(p.c)) on \(p.pooling.rawValue)-pooled embeddings, "
                 + "\(grouped(p.trainExamples)) examples of \(p.train), accuracy on \(grouped(p.testExamples)) of \(p.test)"
             if let cv = p.crossValidation {
-                notes += "; CV: \(cv.folds) contiguous folds of \(p.train), accuracy over all its examples (standard error ±\(fixed(cv.standardError, 4)))"
+                notes += "; CV: \(cv.folds) contiguous folds of \(p.train), accuracy over all its examples (binomial standard error ±\(fixed(cv.standardError, 4)) for the first model)"
             }
         }
         return t.render() + notes

@@ -27,11 +27,14 @@ struct ProbeCommand: ParsableCommand {
           distill probe --model runs/demo/student \\
               --train rt_train.tsv --test rt_dev.tsv
 
-        A test split of 1,400 texts pins accuracy only to about ±1.2 points, so two models a \
-        point apart may not differ. --folds 10 also cross-validates on --train (ten contiguous \
-        folds, each predicted by a fit on the other nine, as scikit-learn's KFold) and reports \
-        the accuracy over all its texts with its standard error; models probed with the same \
-        folds can be compared more finely.
+        One test split is a noisy score: on 1,400 texts one standard error is about 1.2 points, so \
+        two models a point apart may not differ. --folds 10 also cross-validates on --train: ten \
+        contiguous folds in file order (scikit-learn's KFold, no shuffling), each predicted by a \
+        fit on the other nine; it reports the accuracy over all the training texts, its binomial \
+        standard error (a lower bound: the fits share rows) and each fold's accuracy. Models \
+        probed with the same folds face the same texts, so they compare more finely. A file sorted \
+        by label makes one-class folds: shuffle it first (a fold whose other rows hold one class \
+        is refused).
         """)
 
     @Option(name: .long, help: "A Hugging Face folder or a .safetensors.zst checkpoint (fp32 or int8).")
@@ -94,7 +97,7 @@ struct ProbeCommand: ParsableCommand {
         print(ProbeOutput.table(report))
         if let cv = report.crossValidation {
             print("\(cv.folds)-fold cross-validation on \(grouped(cv.examples)) train examples: accuracy \(fixed(cv.accuracy, 4)) "
-                  + "± \(fixed(cv.standardError, 4)) (standard error), macro-F1 \(fixed(cv.macroF1, 4)); folds "
+                  + "± \(fixed(cv.standardError, 4)) (binomial standard error), macro-F1 \(fixed(cv.macroF1, 4)); folds "
                   + cv.foldAccuracies.map { fixed($0, 3) }.joined(separator: " ")
                   + (cv.converged ? "" : " (a fold's fit did NOT converge: raise --max-iter)"))
         }

@@ -128,51 +128,83 @@ public struct LogisticRegression: Sendable, Codable, Equatable {
 /// k-fold cross-validation of the probe on one labelled split: every example is predicted once,
 /// by a regression (standardisation included) fitted on the other folds. The folds are
 /// contiguous blocks in file order, as scikit-learn's `KFold(k)` cuts them (the first n mod k
-/// folds one longer), so examples that sit together in the file (the same film, the same
-/// source) stay in one fold. Ten folds over ~10,000 examples pin accuracy to about ±0.4
-/// points, where a 1,400-example test split gives ±1.2.
+/// folds one longer; no shuffling), so examples that sit together in the file (one film's
+/// reviews) mostly share a fold; a file sorted by label would make one-class folds, and a fold
+/// whose other rows hold a single class is refused.
 public struct CrossValidation: Codable, Sendable, Equatable {
     public var folds: Int
     public var examples: Int
     /// Accuracy on each held-out fold, in order.
     public var foldAccuracies: [Double]
-    /// Over all n held-out predictions together (scikit-learn's `cross_val_predict`, then the score).
+    /// Over all n held-out predictions together (scikit-learn's
+    /// `cross_val_predict(…, cv=KFold(k))`, then the score).
     public var accuracy: Double
     public var macroF1: Double
-    /// The binomial standard error of `accuracy`: √(a(1 − a)/n).
+    /// √(a(1 − a)/n): the binomial standard error, as if the n predictions were independent.
+    /// They are not quite (the fits share most of their rows, neighbouring examples are alike),
+    /// so read it as a lower bound; two models probed on the same folds differ more surely than
+    /// their two errors suggest, since they face the same examples.
     public var standardError: Double
     /// Whether every fold's fit converged.
     public var converged: Bool
+    /// Time for the k fits and predictions.
+    public var seconds: Double
 }
 
 extension LogisticRegression {
-    /// The rows of fold `k` of `folds` over `n` examples (scikit-learn's KFold without shuffling).
+    /// The rows of fold `k` (0 ≤ k < folds ≤ n) over `n` examples: scikit-learn's KFold without shuffling.
     public static func foldRange(_ k: Int, of folds: Int, examples n: Int) -> Range<Int> {
+        precondition(folds > 0 && (0..<folds).contains(k) && n >= 0)
         let small = n / folds, longer = n % folds
         let start = k * small + min(k, longer)
         return start..<(start + small + (k < longer ? 1 : 0))
     }
 
+    /// Refuses a fold count the labels cannot support: folds outside 2…n, or a fold whose
+    /// other rows hold one class. Cheap (labels only), so callers run it before any embedding.
+    public static func checkFolds(_ folds: Int, labels: [Int32], data: String) throws {
+        let n = labels.count
+        guard folds >= 2, folds <= n else {
+            throw ProbeError.badSetting(name: "folds", reason: "must be 2…\(n) (the examples in \(data)), got \(folds)")
+        }
+        for k in 0..<folds {
+            let held = foldRange(k, of: folds, examples: n)
+            var first: Int32?, mixed = false
+            for i in 0..<n where !held.contains(i) {
+                if let f = first { if labels[i] != f { mixed = true; break } } else { first = labels[i] }
+            }
+            if !mixed {
+                throw ProbeError.oneClass(label: first ?? labels[0], data: "the training rows of cross-validation fold \(k + 1) of \(folds) in \(data)")
+            }
+        }
+    }
+
     /// Cross-validates on `features` [n×d] with `labels` [n] over `folds` contiguous folds.
     public static func crossValidate(features: [Double], labels: [Int32], dimensions d: Int, folds: Int,
-                                     settings: Settings = Settings()) throws -> CrossValidation {
+                                     settings: Settings = Settings(), data: String = "the features") throws -> CrossValidation {
+        try crossValidatedPredictions(features: features, labels: labels, dimensions: d, folds: folds, settings: settings, data: data).summary
+    }
+
+    /// The same, with each example's held-out prediction [n].
+    public static func crossValidatedPredictions(features: [Double], labels: [Int32], dimensions d: Int, folds: Int,
+                                                 settings: Settings = Settings(), data: String = "the features")
+        throws -> (predicted: [Int32], summary: CrossValidation) {
         let n = labels.count
-        guard d > 0, features.count == n * d else {
+        let (values, overflow) = n.multipliedReportingOverflow(by: d)
+        guard d > 0, !overflow, features.count == values else {
             throw ProbeError.shape(reason: "\(features.count) feature values for \(n) examples of \(d) dimensions")
         }
-        guard folds >= 2, folds <= n else {
-            throw ProbeError.badSetting(name: "folds", reason: "must be 2…\(n) (the number of examples), got \(folds)")
-        }
+        try checkFolds(folds, labels: labels, data: data)
+        let t0 = Timing.now()
         var predicted = [Int32](repeating: 0, count: n), accuracies: [Double] = [], converged = true
         for k in 0..<folds {
             let held = foldRange(k, of: folds, examples: n)
-            let rest = Array(0..<held.lowerBound) + Array(held.upperBound..<n)
-            let restLabels = rest.map { labels[$0] }
-            if Set(restLabels).count < 2 {
-                throw ProbeError.oneClass(label: restLabels[0], data: "the training rows of cross-validation fold \(k + 1) of \(folds)")
+            var restFeatures = [Double](), restLabels = [Int32]()
+            restFeatures.reserveCapacity((n - held.count) * d); restLabels.reserveCapacity(n - held.count)
+            for i in 0..<n where !held.contains(i) {
+                restFeatures += features[(i * d)..<((i + 1) * d)]
+                restLabels.append(labels[i])
             }
-            var restFeatures = [Double](); restFeatures.reserveCapacity(rest.count * d)
-            for i in rest { restFeatures += features[(i * d)..<((i + 1) * d)] }
             let (model, fit) = try LogisticRegression.fit(features: restFeatures, labels: restLabels, dimensions: d, settings: settings)
             converged = converged && fit.converged
             let p = try model.predict(Array(features[(held.lowerBound * d)..<(held.upperBound * d)]))
@@ -180,9 +212,10 @@ extension LogisticRegression {
             accuracies.append(ClassificationScores.accuracy(truth: Array(labels[held]), predicted: p))
         }
         let a = ClassificationScores.accuracy(truth: labels, predicted: predicted)
-        return CrossValidation(folds: folds, examples: n, foldAccuracies: accuracies, accuracy: a,
-                               macroF1: ClassificationScores.macroF1(truth: labels, predicted: predicted),
-                               standardError: (a * (1 - a) / Double(n)).squareRoot(), converged: converged)
+        return (predicted, CrossValidation(folds: folds, examples: n, foldAccuracies: accuracies, accuracy: a,
+                                           macroF1: ClassificationScores.macroF1(truth: labels, predicted: predicted),
+                                           standardError: (a * (1 - a) / Double(n)).squareRoot(), converged: converged,
+                                           seconds: Timing.now() - t0))
     }
 }
 

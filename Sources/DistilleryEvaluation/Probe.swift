@@ -45,9 +45,7 @@ public struct ProbeTask: Sendable {
         guard !trainTexts.isEmpty else { throw ProbeError.noExamples(what: trainName) }
         guard !testTexts.isEmpty else { throw ProbeError.noExamples(what: testName) }
         if Set(trainLabels).count < 2 { throw ProbeError.oneClass(label: trainLabels[0], data: trainName) }
-        if settings.folds != 0 && !(2...trainTexts.count).contains(settings.folds) {
-            throw ProbeError.badSetting(name: "folds", reason: "must be 2…\(trainTexts.count) (the examples in \(trainName)), got \(settings.folds)")
-        }
+        if settings.folds != 0 { try LogisticRegression.checkFolds(settings.folds, labels: trainLabels, data: trainName) }
     }
 }
 
@@ -68,7 +66,8 @@ public struct ProbeReport: Codable, Sendable, Equatable {
     public var converged: Bool
     public var embeddingSeconds: Double
     public var fitSeconds: Double
-    /// k-fold cross-validation on the training split, when `ProbeSettings.folds` asked for it.
+    /// k-fold cross-validation on the training split, when `ProbeSettings.folds` asked for it
+    /// (its time is its own `seconds`, not in `fitSeconds`).
     public var crossValidation: CrossValidation?
 }
 
@@ -126,9 +125,9 @@ public enum Probe {
         let (lr, fit) = try LogisticRegression.fit(features: train, labels: task.trainLabels, dimensions: model.config.hiddenSize,
                                                    settings: s.regression)
         let testPredicted = try lr.predict(test), trainPredicted = try lr.predict(train)
-        let cv = s.folds >= 2 ? try LogisticRegression.crossValidate(features: train, labels: task.trainLabels, dimensions: model.config.hiddenSize,
-                                                                     folds: s.folds, settings: s.regression) : nil
         let t2 = Timing.now()
+        let cv = s.folds >= 2 ? try LogisticRegression.crossValidate(features: train, labels: task.trainLabels, dimensions: model.config.hiddenSize,
+                                                                     folds: s.folds, settings: s.regression, data: task.trainName) : nil
         return ProbeReport(train: task.trainName, test: task.testName, pooling: s.pooling, c: s.regression.c, classes: lr.classes,
                            trainExamples: task.trainTexts.count, testExamples: task.testTexts.count, dimensions: model.config.hiddenSize,
                            testAccuracy: ClassificationScores.accuracy(truth: task.testLabels, predicted: testPredicted),

@@ -131,10 +131,12 @@ final class ProbeTests: XCTestCase {
     /// `--folds`: scikit-learn's KFold cross-validation, on fixed features and on the tiny
     /// BERT end to end, and the fold counts it refuses.
     func testCrossValidationMatchesScikitLearn() throws {
-        struct CV: Decodable { let folds: Int; let c: Double; let foldAccuracies: [Double]; let accuracy, macroF1: Double }
+        struct CV: Decodable { let folds: Int; let c: Double; let foldAccuracies: [Double]; let accuracy, macroF1: Double; let predicted: [Int32] }
         let cv = try Self.decode([String: CV].self, "cv.json")
+        XCTAssertEqual(Set(cv.keys), ["binary", "binary_7", "multiclass", "tiny_bert_mean"])
         func same(_ ours: CrossValidation, _ theirs: CV, _ name: String) {
             XCTAssertEqual(ours.folds, theirs.folds, name)
+            XCTAssertEqual(ours.examples, theirs.predicted.count, name)
             XCTAssertEqual(ours.foldAccuracies.count, theirs.foldAccuracies.count, name)
             for (a, b) in zip(ours.foldAccuracies, theirs.foldAccuracies) { XCTAssertEqual(a, b, accuracy: 1e-12, name) }
             XCTAssertEqual(ours.accuracy, theirs.accuracy, accuracy: 1e-12, name)
@@ -147,18 +149,25 @@ final class ProbeTests: XCTestCase {
         XCTAssertEqual((0..<3).map { LogisticRegression.foldRange($0, of: 3, examples: 10) }, [0..<4, 4..<7, 7..<10])
         XCTAssertEqual((0..<4).map { LogisticRegression.foldRange($0, of: 4, examples: 48).count }, [12, 12, 12, 12])
 
+        // Fixed features: two classes in even and uneven folds, three classes named 0, 2, 5.
         let problems = try Self.decode([String: Problem].self, "logistic.json")
-        let binary = try XCTUnwrap(problems["binary"]), b = try XCTUnwrap(cv["binary"])
-        var settings = LogisticRegression.Settings()
-        settings.c = b.c
-        same(try LogisticRegression.crossValidate(features: binary.trainFeatures!.flatMap { $0 }, labels: binary.trainLabels!,
-                                                  dimensions: binary.trainFeatures![0].count, folds: b.folds, settings: settings),
-             b, "binary")
+        for (name, problem) in [("binary", "binary"), ("binary_7", "binary"), ("multiclass", "multiclass")] {
+            let p = try XCTUnwrap(problems[problem]), r = try XCTUnwrap(cv[name])
+            var settings = LogisticRegression.Settings()
+            settings.c = r.c
+            let (predicted, summary) = try LogisticRegression.crossValidatedPredictions(
+                features: p.trainFeatures!.flatMap { $0 }, labels: p.trainLabels!, dimensions: p.trainFeatures![0].count,
+                folds: r.folds, settings: settings)
+            XCTAssertEqual(predicted, r.predicted, name)
+            same(summary, r, name)
+        }
         struct Reference: Decodable { let mean: Problem }
         let tiny = try Self.decode(Reference.self, "tiny-bert.json").mean, t = try XCTUnwrap(cv["tiny_bert_mean"])
         let train = try Self.readTSV("train.tsv"), test = try Self.readTSV("test.tsv")
-        same(try LogisticRegression.crossValidate(features: tiny.trainEmbeddings!.flatMap { $0 }, labels: train.labels,
-                                                  dimensions: 64, folds: t.folds), t, "tiny-bert on transformers' embeddings")
+        let (tinyPredicted, tinySummary) = try LogisticRegression.crossValidatedPredictions(
+            features: tiny.trainEmbeddings!.flatMap { $0 }, labels: train.labels, dimensions: 64, folds: t.folds)
+        XCTAssertEqual(tinyPredicted, t.predicted)
+        same(tinySummary, t, "tiny-bert on transformers' embeddings")
 
         // End to end on our embeddings, and through the command.
         let folder = Fixtures.temporaryDirectory + "/probe-cv-teacher"
@@ -173,15 +182,28 @@ final class ProbeTests: XCTestCase {
         same(try XCTUnwrap(r.crossValidation), t, "tiny-bert end to end")
         let data = Fixtures.path("probe/")
         try distill(["probe", "--model", folder, "--train", data + "train.tsv", "--test", data + "test.tsv", "--folds", "4", "--json"])
+        // Reports without cross-validation keep their JSON shape, and old reports still read.
+        var plain = r
+        plain.crossValidation = nil
+        let encoded = String(decoding: try JSONEncoder().encode(plain), as: UTF8.self)
+        XCTAssertFalse(encoded.contains("crossValidation"), encoded)
+        XCTAssertEqual(try JSONDecoder().decode(ProbeReport.self, from: Data(encoded.utf8)), plain)
+        XCTAssertTrue(String(decoding: try JSONEncoder().encode(r), as: UTF8.self).contains("\"foldAccuracies\""))
 
         // Refused: too few or too many folds, and a fold whose other rows hold one class.
         for folds in [1, 5] {
             XCTAssertThrowsError(try LogisticRegression.crossValidate(features: [1, 2, 3, 4], labels: [0, 1, 0, 1], dimensions: 1, folds: folds)) { e in
-                XCTAssertEqual(e as? ProbeError, .badSetting(name: "folds", reason: "must be 2…4 (the number of examples), got \(folds)"))
+                XCTAssertEqual(e as? ProbeError, .badSetting(name: "folds", reason: "must be 2…4 (the examples in the features), got \(folds)"))
             }
         }
         XCTAssertThrowsError(try LogisticRegression.crossValidate(features: [1, 2, 3, 4], labels: [0, 0, 1, 1], dimensions: 1, folds: 2)) { e in
-            XCTAssertEqual(e as? ProbeError, .oneClass(label: 1, data: "the training rows of cross-validation fold 1 of 2"))
+            XCTAssertEqual(e as? ProbeError, .oneClass(label: 1, data: "the training rows of cross-validation fold 1 of 2 in the features"))
+        }
+        let sorted = Fixtures.temporaryDirectory + "/probe-cv-sorted.tsv"
+        try Data(("label\ttext\n" + train.labels.indices.sorted { train.labels[$0] < train.labels[$1] }
+            .map { "\(train.labels[$0])\t\(train.texts[$0])\n" }.joined()).utf8).write(to: URL(fileURLWithPath: sorted))
+        XCTAssertThrowsError(try distill(["probe", "--model", "/nonexistent", "--train", sorted, "--test", data + "test.tsv", "--folds", "2"])) { e in
+            XCTAssertTrue("\(e)".contains("fold 1 of 2 in \(sorted)") && "\(e)".contains("two classes"), "\(e)")
         }
         XCTAssertThrowsError(try distill(["probe", "--model", folder, "--train", data + "train.tsv", "--test", data + "test.tsv", "--folds", "49"])) { e in
             XCTAssertTrue("\(e)".contains("folds") && "\(e)".contains("2…48"), "\(e)")

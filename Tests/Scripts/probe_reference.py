@@ -28,9 +28,11 @@ Writes, under Tests/DistilleryTests/Fixtures/probe/:
   cv.json         k-fold cross-validation (`distill probe --folds`): scikit-learn's KFold(k)
                   without shuffling, each fold predicted by the pipeline below fitted on the
                   other folds; per-fold accuracies, then accuracy and macro-F1 over all
-                  held-out predictions (cross_val_predict). "binary": the logistic.json
-                  "binary" training rows, 5 folds; "tiny_bert_mean": the tiny BERT's mean-pooled
-                  train.tsv embeddings from tiny-bert.json, 4 folds.
+                  held-out predictions (cross_val_predict with cv=KFold(k)), and those
+                  predictions. "binary" / "binary_7": the logistic.json "binary" training rows,
+                  5 folds of 12 and 7 uneven folds; "multiclass": its "multiclass" rows, 5 folds;
+                  "tiny_bert_mean": the tiny BERT's mean-pooled train.tsv embeddings from
+                  tiny-bert.json, 4 folds.
   tiny-bert.json  the probe end to end on the tiny BERT fixture (tiny-bert-mlm weights with
                   tiny-vocab/vocab.txt, as Fixtures.makeTinyTeacher assembles it): texts tokenized
                   by transformers' BertTokenizer (lowercase, max_length 64 with truncation), run by
@@ -75,6 +77,7 @@ def probe(Xtr, ytr, Xte, yte, C):
     lr.fit(scaler.transform(Xtr), ytr)
     proba = lr.predict_proba(scaler.transform(Xte))
     pred = lr.predict(scaler.transform(Xte))
+    predicted_test = pred
     train_pred = lr.predict(scaler.transform(Xtr))
     # The fixtures compare predictions exactly: keep clear of ties.
     top2 = np.sort(proba, axis=1)[:, -2:]
@@ -91,6 +94,7 @@ def probe(Xtr, ytr, Xte, yte, C):
         "intercept": lr.intercept_.tolist(),
         "iterations": int(lr.n_iter_[0]),
         "smallest_margin": margin,
+        "_predicted": predicted_test,
     }
 
 
@@ -182,16 +186,20 @@ def cross_validate(X, y, C, k):
     folds = []
     for train_rows, test_rows in KFold(n_splits=k).split(X):
         r = probe(X[train_rows], y[train_rows], X[test_rows], y[test_rows], C)
-        scaler = fit_scaler(X[train_rows])
-        lr = LogisticRegression(C=C, solver="lbfgs", tol=1e-10, max_iter=10000).fit(scaler.transform(X[train_rows]), y[train_rows])
-        predicted[test_rows] = lr.predict(scaler.transform(X[test_rows]))
+        predicted[test_rows] = r["_predicted"]
         folds.append(r["test_accuracy"])
     return {"folds": k, "c": C, "fold_accuracies": folds, "accuracy": float(accuracy_score(y, predicted)),
             "macro_f1": float(f1_score(y, predicted, average="macro")), "predicted": predicted.tolist()}
 
 
-b = logistic["binary"]
+for problem_result in logistic.values():
+    problem_result.pop("_predicted")
+for pooling in ["mean", "cls"]:
+    tiny[pooling].pop("_predicted")
+b, m = logistic["binary"], logistic["multiclass"]
 cv = {"binary": cross_validate(np.array(b["train_features"]), np.array(b["train_labels"]), b["c"], 5),
+      "binary_7": cross_validate(np.array(b["train_features"]), np.array(b["train_labels"]), b["c"], 7),
+      "multiclass": cross_validate(np.array(m["train_features"]), np.array(m["train_labels"]), m["c"], 5),
       "tiny_bert_mean": cross_validate(np.array(tiny["mean"]["train_embeddings"]), train_labels, 1.0, 4)}
 for name, r in cv.items():
     print(f"cv {name}: {r['folds']} folds {['%.4f' % a for a in r['fold_accuracies']]}, accuracy {r['accuracy']:.4f}, "
