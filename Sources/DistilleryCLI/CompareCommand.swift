@@ -84,12 +84,15 @@ struct CompareCommand: ParsableCommand {
         print(json ? try jsonText(report) : Self.table(report))
     }
 
+    /// A difference with its sign always shown.
+    static func signed(_ v: Double) -> String { (v >= 0 ? "+" : "−") + fixed(abs(v), 4) }
+
     static func table(_ r: ComparisonReport) -> String {
         let shapes = r.rows.first?.timings.map { "ms \($0.batch)×\($0.sequence)" } ?? []
         let probed = r.rows.contains { $0.probe != nil }, crossValidated = r.rows.contains { $0.probe?.crossValidation != nil }
         var t = TextTable(["model", "precision", "params", "×", "bytes on disk", "×"] + shapes
                           + ["MLM acc", "top-1 agree", "sentence cos"] + (probed ? ["probe acc"] : [])
-                          + (crossValidated ? ["probe CV acc"] : []))
+                          + (crossValidated ? ["probe CV acc", "CV − first (paired)"] : []))
         let p0 = Double(max(1, r.rows[0].parameters)), b0 = Double(max(1, r.rows[0].bytesOnDisk))
         func opt(_ v: Double?, _ d: Int) -> String { v.map { fixed($0, d) } ?? "—" }
         for (i, row) in r.rows.enumerated() {
@@ -99,14 +102,16 @@ struct CompareCommand: ParsableCommand {
                   + row.timings.map { fixed($0.medianMs, 1) }
                   + [opt(e.mlmAccuracy, 4), i == 0 ? "ref" : opt(e.top1Agreement, 4), i == 0 ? "ref" : opt(e.sentenceCosine, 5)]
                   + (probed ? [opt(row.probe?.testAccuracy, 4)] : [])
-                  + (crossValidated ? [opt(row.probe?.crossValidation?.accuracy, 4)] : []))
+                  + (crossValidated ? [opt(row.probe?.crossValidation?.accuracy, 4),
+                                       i == 0 ? "ref" : row.probeDifference.map { "\(signed($0.difference)) ± \(fixed($0.standardError, 4))" } ?? "—"] : []))
         }
         var notes = "\n\(grouped(r.sequences)) sequences, \(grouped(r.tokens)) tokens from \(r.data); \(r.threads) threads"
         if let p = r.rows.compactMap(\.probe).first {
             notes += "\nprobe: logistic regression (C = \(p.c)) on \(p.pooling.rawValue)-pooled embeddings, "
                 + "\(grouped(p.trainExamples)) examples of \(p.train), accuracy on \(grouped(p.testExamples)) of \(p.test)"
             if let cv = p.crossValidation {
-                notes += "; CV: \(cv.folds) contiguous folds of \(p.train), accuracy over all its examples (binomial standard error ±\(fixed(cv.standardError, 4)) for the first model)"
+                notes += "; CV: \(cv.folds) contiguous folds of \(p.train), accuracy over all its examples (binomial standard error ±\(fixed(cv.standardError, 4)) for the first model); "
+                    + "the paired column is each model's CV accuracy minus the first's, example by example, ± its standard error"
             }
         }
         return t.render() + notes

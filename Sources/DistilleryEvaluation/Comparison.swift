@@ -20,6 +20,9 @@ public struct ComparisonReport: Codable, Sendable {
         public var evaluation: EvalReport
         /// The linear probe on labelled data, when the comparison was given some.
         public var probe: ProbeReport?
+        /// This row's cross-validated probe accuracy minus the first row's, paired example by
+        /// example (rows after the first, when the probe was cross-validated).
+        public var probeDifference: PairedDifference?
     }
     public var data: String
     public var sequences: Int
@@ -81,7 +84,9 @@ public enum Comparison {
             // Counted from what was loaded (a pooler or pre-training head dropped at load is not run).
             let params = ParameterBreakdown(name: m.path, layout: m.model.layout)
             rows.append(.init(model: m.path, precision: m.model.precision, parameters: params.total, appliedParameters: params.applied,
-                              bytesOnDisk: try ModelStore.bytesOnDisk(m.path), timings: timings, evaluation: evaluation, probe: probe))
+                              bytesOnDisk: try ModelStore.bytesOnDisk(m.path), timings: timings, evaluation: evaluation, probe: probe,
+                              probeDifference: i == 0 ? nil : probe?.crossValidation.flatMap { cv in
+                                  rows[0].probe?.crossValidation.flatMap { cv.difference(from: $0) } }))
         }
         let q = rows[0].evaluation
         return ComparisonReport(data: data, sequences: q.sequences, tokens: q.tokens, threads: Parallel.threads, rows: rows)

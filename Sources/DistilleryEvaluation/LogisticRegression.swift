@@ -149,6 +149,41 @@ public struct CrossValidation: Codable, Sendable, Equatable {
     public var converged: Bool
     /// Time for the k fits and predictions.
     public var seconds: Double
+    /// Whether each example's held-out prediction was right [n], for paired comparisons of two
+    /// models on the same folds (kept out of JSON: one value per example).
+    public var correct: [Bool] = []
+
+    enum CodingKeys: String, CodingKey {
+        case folds, examples, foldAccuracies, accuracy, macroF1, standardError, converged, seconds
+    }
+
+    /// This accuracy minus `other`'s, example by example over the same examples and folds: the
+    /// mean of dᵢ = [self right] − [other right] ∈ {−1, 0, 1} and its standard error
+    /// sd(d)/√n (sample deviation). Only the examples one model gets right and the other wrong
+    /// move it, so it is much tighter than the two accuracies' own errors. Nil when the two
+    /// were not cross-validated the same way.
+    public func difference(from other: CrossValidation) -> PairedDifference? {
+        let n = correct.count
+        guard n >= 2, other.correct.count == n, folds == other.folds, examples == other.examples else { return nil }
+        var onlySelf = 0, onlyOther = 0
+        for i in 0..<n where correct[i] != other.correct[i] {
+            if correct[i] { onlySelf += 1 } else { onlyOther += 1 }
+        }
+        let mean = Double(onlySelf - onlyOther) / Double(n)
+        let variance = max(0, (Double(onlySelf + onlyOther) - Double(n) * mean * mean) / Double(n - 1))
+        return PairedDifference(difference: mean, standardError: (variance / Double(n)).squareRoot(),
+                                onlyFirstCorrect: onlySelf, onlySecondCorrect: onlyOther, examples: n)
+    }
+}
+
+/// One model's cross-validated probe accuracy minus another's on the same examples and folds.
+public struct PairedDifference: Codable, Sendable, Equatable {
+    public var difference: Double
+    public var standardError: Double
+    /// Examples only the first model gets right, and only the second.
+    public var onlyFirstCorrect: Int
+    public var onlySecondCorrect: Int
+    public var examples: Int
 }
 
 extension LogisticRegression {
@@ -215,7 +250,7 @@ extension LogisticRegression {
         return (predicted, CrossValidation(folds: folds, examples: n, foldAccuracies: accuracies, accuracy: a,
                                            macroF1: ClassificationScores.macroF1(truth: labels, predicted: predicted),
                                            standardError: (a * (1 - a) / Double(n)).squareRoot(), converged: converged,
-                                           seconds: Timing.now() - t0))
+                                           seconds: Timing.now() - t0, correct: zip(predicted, labels).map { $0 == $1 }))
     }
 }
 

@@ -193,6 +193,7 @@ extension RunReport {
                 metrics.append(Metric("probe accuracy", p.testAccuracy))
                 metrics.append(Metric("probe macro-F1", p.testMacroF1))
                 if let cv = p.crossValidation { metrics.append(Metric("probe CV accuracy", cv.accuracy)) }
+                if let d = row.probeDifference { metrics.append(Metric("probe CV − first (paired)", d.difference)) }
             }
             models.append(ModelRow(name: row.model, precision: row.precision, parameters: row.parameters, bytesOnDisk: row.bytesOnDisk,
                                    tokensPerSecond: row.timings.first?.tokensPerSecond, metrics: metrics))

@@ -131,10 +131,9 @@ final class ProbeTests: XCTestCase {
     /// `--folds`: scikit-learn's KFold cross-validation, on fixed features and on the tiny
     /// BERT end to end, and the fold counts it refuses.
     func testCrossValidationMatchesScikitLearn() throws {
-        struct CV: Decodable { let folds: Int; let c: Double; let foldAccuracies: [Double]; let accuracy, macroF1: Double; let predicted: [Int32] }
-        let cv = try Self.decode([String: CV].self, "cv.json")
-        XCTAssertEqual(Set(cv.keys), ["binary", "binary_7", "multiclass", "tiny_bert_mean"])
-        func same(_ ours: CrossValidation, _ theirs: CV, _ name: String) {
+        let file = try Self.decode(CVFile.self, "cv.json")
+        let cv = ["binary": file.binary, "binary_7": file.binary7, "multiclass": file.multiclass, "tiny_bert_mean": file.tinyBertMean]
+        func same(_ ours: CrossValidation, _ theirs: CVFile.CV, _ name: String) {
             XCTAssertEqual(ours.folds, theirs.folds, name)
             XCTAssertEqual(ours.examples, theirs.predicted.count, name)
             XCTAssertEqual(ours.foldAccuracies.count, theirs.foldAccuracies.count, name)
@@ -168,6 +167,20 @@ final class ProbeTests: XCTestCase {
             features: tiny.trainEmbeddings!.flatMap { $0 }, labels: train.labels, dimensions: 64, folds: t.folds)
         XCTAssertEqual(tinyPredicted, t.predicted)
         same(tinySummary, t, "tiny-bert on transformers' embeddings")
+        // Two models on the same folds, example by example: mean pooling minus [CLS].
+        let tinyCLS = try Self.decode(ReferenceCLS.self, "tiny-bert.json").cls
+        let (clsPredicted, clsSummary) = try LogisticRegression.crossValidatedPredictions(
+            features: tinyCLS.trainEmbeddings!.flatMap { $0 }, labels: train.labels, dimensions: 64, folds: file.tinyBertCls.folds)
+        XCTAssertEqual(clsPredicted, file.tinyBertCls.predicted)
+        same(clsSummary, file.tinyBertCls, "tiny-bert [CLS]")
+        let paired = try XCTUnwrap(tinySummary.difference(from: clsSummary)), expected = file.pairedMeanMinusCls
+        XCTAssertEqual(paired.difference, expected.difference, accuracy: 1e-12)
+        XCTAssertEqual(paired.standardError, expected.standardError, accuracy: 1e-12)
+        XCTAssertEqual([paired.onlyFirstCorrect, paired.onlySecondCorrect, paired.examples],
+                       [expected.onlyFirstCorrect, expected.onlySecondCorrect, 48])
+        var otherFolds = clsSummary
+        otherFolds.folds = 3
+        XCTAssertNil(tinySummary.difference(from: otherFolds), "different folds do not pair")
 
         // End to end on our embeddings, and through the command.
         let folder = Fixtures.temporaryDirectory + "/probe-cv-teacher"
@@ -213,6 +226,15 @@ final class ProbeTests: XCTestCase {
         }
     }
 
+    /// Fixtures/probe/cv.json.
+    struct CVFile: Decodable {
+        struct CV: Decodable { let folds: Int; let c: Double; let foldAccuracies: [Double]; let accuracy, macroF1: Double; let predicted: [Int32] }
+        struct Paired: Decodable { let difference, standardError: Double; let onlyFirstCorrect, onlySecondCorrect: Int }
+        let binary, binary7, multiclass, tinyBertMean, tinyBertCls: CV
+        let pairedMeanMinusCls: Paired
+    }
+    struct ReferenceCLS: Decodable { let cls: Problem }
+
     /// `distill compare --probe-train --probe-test`: a probe per model, the fp32 one scoring as
     /// scikit-learn does on transformers' embeddings.
     func testCompareShowsTheProbe() throws {
@@ -236,9 +258,13 @@ final class ProbeTests: XCTestCase {
         struct Reference: Decodable { let mean: Problem }
         let expected = try Self.decode(Reference.self, "tiny-bert.json").mean
         XCTAssertEqual(report.rows[0].probe?.testAccuracy ?? -1, expected.testAccuracy, accuracy: 1e-12)
-        struct CV: Decodable { let accuracy: Double }
-        let cv = try XCTUnwrap(Self.decode([String: CV].self, "cv.json")["tiny_bert_mean"])
+        let cv = try Self.decode(CVFile.self, "cv.json").tinyBertMean
         XCTAssertEqual(report.rows[0].probe?.crossValidation?.accuracy ?? -1, cv.accuracy, accuracy: 1e-12)
+        // The int8 row against the first, paired: its mean is the difference of the two accuracies.
+        let d = try XCTUnwrap(report.rows[1].probeDifference)
+        XCTAssertNil(report.rows[0].probeDifference)
+        XCTAssertEqual(d.difference, (report.rows[1].probe?.crossValidation?.accuracy ?? 0) - cv.accuracy, accuracy: 1e-12)
+        XCTAssertEqual(d.examples, 48)
         XCTAssertTrue(RunReport(comparison: report).markdown().contains("probe CV accuracy"))
         XCTAssertEqual(report.rows[0].probe?.trainAccuracy ?? -1, expected.trainAccuracy, accuracy: 1e-12)
         let q = try XCTUnwrap(report.rows[1].probe)

@@ -31,8 +31,10 @@ Writes, under Tests/DistilleryTests/Fixtures/probe/:
                   held-out predictions (cross_val_predict with cv=KFold(k)), and those
                   predictions. "binary" / "binary_7": the logistic.json "binary" training rows,
                   5 folds of 12 and 7 uneven folds; "multiclass": its "multiclass" rows, 5 folds;
-                  "tiny_bert_mean": the tiny BERT's mean-pooled train.tsv embeddings from
-                  tiny-bert.json, 4 folds.
+                  "tiny_bert_mean" / "tiny_bert_cls": the tiny BERT's mean-pooled and [CLS]
+                  train.tsv embeddings from tiny-bert.json, 4 folds; "paired_mean_minus_cls":
+                  mean minus cls example by example (`distill compare --probe-folds`'s paired
+                  column): the mean of d_i = [mean right] - [cls right] and std(d, ddof=1)/sqrt(n).
   tiny-bert.json  the probe end to end on the tiny BERT fixture (tiny-bert-mlm weights with
                   tiny-vocab/vocab.txt, as Fixtures.makeTinyTeacher assembles it): texts tokenized
                   by transformers' BertTokenizer (lowercase, max_length 64 with truncation), run by
@@ -200,8 +202,18 @@ b, m = logistic["binary"], logistic["multiclass"]
 cv = {"binary": cross_validate(np.array(b["train_features"]), np.array(b["train_labels"]), b["c"], 5),
       "binary_7": cross_validate(np.array(b["train_features"]), np.array(b["train_labels"]), b["c"], 7),
       "multiclass": cross_validate(np.array(m["train_features"]), np.array(m["train_labels"]), m["c"], 5),
-      "tiny_bert_mean": cross_validate(np.array(tiny["mean"]["train_embeddings"]), train_labels, 1.0, 4)}
+      "tiny_bert_mean": cross_validate(np.array(tiny["mean"]["train_embeddings"]), train_labels, 1.0, 4),
+      "tiny_bert_cls": cross_validate(np.array(tiny["cls"]["train_embeddings"]), train_labels, 1.0, 4)}
+# Two models on the same folds, example by example: d_i = [mean right] - [cls right],
+# its mean and the standard error std(d, ddof=1) / sqrt(n).
+d = ((np.array(cv["tiny_bert_mean"]["predicted"]) == train_labels).astype(float)
+     - (np.array(cv["tiny_bert_cls"]["predicted"]) == train_labels).astype(float))
+cv["paired_mean_minus_cls"] = {"difference": float(d.mean()), "standard_error": float(d.std(ddof=1) / np.sqrt(len(d))),
+                               "only_first_correct": int((d > 0).sum()), "only_second_correct": int((d < 0).sum())}
 for name, r in cv.items():
+    if name.startswith("paired"):
+        print(f"cv {name}: {r}")
+        continue
     print(f"cv {name}: {r['folds']} folds {['%.4f' % a for a in r['fold_accuracies']]}, accuracy {r['accuracy']:.4f}, "
           f"macro-F1 {r['macro_f1']:.4f}")
 
