@@ -32,7 +32,8 @@ struct ProbeCommand: ParsableCommand {
         contiguous folds in file order (scikit-learn's KFold, no shuffling), each predicted by a \
         fit on the other nine; it reports the accuracy over all the training texts, its binomial \
         standard error (a lower bound: the fits share rows) and each fold's accuracy. Models \
-        probed with the same folds face the same texts, so they compare more finely. A file sorted \
+        probed with the same folds face the same texts, so they compare more finely: distill compare \
+        --probe-folds shows each model minus the first, example by example. A file sorted \
         by label makes one-class folds: shuffle it first (a fold whose other rows hold one class \
         is refused).
         """)
