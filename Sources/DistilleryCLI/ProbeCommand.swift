@@ -101,6 +101,11 @@ struct ProbeCommand: ParsableCommand {
                   + "± \(fixed(cv.standardError, 4)) (binomial standard error), macro-F1 \(fixed(cv.macroF1, 4)); folds "
                   + cv.foldAccuracies.map { fixed($0, 3) }.joined(separator: " ")
                   + (cv.converged ? "" : " (a fold's fit did NOT converge: raise --max-iter)"))
+            if !cv.oneClassFolds.isEmpty {
+                let n = cv.oneClassFolds.count
+                FileHandle.standardError.write(Data(("warning: fold\(n == 1 ? "" : "s") \(cv.oneClassFolds.map(String.init).joined(separator: ", ")) "
+                    + "of \(train) hold\(n == 1 ? "s" : "") one label only: is the file sorted by label? Shuffle it for a fair estimate\n").utf8))
+            }
         }
         print("L-BFGS \(report.iterations) iterations\(report.converged ? "" : " (NOT converged: raise --max-iter)"); "
               + "embedding \(fixed(report.embeddingSeconds, 1)) s, fit \(fixed(report.fitSeconds, 2)) s")

@@ -149,12 +149,15 @@ public struct CrossValidation: Codable, Sendable, Equatable {
     public var converged: Bool
     /// Time for the k fits and predictions.
     public var seconds: Double
+    /// Folds (1-based) whose held-out rows all carry one label: a sign of a file sorted by
+    /// label, where each fit is tested on a class it saw least of.
+    public var oneClassFolds: [Int] = []
     /// Whether each example's held-out prediction was right [n], for paired comparisons of two
     /// models on the same folds (kept out of JSON: one value per example).
     public var correct: [Bool] = []
 
     enum CodingKeys: String, CodingKey {
-        case folds, examples, foldAccuracies, accuracy, macroF1, standardError, converged, seconds
+        case folds, examples, foldAccuracies, accuracy, macroF1, standardError, converged, seconds, oneClassFolds
     }
 
     /// This accuracy minus `other`'s, example by example over the same examples and folds: the
@@ -231,9 +234,10 @@ extension LogisticRegression {
         }
         try checkFolds(folds, labels: labels, data: data)
         let t0 = Timing.now()
-        var predicted = [Int32](repeating: 0, count: n), accuracies: [Double] = [], converged = true
+        var predicted = [Int32](repeating: 0, count: n), accuracies: [Double] = [], converged = true, oneClass: [Int] = []
         for k in 0..<folds {
             let held = foldRange(k, of: folds, examples: n)
+            if labels[held].allSatisfy({ $0 == labels[held.lowerBound] }) { oneClass.append(k + 1) }
             var restFeatures = [Double](), restLabels = [Int32]()
             restFeatures.reserveCapacity((n - held.count) * d); restLabels.reserveCapacity(n - held.count)
             for i in 0..<n where !held.contains(i) {
@@ -250,7 +254,8 @@ extension LogisticRegression {
         return (predicted, CrossValidation(folds: folds, examples: n, foldAccuracies: accuracies, accuracy: a,
                                            macroF1: ClassificationScores.macroF1(truth: labels, predicted: predicted),
                                            standardError: (a * (1 - a) / Double(n)).squareRoot(), converged: converged,
-                                           seconds: Timing.now() - t0, correct: zip(predicted, labels).map { $0 == $1 }))
+                                           seconds: Timing.now() - t0, oneClassFolds: oneClass,
+                                           correct: zip(predicted, labels).map { $0 == $1 }))
     }
 }
 

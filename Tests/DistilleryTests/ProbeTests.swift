@@ -215,6 +215,13 @@ final class ProbeTests: XCTestCase {
         let sorted = Fixtures.temporaryDirectory + "/probe-cv-sorted.tsv"
         try Data(("label\ttext\n" + train.labels.indices.sorted { train.labels[$0] < train.labels[$1] }
             .map { "\(train.labels[$0])\t\(train.texts[$0])\n" }.joined()).utf8).write(to: URL(fileURLWithPath: sorted))
+        // Sorted by label, 4 folds: every fit still sees both classes, but each tests on one.
+        let sortedRows = train.labels.indices.sorted { train.labels[$0] < train.labels[$1] }
+        let sortedCV = try LogisticRegression.crossValidate(features: sortedRows.flatMap { tiny.trainEmbeddings![$0] },
+                                                            labels: sortedRows.map { train.labels[$0] }, dimensions: 64, folds: 4)
+        XCTAssertEqual(sortedCV.oneClassFolds, [1, 2, 3, 4])
+        XCTAssertEqual(tinySummary.oneClassFolds, [])
+        try distill(["probe", "--model", folder, "--train", sorted, "--test", data + "test.tsv", "--folds", "4"])
         XCTAssertThrowsError(try distill(["probe", "--model", "/nonexistent", "--train", sorted, "--test", data + "test.tsv", "--folds", "2"])) { e in
             XCTAssertTrue("\(e)".contains("fold 1 of 2 in \(sorted)") && "\(e)".contains("two classes"), "\(e)")
         }
