@@ -81,12 +81,13 @@ public enum Comparison {
                 progress("probing \(m.path) on \(task.trainName) → \(task.testName)")
                 probe = try Probe.run(m.model, tokenizer: tokenizer, task: task)
             }
+            var difference: PairedDifference?
+            if i > 0, let cv = probe?.crossValidation, let first = rows[0].probe?.crossValidation { difference = cv.difference(from: first) }
             // Counted from what was loaded (a pooler or pre-training head dropped at load is not run).
             let params = ParameterBreakdown(name: m.path, layout: m.model.layout)
             rows.append(.init(model: m.path, precision: m.model.precision, parameters: params.total, appliedParameters: params.applied,
                               bytesOnDisk: try ModelStore.bytesOnDisk(m.path), timings: timings, evaluation: evaluation, probe: probe,
-                              probeDifference: i == 0 ? nil : probe?.crossValidation.flatMap { cv in
-                                  rows[0].probe?.crossValidation.flatMap { cv.difference(from: $0) } }))
+                              probeDifference: difference))
         }
         let q = rows[0].evaluation
         return ComparisonReport(data: data, sequences: q.sequences, tokens: q.tokens, threads: Parallel.threads, rows: rows)
