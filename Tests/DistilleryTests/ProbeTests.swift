@@ -212,11 +212,11 @@ final class ProbeTests: XCTestCase {
         XCTAssertThrowsError(try LogisticRegression.crossValidate(features: [1, 2, 3, 4], labels: [0, 0, 1, 1], dimensions: 1, folds: 2)) { e in
             XCTAssertEqual(e as? ProbeError, .oneClass(label: 1, data: "the training rows of cross-validation fold 1 of 2 in the features"))
         }
-        let sorted = Fixtures.temporaryDirectory + "/probe-cv-sorted.tsv"
-        try Data(("label\ttext\n" + train.labels.indices.sorted { train.labels[$0] < train.labels[$1] }
-            .map { "\(train.labels[$0])\t\(train.texts[$0])\n" }.joined()).utf8).write(to: URL(fileURLWithPath: sorted))
         // Sorted by label, 4 folds: every fit still sees both classes, but each tests on one.
         let sortedRows = train.labels.indices.sorted { train.labels[$0] < train.labels[$1] }
+        let sorted = Fixtures.temporaryDirectory + "/probe-cv-sorted.tsv"
+        try Data(("label\ttext\n" + sortedRows.map { "\(train.labels[$0])\t\(train.texts[$0])\n" }.joined()).utf8)
+            .write(to: URL(fileURLWithPath: sorted))
         let sortedCV = try LogisticRegression.crossValidate(features: sortedRows.flatMap { tiny.trainEmbeddings![$0] },
                                                             labels: sortedRows.map { train.labels[$0] }, dimensions: 64, folds: 4)
         XCTAssertEqual(sortedCV.oneClassFolds, [1, 2, 3, 4])
