@@ -19,7 +19,9 @@
     void P##exp(const float *, float *, long);                                                                          \
     void P##erf(const float *, float *, long);                                                                          \
     void P##tanh(const float *, float *, long);                                                                         \
-    void P##exp_double(const double *, double *, long);
+    void P##exp_double(const double *, double *, long);                                                                 \
+    void P##small_gemm(float *, long, const float *, long, const float *, long, long, long, long, float, int);           \
+    void P##transpose_block(float *, const float *, long, long, long);
 
 DECLARE(distill_generic_)
 #if defined(__x86_64__)
@@ -96,3 +98,8 @@ void distill_exp(const float *x, float *y, long n) { CALL(exp, x, y, n); }
 void distill_erf(const float *x, float *y, long n) { CALL(erf, x, y, n); }
 void distill_tanh(const float *x, float *y, long n) { CALL(tanh, x, y, n); }
 void distill_exp_double(const double *x, double *y, long n) { CALL(exp_double, x, y, n); }
+void distill_small_gemm(float *c, long ldc, const float *a, long lda, const float *b, long ldb, long M, long N, long Kd,
+                        float scale, int accumulate) {
+    CALL(small_gemm, c, ldc, a, lda, b, ldb, M, N, Kd, scale, accumulate);
+}
+void distill_transpose_block(float *t, const float *b, long ldb, long N, long Kd) { CALL(transpose_block, t, b, ldb, N, Kd); }

@@ -429,6 +429,94 @@ void K(loss_row_topk)(float *s, const int *ids, const float *tv, long k, long V,
     *klOut = kl;
 }
 
+// ------------------------------------------------------------------------------ attention products
+
+// The per-head products of attention, too small for a BLAS call to pay its packing and
+// C-scaling passes (S×S×D with D = 32 or 64):
+//   c [M×N] (row stride ldc) = scale · a [M×Kd] · b [Kd×N]   (+ c when accumulate)
+// a row i at a + i·lda, b row k at b + k·ldb. Each element is one chain of fused multiply-adds
+// over k in order, starting from 0, then × scale (then + c): the same in the vector body, the
+// 8-column tail and the scalar tail, and in both compiled copies. Tiles of MR ≤ 6 rows × 16
+// columns keep twelve accumulators, more than the FMA latency needs in flight.
+
+#define ATT_UNROLL _Pragma("clang loop unroll(full)")
+
+static inline __attribute__((always_inline)) void K(small_gemm_rows)(const int MR, float *c, long ldc, const float *a, long lda,
+                                                                    const float *b, long ldb, long N, long Kd, float scale,
+                                                                    int accumulate) {
+    long n = 0;
+    for (; n + 16 <= N; n += 16) {
+        f8 acc[6][2];
+        ATT_UNROLL for (int r = 0; r < MR; r++) { acc[r][0] = 0.0f; acc[r][1] = 0.0f; }
+        for (long k = 0; k < Kd; k++) {
+            const f8 b0 = K(ld8)(b + k * ldb + n), b1 = K(ld8)(b + k * ldb + n + 8);
+            ATT_UNROLL for (int r = 0; r < MR; r++) {
+                const f8 ar = K(splat)(a[r * lda + k]);
+                acc[r][0] = FMA(ar, b0, acc[r][0]);
+                acc[r][1] = FMA(ar, b1, acc[r][1]);
+            }
+        }
+        ATT_UNROLL for (int r = 0; r < MR; r++) {
+            float *cr = c + r * ldc + n;
+            f8 v0 = acc[r][0] * scale, v1 = acc[r][1] * scale;
+            if (accumulate) { v0 = v0 + K(ld8)(cr); v1 = v1 + K(ld8)(cr + 8); }
+            K(st8)(cr, v0);
+            K(st8)(cr + 8, v1);
+        }
+    }
+    for (; n + 8 <= N; n += 8) {
+        f8 acc[6];
+        ATT_UNROLL for (int r = 0; r < MR; r++) acc[r] = 0.0f;
+        for (long k = 0; k < Kd; k++) {
+            const f8 b0 = K(ld8)(b + k * ldb + n);
+            ATT_UNROLL for (int r = 0; r < MR; r++) acc[r] = FMA(K(splat)(a[r * lda + k]), b0, acc[r]);
+        }
+        ATT_UNROLL for (int r = 0; r < MR; r++) {
+            float *cr = c + r * ldc + n;
+            f8 v = acc[r] * scale;
+            if (accumulate) v = v + K(ld8)(cr);
+            K(st8)(cr, v);
+        }
+    }
+    for (; n < N; n++) {
+        ATT_UNROLL for (int r = 0; r < MR; r++) {
+            float s = 0.0f;
+            for (long k = 0; k < Kd; k++) s = fmaf(a[r * lda + k], b[k * ldb + n], s);
+            s = s * scale;
+            if (accumulate) s = s + c[r * ldc + n];
+            c[r * ldc + n] = s;
+        }
+    }
+}
+
+/// t [Kd×N] = bᵀ for b [N×Kd] with row stride ldb: the key (or value) block of one head laid
+/// out for small_gemm. Eight rows at a time, so each store is one vector.
+void K(transpose_block)(float *t, const float *b, long ldb, long N, long Kd) {
+    long n = 0;
+    for (; n + 8 <= N; n += 8) {
+        const float *r = b + n * ldb;
+        for (long k = 0; k < Kd; k++) {
+            f8 v = {r[k], r[ldb + k], r[2 * ldb + k], r[3 * ldb + k], r[4 * ldb + k], r[5 * ldb + k], r[6 * ldb + k], r[7 * ldb + k]};
+            K(st8)(t + k * N + n, v);
+        }
+    }
+    for (; n < N; n++) for (long k = 0; k < Kd; k++) t[k * N + n] = b[n * ldb + k];
+}
+
+void K(small_gemm)(float *c, long ldc, const float *a, long lda, const float *b, long ldb, long M, long N, long Kd,
+                   float scale, int accumulate) {
+    long m = 0;
+    for (; m + 6 <= M; m += 6) K(small_gemm_rows)(6, c + m * ldc, ldc, a + m * lda, lda, b, ldb, N, Kd, scale, accumulate);
+    switch (M - m) {
+    case 5: K(small_gemm_rows)(5, c + m * ldc, ldc, a + m * lda, lda, b, ldb, N, Kd, scale, accumulate); break;
+    case 4: K(small_gemm_rows)(4, c + m * ldc, ldc, a + m * lda, lda, b, ldb, N, Kd, scale, accumulate); break;
+    case 3: K(small_gemm_rows)(3, c + m * ldc, ldc, a + m * lda, lda, b, ldb, N, Kd, scale, accumulate); break;
+    case 2: K(small_gemm_rows)(2, c + m * ldc, ldc, a + m * lda, lda, b, ldb, N, Kd, scale, accumulate); break;
+    case 1: K(small_gemm_rows)(1, c + m * ldc, ldc, a + m * lda, lda, b, ldb, N, Kd, scale, accumulate); break;
+    default: break;
+    }
+}
+
 // ------------------------------------------------------------------------------ for tests
 
 void K(exp)(const float *x, float *y, long n) {

@@ -127,7 +127,7 @@ public final class EncoderActivations: @unchecked Sendable {
             steps = Array(repeating: s, count: nSteps)
         }
         attentionSlots = Parallel.threads
-        attention = temp(AttentionScratch.count(slots: attentionSlots, S: maxS))
+        attention = temp(AttentionScratch.count(slots: attentionSlots, S: maxS, D: H / c.numHeads))
         linear = temp(max(1, linearScratch))
         ffnAct = temp(N * I); tmp = temp(N * H); ln1Out = temp(N * H)
         xRecompute = training ? temp(N * H) : tmp

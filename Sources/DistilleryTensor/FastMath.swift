@@ -9,6 +9,8 @@ public typealias F8 = SIMD8<Float>
 /// Which compiled copy of the C kernels runs: "avx2+fma" or "generic".
 public enum SIMDKernels {
     public static var name: String { String(cString: distill_simd_name()) }
+    /// True where the AVX2 + FMA copy runs.
+    @inline(__always) public static var fast: Bool { distill_simd_level() == 1 }
     /// Forces the generic copy (true) or the best the CPU has (false), for tests of the fallback.
     public static func forceGeneric(_ generic: Bool) { _ = distill_simd_force(generic ? 0 : 1) }
 }

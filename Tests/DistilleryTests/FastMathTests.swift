@@ -50,4 +50,53 @@ final class FastMathTests: XCTestCase {
         }
         XCTAssertEqual(results[0], results[1], "the AVX2 and generic copies differ")
     }
+
+    /// The per-head attention product against a Double reference (tails in every direction,
+    /// strided operands, accumulate or not), the AVX2 and generic copies bit for bit, and the
+    /// padding between rows of the output left alone. The transposition copies exactly.
+    func testSmallProductAgainstDouble() {
+        var rng = SplitMix64(seed: 11)
+        func uniform() -> Float { Float(rng.next() % 2_000_001) / 1_000_000 - 1 }
+        let shapes = [(128, 128, 32), (128, 32, 128), (7, 13, 5), (6, 16, 1), (1, 1, 1), (13, 37, 64), (5, 8, 9), (11, 24, 3)]
+        for (M, N, K) in shapes {
+            for accumulate in [false, true] {
+                let lda = K + 3, ldb = N + 5, ldc = N + 2, scale: Float = 0.17
+                let a = (0..<(M * lda)).map { _ in uniform() }, b = (0..<(K * ldb)).map { _ in uniform() }
+                let c0 = (0..<(M * ldc)).map { _ in uniform() }
+                var copies: [[Float]] = []
+                for generic in [false, true] {
+                    SIMDKernels.forceGeneric(generic)
+                    var c = c0
+                    distill_small_gemm(&c, ldc, a, lda, b, ldb, M, N, K, scale, accumulate ? 1 : 0)
+                    copies.append(c)
+                }
+                SIMDKernels.forceGeneric(false)
+                XCTAssertEqual(copies[0], copies[1], "the AVX2 and generic copies differ at \(M)×\(N)×\(K)")
+                let c = copies[0]
+                for i in 0..<M {
+                    for j in 0..<ldc {
+                        let got = c[i * ldc + j]
+                        if j >= N { XCTAssertEqual(got, c0[i * ldc + j], "padding written at \(i),\(j)"); continue }
+                        var sum = 0.0, magnitude = 0.0
+                        for k in 0..<K {
+                            let p = Double(a[i * lda + k]) * Double(b[k * ldb + j])
+                            sum += p; magnitude += abs(p)
+                        }
+                        let add = accumulate ? Double(c0[i * ldc + j]) : 0
+                        let want = Double(scale) * sum + add
+                        let bound = Double(K + 3) * 6e-8 * (Double(scale) * magnitude + abs(add)) + 1e-30
+                        XCTAssertLessThanOrEqual(abs(Double(got) - want), bound, "\(M)×\(N)×\(K) at \(i),\(j)")
+                    }
+                }
+            }
+        }
+        let (N, K, ld) = (19, 7, 10)
+        let src = (0..<(N * ld)).map { Float($0) }
+        for generic in [false, true] {
+            SIMDKernels.forceGeneric(generic)
+            var t = [Float](repeating: -1, count: K * N)
+            distill_transpose_block(&t, src, ld, N, K)
+            for n in 0..<N { for k in 0..<K { XCTAssertEqual(t[k * N + n], src[n * ld + k]) } }
+        }
+    }
 }

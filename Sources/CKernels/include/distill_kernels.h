@@ -44,6 +44,15 @@ void distill_softmax_masked_rows(float *x, long rows, long S, const float *mask)
 /// dS = P ⊙ (dP − Σ_j dP ⊙ P) · scale over rows × S, in place over dp.
 void distill_softmax_backward_rows(float *dp, const float *p, long rows, long S, float scale);
 
+/// The per-head products of attention: c [M×N] (row stride ldc) = scale · a [M×Kd] · b [Kd×N]
+/// (+ c when accumulate), a row i at a + i·lda, b row k at b + k·ldb; serial. Each element is
+/// a chain of fused multiply-adds over k in order, in both copies (the generic one calls fmaf
+/// per lane where the CPU has no FMA: callers use a BLAS product there instead).
+void distill_small_gemm(float *c, long ldc, const float *a, long lda, const float *b, long ldb, long M, long N, long Kd,
+                        float scale, int accumulate);
+/// t [Kd×N] = bᵀ for b [N×Kd] with row stride ldb.
+void distill_transpose_block(float *t, const float *b, long ldb, long N, long Kd);
+
 /// log Σ_j exp(z_j · invT) of one row, in double precision.
 double distill_logsumexp(const float *z, long V, float invT);
 

@@ -5,7 +5,8 @@ import CKernels
 //   qkv   [B·S × 3H]    row n = [q | k | v], head h uses columns h·D ..< (h+1)·D of each part
 //   mask  [B × S]       1 = real token, 0 = padding (padding keys get probability 0)
 //   ctx   [B·S × H]     P · v with P = softmax(q kᵀ / √D) per (batch, head), heads side by side
-//   scratch [slots × 3 × S × S]  one block per worker thread for P, dropout(P) and dP
+//   scratch [slots × (3·S·S + S·D)]  one block per worker thread for P, dropout(P), dP and a
+//                                    transposed k or v [D×S]
 //
 // With attention dropout (training), dropout(P) is what multiplies v.
 //
@@ -14,6 +15,9 @@ import CKernels
 // layer — the largest activation of a training step after the FFN's.
 //
 // One (batch, head) is one unit of work: its S×S block stays in cache from scores to context.
+// Where the AVX2 + FMA kernels run, the per-head products (S×S×D, D = 32 or 64) go through
+// CKernels' small product, which skips the packing and C-scaling passes a BLAS call spends on
+// a problem this small; elsewhere through the BLAS.
 // A row with no real key at all (an empty sequence) attends uniformly, as adding a large
 // negative bias to every score does in the reference.
 
@@ -35,12 +39,13 @@ public struct AttentionDropout: Sendable {
     public init(p: Float, key: UInt64, offset: Int = 0) { self.p = p; self.key = key; self.offset = offset }
 }
 
-/// Per-thread scratch for attention: `slots` blocks of 3·S·S floats.
+/// Per-thread scratch for attention: `slots` blocks of 3·S·S + S·D floats.
 public struct AttentionScratch {
     public let base: UnsafeMutablePointer<Float>
     public let slots: Int
     public init(base: UnsafeMutablePointer<Float>, slots: Int) { self.base = base; self.slots = slots }
-    public static func count(slots: Int, S: Int) -> Int { slots * 3 * S * S }
+    public static func count(slots: Int, S: Int, D: Int) -> Int { slots * floatsPerSlot(S: S, D: D) }
+    static func floatsPerSlot(S: Int, D: Int) -> Int { 3 * S * S + S * D }
 }
 
 public func attentionForward(ctx: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, mask: UnsafePointer<Float>,
@@ -48,29 +53,56 @@ public func attentionForward(ctx: UnsafeMutablePointer<Float>, qkv: UnsafePointe
     let (S, H, NH, D) = (a.S, a.H, a.NH, a.D)
     let ld = 3 * H
     let ctxP = SendablePointer(ctx), scratchP = SendablePointer(scratch.base)
+    let slot = AttentionScratch.floatsPerSlot(S: S, D: D)
     Parallel.forEachChunk(a.B * NH, maxChunks: scratch.slots) { chunk, heads in
-        let p = scratchP.p + chunk * 3 * S * S, dropped = p + S * S
+        let p = scratchP.p + chunk * slot, dropped = p + S * S, t = p + 3 * S * S
         for bh in heads {
             let b = bh / NH, h = bh % NH
             let q = qkv + b * S * ld + h * D
-            headProbabilities(p, q: q, S: S, D: D, ld: ld, H: H, scale: a.scale, mask: mask + b * S)
+            headProbabilities(p, q: q, S: S, D: D, ld: ld, H: H, scale: a.scale, mask: mask + b * S, transposed: t)
             var used = p
             if let drop {
                 used = dropped
                 used.update(from: p, count: S * S)
                 dropoutBlock(used, count: S * S, offset: drop.offset + bh * S * S, p: drop.p, key: drop.key)
             }
-            sgemm(.no, .no, m: S, n: D, k: S, used, lda: S, q + 2 * H, ldb: ld, ctxP.p + b * S * H + h * D, ldc: H)
+            headProduct(ctxP.p + b * S * H + h * D, ldc: H, used, lda: S, q + 2 * H, ldb: ld, M: S, N: D, K: S)
         }
     }
 }
 
-/// P = softmax(q kᵀ · scale) with padding keys masked, for one head: p [S×S].
+/// P = softmax(q kᵀ · scale) with padding keys masked, for one head: p [S×S]; t [D×S] scratch.
 @inline(__always)
 func headProbabilities(_ p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, S: Int, D: Int, ld: Int, H: Int,
-                       scale: Float, mask: UnsafePointer<Float>) {
-    sgemm(.no, .yes, m: S, n: S, k: D, alpha: scale, q, lda: ld, q + H, ldb: ld, p, ldc: S)
+                       scale: Float, mask: UnsafePointer<Float>, transposed t: UnsafeMutablePointer<Float>) {
+    headProductTransposed(p, ldc: S, q, lda: ld, q + H, ldb: ld, M: S, N: S, K: D, scale: scale, scratch: t)
     maskedSoftmaxRows(p, rows: S, S: S, mask: mask)
+}
+
+/// c [M×N] (row stride ldc) = scale · a [M×K] · b [K×N] (+ c when accumulating): one head's
+/// product, on the calling thread.
+@inline(__always)
+func headProduct(_ c: UnsafeMutablePointer<Float>, ldc: Int, _ a: UnsafePointer<Float>, lda: Int,
+                 _ b: UnsafePointer<Float>, ldb: Int, M: Int, N: Int, K: Int, scale: Float = 1, accumulate: Bool = false) {
+    if SIMDKernels.fast {
+        distill_small_gemm(c, ldc, a, lda, b, ldb, M, N, K, scale, accumulate ? 1 : 0)
+    } else {
+        sgemm(.no, .no, m: M, n: N, k: K, alpha: scale, a, lda: lda, b, ldb: ldb, beta: accumulate ? 1 : 0, c, ldc: ldc)
+    }
+}
+
+/// c [M×N] = scale · a [M×K] · bᵀ, b [N×K] (row stride ldb): one head's product; `scratch`
+/// [K×N] receives bᵀ on the small-product path.
+@inline(__always)
+func headProductTransposed(_ c: UnsafeMutablePointer<Float>, ldc: Int, _ a: UnsafePointer<Float>, lda: Int,
+                           _ b: UnsafePointer<Float>, ldb: Int, M: Int, N: Int, K: Int, scale: Float = 1,
+                           scratch t: UnsafeMutablePointer<Float>) {
+    if SIMDKernels.fast {
+        distill_transpose_block(t, b, ldb, N, K)
+        distill_small_gemm(c, ldc, a, lda, t, N, M, N, K, scale, 0)
+    } else {
+        sgemm(.no, .yes, m: M, n: N, k: K, alpha: scale, a, lda: lda, b, ldb: ldb, c, ldc: ldc)
+    }
 }
 
 /// Row-wise softmax in place over rows × S scores that share one key mask [S]; padding keys get
@@ -91,25 +123,26 @@ public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dctx: UnsafePoi
     let ld = 3 * H
     let dqkvP = SendablePointer(dqkv), scratchP = SendablePointer(scratch.base)
     // Heads write disjoint columns of dqkv.
+    let slot = AttentionScratch.floatsPerSlot(S: S, D: D)
     Parallel.forEachChunk(a.B * NH, maxChunks: scratch.slots) { chunk, heads in
-        let p = scratchP.p + chunk * 3 * S * S, dropped = p + S * S, dp = p + 2 * S * S
+        let p = scratchP.p + chunk * slot, dropped = p + S * S, dp = p + 2 * S * S, t = p + 3 * S * S
         for bh in heads {
             let b = bh / NH, h = bh % NH
             let dc = dctx + b * S * H + h * D
             let q = qkv + b * S * ld + h * D
             let dq = dqkvP.p + b * S * ld + h * D
-            headProbabilities(p, q: q, S: S, D: D, ld: ld, H: H, scale: a.scale, mask: mask + b * S)
+            headProbabilities(p, q: q, S: S, D: D, ld: ld, H: H, scale: a.scale, mask: mask + b * S, transposed: t)
             var used = p
             if let drop {
                 used = dropped
                 used.update(from: p, count: S * S)
                 dropoutBlock(used, count: S * S, offset: drop.offset + bh * S * S, p: drop.p, key: drop.key)
             }
-            sgemm(.no, .yes, m: S, n: S, k: D, dc, lda: H, q + 2 * H, ldb: ld, dp, ldc: S)
+            headProductTransposed(dp, ldc: S, dc, lda: H, q + 2 * H, ldb: ld, M: S, N: S, K: D, scratch: t)
             sgemm(.yes, .no, m: S, n: D, k: S, used, lda: S, dc, ldb: H, beta: 1, dq + 2 * H, ldc: ld)
             if let drop { dropoutBlock(dp, count: S * S, offset: drop.offset + bh * S * S, p: drop.p, key: drop.key) }
             softmaxBackwardRows(dp, probs: p, rows: S, S: S, scale: a.scale)
-            sgemm(.no, .no, m: S, n: D, k: S, dp, lda: S, q + H, ldb: ld, beta: 1, dq, ldc: ld)
+            headProduct(dq, ldc: ld, dp, lda: S, q + H, ldb: ld, M: S, N: D, K: S, accumulate: true)
             sgemm(.yes, .no, m: S, n: D, k: S, dp, lda: S, q, ldb: ld, beta: 1, dq + H, ldc: ld)
         }
     }
