@@ -55,6 +55,8 @@ struct FinetuneCommand: ParsableCommand {
     var seed: UInt64 = 42
     @Option(name: .long, help: "fp32, or bf16 matrix products (fp32 master weights).")
     var precision: WeightFormat = .fp32
+    @Option(name: .long, help: ArgumentHelp("How each epoch is cut into batches: bucketed (similar lengths together, little padding) or shuffled (plain shuffling, as a PyTorch DataLoader(shuffle=True)).", valueName: "order"))
+    var batches: BatchOrder = .bucketed
     @Flag(name: .long, help: "Print the summary as JSON.")
     var json = false
     @OptionGroup var threads: ThreadOptions
@@ -82,6 +84,7 @@ struct FinetuneCommand: ParsableCommand {
         training.batchSize = batchSize
         training.seed = seed
         training.precision = precision
+        training.batches = batches
         let display = TrainingDisplay("fine-tune")
         let summary = try FineTuning.run(model: model, task: spec, training: training, output: out, events: display.show)
         display.finish()

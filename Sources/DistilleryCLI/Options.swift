@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import DistilleryTensor
 import DistilleryQuant
+import DistilleryText
 
 // Typed option values: each parses the whole argument or refuses it with a message naming the
 // bad part (an error thrown from a transform reads "The value 'X' is invalid for '--opt': …").
@@ -83,3 +84,4 @@ struct PrecisionOption: ParsableArguments {
 }
 
 extension WeightFormat: ExpressibleByArgument {}
+extension BatchOrder: ExpressibleByArgument {}

@@ -185,7 +185,7 @@ public enum RecipeParser {
         }
         var fineTune: TaskTraining?
         var teacherOutput: String?
-        if let f = try t.subtable("finetune", allowed: ["epochs", "lr", "batch_size", "warmup", "weight_decay", "dropout", "output"]) {
+        if let f = try t.subtable("finetune", allowed: ["epochs", "lr", "batch_size", "warmup", "weight_decay", "dropout", "batches", "output"]) {
             teacherOutput = try f.string("output").map(resolve)
             var ft = TaskTraining.fineTuning
             ft.epochs = try f.int("epochs", range: 1...1000) ?? ft.epochs
@@ -194,6 +194,7 @@ public enum RecipeParser {
             ft.optimizer.warmupFraction = try f.double("warmup", range: 0...1) ?? ft.optimizer.warmupFraction
             ft.optimizer.adamw.weightDecay = try f.float("weight_decay", range: 0...10) ?? ft.optimizer.adamw.weightDecay
             ft.dropout = try f.bool("dropout") ?? true
+            ft.batches = try f.string("batches", oneOf: BatchOrder.allCases.map(\.rawValue)).flatMap(BatchOrder.init(rawValue:)) ?? .bucketed
             try f.finish()
             fineTune = ft
         }
@@ -393,7 +394,7 @@ public enum RecipeParser {
 
         // [training]
         var training = TrainingSpec()
-        if let tr = try top.subtable("training", allowed: ["steps", "epochs", "batch_size", "accumulation", "dropout", "precision"]) {
+        if let tr = try top.subtable("training", allowed: ["steps", "epochs", "batch_size", "accumulation", "dropout", "precision", "batches"]) {
             training.steps = try tr.int("steps", range: 1...Int(Int32.max))
             training.epochs = try tr.int("epochs", range: 1...100_000)
             if training.steps != nil && training.epochs != nil { throw tr.bad("epochs", "give steps or epochs, not both") }
@@ -402,6 +403,7 @@ public enum RecipeParser {
             training.dropout = try tr.bool("dropout") ?? true
             training.precision = try tr.string("precision", oneOf: [WeightFormat.fp32, .bf16].map(\.rawValue))
                 .flatMap(WeightFormat.init(rawValue:)) ?? .fp32
+            training.batches = try tr.string("batches", oneOf: BatchOrder.allCases.map(\.rawValue)).flatMap(BatchOrder.init(rawValue:)) ?? .bucketed
             try tr.finish()
         }
         if task != nil, training.steps != nil {

@@ -7,18 +7,28 @@ public struct DataPosition: Sendable, Equatable, Codable {
     public init(epoch: Int = 0, batch: Int = 0) { self.epoch = epoch; self.batch = batch }
 }
 
-/// Length-bucketed batches: each epoch shuffles the sequences, sorts pools of 50 batches by
-/// length so a batch holds sequences of similar length (little padding), then shuffles the
-/// batches. Deterministic in (seed, epoch).
-public struct BucketedBatches: Sendable {
+/// How an epoch's examples are cut into batches.
+public enum BatchOrder: String, Sendable, Codable, CaseIterable {
+    /// Shuffle, sort pools of 50 batches by length, cut, shuffle the batches: batches of
+    /// similar lengths, so little padding (the default).
+    case bucketed
+    /// Shuffle and cut: what a PyTorch DataLoader(shuffle=True) gives, for runs that should
+    /// follow a reference script's data order.
+    case shuffled
+}
+
+/// The batches of each epoch, in `order`: every example once per epoch, deterministic in
+/// (seed, epoch).
+public struct EpochBatches: Sendable {
     public let lengths: [Int]
     public let batchSize: Int
     public let seed: UInt64
+    public let order: BatchOrder
     public let poolBatches: Int
 
-    public init(lengths: [Int], batchSize: Int, seed: UInt64, poolBatches: Int = 50) {
+    public init(lengths: [Int], batchSize: Int, seed: UInt64, order: BatchOrder = .bucketed, poolBatches: Int = 50) {
         precondition(batchSize > 0)
-        self.lengths = lengths; self.batchSize = batchSize; self.seed = seed; self.poolBatches = poolBatches
+        self.lengths = lengths; self.batchSize = batchSize; self.seed = seed; self.order = order; self.poolBatches = poolBatches
     }
 
     /// Batches of one epoch (the last may be smaller).
@@ -26,6 +36,9 @@ public struct BucketedBatches: Sendable {
         var rng = SplitMix64(seed: streamKey(seed, 0xBA7C, UInt64(e)))
         var order = Array(lengths.indices)
         order.shuffle(using: &rng)
+        if self.order == .shuffled {
+            return stride(from: 0, to: order.count, by: batchSize).map { Array(order[$0..<min(order.count, $0 + batchSize)]) }
+        }
         var batches: [[Int]] = []
         let pool = batchSize * poolBatches
         var start = 0

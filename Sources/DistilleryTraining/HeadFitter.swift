@@ -99,7 +99,7 @@ public final class HeadFitter {
         optimizer.trainable = params.layout.slots.map { trained.contains($0.offset) }
         let frozen = params.layout.slots.filter { !trained.contains($0.offset) }
         let masker = MLMMasker(policy: s.masking, tokenizer: tokenizer)
-        let batches = BucketedBatches(lengths: (0..<train.count).map(train.length), batchSize: s.batchSize, seed: s.seed)
+        let batches = EpochBatches(lengths: (0..<train.count).map(train.length), batchSize: s.batchSize, seed: s.seed)
         let perEpoch = (train.count + s.batchSize - 1) / s.batchSize
         let schedule = LinearSchedule(peak: s.lr, warmupSteps: Int((s.warmupFraction * Double(s.steps)).rounded()), totalSteps: s.steps)
         var summary = HeadFitSummary()

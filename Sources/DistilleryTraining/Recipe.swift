@@ -86,6 +86,8 @@ public struct TrainingSpec: Sendable, Equatable {
     /// How the matrix products run: fp32, or bf16 operands with fp32 accumulation, fp32 master
     /// weights, Adam moments, LayerNorm, softmax and losses (PyTorch autocast's split).
     public var precision = WeightFormat.fp32
+    /// How each epoch is cut into batches.
+    public var batches = BatchOrder.bucketed
     public init() {}
 }
 
@@ -130,6 +132,7 @@ extension Recipe {
         t.seed = seed
         t.dropout = training.dropout
         t.precision = training.precision
+        t.batches = training.batches
         return t
     }
 }
@@ -142,5 +145,6 @@ extension TaskRecipe {
             + "max_seq_len \(spec.maxSequenceLength); epochs \(f.epochs); lr \(f.optimizer.lr); batch \(f.batchSize); "
             + "warmup \(f.optimizer.warmupFraction); weight_decay \(f.optimizer.adamw.weightDecay); dropout \(f.dropout); "
             + "patience \(spec.patience.map(String.init) ?? "-"); seed \(seed)"
+            + (f.batches == .bucketed ? "" : "; batches \(f.batches.rawValue)")
     }
 }

@@ -28,6 +28,7 @@ public struct TaskTraining: Sendable, Equatable {
     public var seed: UInt64 = 42
     public var dropout = true
     public var precision = WeightFormat.fp32
+    public var batches = BatchOrder.bucketed
     public init() {}
 }
 
@@ -135,7 +136,7 @@ public final class TaskTrainer {
         let maxS = max(train.ids.map(\.count).max() ?? 1, 1)
         let step = try DistillationStep(teacher: teacherForStep, params: params, settings: loss, maxB: training.batchSize, maxS: maxS)
         let optimizer = AdamW(layout: params.layout, settings: training.optimizer.adamw, rule: training.optimizer.decay)
-        let batches = BucketedBatches(lengths: train.ids.map(\.count), batchSize: training.batchSize, seed: training.seed)
+        let batches = EpochBatches(lengths: train.ids.map(\.count), batchSize: training.batchSize, seed: training.seed, order: training.batches)
         let perEpoch = (train.count + training.batchSize - 1) / training.batchSize
         let total = perEpoch * training.epochs
         let warmup = training.optimizer.warmupSteps ?? Int((training.optimizer.warmupFraction * Double(total)).rounded())

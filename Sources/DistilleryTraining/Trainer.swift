@@ -266,7 +266,7 @@ final class TrainingSession {
     let optimizer: AdamW
     let step: DistillationStep
     let masker: MLMMasker
-    let batches: BucketedBatches
+    let batches: EpochBatches
     let perEpoch: Int
     let totalSteps: Int
     let schedule: LinearSchedule
@@ -360,7 +360,8 @@ final class TrainingSession {
         } else {
             cached = nil
         }
-        batches = BucketedBatches(lengths: (0..<train.count).map(train.length), batchSize: r.training.batchSize, seed: r.seed)
+        batches = EpochBatches(lengths: (0..<train.count).map(train.length), batchSize: r.training.batchSize, seed: r.seed,
+                               order: r.training.batches)
         let perEpoch = (train.count + r.training.batchSize - 1) / r.training.batchSize
         self.perEpoch = perEpoch
         let totalSteps = r.training.steps ?? max(1, r.training.epochs! * perEpoch / r.training.accumulation)

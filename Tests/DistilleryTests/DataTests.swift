@@ -145,7 +145,7 @@ final class DataTests: XCTestCase {
         _ = try Corpus.prepare(inputs: [Self.demoText], tokenizer: tokenizer, maxSequenceLength: 128, output: out)
         let data = try TokenDataset(path: out)
         let masker = MLMMasker(policy: MaskingPolicy(), tokenizer: tokenizer)
-        let batches = BucketedBatches(lengths: (0..<data.count).map(data.length), batchSize: 32, seed: 5)
+        let batches = EpochBatches(lengths: (0..<data.count).map(data.length), batchSize: 32, seed: 5)
         let special = Set(tokenizer.specialIds)
         var candidates = 0, selected = 0, masked = 0, random = 0, kept = 0, step: UInt64 = 0
         var epoch = 0
@@ -216,10 +216,10 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(Double(m.targetCount) / Double(candidates), 0.15, accuracy: 0.01)
     }
 
-    func testBucketedBatches() {
+    func testEpochBatches() {
         var rng = SplitMix64(seed: 3)
         let lengths = (0..<5000).map { _ in 3 + Int(rng.next() % 126) }
-        let b = BucketedBatches(lengths: lengths, batchSize: 16, seed: 11)
+        let b = EpochBatches(lengths: lengths, batchSize: 16, seed: 11)
         let e0 = b.epoch(0), again = b.epoch(0), e1 = b.epoch(1)
         XCTAssertEqual(e0, again)
         XCTAssertNotEqual(e0, e1)
@@ -229,5 +229,16 @@ final class DataTests: XCTestCase {
         var shuffled = Array(0..<5000); shuffled.shuffle(using: &rng)
         let random = stride(from: 0, to: 5000, by: 16).map { Array(shuffled[$0..<min(5000, $0 + 16)]) }
         XCTAssertLessThan(padding(e0), padding(random) / 10)
+
+        // Shuffled: every example once, full batches in the shuffled order, the same epoch twice,
+        // and as much padding as any random cut (nothing sorted by length).
+        let s = EpochBatches(lengths: lengths, batchSize: 16, seed: 11, order: .shuffled)
+        let s0 = s.epoch(0)
+        XCTAssertEqual(s0, s.epoch(0))
+        XCTAssertNotEqual(s0, s.epoch(1))
+        XCTAssertEqual(s0.flatMap { $0 }.sorted(), Array(0..<5000))
+        XCTAssertEqual(s0.map(\.count), [Int](repeating: 16, count: 312) + [8])
+        XCTAssertGreaterThan(padding(s0), padding(random) / 2)
+        XCTAssertLessThan(padding(s0), padding(random) * 2)
     }
 }

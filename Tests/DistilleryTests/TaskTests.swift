@@ -151,6 +151,10 @@ final class TaskTests: XCTestCase {
         }
         XCTAssertThrowsError(try distill(["finetune", "--model", dir + "/teacher", "--train", dir + "/train.tsv", "--dev", dir + "/dev.tsv",
                                           "--out", dir + "/out", "--epochs", "0"]))
+        XCTAssertThrowsError(try distill(["finetune", "--model", dir + "/teacher", "--train", dir + "/train.tsv", "--dev", dir + "/dev.tsv",
+                                          "--out", dir + "/out", "--batches", "sorted"])) { e in
+            XCTAssertTrue(Distill.message(for: e).contains("bucketed"), Distill.message(for: e))
+        }
     }
 
     // MARK: task recipes
@@ -260,12 +264,18 @@ final class TaskTests: XCTestCase {
         let shared = try String(contentsOfFile: recipe, encoding: .utf8)
             .replacingOccurrences(of: "batch_size = 16\n\n[student]", with: "batch_size = 16\noutput = \"shared-teacher\"\n\n[student]")
             .replacingOccurrences(of: "baseline = true", with: "baseline = false").replacingOccurrences(of: "int8 = true", with: "int8 = false")
-        for (i, (text, fineTunes)) in [(shared, true), (shared, false), (shared.replacingOccurrences(of: "epochs = 3", with: "epochs = 1"), true)].enumerated() {
+        // Plain shuffled batches are other settings too; that teacher still learns the task.
+        let shuffled = shared.replacingOccurrences(of: "batch_size = 16\noutput", with: "batch_size = 16\nbatches = \"shuffled\"\noutput")
+        for (i, (text, fineTunes)) in [(shared, true), (shared, false), (shared.replacingOccurrences(of: "epochs = 3", with: "epochs = 1"), true),
+                                       (shuffled, true)].enumerated() {
             let p = dir + "/shared-\(i).toml"
             try text.replacingOccurrences(of: "output = \"run\"", with: "output = \"run-\(i)\"").write(toFile: p, atomically: true, encoding: .utf8)
-            let s = try Trainer(recipe: try RecipeParser.load(p)).run()
+            let parsed = try RecipeParser.load(p)
+            XCTAssertEqual(parsed.task?.teacherFineTune?.batches, i == 3 ? .shuffled : .bucketed)
+            let s = try Trainer(recipe: parsed).run()
             XCTAssertEqual(s.task?.teacherFineTune != nil, fineTunes, "recipe \(i)")
             XCTAssertEqual(s.task?.teacherFolder, dir + "/shared-teacher")
+            if i == 3 { XCTAssertGreaterThan(s.task!.teacher!.accuracy, 0.75) }
         }
     }
 
@@ -287,6 +297,8 @@ final class TaskTests: XCTestCase {
         XCTAssertTrue(problem(head + "[teacher.finetune]\n[data]\ntrain = \"train.tsv\"\n[training]\nsteps = 3\n").contains("fine-tuning needs a [task]"))
         XCTAssertTrue(problem(head + "[teacher.finetune]\n[task]\ntrain = \"train.tsv\"\ndev = \"dev.tsv\"\n[training]\nsteps = 5\n").contains("whole epochs"))
         XCTAssertTrue(problem(head + "[teacher.finetune]\n[task]\ntrain = \"train.tsv\"\ndev = \"nope.tsv\"\n").contains("nope.tsv does not exist"))
+        XCTAssertTrue(problem(head + "[teacher.finetune]\nbatches = \"sorted\"\n[task]\ntrain = \"train.tsv\"\ndev = \"dev.tsv\"\n")
+            .contains("bad.toml:7: 'teacher.finetune.batches'"))
     }
 
     // MARK: fitting a head
