@@ -322,6 +322,116 @@ void distill_i8_gemm(int kernel, const distill_i8_args *a) {
     }
 }
 
+// ---------------------------------------------------------------- activation quantization
+
+// The row's range, then its parameters; 0 when the row is quantized (a code row follows),
+// else the row was filled here (non-finite range or all zero).
+static int row_parameters(float lo, float hi, int levels, uint8_t *q, int Kp, float *scale, int32_t *zero,
+                          float *inv, float *zf) {
+    const float L = (float)levels;
+    const float range = hi - lo;
+    if (!isfinite(range) || hi == lo) {
+        *scale = hi == lo ? 0.0f : NAN;
+        *zero = 0;
+        memset(q, 0, (size_t)Kp);
+        return 1;
+    }
+    *inv = L / range;
+    *scale = range / L;
+    float zr = rintf(-lo * *inv);
+    int z = zr > 0.0f ? (int)zr : 0;
+    if (z > levels) z = levels;
+    *zero = z;
+    *zf = (float)z;
+    return 0;
+}
+
+static inline uint8_t code(float v, float inv, float zf, int levels) {
+    const float t = v * inv + zf;
+    if (!(t > 0.0f)) return 0;           // NaN lands here too
+    return t < (float)levels ? (uint8_t)rintf(t) : (uint8_t)levels;
+}
+
+static void quantize_rows_scalar(const float *x, long ldx, int M, int K, const float *c, uint8_t *q, int Kp,
+                                 float *scales, int32_t *zeros, int levels) {
+    for (int m = 0; m < M; m++) {
+        const float *xr = x + (long)m * ldx;
+        uint8_t *qr = q + (long)m * Kp;
+        float lo = 0.0f, hi = 0.0f;
+        for (int k = 0; k < K; k++) {
+            const float v = c ? xr[k] * c[k] : xr[k];
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+        float inv, zf;
+        if (row_parameters(lo, hi, levels, qr, Kp, scales + m, zeros + m, &inv, &zf)) continue;
+        for (int k = 0; k < K; k++) qr[k] = code(c ? xr[k] * c[k] : xr[k], inv, zf, levels);
+        for (int k = K; k < Kp; k++) qr[k] = (uint8_t)zeros[m];
+    }
+}
+
+#ifdef DISTILL_X86
+// Eight values a step. _mm256_min_ps(v, lo) keeps lo when v is NaN, as the scalar comparison
+// does; the codes clamp to [0, levels] first (max(t, 0) turns NaN into 0, as the scalar test
+// does) and round to nearest even in the conversion, as rintf does.
+__attribute__((target("avx2,fma")))
+static void quantize_rows_avx2(const float *x, long ldx, int M, int K, const float *c, uint8_t *q, int Kp,
+                               float *scales, int32_t *zeros, int levels) {
+    const int K8 = K & ~7;
+    const __m256i gather = _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1);
+    for (int m = 0; m < M; m++) {
+        const float *xr = x + (long)m * ldx;
+        uint8_t *qr = q + (long)m * Kp;
+        __m256 lo8 = _mm256_setzero_ps(), hi8 = _mm256_setzero_ps();
+        int k = 0;
+        for (; k < K8; k += 8) {
+            __m256 v = _mm256_loadu_ps(xr + k);
+            if (c) v = _mm256_mul_ps(v, _mm256_loadu_ps(c + k));
+            lo8 = _mm256_min_ps(v, lo8);
+            hi8 = _mm256_max_ps(v, hi8);
+        }
+        float los[8], his[8];
+        _mm256_storeu_ps(los, lo8);
+        _mm256_storeu_ps(his, hi8);
+        float lo = 0.0f, hi = 0.0f;
+        for (int l = 0; l < 8; l++) { if (los[l] < lo) lo = los[l]; if (his[l] > hi) hi = his[l]; }
+        for (; k < K; k++) {
+            const float v = c ? xr[k] * c[k] : xr[k];
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+        float inv, zf;
+        if (row_parameters(lo, hi, levels, qr, Kp, scales + m, zeros + m, &inv, &zf)) continue;
+        const __m256 inv8 = _mm256_set1_ps(inv), z8 = _mm256_set1_ps(zf), top = _mm256_set1_ps((float)levels);
+        const __m256 zero = _mm256_setzero_ps();
+        for (k = 0; k < K8; k += 8) {
+            __m256 v = _mm256_loadu_ps(xr + k);
+            if (c) v = _mm256_mul_ps(v, _mm256_loadu_ps(c + k));
+            __m256 t = _mm256_add_ps(_mm256_mul_ps(v, inv8), z8);
+            t = _mm256_min_ps(_mm256_max_ps(t, zero), top);
+            __m256i i = _mm256_cvtps_epi32(t);                        // 0…255 in each lane
+            __m256i w = _mm256_packus_epi32(i, i);                    // u16: lane 0 = 0..3, lane 1 = 4..7
+            __m256i b = _mm256_packus_epi16(w, w);                    // bytes: dword 0 = 0..3, dword 4 = 4..7
+            __m256i g = _mm256_permutevar8x32_epi32(b, gather);       // dwords 0, 4 first
+            _mm_storel_epi64((__m128i *)(qr + k), _mm256_castsi256_si128(g));
+        }
+        for (; k < K; k++) qr[k] = code(c ? xr[k] * c[k] : xr[k], inv, zf, levels);
+        for (k = K; k < Kp; k++) qr[k] = (uint8_t)zeros[m];
+    }
+}
+#endif
+
+void distill_i8_quantize_rows(int kernel, const float *x, long ldx, int M, int K, const float *colscale,
+                              uint8_t *q, int Kp, float *scales, int32_t *zeros, int levels) {
+#ifdef DISTILL_X86
+    if (kernel != DISTILL_I8_SCALAR && (distill_i8_available() & (1u << DISTILL_I8_AVX2))) {
+        quantize_rows_avx2(x, ldx, M, K, colscale, q, Kp, scales, zeros, levels);
+        return;
+    }
+#endif
+    quantize_rows_scalar(x, ldx, M, K, colscale, q, Kp, scales, zeros, levels);
+}
+
 void distill_i8_dequantize(const distill_i8_args *a, const int32_t *acc, long ldacc) {
     for (int m = 0; m < a->M; m++) {
         for (int n = 0; n < a->N; n++) {

@@ -172,18 +172,18 @@ public final class QuantizedActivations: @unchecked Sendable {
     }
 
     /// Quantizes x [M×K] (leading dimension ldx) on all cores, each column first multiplied
-    /// by `columnScale` when given (activation smoothing).
+    /// by `columnScale` when given (activation smoothing). The rows run in CInt8 (AVX2 where
+    /// the CPU has it; the portable loop under the scalar product kernel).
     public func quantize(_ x: UnsafePointer<Float>, M: Int, K: Int, ldx: Int? = nil, columnScale: UnsafePointer<Float>? = nil) {
         precondition(M <= capacity && (K + 3) & ~3 <= maxK, "activations larger than the buffer")
         Kp = (K + 3) & ~3
         let ld = ldx ?? K, Kp = self.Kp
         let qp = SendablePointer(q.base), sp = SendablePointer(scales.base), zp = SendablePointer(zeros.base)
-        let levels = Float(self.levels)
+        let levels = Int32(self.levels), kernel = Int32(Int8Kernel.best.rawValue)
         Parallel.forEachChunk(M, minPerChunk: 16) { _, rows in
-            for m in rows {
-                quantizeRow(x + m * ld, K: K, out: qp.p + m * Kp, Kp: Kp, scale: sp.p + m, zero: zp.p + m, levels: levels,
-                            columnScale: columnScale)
-            }
+            let m = rows.lowerBound
+            distill_i8_quantize_rows(kernel, x + m * ld, ld, Int32(rows.count), Int32(K), columnScale,
+                                     qp.p + m * Kp, Int32(Kp), sp.p + m, zp.p + m, levels)
         }
     }
 }
@@ -224,54 +224,6 @@ extension QuantizedActivations {
     }
 }
 
-/// One row, asymmetric: the range of (c ⊙) x, then q = clamp(x · inv + zero) rounded to
-/// nearest even with the 1.5·2²³ trick, narrowed to bytes.
-@inline(__always)
-func quantizeRow(_ x: UnsafePointer<Float>, K: Int, out: UnsafeMutablePointer<UInt8>, Kp: Int, scale: UnsafeMutablePointer<Float>,
-                 zero: UnsafeMutablePointer<Int32>, levels: Float, columnScale c: UnsafePointer<Float>? = nil) {
-    let K8 = K & ~7
-    @inline(__always) func v8(_ k: Int) -> F8 { c.map { x.load8(k) * $0.load8(k) } ?? x.load8(k) }
-    @inline(__always) func v1(_ k: Int) -> Float { c.map { x[k] * $0[k] } ?? x[k] }
-    var lo8 = F8(), hi8 = F8()
-    var k = 0
-    while k < K8 {
-        let v = v8(k)
-        lo8 = lo8.replacing(with: v, where: v .< lo8)
-        hi8 = hi8.replacing(with: v, where: v .> hi8)
-        k += 8
-    }
-    var lo = -hmax(-lo8), hi = hmax(hi8)
-    while k < K { let v = v1(k); lo = min(lo, v); hi = max(hi, v); k += 1 }
-    if !(hi - lo).isFinite {
-        // ±∞ in the row (an overflowing model): NaN out, as fp32 would give, without trapping.
-        scale.pointee = .nan
-        zero.pointee = 0
-        out.update(repeating: 0, count: Kp)
-        return
-    }
-    if hi == lo {
-        scale.pointee = 0
-        zero.pointee = 0
-        out.update(repeating: 0, count: Kp)
-        return
-    }
-    let (inv, s, z) = asymmetricParameters(lo: lo, hi: hi, levels: levels)
-    scale.pointee = s
-    zero.pointee = Int32(z)
-    let inv8 = F8(repeating: inv), zf = Float(z), top = F8(repeating: levels)
-    let magic = F8(repeating: 12_582_912)
-    k = 0
-    while k < K8 {
-        var t = v8(k) * inv8 + zf
-        t = t.replacing(with: 0, where: t .< 0).replacing(with: top, where: t .> top)
-        let b = unsafeBitCast(t + magic, to: SIMD8<UInt32>.self)
-        UnsafeMutableRawPointer(out + k).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: b), as: SIMD8<UInt8>.self)
-        k += 8
-    }
-    while k < K { out[k] = quantizeValue(v1(k), inv: inv, zero: zf, levels: levels); k += 1 }
-    while k < Kp { out[k] = UInt8(z); k += 1 }
-}
-
 /// inv = L / (hi − lo), scale = (hi − lo) / L, zero = round(−lo · inv) for a range that
 /// contains 0 (lo ≤ 0 ≤ hi, lo < hi), L = `levels`.
 @inline(__always)
@@ -287,7 +239,7 @@ func quantizeValue(_ v: Float, inv: Float, zero: Float, levels: Float) -> UInt8 
     return t < levels ? UInt8(t.rounded(.toNearestOrEven)) : UInt8(levels)
 }
 
-/// The scalar definition `quantizeRow` must match (for tests).
+/// The scalar definition CInt8's quantization loops must match (for tests).
 public func quantizeRowReference(_ x: [Float], levels: Int = 255) -> (q: [UInt8], scale: Float, zero: Int32) {
     let lo = min(0, x.min() ?? 0), hi = max(0, x.max() ?? 0)
     if hi == lo { return ([UInt8](repeating: 0, count: x.count), 0, 0) }
@@ -295,14 +247,14 @@ public func quantizeRowReference(_ x: [Float], levels: Int = 255) -> (q: [UInt8]
     return (x.map { quantizeValue($0, inv: inv, zero: Float(z), levels: Float(levels)) }, s, Int32(z))
 }
 
-/// Quantizes one row with the vectorised path (for tests).
-public func quantizeRowVectorised(_ x: [Float], levels: Int = 255) -> (q: [UInt8], scale: Float, zero: Int32) {
+/// Quantizes one row with CInt8's loop: `scalar` forces the portable one, else AVX2 where the
+/// CPU has it (for tests against `quantizeRowReference`).
+public func quantizeRowVectorised(_ x: [Float], levels: Int = 255, scalar: Bool = false) -> (q: [UInt8], scale: Float, zero: Int32) {
     let Kp = (x.count + 3) & ~3
     var out = [UInt8](repeating: 0, count: Kp)
     var s: Float = 0, z: Int32 = 0
-    x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { op in
-        quantizeRow(xp.baseAddress!, K: x.count, out: op.baseAddress!, Kp: Kp, scale: &s, zero: &z, levels: Float(levels))
-    } }
+    let kernel = Int32(scalar ? Int8Kernel.scalar.rawValue : Int8Kernel.avx2.rawValue)
+    distill_i8_quantize_rows(kernel, x, x.count, 1, Int32(x.count), nil, &out, Int32(Kp), &s, &z, Int32(levels))
     return (Array(out.prefix(x.count)), s, z)
 }
 

@@ -27,9 +27,35 @@ final class Int8KernelTests: XCTestCase {
     }
 
     func testVectorisedActivationQuantizationMatchesTheDefinition() {
+        // CInt8's AVX2 loop, then its portable one.
+        for scalar in [false, true] { checkActivationQuantization(scalar: scalar) }
+    }
+
+    func checkActivationQuantization(scalar: Bool) {
+        func quantizeRowVectorised(_ x: [Float], levels: Int) -> (q: [UInt8], scale: Float, zero: Int32) {
+            DistilleryQuant.quantizeRowVectorised(x, levels: levels, scalar: scalar)
+        }
         var rng = SplitMix64(seed: 5)
         // 8-bit codes, and the 7-bit codes the AVX2 kernel multiplies.
         for levels in [255, 127] {
+            // A NaN among the values is coded 0 and leaves the range alone, in the vector body
+            // and in the tail; ±∞ makes the range non-finite: NaN scale, zero codes.
+            for at in [2, 10] {
+                var x = (0..<11).map { _ in rng.nextGaussian() }
+                x[at] = .nan
+                let a = quantizeRowVectorised(x, levels: levels), b = quantizeRowReference(x, levels: levels)
+                XCTAssertEqual(a.q, b.q, "NaN at \(at)")
+                XCTAssertEqual(a.q[at], 0)
+                XCTAssertEqual(a.scale, b.scale)
+                XCTAssertEqual(a.zero, b.zero)
+                x[at] = .infinity
+                let inf = quantizeRowVectorised(x, levels: levels)
+                XCTAssertTrue(inf.scale.isNaN)
+                XCTAssertEqual(inf.q, [UInt8](repeating: 0, count: 11))
+            }
+            // Values that round to a half: ties go to even, as rint does.
+            let ties: [Float] = [0, 1, 2.5 / 127, 3.5 / 127, 4.5 / 127, 126.5 / 127, 0.5 / 127, 1.5 / 127, 5.5 / 127]
+            XCTAssertEqual(quantizeRowVectorised(ties, levels: levels).q, quantizeRowReference(ties, levels: levels).q)
             for n in [1, 3, 8, 13, 64, 385, 1536] {
                 var x = (0..<n).map { _ in rng.nextGaussian() * 3 }
                 x[n / 2] = 0
@@ -79,6 +105,12 @@ final class Int8KernelTests: XCTestCase {
             } }
             let Kp = first.Kp
             for m in 0..<M {
+                // The smoothed first pass is the definition applied to x ⊙ c, padding at the zero point.
+                let ref = quantizeRowReference((0..<K).map { x[m * K + $0] * c[$0] }, levels: levels)
+                XCTAssertEqual(Array(UnsafeBufferPointer(start: first.q.base + m * Kp, count: K)), ref.q)
+                XCTAssertEqual(first.scales.base[m], ref.scale)
+                XCTAssertEqual(first.zeros.base[m], ref.zero)
+                for k in K..<Kp { XCTAssertEqual(Int32(first.q.base[m * Kp + k]), ref.zero) }
                 for k in 0..<K {
                     let v = x[m * K + k] * c[k]
                     let z1 = Int(first.zeros.base[m]), z2 = Int(second.zeros.base[m])

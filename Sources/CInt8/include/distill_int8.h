@@ -1,7 +1,8 @@
 // int8 × int8 → int32 matrix products for Distillery's quantized inference.
 //
-// Only the inner dot products live here, because Swift cannot spell the VNNI instructions;
-// quantization, packing and everything around the products are Swift.
+// The inner dot products live here, because Swift cannot spell the VNNI instructions, and the
+// activations' quantization, which Swift compiles for the baseline (SSE) only; packing and
+// everything around them are Swift.
 #ifndef DISTILL_INT8_H
 #define DISTILL_INT8_H
 
@@ -55,6 +56,19 @@ void distill_i8_gemm(int kernel, const distill_i8_args *args);
 /// Σ_k xq[m][k] · w[n][k] (without the zero point), so y = fmaf(acc − xzero[m]·colsum[n],
 /// xs[m]·ws[n], addend) — bit for bit what the kernels give.
 void distill_i8_dequantize(const distill_i8_args *args, const int32_t *acc, long ldacc);
+
+/// Quantizes rows m < M of x (row stride ldx, K values; each first multiplied by colscale[k]
+/// when colscale is not NULL) asymmetrically to codes 0…levels (255, or 127 for the AVX2
+/// product), as QuantizedActivations defines it:
+///   lo = min(0, min x), hi = max(0, max x) (NaN ignored);  inv = levels / (hi − lo),
+///   scale = (hi − lo) / levels,  zero = clamp(rint(−lo · inv), 0, levels),
+///   q = 0 if !(x · inv + zero > 0), levels if ≥ levels, else rint(x · inv + zero)
+/// into q [M × Kp] (the padding k ≥ K holds the zero point), scales[m] and zeros[m]. A row whose
+/// range is not finite gets scale NaN and zero codes; an all-zero row scale 0 and zero codes.
+/// `kernel` DISTILL_I8_SCALAR forces the portable loop; any other uses AVX2 where the CPU has
+/// it. Both give the same bytes.
+void distill_i8_quantize_rows(int kernel, const float *x, long ldx, int M, int K, const float *colscale,
+                              uint8_t *q, int Kp, float *scales, int32_t *zeros, int levels);
 
 #ifdef __cplusplus
 }
