@@ -145,6 +145,6 @@ extension TaskRecipe {
             + "max_seq_len \(spec.maxSequenceLength); epochs \(f.epochs); lr \(f.optimizer.lr); batch \(f.batchSize); "
             + "warmup \(f.optimizer.warmupFraction); weight_decay \(f.optimizer.adamw.weightDecay); dropout \(f.dropout); "
             + "patience \(spec.patience.map(String.init) ?? "-"); seed \(seed)"
-            + (f.batches == .bucketed ? "" : "; batches \(f.batches.rawValue)")
+            + (f.batches == .bucketed ? "" : "; batches \(f.batches.rawValue)") + "; head: the file's pooler"
     }
 }

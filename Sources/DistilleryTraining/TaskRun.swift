@@ -45,7 +45,8 @@ final class TaskRun {
         let check = try RecipeCheck(r)
         var summary = TrainingSummary(), out = TaskRunSummary()
         events(.message("teacher \(r.teacher)"))
-        let loaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true, dropMLMHead: true))
+        // A pooler in the teacher's file starts the fine-tuned head (see addingClassifier).
+        let loaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPretrainingHeads: true, dropMLMHead: true))
         let tokenizer = try BertTokenizer.of(model: r.teacher, files: loaded.tokenizer)
         let data = try TaskData(task.spec, tokenizer: tokenizer,
                                 maxPositions: min(check.teacher.maxPositions, check.student.maxPositions))

@@ -235,7 +235,9 @@ extension TaskTraining {
 
 extension EncoderModel {
     /// The model with a sequence-classification head for `labels`: its pooler kept (a new one,
-    /// drawn from `seed`, where it has none) and a new classifier (normal(0, 0.02), zero bias).
+    /// drawn from `seed`, where it has none) and a new classifier (normal(0, 0.02), zero bias),
+    /// as transformers' `…ForSequenceClassification.from_pretrained` builds it. Load the encoder
+    /// without dropping its pooler for that.
     public func addingClassifier(labels: [String], seed: UInt64) -> EncoderModel {
         var c = config
         c.numLabels = labels.count
@@ -257,7 +259,9 @@ extension EncoderModel {
 public enum FineTuning {
     public static func run(model path: String, task: TaskSpec, training: TaskTraining, output: String,
                            events: (TrainerEvent) -> Void = { _ in }) throws -> TaskSummary {
-        let loaded = try ModelStore.load(path, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true, dropMLMHead: true))
+        // The file's pooler starts the head, as from_pretrained does (sentence-transformers
+        // folders keep the pretrained pooler they never use).
+        let loaded = try ModelStore.load(path, options: LoadOptions(dropPretrainingHeads: true, dropMLMHead: true))
         try ModelStore.checkFinite(loaded.model, path: path)
         let tokenizer = try BertTokenizer.of(model: path, files: loaded.tokenizer)
         let data = try TaskData(task, tokenizer: tokenizer, maxPositions: loaded.model.config.maxPositions)

@@ -143,6 +143,33 @@ final class TaskTests: XCTestCase {
         XCTAssertTrue(lines.allSatisfy { $0.contains("\"stage\":\"classifier\"") })
     }
 
+    /// A headless encoder whose file holds a pooler (all-MiniLM-L6-v2: sentence-transformers
+    /// keeps BERT's pretrained pooler without using it) starts its classification head from that
+    /// pooler, as transformers' BertForSequenceClassification.from_pretrained does; only the
+    /// classifier is new. (At a learning rate of 1e-9 one step moves no weight measurably.)
+    func testFineTuningStartsFromTheFilesPooler() throws {
+        let miniLM = try Fixtures.miniLM()
+        let dir = try Self.folder("finetune-pooler")
+        var spec = TaskSpec(train: dir + "/train.tsv", dev: dir + "/dev.tsv")
+        spec.maxSequenceLength = 16
+        var training = TaskTraining.fineTuning
+        training.epochs = 1
+        training.optimizer.lr = 1e-9
+        training.batchSize = 512
+        let s = try FineTuning.run(model: miniLM, task: spec, training: training, output: dir + "/pooler-out")
+        let tuned = try ModelStore.load(s.folder!).model
+        let file = try ModelStore.load(miniLM, options: LoadOptions(dropPretrainingHeads: true, dropMLMHead: true)).model
+        XCTAssertTrue(file.config.hasPooler)
+        for name in ["pooler.weight", "pooler.bias"] {
+            let a = tuned.layout.slot(name)!, b = file.layout.slot(name)!
+            XCTAssertEqual(a.count, b.count)
+            var worst: Float = 0
+            for i in 0..<a.count { worst = max(worst, abs(tuned.p(a.offset)[i] - file.p(b.offset)[i])) }
+            XCTAssertLessThan(worst, 1e-6, name)
+        }
+        XCTAssertEqual(tuned.config.numLabels, 2)
+    }
+
     func testFinetuneCommandRefusesBadInput() throws {
         let dir = try Self.folder("finetune-cli")
         XCTAssertThrowsError(try distill(["finetune", "--model", dir + "/teacher", "--train", dir + "/train.tsv", "--dev", dir + "/dev.tsv",
