@@ -100,14 +100,20 @@ final class TaskTests: XCTestCase {
 
     // MARK: fine-tuning
 
+    /// The task files in `dir` and fine-tuning settings for them.
+    static func fineTuning(_ dir: String, maxSequenceLength: Int, epochs: Int, lr: Float, batchSize: Int) -> (TaskSpec, TaskTraining) {
+        var spec = TaskSpec(train: dir + "/train.tsv", dev: dir + "/dev.tsv")
+        spec.maxSequenceLength = maxSequenceLength
+        var training = TaskTraining.fineTuning
+        training.epochs = epochs
+        training.optimizer.lr = lr
+        training.batchSize = batchSize
+        return (spec, training)
+    }
+
     func testFinetuneLearnsTheTaskAndExports() throws {
         let dir = try Self.folder("finetune")
-        var spec = TaskSpec(train: dir + "/train.tsv", dev: dir + "/dev.tsv")
-        spec.maxSequenceLength = 48
-        var training = TaskTraining.fineTuning
-        training.epochs = 4
-        training.optimizer.lr = 2e-3
-        training.batchSize = 16
+        let (spec, training) = Self.fineTuning(dir, maxSequenceLength: 48, epochs: 4, lr: 2e-3, batchSize: 16)
         var epochs: [EpochReport] = []
         let s = try FineTuning.run(model: dir + "/teacher", task: spec, training: training, output: dir + "/out") { e in
             if case .classification(let r) = e { epochs.append(r) }
@@ -150,12 +156,7 @@ final class TaskTests: XCTestCase {
     func testFineTuningStartsFromTheFilesPooler() throws {
         let miniLM = try Fixtures.miniLM()
         let dir = try Self.folder("finetune-pooler")
-        var spec = TaskSpec(train: dir + "/train.tsv", dev: dir + "/dev.tsv")
-        spec.maxSequenceLength = 16
-        var training = TaskTraining.fineTuning
-        training.epochs = 1
-        training.optimizer.lr = 1e-9
-        training.batchSize = 512
+        let (spec, training) = Self.fineTuning(dir, maxSequenceLength: 16, epochs: 1, lr: 1e-9, batchSize: 512)
         let s = try FineTuning.run(model: miniLM, task: spec, training: training, output: dir + "/pooler-out")
         let tuned = try ModelStore.load(s.folder!).model
         let file = try ModelStore.load(miniLM, options: LoadOptions(dropPretrainingHeads: true, dropMLMHead: true)).model
