@@ -87,6 +87,11 @@ final class TableReader {
         return s
     }
 
+    /// A string naming one case of `E` (the cases' raw values are the choices).
+    func choice<E: RawRepresentable & CaseIterable>(_ key: String, _: E.Type) throws -> E? where E.RawValue == String {
+        try string(key, oneOf: E.allCases.map(\.rawValue)).flatMap(E.init(rawValue:))
+    }
+
     func array(_ key: String) throws -> [TOMLValue]? {
         guard let v = value(key) else { return nil }
         guard let a = v.array else { throw wrongType(key, "an array", v) }
@@ -194,7 +199,7 @@ public enum RecipeParser {
             ft.optimizer.warmupFraction = try f.double("warmup", range: 0...1) ?? ft.optimizer.warmupFraction
             ft.optimizer.adamw.weightDecay = try f.float("weight_decay", range: 0...10) ?? ft.optimizer.adamw.weightDecay
             ft.dropout = try f.bool("dropout") ?? true
-            ft.batches = try f.string("batches", oneOf: BatchOrder.allCases.map(\.rawValue)).flatMap(BatchOrder.init(rawValue:)) ?? .bucketed
+            ft.batches = try f.choice("batches", BatchOrder.self) ?? .bucketed
             try f.finish()
             fineTune = ft
         }
@@ -403,7 +408,7 @@ public enum RecipeParser {
             training.dropout = try tr.bool("dropout") ?? true
             training.precision = try tr.string("precision", oneOf: [WeightFormat.fp32, .bf16].map(\.rawValue))
                 .flatMap(WeightFormat.init(rawValue:)) ?? .fp32
-            training.batches = try tr.string("batches", oneOf: BatchOrder.allCases.map(\.rawValue)).flatMap(BatchOrder.init(rawValue:)) ?? .bucketed
+            training.batches = try tr.choice("batches", BatchOrder.self) ?? .bucketed
             try tr.finish()
         }
         if task != nil, training.steps != nil {
@@ -452,7 +457,7 @@ public enum RecipeParser {
         guard let end = try t.double("end", range: range) else {
             throw RecipeError.missing(path: t.file, key: t.name("end"), reason: "the schedule's value at the end")
         }
-        let shape = try t.string("shape", oneOf: ScheduledValue.Shape.allCases.map(\.rawValue)).flatMap(ScheduledValue.Shape.init(rawValue:)) ?? .linear
+        let shape = try t.choice("shape", ScheduledValue.Shape.self) ?? .linear
         let until = try t.double("until", range: 0.0001...1) ?? 1
         try t.finish()
         return ScheduledValue(start: Float(start), end: Float(end), shape: shape, until: until)
