@@ -352,21 +352,32 @@ static inline uint8_t code(float v, float inv, float zf, int levels) {
     return t < (float)levels ? (uint8_t)rintf(t) : (uint8_t)levels;
 }
 
+// The row's values k0 ≤ k < K folded into [lo, hi] (NaN ignored), one at a time: the whole row
+// in the portable loop, the tail after the vectors in the AVX2 one.
+static inline void widen_range(const float *xr, const float *c, int k0, int K, float *lo, float *hi) {
+    for (int k = k0; k < K; k++) {
+        const float v = c ? xr[k] * c[k] : xr[k];
+        if (v < *lo) *lo = v;
+        if (v > *hi) *hi = v;
+    }
+}
+
+// Codes for k0 ≤ k < K one at a time, then the padding K ≤ k < Kp at the zero point.
+static inline void write_codes(const float *xr, const float *c, uint8_t *qr, int k0, int K, int Kp, float inv, float zf,
+                               int levels, int32_t zero) {
+    for (int k = k0; k < K; k++) qr[k] = code(c ? xr[k] * c[k] : xr[k], inv, zf, levels);
+    for (int k = K; k < Kp; k++) qr[k] = (uint8_t)zero;
+}
+
 static void quantize_rows_scalar(const float *x, long ldx, int M, int K, const float *c, uint8_t *q, int Kp,
                                  float *scales, int32_t *zeros, int levels) {
     for (int m = 0; m < M; m++) {
         const float *xr = x + (long)m * ldx;
         uint8_t *qr = q + (long)m * Kp;
-        float lo = 0.0f, hi = 0.0f;
-        for (int k = 0; k < K; k++) {
-            const float v = c ? xr[k] * c[k] : xr[k];
-            if (v < lo) lo = v;
-            if (v > hi) hi = v;
-        }
-        float inv, zf;
+        float lo = 0.0f, hi = 0.0f, inv, zf;
+        widen_range(xr, c, 0, K, &lo, &hi);
         if (row_parameters(lo, hi, levels, qr, Kp, scales + m, zeros + m, &inv, &zf)) continue;
-        for (int k = 0; k < K; k++) qr[k] = code(c ? xr[k] * c[k] : xr[k], inv, zf, levels);
-        for (int k = K; k < Kp; k++) qr[k] = (uint8_t)zeros[m];
+        write_codes(xr, c, qr, 0, K, Kp, inv, zf, levels, zeros[m]);
     }
 }
 
@@ -383,8 +394,7 @@ static void quantize_rows_avx2(const float *x, long ldx, int M, int K, const flo
         const float *xr = x + (long)m * ldx;
         uint8_t *qr = q + (long)m * Kp;
         __m256 lo8 = _mm256_setzero_ps(), hi8 = _mm256_setzero_ps();
-        int k = 0;
-        for (; k < K8; k += 8) {
+        for (int k = 0; k < K8; k += 8) {
             __m256 v = _mm256_loadu_ps(xr + k);
             if (c) v = _mm256_mul_ps(v, _mm256_loadu_ps(c + k));
             lo8 = _mm256_min_ps(v, lo8);
@@ -393,18 +403,13 @@ static void quantize_rows_avx2(const float *x, long ldx, int M, int K, const flo
         float los[8], his[8];
         _mm256_storeu_ps(los, lo8);
         _mm256_storeu_ps(his, hi8);
-        float lo = 0.0f, hi = 0.0f;
+        float lo = 0.0f, hi = 0.0f, inv, zf;
         for (int l = 0; l < 8; l++) { if (los[l] < lo) lo = los[l]; if (his[l] > hi) hi = his[l]; }
-        for (; k < K; k++) {
-            const float v = c ? xr[k] * c[k] : xr[k];
-            if (v < lo) lo = v;
-            if (v > hi) hi = v;
-        }
-        float inv, zf;
+        widen_range(xr, c, K8, K, &lo, &hi);
         if (row_parameters(lo, hi, levels, qr, Kp, scales + m, zeros + m, &inv, &zf)) continue;
         const __m256 inv8 = _mm256_set1_ps(inv), z8 = _mm256_set1_ps(zf), top = _mm256_set1_ps((float)levels);
         const __m256 zero = _mm256_setzero_ps();
-        for (k = 0; k < K8; k += 8) {
+        for (int k = 0; k < K8; k += 8) {
             __m256 v = _mm256_loadu_ps(xr + k);
             if (c) v = _mm256_mul_ps(v, _mm256_loadu_ps(c + k));
             __m256 t = _mm256_add_ps(_mm256_mul_ps(v, inv8), z8);
@@ -415,8 +420,7 @@ static void quantize_rows_avx2(const float *x, long ldx, int M, int K, const flo
             __m256i g = _mm256_permutevar8x32_epi32(b, gather);       // dwords 0, 4 first
             _mm_storel_epi64((__m128i *)(qr + k), _mm256_castsi256_si128(g));
         }
-        for (; k < K; k++) qr[k] = code(c ? xr[k] * c[k] : xr[k], inv, zf, levels);
-        for (k = K; k < Kp; k++) qr[k] = (uint8_t)zeros[m];
+        write_codes(xr, c, qr, K8, K, Kp, inv, zf, levels, zeros[m]);
     }
 }
 #endif
