@@ -34,16 +34,16 @@ public struct EpochBatches: Sendable {
     /// Batches of one epoch (the last may be smaller).
     public func epoch(_ e: Int) -> [[Int]] {
         var rng = SplitMix64(seed: streamKey(seed, 0xBA7C, UInt64(e)))
-        var order = Array(lengths.indices)
-        order.shuffle(using: &rng)
-        if self.order == .shuffled {
-            return stride(from: 0, to: order.count, by: batchSize).map { Array(order[$0..<min(order.count, $0 + batchSize)]) }
+        var shuffled = Array(lengths.indices)
+        shuffled.shuffle(using: &rng)
+        if order == .shuffled {
+            return stride(from: 0, to: shuffled.count, by: batchSize).map { Array(shuffled[$0..<min(shuffled.count, $0 + batchSize)]) }
         }
         var batches: [[Int]] = []
         let pool = batchSize * poolBatches
         var start = 0
-        while start < order.count {
-            let chunk = order[start..<min(order.count, start + pool)].sorted { (lengths[$0], $0) < (lengths[$1], $1) }
+        while start < shuffled.count {
+            let chunk = shuffled[start..<min(shuffled.count, start + pool)].sorted { (lengths[$0], $0) < (lengths[$1], $1) }
             var i = 0
             while i < chunk.count {
                 batches.append(Array(chunk[(chunk.startIndex + i)..<min(chunk.endIndex, chunk.startIndex + i + batchSize)]))
