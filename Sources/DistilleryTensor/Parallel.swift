@@ -64,16 +64,21 @@ public enum Parallel {
     /// How many chunks to use for `count` items when each chunk should hold at least
     /// `minPerChunk` of them (below that, threading costs more than it saves).
     @inlinable
-    public static func chunkCount(_ count: Int, minPerChunk: Int) -> Int {
-        max(1, min(threads, count / max(1, minPerChunk)))
+    public static func chunkCount(_ count: Int, minPerChunk: Int, perThread: Int = 1) -> Int {
+        max(1, min(threads * max(1, perThread), count / max(1, minPerChunk)))
     }
 
     /// Runs `body(chunkIndex, range)` over `0..<count` split into contiguous chunks.
     /// `body` must only write memory that belongs to its range (or to its chunk index).
     /// At most `maxChunks` chunks are made (for callers with per-chunk scratch).
-    public static func forEachChunk(_ count: Int, minPerChunk: Int = 1, maxChunks: Int = .max,
+    ///
+    /// `perThread` > 1 cuts more chunks than threads, which the threads take as they finish:
+    /// for long loops whose chunks may run at different speeds (a product on a rented core
+    /// that the host interrupts), so no thread waits long for another. The chunks still depend
+    /// only on the thread count.
+    public static func forEachChunk(_ count: Int, minPerChunk: Int = 1, maxChunks: Int = .max, perThread: Int = 1,
                                     _ body: @escaping (Int, Range<Int>) -> Void) {
-        let chunks = min(chunkCount(count, minPerChunk: minPerChunk), max(1, maxChunks))
+        let chunks = min(chunkCount(count, minPerChunk: minPerChunk, perThread: perThread), max(1, maxChunks))
         if chunks == 1 || isInsideParallelRegion {
             body(0, 0..<count)
             return
