@@ -85,10 +85,32 @@ public enum Parallel {
         }
         // Chunks write disjoint memory (the contract above). The caller runs chunks too, marked
         // as inside the region so that nested loops stay serial.
-        let ran = workers().perform(chunks: chunks) { c in
+        let ran = workers().perform(chunks: chunks) { c, _ in
             let outer = pthread_getspecific(regionKey)
             pthread_setspecific(regionKey, marker)
             body(c, chunk(c, of: chunks, count: count))
+            pthread_setspecific(regionKey, outer)
+        }
+        if !ran { body(0, 0..<count) }
+    }
+
+    /// `forEachChunk` for loops with per-thread scratch: `body(slot, range)` gets the index of
+    /// the thread running the chunk (0 ..< slots), so `perThread` chunks a thread can share
+    /// `slots` scratch blocks. With fewer slots than threads (the thread count grew after the
+    /// scratch was made) it cuts at most `slots` chunks and passes chunk indices instead.
+    public static func forEachChunkWithScratch(_ count: Int, slots: Int, perThread: Int,
+                                               _ body: @escaping (Int, Range<Int>) -> Void) {
+        let pool = threads > 1 && !isInsideParallelRegion ? workers() : nil
+        guard let pool, pool.workers + 1 <= slots else {
+            forEachChunk(count, maxChunks: slots, body)
+            return
+        }
+        let chunks = chunkCount(count, minPerChunk: 1, perThread: perThread)
+        if chunks == 1 { body(0, 0..<count); return }
+        let ran = pool.perform(chunks: chunks) { c, thread in
+            let outer = pthread_getspecific(regionKey)
+            pthread_setspecific(regionKey, marker)
+            body(thread, chunk(c, of: chunks, count: count))
             pthread_setspecific(regionKey, outer)
         }
         if !ran { body(0, 0..<count) }

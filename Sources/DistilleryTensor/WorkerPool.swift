@@ -12,17 +12,18 @@ final class WorkerPool: @unchecked Sendable {
     /// One parallel loop. Its counters live with it, so a worker that picks the job up late
     /// finds it finished and never touches a newer one.
     final class Job {
-        let body: (Int) -> Void
+        /// body(chunk, thread): thread 0 is the caller, worker i is thread i + 1.
+        let body: (Int, Int) -> Void
         let chunks: Int
         let next = Atomic<Int>(0)
         let done = Atomic<Int>(0)
-        init(body: @escaping (Int) -> Void, chunks: Int) { self.body = body; self.chunks = chunks }
+        init(body: @escaping (Int, Int) -> Void, chunks: Int) { self.body = body; self.chunks = chunks }
 
-        func run() {
+        func run(thread: Int) {
             while true {
                 let c = next.add(1, ordering: .relaxed).oldValue
                 if c >= chunks { return }
-                body(c)
+                body(c, thread)
                 done.add(1, ordering: .releasing)
             }
         }
@@ -42,13 +43,13 @@ final class WorkerPool: @unchecked Sendable {
     init(workers: Int) {
         self.workers = workers
         for i in 0..<workers {
-            let t = Thread { [unowned self] in self.loop() }
+            let t = Thread { [unowned self] in self.loop(thread: i + 1) }
             t.name = "distill-worker-\(i)"
             t.start()
         }
     }
 
-    private func loop() {
+    private func loop(thread: Int) {
         Parallel.markWorkerThread()
         var seen = 0
         while true {
@@ -70,14 +71,15 @@ final class WorkerPool: @unchecked Sendable {
             slot.lock()
             let j = job
             slot.unlock()
-            j?.run()
+            j?.run(thread: thread)
         }
     }
 
-    /// Runs body(0..<chunks) on the workers and the calling thread; false if the pool was busy.
+    /// Runs body(0..<chunks, thread) on the workers and the calling thread (thread 0); false if
+    /// the pool was busy.
     /// (The body escapes into the job, which a worker may release a moment after the last
     /// chunk is done.)
-    func perform(chunks: Int, _ body: @escaping (Int) -> Void) -> Bool {
+    func perform(chunks: Int, _ body: @escaping (Int, Int) -> Void) -> Bool {
         guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
         let j = Job(body: body, chunks: chunks)
         slot.lock(); job = j; slot.unlock()
@@ -85,7 +87,7 @@ final class WorkerPool: @unchecked Sendable {
         if sleepers.load(ordering: .relaxed) > 0 {
             wake.lock(); wake.broadcast(); wake.unlock()
         }
-        j.run()
+        j.run(thread: 0)
         while j.done.load(ordering: .acquiring) < chunks { }
         slot.lock(); job = nil; slot.unlock()
         busy.store(false, ordering: .releasing)
