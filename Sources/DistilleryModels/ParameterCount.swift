@@ -121,6 +121,7 @@ public struct ParameterBreakdown: Codable, Sendable, Equatable {
     /// How int8 bytes are counted, for reports.
     public static let int8Rule = "int8 bytes = 1 byte per matrix parameter (linear weights and embedding tables) + one fp32 "
         + "scale per matrix row (per output channel; per embedding row) + fp32 for every vector (biases, norms) "
+        + "+ for the encoders Distillery runs, an fp32 token-type table "
         + "+ for the encoders Distillery runs, the fp32 SmoothQuant factors its int8 format stores (one per input "
         + "column of each smoothed matrix), exactly what `distill quantize` writes"
 
@@ -149,8 +150,11 @@ extension ParameterBreakdown {
             }
             let section = parts[0] == "embeddings" ? "embeddings" : (parts[0] == "attention" || parts[0] == "ffn") ? "encoder" : "heads"
             let (component, kind, lookup) = Self.component(of: slot.group)
-            if slot.shape.count == 2 {
+            if slot.shape.count == 2 && !ParameterGroup.keptFP32InInt8.contains(slot.group) {
                 b.matrix(section, component, kind, rows: slot.shape[0], cols: slot.shape[1], uses: uses, lookup: lookup)
+            } else if slot.shape.count == 2 {
+                // A table int8 checkpoints keep in fp32: rows of fp32 values, no scales.
+                b.vector(section, component, kind, slot.shape[1], count: slot.shape[0], uses: uses, lookup: lookup)
             } else {
                 b.vector(section, component, kind, slot.count, uses: uses)
             }

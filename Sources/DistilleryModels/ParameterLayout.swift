@@ -16,6 +16,12 @@ public enum ParameterGroup: String, Codable, Sendable, CaseIterable {
     case distillProjection = "distillation projection"
 }
 
+extension ParameterGroup {
+    /// Tables an int8 checkpoint keeps in fp32 (see `Quantizer.quantizedSlots`): the token-type
+    /// table, whose row is added to every token of its segment.
+    public static let keptFP32InInt8: Set<ParameterGroup> = [.typeEmbeddings]
+}
+
 /// One named parameter tensor inside the contiguous parameter buffer.
 public struct ParameterSlot: Sendable, Equatable {
     public let name: String

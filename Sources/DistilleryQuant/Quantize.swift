@@ -7,7 +7,7 @@ import DistilleryModels
 public struct QuantizationScheme: Codable, Sendable, Equatable {
     public var version = 1
     public var weights = "int8, symmetric, one scale per output channel (F32 tensor NAME.scale)"
-    public var embeddings = "int8, symmetric, one scale per row (F32 tensor NAME.scale)"
+    public var embeddings = "int8, symmetric, one scale per row (F32 tensor NAME.scale); the token-type table F32"
     public var activations = "uint8, asymmetric, one scale and zero point per token over [min(x, 0), max(x, 0)], computed at run time"
     /// Smoothed matrices carry F32 NAME.smooth [in]: the stored weights are W·diag(smooth); the
     /// activations are divided by smooth before quantization.
@@ -65,12 +65,18 @@ public enum Quantizer {
     }
 
     /// Which of a model's slots are quantized: every matrix (linear weights and embedding
-    /// tables) whose Hugging Face name does not contain one of `keep`. Query, key and value
-    /// run as one matrix, so keeping one of them keeps all three.
+    /// tables) whose Hugging Face name does not contain one of `keep`, except the token-type
+    /// table. Query, key and value run as one matrix, so keeping one of them keeps all three.
+    ///
+    /// The token-type table stays fp32: its row 0 is added to every token of a single-segment
+    /// input, so its rounding error is a bias every token shares rather than noise that varies
+    /// token to token. On a fine-tuned sentiment student, quantizing it cost 0.57 points of dev
+    /// accuracy (agreement with fp32 98.58% → 99.57% when kept), for 2 × H floats.
     static func quantizedSlots(_ model: EncoderModel, keep: [String]) -> Set<String> {
         let hf = HuggingFaceNames(layout: model.layout).fileNames()
         var set = Set(model.layout.slots.filter { slot in
-            slot.shape.count == 2 && !keep.contains { (hf[slot.name] ?? slot.name).contains($0) }
+            slot.shape.count == 2 && !ParameterGroup.keptFP32InInt8.contains(slot.group)
+                && !keep.contains { (hf[slot.name] ?? slot.name).contains($0) }
         }.map(\.name))
         for i in model.layout.attention.indices {
             let trio = ["query", "key", "value"].map { "attention.\(i).\($0).weight" }

@@ -55,7 +55,11 @@ final class EvalCompareTests: XCTestCase {
         try Fixtures.makeTinyTeacher(at: teacher)
         let summary = try Quantizer.quantize(input: teacher, output: ck)
         XCTAssertGreaterThan(summary.quantizedMatrices, 0)
-        XCTAssertEqual(summary.fp32Matrices, 0)
+        XCTAssertEqual(summary.fp32Matrices, 1, "the token-type table stays fp32")
+        let stored = try Checkpoint(path: ck)
+        XCTAssertNil(stored.tensors.first { $0.name.hasSuffix("token_type_embeddings.weight.scale") })
+        XCTAssertEqual(stored.tensors.first { $0.name.hasSuffix("token_type_embeddings.weight") }?.dtype.rawValue, "F32")
+        XCTAssertNotNil(stored.tensors.first { $0.name.hasSuffix("word_embeddings.weight.scale") })
         XCTAssertLessThan(summary.rawBytes, summary.fp32Bytes / 2)
 
         let int8 = try ModelStore.open(ck)
@@ -124,7 +128,7 @@ final class EvalCompareTests: XCTestCase {
         // checkpoint runs.
         let keptQuery = dir + "/kept-query.safetensors.zst"
         let kept = try Quantizer.quantize(input: teacher, output: keptQuery, scheme: QuantizationScheme(keptFP32: ["attention.self.query"]))
-        XCTAssertEqual(kept.fp32Matrices, 3 * 2, "Q, K and V of both layers")
+        XCTAssertEqual(kept.fp32Matrices, 3 * 2 + 1, "Q, K and V of both layers, and the token-type table")
         let keptOutputs = try ModelStore.open(keptQuery).model.referenceOutputs(batch)
         XCTAssertTrue(keptOutputs.allSatisfy { $0.floats.allSatisfy(\.isFinite) })
 
