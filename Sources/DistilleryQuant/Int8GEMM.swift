@@ -285,7 +285,8 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
         return
     }
     // Eight chunks a thread, taken as threads finish: a rented core the host interrupts then
-    // holds up one small chunk, not half the product (4% off the MiniLM int8 pass on 2 vCPUs).
+    // holds up one small chunk, not half the product (MiniLM int8 at 8 × 128 on 2 vCPUs shared
+    // with another job: 141 → 135 ms; neutral on a quiet machine).
     let rowsPerTile = 6
     func call(m0: Int, m1: Int, n0: Int, n1: Int) {
         var a = distill_i8_args(M: Int32(m1 - m0), N: Int32(n1 - n0), Kp: Int32(Kp),

@@ -83,21 +83,28 @@ public enum Parallel {
             body(0, 0..<count)
             return
         }
-        // Chunks write disjoint memory (the contract above). The caller runs chunks too, marked
-        // as inside the region so that nested loops stay serial.
-        let ran = workers().perform(chunks: chunks) { c, _ in
+        // Chunks write disjoint memory (the contract above).
+        let ran = perform(workers(), chunks: chunks, count: count) { c, _, range in body(c, range) }
+        if !ran { body(0, 0..<count) }
+    }
+
+    /// body(chunk, thread, range) for each chunk on the pool; false if the pool was busy. Every
+    /// chunk runs marked as inside the region (the caller's too), so nested loops stay serial.
+    private static func perform(_ pool: WorkerPool, chunks: Int, count: Int,
+                                _ body: @escaping (Int, Int, Range<Int>) -> Void) -> Bool {
+        pool.perform(chunks: chunks) { c, thread in
             let outer = pthread_getspecific(regionKey)
             pthread_setspecific(regionKey, marker)
-            body(c, chunk(c, of: chunks, count: count))
+            body(c, thread, chunk(c, of: chunks, count: count))
             pthread_setspecific(regionKey, outer)
         }
-        if !ran { body(0, 0..<count) }
     }
 
     /// `forEachChunk` for loops with per-thread scratch: `body(slot, range)` gets the index of
     /// the thread running the chunk (0 ..< slots), so `perThread` chunks a thread can share
-    /// `slots` scratch blocks. With fewer slots than threads (the thread count grew after the
-    /// scratch was made) it cuts at most `slots` chunks and passes chunk indices instead.
+    /// `slots` scratch blocks. With fewer slots than the pool has threads (the thread count
+    /// changed after the scratch was made) it cuts at most `slots` chunks and passes chunk
+    /// indices instead.
     public static func forEachChunkWithScratch(_ count: Int, slots: Int, perThread: Int,
                                                _ body: @escaping (Int, Range<Int>) -> Void) {
         let pool = threads > 1 && !isInsideParallelRegion ? workers() : nil
@@ -107,12 +114,7 @@ public enum Parallel {
         }
         let chunks = chunkCount(count, minPerChunk: 1, perThread: perThread)
         if chunks == 1 { body(0, 0..<count); return }
-        let ran = pool.perform(chunks: chunks) { c, thread in
-            let outer = pthread_getspecific(regionKey)
-            pthread_setspecific(regionKey, marker)
-            body(thread, chunk(c, of: chunks, count: count))
-            pthread_setspecific(regionKey, outer)
-        }
+        let ran = perform(pool, chunks: chunks, count: count) { _, thread, range in body(thread, range) }
         if !ran { body(0, 0..<count) }
     }
 }
