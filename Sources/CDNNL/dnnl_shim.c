@@ -4,17 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if !defined(DISTILL_NO_DNNL) && __has_include(<oneapi/dnnl/dnnl.h>)
-#include <oneapi/dnnl/dnnl.h>
-#include <dlfcn.h>
-#include <pthread.h>
-#define HAVE_DNNL 1
-#endif
-
-#ifndef HAVE_DNNL
+#ifdef DISTILL_NO_DNNL
 
 int distill_dnnl_load(void) { return 0; }
-const char *distill_dnnl_status(void) { return "not built in (dnnl.h was not found when Distillery was built; install libdnnl-dev and rebuild)"; }
+const char *distill_dnnl_status(void) { return "not built in (compiled with DISTILL_NO_DNNL)"; }
 int distill_dnnl_isa(void) { return 0; }
 const char *distill_dnnl_isa_name(void) { return "none"; }
 void distill_dnnl_set_threads(int n) { (void)n; }
@@ -32,35 +25,92 @@ int distill_dnnl_supports(int types) { (void)types; return 0; }
 
 #else
 
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stddef.h>
+
+// The part of the oneDNN 2.x C ABI (libdnnl.so.2) used here, written out so that the build does
+// not depend on dnnl.h: a build made before libdnnl-dev was installed uses oneDNN as soon as it
+// is (SwiftPM would not recompile this file when a header it could not find appears). Handles
+// are pointers; descriptors are filled by the library and only passed by address, so they are
+// opaque blocks at least as large as the real structs.
+typedef int dnnl_status_t_;
+typedef int dnnl_data_type_t_;
+typedef int dnnl_cpu_isa_t_;
+typedef int dnnl_query_t_;
+typedef int dnnl_engine_kind_t_;
+typedef int64_t dnnl_dim_t_;
+typedef dnnl_dim_t_ dnnl_dims_t_[12];
+typedef struct { _Alignas(16) unsigned char bytes[1024]; } dnnl_memory_desc_t_;
+typedef struct { _Alignas(16) unsigned char bytes[4096]; } dnnl_matmul_desc_t_;
+typedef void *dnnl_engine_t_, *dnnl_stream_t_, *dnnl_primitive_attr_t_, *dnnl_post_ops_t_, *dnnl_primitive_desc_t_,
+    *dnnl_primitive_t_, *dnnl_memory_t_;
+typedef const void *const_dnnl_op_desc_t_, *const_dnnl_primitive_attr_t_, *const_dnnl_post_ops_t_,
+    *const_dnnl_primitive_desc_t_, *const_dnnl_primitive_t_;
+typedef struct { int major, minor, patch; const char *hash; unsigned cpu_runtime, gpu_runtime; } dnnl_version_t_;
+typedef struct { int arg; dnnl_memory_t_ memory; } dnnl_exec_arg_t_;
+enum {
+    dnnl_success_ = 0, dnnl_bf16_ = 2, dnnl_f32_ = 3, dnnl_s32_ = 4, dnnl_s8_ = 5, dnnl_u8_ = 6,
+    dnnl_cpu_ = 1, dnnl_stream_default_flags_ = 1, dnnl_query_impl_info_str_ = 8,
+    DNNL_ARG_SRC_ = 1, DNNL_ARG_DST_ = 17, DNNL_ARG_WEIGHTS_ = 33, DNNL_VERSION_MAJOR_ = 2,
+    dnnl_cpu_isa_sse41_ = 0x1, dnnl_cpu_isa_avx_ = 0x3, dnnl_cpu_isa_avx2_ = 0x7, dnnl_cpu_isa_avx2_vnni_ = 0x407,
+    dnnl_cpu_isa_avx512_core_ = 0x27, dnnl_cpu_isa_avx512_core_vnni_ = 0x67, dnnl_cpu_isa_avx512_core_bf16_ = 0xe7,
+    dnnl_cpu_isa_avx512_core_amx_ = 0x3e7,
+};
+#define DNNL_MEMORY_NONE_ NULL
+
+#if __has_include(<oneapi/dnnl/dnnl.h>)
+// Where the header is installed, the hand-written declarations are checked against it.
+#include <oneapi/dnnl/dnnl.h>
+#if DNNL_VERSION_MAJOR == 2
+_Static_assert(sizeof(dnnl_memory_desc_t) <= sizeof(dnnl_memory_desc_t_) && _Alignof(dnnl_memory_desc_t) <= 16, "memory descriptor block");
+_Static_assert(sizeof(dnnl_matmul_desc_t) <= sizeof(dnnl_matmul_desc_t_) && _Alignof(dnnl_matmul_desc_t) <= 16, "matmul descriptor block");
+_Static_assert(sizeof(dnnl_dims_t) == sizeof(dnnl_dims_t_) && sizeof(dnnl_dim_t) == sizeof(dnnl_dim_t_), "dims");
+_Static_assert(sizeof(dnnl_version_t) == sizeof(dnnl_version_t_) && offsetof(dnnl_version_t, hash) == offsetof(dnnl_version_t_, hash), "version");
+_Static_assert(sizeof(dnnl_exec_arg_t) == sizeof(dnnl_exec_arg_t_) && offsetof(dnnl_exec_arg_t, memory) == offsetof(dnnl_exec_arg_t_, memory), "exec arg");
+_Static_assert(sizeof(dnnl_status_t) == sizeof(int) && sizeof(dnnl_data_type_t) == sizeof(int) && sizeof(dnnl_cpu_isa_t) == sizeof(int), "enums are ints");
+// SAME(x): the header's constant x equals the hand-written x_.
+#define SAME(x) ((int)(x) == (int)(x##_))
+_Static_assert(SAME(dnnl_success) && SAME(dnnl_bf16) && SAME(dnnl_f32) && SAME(dnnl_s32) && SAME(dnnl_s8) && SAME(dnnl_u8), "data types");
+_Static_assert(SAME(dnnl_cpu) && SAME(dnnl_stream_default_flags) && SAME(dnnl_query_impl_info_str), "engine, stream, query");
+_Static_assert(SAME(DNNL_ARG_SRC) && SAME(DNNL_ARG_DST) && SAME(DNNL_ARG_WEIGHTS), "arguments");
+_Static_assert(SAME(dnnl_cpu_isa_sse41) && SAME(dnnl_cpu_isa_avx) && SAME(dnnl_cpu_isa_avx2) && SAME(dnnl_cpu_isa_avx2_vnni)
+               && SAME(dnnl_cpu_isa_avx512_core) && SAME(dnnl_cpu_isa_avx512_core_vnni) && SAME(dnnl_cpu_isa_avx512_core_bf16)
+               && SAME(dnnl_cpu_isa_avx512_core_amx), "ISA values");
+#undef SAME
+#endif
+#endif
+
+
 // The entry points used, resolved from the library at run time.
 #define FUNCS(X)                                                                                                   \
-    X(const dnnl_version_t *, dnnl_version, (void))                                                                \
-    X(dnnl_cpu_isa_t, dnnl_get_effective_cpu_isa, (void))                                                          \
-    X(dnnl_status_t, dnnl_sgemm, (char, char, dnnl_dim_t, dnnl_dim_t, dnnl_dim_t, float, const float *, dnnl_dim_t, \
-                                  const float *, dnnl_dim_t, float, float *, dnnl_dim_t))                          \
-    X(dnnl_status_t, dnnl_engine_create, (dnnl_engine_t *, dnnl_engine_kind_t, size_t))                            \
-    X(dnnl_status_t, dnnl_stream_create, (dnnl_stream_t *, dnnl_engine_t, unsigned))                               \
-    X(dnnl_status_t, dnnl_stream_wait, (dnnl_stream_t))                                                            \
-    X(dnnl_status_t, dnnl_memory_desc_init_by_strides, (dnnl_memory_desc_t *, int, const dnnl_dims_t,              \
-                                                        dnnl_data_type_t, const dnnl_dims_t))                      \
-    X(dnnl_status_t, dnnl_matmul_desc_init, (dnnl_matmul_desc_t *, const dnnl_memory_desc_t *,                     \
-                                             const dnnl_memory_desc_t *, const dnnl_memory_desc_t *,               \
-                                             const dnnl_memory_desc_t *))                                          \
-    X(dnnl_status_t, dnnl_primitive_attr_create, (dnnl_primitive_attr_t *))                                        \
-    X(dnnl_status_t, dnnl_primitive_attr_destroy, (dnnl_primitive_attr_t))                                        \
-    X(dnnl_status_t, dnnl_post_ops_create, (dnnl_post_ops_t *))                                                    \
-    X(dnnl_status_t, dnnl_post_ops_destroy, (dnnl_post_ops_t))                                                     \
-    X(dnnl_status_t, dnnl_post_ops_append_sum, (dnnl_post_ops_t, float))                                           \
-    X(dnnl_status_t, dnnl_primitive_attr_set_post_ops, (dnnl_primitive_attr_t, const_dnnl_post_ops_t))             \
-    X(dnnl_status_t, dnnl_primitive_desc_create, (dnnl_primitive_desc_t *, const_dnnl_op_desc_t,                   \
-                                                  const_dnnl_primitive_attr_t, dnnl_engine_t,                      \
-                                                  const_dnnl_primitive_desc_t))                                    \
-    X(dnnl_status_t, dnnl_primitive_desc_destroy, (dnnl_primitive_desc_t))                                         \
-    X(dnnl_status_t, dnnl_primitive_desc_query, (const_dnnl_primitive_desc_t, dnnl_query_t, int, void *))          \
-    X(dnnl_status_t, dnnl_primitive_create, (dnnl_primitive_t *, const_dnnl_primitive_desc_t))                     \
-    X(dnnl_status_t, dnnl_primitive_execute, (const_dnnl_primitive_t, dnnl_stream_t, int, const dnnl_exec_arg_t *)) \
-    X(dnnl_status_t, dnnl_memory_create, (dnnl_memory_t *, const dnnl_memory_desc_t *, dnnl_engine_t, void *))    \
-    X(dnnl_status_t, dnnl_memory_set_data_handle, (dnnl_memory_t, void *))
+    X(const dnnl_version_t_ *, dnnl_version, (void))                                                                \
+    X(dnnl_cpu_isa_t_, dnnl_get_effective_cpu_isa, (void))                                                          \
+    X(dnnl_status_t_, dnnl_sgemm, (char, char, dnnl_dim_t_, dnnl_dim_t_, dnnl_dim_t_, float, const float *, dnnl_dim_t_, \
+                                  const float *, dnnl_dim_t_, float, float *, dnnl_dim_t_))                          \
+    X(dnnl_status_t_, dnnl_engine_create, (dnnl_engine_t_ *, dnnl_engine_kind_t_, size_t))                            \
+    X(dnnl_status_t_, dnnl_stream_create, (dnnl_stream_t_ *, dnnl_engine_t_, unsigned))                               \
+    X(dnnl_status_t_, dnnl_stream_wait, (dnnl_stream_t_))                                                            \
+    X(dnnl_status_t_, dnnl_memory_desc_init_by_strides, (dnnl_memory_desc_t_ *, int, const dnnl_dims_t_,              \
+                                                        dnnl_data_type_t_, const dnnl_dims_t_))                      \
+    X(dnnl_status_t_, dnnl_matmul_desc_init, (dnnl_matmul_desc_t_ *, const dnnl_memory_desc_t_ *,                     \
+                                             const dnnl_memory_desc_t_ *, const dnnl_memory_desc_t_ *,               \
+                                             const dnnl_memory_desc_t_ *))                                          \
+    X(dnnl_status_t_, dnnl_primitive_attr_create, (dnnl_primitive_attr_t_ *))                                        \
+    X(dnnl_status_t_, dnnl_primitive_attr_destroy, (dnnl_primitive_attr_t_))                                        \
+    X(dnnl_status_t_, dnnl_post_ops_create, (dnnl_post_ops_t_ *))                                                    \
+    X(dnnl_status_t_, dnnl_post_ops_destroy, (dnnl_post_ops_t_))                                                     \
+    X(dnnl_status_t_, dnnl_post_ops_append_sum, (dnnl_post_ops_t_, float))                                           \
+    X(dnnl_status_t_, dnnl_primitive_attr_set_post_ops, (dnnl_primitive_attr_t_, const_dnnl_post_ops_t_))             \
+    X(dnnl_status_t_, dnnl_primitive_desc_create, (dnnl_primitive_desc_t_ *, const_dnnl_op_desc_t_,                   \
+                                                  const_dnnl_primitive_attr_t_, dnnl_engine_t_,                      \
+                                                  const_dnnl_primitive_desc_t_))                                    \
+    X(dnnl_status_t_, dnnl_primitive_desc_destroy, (dnnl_primitive_desc_t_))                                         \
+    X(dnnl_status_t_, dnnl_primitive_desc_query, (const_dnnl_primitive_desc_t_, dnnl_query_t_, int, void *))          \
+    X(dnnl_status_t_, dnnl_primitive_create, (dnnl_primitive_t_ *, const_dnnl_primitive_desc_t_))                     \
+    X(dnnl_status_t_, dnnl_primitive_execute, (const_dnnl_primitive_t_, dnnl_stream_t_, int, const dnnl_exec_arg_t_ *)) \
+    X(dnnl_status_t_, dnnl_memory_create, (dnnl_memory_t_ *, const dnnl_memory_desc_t_ *, dnnl_engine_t_, void *))    \
+    X(dnnl_status_t_, dnnl_memory_set_data_handle, (dnnl_memory_t_, void *))
 
 #define DECLARE(ret, name, args) static ret(*p_##name) args;
 FUNCS(DECLARE)
@@ -69,8 +119,8 @@ static void (*p_omp_set_num_threads)(int);
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int loaded = 0;
 static char status[256] = "not loaded";
-static dnnl_engine_t engine;
-static dnnl_stream_t stream;
+static dnnl_engine_t_ engine;
+static dnnl_stream_t_ stream;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void load(void) {
@@ -85,12 +135,12 @@ static void load(void) {
     if (!p_##name) { snprintf(status, sizeof status, "libdnnl.so.2 lacks %s", #name); return; }
     FUNCS(RESOLVE)
     p_omp_set_num_threads = (void (*)(int))dlsym(h, "omp_set_num_threads");
-    const dnnl_version_t *v = p_dnnl_version();
-    if (v->major != DNNL_VERSION_MAJOR) {
-        snprintf(status, sizeof status, "libdnnl.so.2 is version %d.%d, built against %d", v->major, v->minor, DNNL_VERSION_MAJOR);
+    const dnnl_version_t_ *v = p_dnnl_version();
+    if (v->major != DNNL_VERSION_MAJOR_) {
+        snprintf(status, sizeof status, "libdnnl.so.2 is version %d.%d, built against %d", v->major, v->minor, DNNL_VERSION_MAJOR_);
         return;
     }
-    if (p_dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success || p_dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success) {
+    if (p_dnnl_engine_create(&engine, dnnl_cpu_, 0) != dnnl_success_ || p_dnnl_stream_create(&stream, engine, dnnl_stream_default_flags_) != dnnl_success_) {
         snprintf(status, sizeof status, "oneDNN %d.%d.%d: cannot create a CPU engine", v->major, v->minor, v->patch);
         return;
     }
@@ -105,14 +155,14 @@ int distill_dnnl_isa(void) { return distill_dnnl_load() ? (int)p_dnnl_get_effect
 const char *distill_dnnl_isa_name(void) {
     if (!loaded) return "none";
     switch (p_dnnl_get_effective_cpu_isa()) {
-    case dnnl_cpu_isa_sse41: return "sse41";
-    case dnnl_cpu_isa_avx: return "avx";
-    case dnnl_cpu_isa_avx2: return "avx2";
-    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
-    case dnnl_cpu_isa_avx512_core: return "avx512_core";
-    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    case dnnl_cpu_isa_sse41_: return "sse41";
+    case dnnl_cpu_isa_avx_: return "avx";
+    case dnnl_cpu_isa_avx2_: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni_: return "avx2_vnni";
+    case dnnl_cpu_isa_avx512_core_: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni_: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16_: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_amx_: return "avx512_core_amx";
     default: return "other";
     }
 }
@@ -124,7 +174,7 @@ void distill_dnnl_set_threads(int n) {
 int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, const float *A, long lda, const float *B, long ldb,
                        float beta, float *C, long ldc) {
     if (!distill_dnnl_load()) return -1;
-    return p_dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success ? 0 : -1;
+    return p_dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success_ ? 0 : -1;
 }
 
 // ---------------------------------------------------------------- matmul primitives, cached
@@ -132,52 +182,52 @@ int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, co
 typedef struct {
     int types, accumulate;
     long M, N, K, sm, sk, wk, wn, ldc;
-    dnnl_primitive_t prim;   // NULL: oneDNN cannot run this shape and types
-    dnnl_memory_t src, wei, dst;
+    dnnl_primitive_t_ prim;   // NULL: oneDNN cannot run this shape and types
+    dnnl_memory_t_ src, wei, dst;
 } entry_t;
 
 static entry_t *cache = NULL;
 static int cached = 0, capacity = 0;
 
-static dnnl_data_type_t src_type(int t) { return t == DISTILL_DNNL_BF16 ? dnnl_bf16 : t == DISTILL_DNNL_U8S8 ? dnnl_u8 : dnnl_f32; }
-static dnnl_data_type_t wei_type(int t) { return t == DISTILL_DNNL_BF16 ? dnnl_bf16 : t == DISTILL_DNNL_U8S8 ? dnnl_s8 : dnnl_f32; }
-static dnnl_data_type_t dst_type(int t) { return t == DISTILL_DNNL_U8S8 ? dnnl_s32 : dnnl_f32; }
+static dnnl_data_type_t_ src_type(int t) { return t == DISTILL_DNNL_BF16 ? dnnl_bf16_ : t == DISTILL_DNNL_U8S8 ? dnnl_u8_ : dnnl_f32_; }
+static dnnl_data_type_t_ wei_type(int t) { return t == DISTILL_DNNL_BF16 ? dnnl_bf16_ : t == DISTILL_DNNL_U8S8 ? dnnl_s8_ : dnnl_f32_; }
+static dnnl_data_type_t_ dst_type(int t) { return t == DISTILL_DNNL_U8S8 ? dnnl_s32_ : dnnl_f32_; }
 
 static void make(entry_t *e) {
-    dnnl_memory_desc_t s, w, d;
-    dnnl_dims_t sd = {e->M, e->K}, ss = {e->sm, e->sk};
-    dnnl_dims_t wd = {e->K, e->N}, ws = {e->wk, e->wn};
-    dnnl_dims_t dd = {e->M, e->N}, ds = {e->ldc, 1};
+    dnnl_memory_desc_t_ s, w, d;
+    dnnl_dims_t_ sd = {e->M, e->K}, ss = {e->sm, e->sk};
+    dnnl_dims_t_ wd = {e->K, e->N}, ws = {e->wk, e->wn};
+    dnnl_dims_t_ dd = {e->M, e->N}, ds = {e->ldc, 1};
     e->prim = NULL;
-    if (p_dnnl_memory_desc_init_by_strides(&s, 2, sd, src_type(e->types), ss) != dnnl_success) return;
-    if (p_dnnl_memory_desc_init_by_strides(&w, 2, wd, wei_type(e->types), ws) != dnnl_success) return;
-    if (p_dnnl_memory_desc_init_by_strides(&d, 2, dd, dst_type(e->types), ds) != dnnl_success) return;
-    dnnl_matmul_desc_t md;
-    if (p_dnnl_matmul_desc_init(&md, &s, &w, NULL, &d) != dnnl_success) return;
-    dnnl_primitive_attr_t attr;
+    if (p_dnnl_memory_desc_init_by_strides(&s, 2, sd, src_type(e->types), ss) != dnnl_success_) return;
+    if (p_dnnl_memory_desc_init_by_strides(&w, 2, wd, wei_type(e->types), ws) != dnnl_success_) return;
+    if (p_dnnl_memory_desc_init_by_strides(&d, 2, dd, dst_type(e->types), ds) != dnnl_success_) return;
+    dnnl_matmul_desc_t_ md;
+    if (p_dnnl_matmul_desc_init(&md, &s, &w, NULL, &d) != dnnl_success_) return;
+    dnnl_primitive_attr_t_ attr;
     p_dnnl_primitive_attr_create(&attr);
-    dnnl_post_ops_t po = NULL;
+    dnnl_post_ops_t_ po = NULL;
     if (e->accumulate) {
         p_dnnl_post_ops_create(&po);
         p_dnnl_post_ops_append_sum(po, 1.0f);
         p_dnnl_primitive_attr_set_post_ops(attr, po);
     }
-    dnnl_primitive_desc_t pd;
-    dnnl_status_t st = p_dnnl_primitive_desc_create(&pd, &md, attr, engine, NULL);
+    dnnl_primitive_desc_t_ pd;
+    dnnl_status_t_ st = p_dnnl_primitive_desc_create(&pd, &md, attr, engine, NULL);
     if (po) p_dnnl_post_ops_destroy(po);
     p_dnnl_primitive_attr_destroy(attr);
-    if (st != dnnl_success) return;
+    if (st != dnnl_success_) return;
     // A reference implementation would be slower than our own kernels: only optimised ones count.
     const char *impl = NULL;
-    if (p_dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl || strstr(impl, "ref")) {
+    if (p_dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str_, 0, &impl) != dnnl_success_ || !impl || strstr(impl, "ref")) {
         p_dnnl_primitive_desc_destroy(pd);
         return;
     }
-    if (p_dnnl_primitive_create(&e->prim, pd) != dnnl_success) { e->prim = NULL; p_dnnl_primitive_desc_destroy(pd); return; }
+    if (p_dnnl_primitive_create(&e->prim, pd) != dnnl_success_) { e->prim = NULL; p_dnnl_primitive_desc_destroy(pd); return; }
     p_dnnl_primitive_desc_destroy(pd);
-    p_dnnl_memory_create(&e->src, &s, engine, DNNL_MEMORY_NONE);
-    p_dnnl_memory_create(&e->wei, &w, engine, DNNL_MEMORY_NONE);
-    p_dnnl_memory_create(&e->dst, &d, engine, DNNL_MEMORY_NONE);
+    p_dnnl_memory_create(&e->src, &s, engine, DNNL_MEMORY_NONE_);
+    p_dnnl_memory_create(&e->wei, &w, engine, DNNL_MEMORY_NONE_);
+    p_dnnl_memory_create(&e->dst, &d, engine, DNNL_MEMORY_NONE_);
 }
 
 int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long sm, long sk, const void *wei, long wk, long wn,
@@ -209,8 +259,8 @@ int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long
         p_dnnl_memory_set_data_handle(e->src, (void *)src);
         p_dnnl_memory_set_data_handle(e->wei, (void *)wei);
         p_dnnl_memory_set_data_handle(e->dst, dst);
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei}, {DNNL_ARG_DST, e->dst}};
-        if (p_dnnl_primitive_execute(e->prim, stream, 3, args) == dnnl_success && p_dnnl_stream_wait(stream) == dnnl_success) rc = 0;
+        dnnl_exec_arg_t_ args[3] = {{DNNL_ARG_SRC_, e->src}, {DNNL_ARG_WEIGHTS_, e->wei}, {DNNL_ARG_DST_, e->dst}};
+        if (p_dnnl_primitive_execute(e->prim, stream, 3, args) == dnnl_success_ && p_dnnl_stream_wait(stream) == dnnl_success_) rc = 0;
     }
     pthread_mutex_unlock(&lock);
     return rc;

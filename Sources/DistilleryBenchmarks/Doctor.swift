@@ -60,7 +60,10 @@ public struct DoctorReport: Codable, Sendable {
             advice.append("DISTILL_SIMD=generic is set: the element-wise kernels run their portable copy although this CPU has AVX2 and FMA.")
         }
         if !OneDNN.available {
-            advice.append("oneDNN is not used (\(OneDNN.status)). Install libdnnl-dev (and rebuild) for AMX / AVX512-BF16 bf16 and VNNI / AMX int8 products.")
+            // Loaded at run time: installing it is enough, no rebuild.
+            advice.append(OneDNN.status.hasPrefix("not installed")
+                ? "oneDNN is not installed. Install libdnnl-dev (it is loaded at run time: no rebuild) for AMX / AVX512-BF16 bf16 and VNNI / AMX int8 products."
+                : "oneDNN is not used (\(OneDNN.status)).")
         } else if !OneDNN.bf16 && (machine.extensions.contains("avx512_bf16") || machine.extensions.contains("amx_bf16")) {
             advice.append("This CPU has bf16 instructions but oneDNN offers no bf16 matrix product here.")
         }

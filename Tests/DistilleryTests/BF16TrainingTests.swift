@@ -98,7 +98,7 @@ final class BF16TrainingTests: XCTestCase {
     /// accumulation) give the products the portable path gives. On a CPU without bf16 kernels
     /// they run with fp32 operands holding bf16 values, so only the summation order differs.
     func testOneDNNCallSitesMatchThePortablePath() throws {
-        try XCTSkipUnless(OneDNN.available, "oneDNN is not installed (\(OneDNN.status))")
+        try Fixtures.requireOneDNN()
         let portable = try step("distill-step-bert", bf16: true)
         BF16Matrix.oneDNNGlueWithF32 = !OneDNN.bf16
         defer { BF16Matrix.oneDNNGlueWithF32 = false }

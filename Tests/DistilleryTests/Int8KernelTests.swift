@@ -212,7 +212,7 @@ final class Int8KernelTests: XCTestCase {
     /// there (OneDNN.int8 is false); this test keeps |w| ≤ 63 so nothing saturates and the glue
     /// (strides, zero points, accumulation) is checked on any CPU.
     func testOneDNNProductsMatchTheReference() throws {
-        try XCTSkipUnless(OneDNN.available, "oneDNN is not installed (\(OneDNN.status))")
+        try Fixtures.requireOneDNN()
         var rng = SplitMix64(seed: 11)
         let before = OneDNNProducts.shared.calls
         defer { XCTAssertGreaterThan(OneDNNProducts.shared.calls, before, "oneDNN ran the products") }

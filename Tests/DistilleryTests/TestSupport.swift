@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import DistilleryFormats
+import DistilleryTensor
 import DistilleryCLI
 
 /// Paths of the committed fixtures (copied from ../shared/fixtures, produced by Hugging Face).
@@ -18,6 +19,17 @@ enum Fixtures {
             throw XCTSkip("missing teacher")
         }
         return p
+    }
+
+    /// Skips a oneDNN-only test where oneDNN is not loaded, except under DISTILL_REQUIRE_DNNL=1
+    /// (.ci/run installs libdnnl-dev and sets it): there the run must use it, or the tests that
+    /// should cover both backends would quietly cover OpenBLAS twice.
+    static func requireOneDNN() throws {
+        if OneDNN.available { return }
+        if ProcessInfo.processInfo.environment["DISTILL_REQUIRE_DNNL"] == "1" {
+            XCTFail("DISTILL_REQUIRE_DNNL=1, but oneDNN: \(OneDNN.status)")
+        }
+        throw XCTSkip("oneDNN: \(OneDNN.status)")
     }
 
     /// The tiny BERT fixture with the 512-token vocabulary made for it, as a model folder.

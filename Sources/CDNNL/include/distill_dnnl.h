@@ -1,7 +1,8 @@
 // oneDNN (Debian's libdnnl-dev) as an optional backend for the matrix products, loaded at run
 // time: nothing links against it, so a machine without it builds and runs Distillery on
-// OpenBLAS. The shim is compiled against dnnl.h when the build machine has it (and
-// DISTILL_NO_DNNL is not defined); otherwise every call reports that oneDNN is unavailable.
+// OpenBLAS. The shim declares the part of oneDNN 2.x's C ABI it uses itself (checked against
+// dnnl.h where that is installed), so a build made before libdnnl-dev was installed uses it as
+// soon as it is. With DISTILL_NO_DNNL defined every call reports that oneDNN is unavailable.
 //
 // oneDNN chooses its kernels by CPUID: AMX and AVX512-BF16 for bf16, VNNI or AMX for int8.
 // Calls are made from one thread at a time; oneDNN's own OpenMP threads do the work.
