@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""An independent PyTorch emulation of Distillery's int8 scheme, to try variants of it cheaply.
+
+It quantizes a BertModel's encoder linears the way `distill quantize` + the int8 kernels do and
+prints the mean (and min) cosine of mean-pooled sentence embeddings to fp32 over the first 96
+lines of recipes/data/demo-heldout.txt, the figure `QuantizationTests.testMiniLMInt8Fidelity`
+checks (≥ 0.999):
+
+- weights: W·diag(s) rounded to int8 per output row, scale max|row| / 127;
+- smoothing (QKV, attention-output and FFN-input linears): s_j = max|X_j|^α / max_n|W_nj|^(1−α),
+  the ranges X_j observed on two batches of random tokens (ids ≥ 1000), 8 × 128 each, as
+  `Smoothing.selfCalibrated` does (our random draws differ, so s differs slightly);
+- activations: per token, asymmetric over [min(x, 0), max(x, 0)], `levels` + 1 codes
+  (127: the 7-bit codes of the AVX2 kernel; 255: 8-bit, VNNI and AMX);
+- two passes: the second quantizes what the first left, same rule.
+
+It is a tool for choosing a scheme, not a fixture: nothing is compared to it bit for bit. On
+all-MiniLM-L6-v2 it gives 0.99922 for the shipped scheme (7-bit, QKV two-pass) where the Swift
+test prints 0.99921, so it tracks the real kernels closely. Variants (`--variants`):
+
+  shipped        7-bit, QKV in two passes, alpha 0.5
+  single         7-bit, every input one pass
+  single8        8-bit, every input one pass
+  alpha          7-bit single pass at alpha 0.3, 0.4, 0.6, 0.7
+  shift          7-bit single pass with a per-channel shift (Outlier Suppression+): the
+                 calibration range's centre z subtracted before quantization, W·z added back
+  fp32-one       7-bit single pass with one QKV (or FFN-output) matrix left fp32, each in turn
+
+  python3 Tests/Benchmarks/int8_scheme_sim.py .models/all-MiniLM-L6-v2 --variants shipped,single,alpha
+"""
+import argparse
+import os
+
+import torch
+from transformers import AutoTokenizer, BertModel
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--variants", default="shipped,single,single8,alpha,shift,fp32-one")
+    ap.add_argument("--sentences", type=int, default=96)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = BertModel.from_pretrained(args.model).eval()
+    text = open(os.path.join(HERE, "..", "..", "recipes", "data", "demo-heldout.txt"), encoding="utf-8").read()
+    lines = [l for l in text.split("\n") if l][: args.sentences]
+    enc = tok(lines, padding=True, truncation=True, max_length=128, return_tensors="pt")
+
+    def embed():
+        with torch.no_grad():
+            h = model(**enc).last_hidden_state
+        m = enc["attention_mask"].unsqueeze(-1).float()
+        return (h * m).sum(1) / m.sum(1)
+
+    reference = embed()
+
+    # Each linear input and the matrices that read it.
+    groups = {}
+    for i, layer in enumerate(model.encoder.layer):
+        a = layer.attention
+        groups[("qkv", i)] = [a.self.query, a.self.key, a.self.value]
+        groups[("attention_output", i)] = [a.output.dense]
+        groups[("ffn_input", i)] = [layer.intermediate.dense]
+        groups[("ffn_output", i)] = [layer.output.dense]
+    original = {id(l): (l.weight.data.clone(), l.bias.data.clone()) for ls in groups.values() for l in ls}
+
+    # Per-channel max and min of every input on random tokens.
+    g = torch.Generator().manual_seed(1)
+    calib = torch.randint(1000, model.config.vocab_size, (16, 128), generator=g)
+    ranges, hooks = {}, []
+    for key, ls in groups.items():
+        def observe(_mod, inp, key=key):
+            x = inp[0].reshape(-1, inp[0].shape[-1])
+            hi, lo = x.max(0).values, x.min(0).values
+            if key in ranges:
+                hi, lo = torch.maximum(ranges[key][0], hi), torch.minimum(ranges[key][1], lo)
+            ranges[key] = (hi, lo)
+        hooks.append(ls[0].register_forward_pre_hook(observe))
+    with torch.no_grad():
+        model(input_ids=calib, attention_mask=torch.ones_like(calib))
+    for h in hooks:
+        h.remove()
+
+    def quantize_rows(x, levels):
+        lo = x.min(-1, keepdim=True).values.clamp(max=0)
+        hi = x.max(-1, keepdim=True).values.clamp(min=0)
+        scale = (hi - lo) / levels
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        zero = torch.round(-lo / scale)
+        return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
+
+    def install(levels=127, two_pass=("qkv",), alpha=0.5, shift=(), fp32=(),
+                smoothed=("qkv", "attention_output", "ffn_input")):
+        for key, ls in groups.items():
+            W = torch.cat([original[id(l)][0] for l in ls], 0)
+            hi, lo = ranges[key]
+            if key[0] in smoothed:
+                a = torch.maximum(hi.abs(), lo.abs()).clamp(min=1e-5)
+                w = W.abs().max(0).values.clamp(min=1e-5)
+                s = a ** alpha / w ** (1 - alpha)
+            else:
+                s = torch.ones(W.shape[1])
+            Ws = W * s
+            Wq = torch.round(Ws / (Ws.abs().max(1, keepdim=True).values / 127)) * (Ws.abs().max(1, keepdim=True).values / 127)
+            z = (hi + lo) / 2 / s if key[0] in shift else torch.zeros_like(s)
+            row = 0
+            for l in ls:
+                n = l.weight.shape[0]
+                Wl, (W0, b0) = Wq[row:row + n], original[id(l)]
+                row += n
+                keep = key in fp32
+                passes = 2 if key[0] in two_pass else 1
+
+                def forward(x, Wl=Wl, W0=W0, b0=b0, s=s, z=z, keep=keep, passes=passes):
+                    if keep:
+                        return x @ W0.T + b0
+                    xs = x / s - z
+                    d = quantize_rows(xs, levels)
+                    if passes == 2:
+                        d = d + quantize_rows(xs - d, levels)
+                    return d @ Wl.T + Wl @ z + b0
+                l.forward = forward
+
+    def run(name, **kw):
+        install(**kw)
+        c = torch.nn.functional.cosine_similarity(embed(), reference, dim=-1)
+        print(f"{name:44s} mean cosine {c.mean().item():.5f}  min {c.min().item():.5f}", flush=True)
+
+    L = len(model.encoder.layer)
+    for v in args.variants.split(","):
+        if v == "shipped":
+            run("7-bit, QKV two passes (shipped)")
+        elif v == "single":
+            run("7-bit, one pass", two_pass=())
+        elif v == "single8":
+            run("8-bit, one pass", levels=255, two_pass=())
+        elif v == "alpha":
+            for a in (0.3, 0.4, 0.6, 0.7):
+                run(f"7-bit, one pass, alpha {a}", two_pass=(), alpha=a)
+        elif v == "shift":
+            run("7-bit, one pass, QKV input shifted", two_pass=(), shift=("qkv",))
+            run("7-bit, one pass, every input shifted", two_pass=(),
+                shift=("qkv", "attention_output", "ffn_input", "ffn_output"))
+        elif v == "fp32-one":
+            for kind in ("qkv", "ffn_output"):
+                for i in range(L):
+                    run(f"7-bit, one pass, {kind} {i} fp32", two_pass=(), fp32=((kind, i),))
+        else:
+            raise SystemExit(f"unknown variant {v!r}")
+
+
+if __name__ == "__main__":
+    main()
