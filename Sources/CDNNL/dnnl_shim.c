@@ -83,7 +83,6 @@ _Static_assert(SAME(dnnl_cpu_isa_sse41) && SAME(dnnl_cpu_isa_avx) && SAME(dnnl_c
 #endif
 #endif
 
-
 // The entry points used, resolved from the library at run time.
 #define FUNCS(X)                                                                                                   \
     X(const dnnl_version_t_ *, dnnl_version, (void))                                                                \
@@ -139,7 +138,7 @@ static void load(void) {
     p_omp_set_num_threads = (void (*)(int))dlsym(h, "omp_set_num_threads");
     const dnnl_version_t_ *v = p_dnnl_version();
     if (v->major != DNNL_VERSION_MAJOR_) {
-        snprintf(status, sizeof status, "libdnnl.so.2 is version %d.%d, built against %d", v->major, v->minor, DNNL_VERSION_MAJOR_);
+        snprintf(status, sizeof status, "libdnnl.so.2 is version %d.%d; Distillery speaks the oneDNN %d C API", v->major, v->minor, DNNL_VERSION_MAJOR_);
         return;
     }
     if (p_dnnl_engine_create(&engine, dnnl_cpu_, 0) != dnnl_success_ || p_dnnl_stream_create(&stream, engine, dnnl_stream_default_flags_) != dnnl_success_) {

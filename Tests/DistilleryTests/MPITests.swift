@@ -14,11 +14,8 @@ final class MPITests: XCTestCase {
         // Open MPI's mpirun on the PATH (Debian: /usr/bin; elsewhere e.g. /usr/lib64/openmpi/bin).
         let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin").split(separator: ":")
         guard let m = path.map({ $0 + "/mpirun" }).first(where: FileManager.default.isExecutableFile) else {
-            // MPI is optional, but where CI installed it a missing mpirun is a failure, not a skip.
-            if ProcessInfo.processInfo.environment["DISTILL_REQUIRE_MPI"] == "1" {
-                XCTFail("DISTILL_REQUIRE_MPI=1 and no mpirun on the PATH (\(path.joined(separator: ":")))")
-            }
-            throw XCTSkip("Open MPI is not installed (no mpirun on the PATH; apt-get install openmpi-bin libopenmpi-dev): the MPI tests do not run")
+            throw Fixtures.missingOptional("Open MPI is not installed (no mpirun on the PATH \(path.joined(separator: ":")); "
+                + "apt-get install openmpi-bin libopenmpi-dev): the MPI tests do not run", unless: "DISTILL_REQUIRE_MPI")
         }
         mpirun = m
         // The distill binary built beside this test bundle (swift build -c release --build-tests).

@@ -21,15 +21,18 @@ enum Fixtures {
         return p
     }
 
-    /// Skips a oneDNN-only test where oneDNN is not loaded, except under DISTILL_REQUIRE_DNNL=1
-    /// (.ci/run installs libdnnl-dev and sets it): there the run must use it, or the tests that
-    /// should cover both backends would quietly cover OpenBLAS twice.
+    /// The skip for a test of an optional library that is missing (`why`), and a failure as well
+    /// where `variable`=1: .ci/run installs oneDNN and Open MPI and sets DISTILL_REQUIRE_DNNL and
+    /// DISTILL_REQUIRE_MPI, so there a missing library is a broken setup, not a reason to skip.
+    static func missingOptional(_ why: String, unless variable: String) -> XCTSkip {
+        if ProcessInfo.processInfo.environment[variable] == "1" { XCTFail("\(variable)=1, but \(why)") }
+        return XCTSkip(why)
+    }
+
+    /// oneDNN's own tests run only where it is loaded (without it the tests that cover both
+    /// backends would quietly cover OpenBLAS twice).
     static func requireOneDNN() throws {
-        if OneDNN.available { return }
-        if ProcessInfo.processInfo.environment["DISTILL_REQUIRE_DNNL"] == "1" {
-            XCTFail("DISTILL_REQUIRE_DNNL=1, but oneDNN: \(OneDNN.status)")
-        }
-        throw XCTSkip("oneDNN: \(OneDNN.status)")
+        if !OneDNN.available { throw missingOptional("oneDNN: \(OneDNN.status)", unless: "DISTILL_REQUIRE_DNNL") }
     }
 
     /// The tiny BERT fixture with the 512-token vocabulary made for it, as a model folder.
