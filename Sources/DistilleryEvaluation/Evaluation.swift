@@ -169,12 +169,54 @@ public enum Pooling: String, Sendable, Codable, CaseIterable {
     }
 }
 
+/// A fixed reference's last hidden states on one EvalSet's plain batches, kept between
+/// evaluations of a model that changes against one that does not (the frozen teacher while a
+/// student trains): the reference's pass over the held-out text is then paid once, not at every
+/// evaluation. Holds at most `budgetBytes`; batches past it are recomputed each time. Only
+/// valid for the one set and the one reference it was made for; a reference that changes its
+/// weights needs a new cache.
+public final class ReferenceHiddenCache {
+    public let reference: EncoderModel
+    public let budgetBytes: Int
+    private var stored: [Int: FloatBuffer] = [:]
+    private var bytes = 0
+    /// Batches served from the cache, and batches the reference ran for.
+    public private(set) var hits = 0, misses = 0
+
+    public init(reference: EncoderModel, budgetBytes: Int = 256 << 20) {
+        self.reference = reference
+        self.budgetBytes = budgetBytes
+    }
+
+    /// Batch `index`'s hidden states [N × H]: stored ones, or `compute`d into a new buffer
+    /// (kept while the budget allows).
+    func hidden(batch index: Int, count: Int, compute: (FloatBuffer) throws -> Void) rethrows -> FloatBuffer {
+        if let h = stored[index], h.count == count {
+            hits += 1
+            return h
+        }
+        let h = FloatBuffer(count: count)
+        try compute(h)
+        misses += 1
+        let size = count * MemoryLayout<Float>.stride
+        if bytes + size <= budgetBytes {
+            stored[index] = h
+            bytes += size
+        }
+        return h
+    }
+}
+
 public enum Evaluator {
     /// MLM metrics on the masked text (models with an MLM head; top-1 agreement and KL when the
     /// reference has one over the same vocabulary); hidden-state and sentence-embedding cosines
     /// on the plain text (when the widths agree). `progress(done, total)` follows the batches.
+    /// With `referenceCache` (made for this set and this reference), the reference's hidden
+    /// states on the plain text are computed at the first evaluation and reused after.
     public static func evaluate(_ model: EncoderModel, reference: EncoderModel?, on set: EvalSet,
+                                referenceCache: ReferenceHiddenCache? = nil,
                                 progress: ((Int, Int) -> Void)? = nil) throws -> EvalReport {
+        let cache = referenceCache.flatMap { c in reference.flatMap { c.reference === $0 ? c : nil } }
         var r = EvalReport()
         let c = model.config
         let V = c.vocabSize, H = c.hiddenSize
@@ -182,7 +224,7 @@ public enum Evaluator {
         let bothHeads = c.hasMLMHead && (reference?.config.hasMLMHead ?? false) && reference?.config.vocabSize == V
         var correct = 0, agree = 0, done = 0
         var lossSum = 0.0, klSum = 0.0, cosSum = 0.0, sentSum = 0.0
-        for b in set.batches {
+        for (index, b) in set.batches.enumerated() {
             let batch = b.masked, labels = b.labels
             let N = batch.B * batch.S
             let rows = (0..<N).filter { labels[$0] >= 0 }
@@ -221,9 +263,15 @@ public enum Evaluator {
             }
             if sameWidth, let reference {
                 let plain = b.plain
-                let refHidden = FloatBuffer(count: N * H)
                 try model.encode(plain, hidden: hidden.base, logitRows: [], logits: nil)
-                try reference.encode(plain, hidden: refHidden.base, logitRows: [], logits: nil)
+                let run = { (out: FloatBuffer) in try reference.encode(plain, hidden: out.base, logitRows: [], logits: nil) }
+                let refHidden: FloatBuffer
+                if let cache {
+                    refHidden = try cache.hidden(batch: index, count: N * H, compute: run)
+                } else {
+                    refHidden = FloatBuffer(count: N * H)
+                    try run(refHidden)
+                }
                 for row in 0..<N where plain.attentionMask[row] != 0 {
                     cosSum += cosine(hidden.base + row * H, refHidden.base + row * H, H)
                 }

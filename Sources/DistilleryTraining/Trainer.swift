@@ -261,6 +261,9 @@ final class TrainingSession {
     let tokenizer: BertTokenizer
     let train: TokenDataset
     let evalSet: EvalSet?
+    /// The frozen teacher's hidden states on the held-out batches, computed at the first
+    /// evaluation and reused by the rest.
+    let teacherOnHeldout: ReferenceHiddenCache
     let params: TrainableParameters
     var student: EncoderModel { params.student }
     let optimizer: AdamW
@@ -372,6 +375,7 @@ final class TrainingSession {
             EvalSet.make($0, tokenizer: tokenizer, batchSize: r.training.batchSize, maxBatches: r.evaluation.batches,
                          policy: r.data.masking, withTokenTypes: teacherModel.config.hasTokenTypes)
         }
+        teacherOnHeldout = ReferenceHiddenCache(reference: teacherModel)
         // Only rank 0 of a data-parallel job keeps the metrics.
         if trainer.isWriter { try trainer.prepareMetrics(keepingThrough: current, fresh: !resume) }
         metrics = trainer.isWriter ? try MetricsLog(path: trainer.metricsPath) : MetricsLog.discarding
@@ -466,7 +470,7 @@ final class TrainingSession {
     @discardableResult
     func evaluate(events: (TrainerEvent) -> Void, final: Bool = false) throws -> EvalReport? {
         guard trainer.isWriter, let evalSet, final || recipe.evaluation.every > 0 else { return nil }
-        let e = try Evaluator.evaluate(student, reference: teacher, on: evalSet)
+        let e = try Evaluator.evaluate(student, reference: teacher, on: evalSet, referenceCache: teacherOnHeldout)
         try metrics.append(evaluation: e, step: current)
         events(.evaluation(step: current, e))
         return e

@@ -6,7 +6,7 @@ prints the mean (and min) cosine of mean-pooled sentence embeddings to fp32 over
 lines of recipes/data/demo-heldout.txt, the figure `QuantizationTests.testMiniLMInt8Fidelity`
 checks (≥ 0.999):
 
-- weights: W·diag(s) rounded to int8 per output row, scale max|row| / 127;
+- weights: W·diag(s) rounded to int8 per output row, scale max|row| / 127 (63 for `w7`);
 - smoothing (QKV, attention-output and FFN-input linears): s_j = max|X_j|^α / max_n|W_nj|^(1−α),
   the ranges X_j observed on two batches of random tokens (ids ≥ 1000), 8 × 128 each, as
   `Smoothing.selfCalibrated` does (our random draws differ, so s differs slightly);
@@ -25,6 +25,9 @@ test prints 0.99921, so it tracks the real kernels closely. Variants (`--variant
   shift          7-bit single pass with a per-channel shift (Outlier Suppression+): the
                  calibration range's centre z subtracted before quantization, W·z added back
   fp32-one       7-bit single pass with one QKV (or FFN-output) matrix left fp32, each in turn
+  w7             the shipped scheme with 7-bit weights (±63) on some inputs' matrices: what
+                 an AVX2 kernel that adds two vpmaddubsw results in int16 before widening
+                 would need (4 products of 7-bit codes and 7-bit weights stay below 2^15)
 
   python3 Tests/Benchmarks/int8_scheme_sim.py .models/all-MiniLM-L6-v2 --variants shipped,single,alpha
 """
@@ -96,7 +99,7 @@ def main():
         return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
 
     def install(levels=127, two_pass=("qkv",), alpha=0.5, shift=(), fp32=(),
-                smoothed=("qkv", "attention_output", "ffn_input")):
+                smoothed=("qkv", "attention_output", "ffn_input"), w7=()):
         for key, ls in groups.items():
             W = torch.cat([original[id(l)][0] for l in ls], 0)
             hi, lo = ranges[key]
@@ -107,7 +110,8 @@ def main():
             else:
                 s = torch.ones(W.shape[1])
             Ws = W * s
-            Wq = torch.round(Ws / (Ws.abs().max(1, keepdim=True).values / 127)) * (Ws.abs().max(1, keepdim=True).values / 127)
+            wl = 63 if key[0] in w7 else 127
+            Wq = torch.round(Ws / (Ws.abs().max(1, keepdim=True).values / wl)) * (Ws.abs().max(1, keepdim=True).values / wl)
             z = (hi + lo) / 2 / s if key[0] in shift else torch.zeros_like(s)
             row = 0
             for l in ls:
@@ -151,6 +155,13 @@ def main():
             for kind in ("qkv", "ffn_output"):
                 for i in range(L):
                     run(f"7-bit, one pass, {kind} {i} fp32", two_pass=(), fp32=((kind, i),))
+        elif v == "w7":
+            every = ("qkv", "attention_output", "ffn_input", "ffn_output")
+            run("7-bit weights everywhere, QKV two passes", w7=every)
+            run("7-bit weights on the FFN, QKV two passes", w7=("ffn_input", "ffn_output"))
+            run("7-bit weights but QKV, QKV two passes", w7=("attention_output", "ffn_input", "ffn_output"))
+            for k in every:
+                run(f"7-bit weights on {k} only", w7=(k,))
         else:
             raise SystemExit(f"unknown variant {v!r}")
 

@@ -46,6 +46,42 @@ final class EvalCompareTests: XCTestCase {
         XCTAssertEqual(r.sentenceCosine!, 1, accuracy: 1e-6)
     }
 
+    /// A trainer evaluates a changing student against a frozen teacher: with a reference cache
+    /// the teacher runs at the first evaluation only, and every report is what the uncached
+    /// evaluation gives, bit for bit. The cache serves only the reference it was made for, and
+    /// keeps nothing past its budget.
+    func testReferenceCacheReusesTheTeachersPass() throws {
+        let folder = Fixtures.path("tiny-bert-mlm")
+        let batch = try TokenBatch.read(from: try SafetensorsFile(path: folder + "/reference.safetensors"))
+        let labels = [Int32](repeating: -1, count: batch.B * batch.S)
+        let set = EvalSet(batches: [EvalSet.Batch(plain: batch, masked: batch, labels: labels),
+                                    EvalSet.Batch(plain: batch, masked: batch, labels: labels)])
+        let teacher = try HuggingFaceFolder.load(folder).model
+        let student = try HuggingFaceFolder.load(folder).model
+        let cache = ReferenceHiddenCache(reference: teacher)
+        for round in 0..<3 {
+            // The student moves between evaluations, as it does while training.
+            for i in stride(from: round, to: student.layout.count, by: 7) { student.parameters.base[i] *= 0.9 }
+            let plain = try Evaluator.evaluate(student, reference: teacher, on: set)
+            let cached = try Evaluator.evaluate(student, reference: teacher, on: set, referenceCache: cache)
+            XCTAssertEqual(cached, plain, "round \(round)")
+            XCTAssertLessThan(plain.hiddenCosine!, 1)
+            XCTAssertEqual(cache.misses, 2, "the teacher ran for the first evaluation's two batches only")
+            XCTAssertEqual(cache.hits, 2 * round)
+        }
+        // Another reference: the cache is not consulted.
+        let other = try HuggingFaceFolder.load(folder).model
+        other.parameters.base[0] += 1
+        let r = try Evaluator.evaluate(student, reference: other, on: set, referenceCache: cache)
+        XCTAssertEqual(r, try Evaluator.evaluate(student, reference: other, on: set))
+        XCTAssertEqual(cache.hits, 4)
+        // A budget smaller than a batch keeps nothing.
+        let small = ReferenceHiddenCache(reference: teacher, budgetBytes: 16)
+        for _ in 0..<2 { _ = try Evaluator.evaluate(student, reference: teacher, on: set, referenceCache: small) }
+        XCTAssertEqual(small.hits, 0)
+        XCTAssertEqual(small.misses, 4)
+    }
+
     /// An int8 checkpoint of the tiny teacher: smaller, close to fp32, and accepted by forward,
     /// eval, compare and bench.
     func testQuantizedCheckpointThroughTheCommands() throws {
