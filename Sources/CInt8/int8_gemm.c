@@ -9,7 +9,7 @@
 #include "distill_int8.h"
 
 // Every kernel must round exactly as the reference does: no fused multiply-adds the compiler
-// invents (the one fmaf below is written out).
+// invents (the fmaf calls below are written out).
 #pragma STDC FP_CONTRACT OFF
 #ifdef __clang__
 #pragma clang fp contract(off)
@@ -25,8 +25,12 @@
 
 typedef distill_i8_args args_t;
 
-static inline float addend(const args_t *a, const float *dst, int n) {
-    return a->accumulate ? *dst : (a->bias ? a->bias[n] : 0.0f);
+// What row m, column n's product is added to: y's old value or the bias, then the outlier
+// channels' fp32 products, in channel order.
+static inline float addend(const args_t *a, int m, const float *dst, int n) {
+    float t = a->accumulate ? *dst : (a->bias ? a->bias[n] : 0.0f);
+    for (int j = 0; j < a->ko; j++) t = fmaf(a->xo[(long)m * a->ko + j], a->wo[(long)j * a->ldwo + n], t);
+    return t;
 }
 
 // ---------------------------------------------------------------- portable reference
@@ -44,7 +48,7 @@ static void gemm_scalar(const args_t *a) {
                 for (int j = 0; j < 4; j++) acc += ((int32_t)x[4 * g + j] - z) * (int32_t)w[j];
             }
             float *dst = a->y + (long)m * a->ldy + n;
-            *dst = fmaf((float)acc, a->xs[m] * a->ws[n], addend(a, dst, n));
+            *dst = fmaf((float)acc, a->xs[m] * a->ws[n], addend(a, m, dst, n));
         }
     }
 }
@@ -91,6 +95,9 @@ static inline void tile512(const int MR, const int NB, const args_t *a, int m0, 
             __m512 sc = _mm512_mul_ps(_mm512_set1_ps(a->xs[m]), wsv);
             float *dst = a->y + (long)m * a->ldy + n;
             __m512 add = a->accumulate ? _mm512_maskz_loadu_ps(mask, dst) : b;
+            for (int o = 0; o < a->ko; o++)
+                add = _mm512_fmadd_ps(_mm512_set1_ps(a->xo[(long)m * a->ko + o]),
+                                      _mm512_maskz_loadu_ps(mask, a->wo + (long)o * a->ldwo + n), add);
             _mm512_mask_storeu_ps(dst, mask, _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, add));
         }
     }
@@ -156,7 +163,13 @@ static inline void tile_##NAME(const int MR, const int NB, const args_t *a, int 
             float *dst = a->y + (long)m * a->ldy + n;                                                  \
             float out[8] = {0};                                                                        \
             if (a->accumulate) memcpy(out, dst, 4 * count); else memcpy(out, bb, 32);                  \
-            _mm256_storeu_ps(out, _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, _mm256_loadu_ps(out)));   \
+            __m256 add = _mm256_loadu_ps(out);                                                         \
+            for (int o = 0; o < a->ko; o++) {                                                          \
+                float wo8[8] = {0};                                                                    \
+                memcpy(wo8, a->wo + (long)o * a->ldwo + n, 4 * count);                                 \
+                add = _mm256_fmadd_ps(_mm256_set1_ps(a->xo[(long)m * a->ko + o]), _mm256_loadu_ps(wo8), add); \
+            }                                                                                          \
+            _mm256_storeu_ps(out, _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, add));                    \
             memcpy(dst, out, 4 * count);                                                               \
         }                                                                                              \
     }                                                                                                  \
@@ -244,7 +257,7 @@ static void dequantize_avx2(const args_t *a, const int32_t *acc, int mr, int m0,
                 for (int c = 0; c < left; c++) {
                     float *dst = a->y + (long)m * a->ldy + n + c;
                     const int32_t v = acc[16 * r + 8 * j + c] - a->xzero[m] * a->colsum[n + c];
-                    *dst = fmaf((float)v, a->xs[m] * a->ws[n + c], addend(a, dst, n + c));
+                    *dst = fmaf((float)v, a->xs[m] * a->ws[n + c], addend(a, m, dst, n + c));
                 }
             }
             break;
@@ -256,7 +269,9 @@ static void dequantize_avx2(const args_t *a, const int32_t *acc, int mr, int m0,
             const int m = m0 + r;
             float *dst = a->y + (long)m * a->ldy + n;
             const __m256 sc = _mm256_mul_ps(_mm256_set1_ps(a->xs[m]), wsv);
-            const __m256 add = a->accumulate ? _mm256_loadu_ps(dst) : b;
+            __m256 add = a->accumulate ? _mm256_loadu_ps(dst) : b;
+            for (int o = 0; o < a->ko; o++)
+                add = _mm256_fmadd_ps(_mm256_set1_ps(a->xo[(long)m * a->ko + o]), _mm256_loadu_ps(a->wo + (long)o * a->ldwo + n), add);
             const __m256i p = _mm256_loadu_si256((const __m256i *)(acc + 16 * r + 8 * j));
             const __m256i v = _mm256_sub_epi32(p, _mm256_mullo_epi32(_mm256_set1_epi32(a->xzero[m]), cs));
             _mm256_storeu_ps(dst, _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, add));
@@ -441,7 +456,7 @@ void distill_i8_dequantize(const distill_i8_args *a, const int32_t *acc, long ld
         for (int n = 0; n < a->N; n++) {
             const int32_t v = acc[(long)m * ldacc + n] - a->xzero[m] * a->colsum[n];
             float *dst = a->y + (long)m * a->ldy + n;
-            *dst = fmaf((float)v, a->xs[m] * a->ws[n], addend(a, dst, n));
+            *dst = fmaf((float)v, a->xs[m] * a->ws[n], addend(a, m, dst, n));
         }
     }
 }

@@ -63,8 +63,9 @@ public struct ParameterBreakdown: Codable, Sendable, Equatable {
     /// The attention widths of every applied attention (self- and cross-attention), summed: one
     /// token attends over S positions in each, QKᵀ and A·V costing 2·S·width multiply-adds.
     public let attentionWidths: Int
-    /// fp32 values an int8 copy stores besides one scale per matrix row: Distillery's int8
-    /// format keeps SmoothQuant factors, one per input column of each smoothed matrix.
+    /// 4-byte values an int8 copy stores besides one scale per matrix row: Distillery's int8
+    /// format keeps SmoothQuant factors, one per input column of each smoothed matrix, and
+    /// the outlier channels' numbers and fp32 weight columns.
     public var int8ExtraFloats: Int
     /// What a reader should know about the count (tied weights, shared layers, sources).
     public var notes: [String]

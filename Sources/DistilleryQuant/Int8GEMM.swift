@@ -62,37 +62,77 @@ public func quantizeRowsSymmetric(_ x: UnsafePointer<Float>, rows: Int, cols: In
 
 /// A linear layer's weights [N×K] quantized per output channel and packed for the kernels:
 /// blocks of 16 channels, [⌈N/16⌉][Kp/4][16][4] int8, with each channel's Σ_k w (which
-/// cancels the activations' zero points).
+/// cancels the activations' zero points); and the input's outlier channels, if any, with their
+/// fp32 weight columns.
 public final class PackedInt8Weights: @unchecked Sendable {
     public let N: Int, K: Int, Kp: Int
     public let packed: AlignedBuffer<Int8>     // [⌈N/16⌉·Kp·16]
     public let scales: FloatBuffer             // [⌈N/16⌉·16]
     public let colsum: AlignedBuffer<Int32>    // [⌈N/16⌉·16]
-    /// Activation smoothing [K]: the weights were multiplied column by column by s_k, so
-    /// activations are divided by s_k (multiplied by this, 1 / s_k) before quantization.
-    public let inverseSmoothing: FloatBuffer?
+    /// What the activations are multiplied by, column by column, before quantization [K]:
+    /// 1 / s_k where the weights were smoothed (multiplied column by column by s_k), and 0 at
+    /// the outlier channels, whose codes are then the zero point and add nothing. nil: all 1.
+    public let quantizationScale: FloatBuffer?
+    /// The outlier channels of the input, ascending [k], and their weight columns as rows,
+    /// fp32 and unsmoothed: [k × N].
+    public let outlierChannels: AlignedBuffer<Int32>
+    public let outlierWeights: FloatBuffer
 
-    /// From int8 weights [N×K] (row-major) and their per-channel scales.
-    public init(q: UnsafePointer<Int8>, scales s: UnsafePointer<Float>, N: Int, K: Int, smoothing: [Float]? = nil) {
+    /// From int8 weights [N×K] (row-major) and their per-channel scales; `outliers` gives the
+    /// outlier channels [k] and their fp32 columns [N × k] (the int8 weights there are ignored).
+    public init(q: UnsafePointer<Int8>, scales s: UnsafePointer<Float>, N: Int, K: Int, smoothing: [Float]? = nil,
+                outliers: (channels: [Int32], columns: [Float])? = nil) {
         self.N = N; self.K = K
-        inverseSmoothing = smoothing.map { FloatBuffer($0.map { 1 / $0 }) }
+        let channels = outliers?.channels ?? [], k = channels.count
+        precondition(channels.allSatisfy { $0 >= 0 && Int($0) < K } && outliers.map { $0.columns.count == N * k } ?? true,
+                     "outlier channels outside the matrix")
+        if smoothing != nil || k > 0 {
+            var c = smoothing.map { $0.map { 1 / $0 } } ?? [Float](repeating: 1, count: K)
+            for j in channels { c[Int(j)] = 0 }
+            quantizationScale = FloatBuffer(c)
+        } else {
+            quantizationScale = nil
+        }
+        outlierChannels = AlignedBuffer<Int32>(count: k)
+        outlierWeights = FloatBuffer(count: k * N)
+        for (i, j) in channels.enumerated() {
+            outlierChannels.base[i] = j
+            for n in 0..<N { outlierWeights.base[i * N + n] = outliers!.columns[n * k + i] }
+        }
         Kp = (K + 3) & ~3
         let Np = (N + 15) & ~15
         packed = AlignedBuffer<Int8>(count: Np * Kp)
         scales = FloatBuffer(count: Np)
         colsum = AlignedBuffer<Int32>(count: Np)
         let K4 = Kp / 4
+        var outlier = [Bool](repeating: false, count: K)
+        for j in channels { outlier[Int(j)] = true }
         for n in 0..<N {
             let blk = (n / 16) * K4 * 64 + (n % 16) * 4
             var sum: Int32 = 0
             for k in 0..<K {
-                let v = q[n * K + k]
+                let v = outlier[k] ? 0 : q[n * K + k]
                 packed.base[blk + (k / 4) * 64 + k % 4] = v
                 sum += Int32(v)
             }
             colsum.base[n] = sum
             scales.base[n] = s[n]
         }
+    }
+
+    /// The matrices of one schedule site (query, key and value: one matrix), rows concatenated.
+    /// They share one input, so one smoothing and one set of outlier channels (the first part's).
+    public convenience init(_ parts: [QuantizedSlot], N: Int, K: Int) {
+        let q = parts.flatMap(\.q), s = parts.flatMap(\.scales)
+        let channels = parts[0].outlierChannels
+        let outliers = channels.isEmpty ? nil : (channels, parts.flatMap(\.outlierColumns))
+        self.init(q: q, scales: s, N: N, K: K, smoothing: parts[0].smoothing, outliers: outliers)
+    }
+
+    /// x's values at the outlier channels: out [M × k] from x [M × K] (leading dimension ldx).
+    public func gatherOutliers(_ x: UnsafePointer<Float>, ldx: Int, M: Int, into out: UnsafeMutablePointer<Float>) {
+        let k = outlierChannels.count, c = outlierChannels.base
+        for m in 0..<M { for j in 0..<k { out[m * k + j] = x[m * ldx + Int(c[j])] } }
     }
 
     /// Row n's int8 values, read back from the packed layout (for embedding lookups).
@@ -119,7 +159,9 @@ public final class PackedInt8Weights: @unchecked Sendable {
     private var _plain: AlignedBuffer<Int8>?
     private let plainLock = NSLock()
 
-    public var bytes: Int { packed.count + scales.count * 4 + colsum.count * 4 + (_plain?.count ?? 0) }
+    public var bytes: Int {
+        packed.count + scales.count * 4 + colsum.count * 4 + (_plain?.count ?? 0) + outlierWeights.count * 4 + outlierChannels.count * 4
+    }
 }
 
 /// Activations quantized per row for the kernels, asymmetrically: row m is
@@ -260,21 +302,27 @@ public func quantizeRowVectorised(_ x: [Float], levels: Int = 255, scalar: Bool 
 
 /// y [M×N] (leading dimension ldy) = dequantize(xq · Wᵀ) + bias, split across threads by rows
 /// (or by column blocks when there are few rows).
-/// With `accumulate`, y += dequantize(xq · Wᵀ) instead (bias ignored).
+/// With `accumulate`, y += dequantize(xq · Wᵀ) instead (bias ignored). Where w has outlier
+/// channels, the first pass adds their fp32 products (`outliers`: x's values there [M × k]) to
+/// the bias before the int8 product, in the kernels' dequantization.
 public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: QuantizedActivations, M: Int,
                        _ w: PackedInt8Weights, bias: UnsafePointer<Float>?, kernel: Int8Kernel = .best,
-                       accumulate: Bool = false) {
+                       accumulate: Bool = false, outliers: UnsafePointer<Float>? = nil) {
     precondition(x.Kp == w.Kp, "activation and weight widths differ")
     precondition(x.levels <= kernel.activationLevels, "\(kernel) multiplies activations of at most \(kernel.activationLevels) exactly")
+    let ko = accumulate ? 0 : w.outlierChannels.count
+    precondition(ko == 0 || outliers != nil, "the outlier channels' activations are missing")
     let ld = ldy ?? w.N, Kp = w.Kp, N = w.N
     let yp = SendablePointer(y), bp = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+    let xo = outliers.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }, wo = SendablePointer(w.outlierWeights.base)
     let k = Int32(kernel.rawValue), acc: Int32 = accumulate ? 1 : 0
     if kernel == .onednn {
         // oneDNN's products (with its own threads) into int32, then our dequantization.
         let products = OneDNNProducts.shared.buffer(M * N)
         var a = distill_i8_args(M: Int32(M), N: Int32(N), Kp: Int32(Kp), xq: x.q.base, xzero: x.zeros.base, xs: x.scales.base,
                                 wp: w.packed.base, colsum: w.colsum.base, ws: w.scales.base, bias: bias,
-                                y: y, ldy: Int32(ld), accumulate: acc)
+                                y: y, ldy: Int32(ld), accumulate: acc,
+                                xo: outliers, wo: w.outlierWeights.base, ko: Int32(ko), ldwo: Int32(N))
         if distill_dnnl_matmul(Int32(DISTILL_DNNL_U8S8), M, N, Kp, x.q.base, Kp, 1, w.plain.base, 1, Kp, products, N, 0) == 0 {
             distill_i8_dequantize(&a, products, N)
             OneDNNProducts.shared.calls += 1
@@ -293,7 +341,8 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
                                 xq: x.q.base + m0 * Kp, xzero: x.zeros.base + m0, xs: x.scales.base + m0,
                                 wp: w.packed.base + (n0 / 16) * (Kp / 4) * 64,
                                 colsum: w.colsum.base + n0, ws: w.scales.base + n0,
-                                bias: bp.map { UnsafePointer($0.p + n0) }, y: yp.p + m0 * ld + n0, ldy: Int32(ld), accumulate: acc)
+                                bias: bp.map { UnsafePointer($0.p + n0) }, y: yp.p + m0 * ld + n0, ldy: Int32(ld), accumulate: acc,
+                                xo: xo.map { UnsafePointer($0.p + m0 * ko) }, wo: wo.p + n0, ko: Int32(ko), ldwo: Int32(N))
         distill_i8_gemm(k, &a)
     }
     if M >= 2 * rowsPerTile * Parallel.threads || N <= 64 {

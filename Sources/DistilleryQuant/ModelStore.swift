@@ -152,7 +152,7 @@ extension ModelStore {
     /// smoothing factors its int8 format stores.
     public static func parameterBreakdown(_ m: CountedModel) throws -> ParameterBreakdown {
         var b = try m.shape.breakdown(name: m.name, source: m.name)
-        if let c = m.shape.encoderConfig { b.int8ExtraFloats = Quantizer.smoothingFloats(ParameterLayout(config: c)) }
+        if let c = m.shape.encoderConfig { b.int8ExtraFloats = Quantizer.extraValues(ParameterLayout(config: c)) }
         b.notes = m.notes + b.notes
         return b
     }

@@ -4,8 +4,9 @@ import DistilleryFormats
 import DistilleryModels
 
 /// How a checkpoint is quantized, recorded in its metadata ("distillery.quantization").
+/// Version 2 adds outlier channels; version 1 files (none) still load.
 public struct QuantizationScheme: Codable, Sendable, Equatable {
-    public var version = 1
+    public var version = 2
     public var weights = "int8, symmetric, one scale per output channel (F32 tensor NAME.scale)"
     public var embeddings = "int8, symmetric, one scale per row (F32 tensor NAME.scale); the token-type table F32"
     public var activations = "uint8, asymmetric, one scale and zero point per token over [min(x, 0), max(x, 0)], computed at run time"
@@ -15,13 +16,49 @@ public struct QuantizationScheme: Codable, Sendable, Equatable {
     /// Which layer inputs are smoothed.
     public var smoothedInputs: [Input] = [.qkv, .attentionOutput, .ffnInput, .headTransform]
     /// Which layer inputs are quantized in two int8 passes (the second over what the first
-    /// left), about 15-bit activations at twice the int8 work. On all-MiniLM-L6-v2 the query/
-    /// key/value input is the one where this pays (mean sentence cosine 0.99927 → 0.99934 for
-    /// ~10% more time; adding the FFN output gives 0.99941 for another ~12%).
-    public var twoPassInputs: [Input] = [.qkv]
+    /// left), about 15-bit activations at twice the int8 work. Outlier channels do better for
+    /// less (all-MiniLM-L6-v2, 7-bit codes: two QKV passes 0.99922 mean sentence cosine, two
+    /// outlier channels on every input in one pass 0.99950, four 0.99952;
+    /// Tests/Benchmarks/int8_scheme_sim.py).
+    public var twoPassInputs: [Input] = []
+    /// Inputs whose `outlierChannels` widest channels (by the calibration range, after
+    /// smoothing) bypass int8 (LLM.int8()'s decomposition): the activations are quantized
+    /// without them, so one token's few huge channels no longer set the step for all the
+    /// others, and those channels are multiplied in fp32 with the matching weight columns
+    /// (I32 NAME.outlier_channels [k], F32 NAME.outliers [out × k]; NAME's int8 columns there are 0).
+    public var outlierInputs: [Input] = [.qkv, .attentionOutput, .ffnInput, .ffnOutput]
+    public var outlierChannels = 2
     /// Hugging Face names (or parts of names) kept in fp32.
     public var keptFP32: [String] = []
     public init(keptFP32: [String] = []) { self.keptFP32 = keptFP32 }
+
+    /// The most outlier channels a file may ask for (each costs fp32 work per token).
+    public static let maxOutlierChannels = 64
+
+    /// Whether matrices reading `input` carry outlier channels.
+    public func hasOutliers(_ input: Input?) -> Bool {
+        guard let input else { return false }
+        return outlierChannels > 0 && outlierInputs.contains(input)
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, weights, embeddings, activations, smoothing, smoothedInputs, twoPassInputs, outlierInputs, outlierChannels, keptFP32
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.decode(Int.self, forKey: .version)
+        weights = try c.decode(String.self, forKey: .weights)
+        embeddings = try c.decode(String.self, forKey: .embeddings)
+        activations = try c.decode(String.self, forKey: .activations)
+        smoothing = try c.decode(String.self, forKey: .smoothing)
+        smoothedInputs = try c.decode([Input].self, forKey: .smoothedInputs)
+        twoPassInputs = try c.decode([Input].self, forKey: .twoPassInputs)
+        // Version 1 had no outlier channels.
+        outlierInputs = try c.decodeIfPresent([Input].self, forKey: .outlierInputs) ?? []
+        outlierChannels = try c.decodeIfPresent(Int.self, forKey: .outlierChannels) ?? 0
+        keptFP32 = try c.decode([String].self, forKey: .keptFP32)
+    }
 
     /// The inputs of the linear layers of a transformer block (and the head).
     public enum Input: String, Codable, Sendable, Hashable, CaseIterable {
@@ -30,6 +67,16 @@ public struct QuantizationScheme: Codable, Sendable, Equatable {
     }
 
     public static let metadataKey = "distillery.quantization"
+
+    /// What a file without a recorded scheme is read as: version 1's defaults.
+    public static let version1: QuantizationScheme = {
+        var s = QuantizationScheme()
+        s.version = 1
+        s.twoPassInputs = [.qkv]
+        s.outlierInputs = []
+        s.outlierChannels = 0
+        return s
+    }()
 
     /// The scheme as JSON, as the metadata records it.
     public func json() throws -> String {
@@ -45,22 +92,27 @@ public struct QuantizationScheme: Codable, Sendable, Equatable {
         do { scheme = try JSONDecoder().decode(QuantizationScheme.self, from: Data(text.utf8)) } catch {
             throw ModelCheckpointError.badMetadata(path: path, key: metadataKey, reason: "not a quantization scheme: \(describe(error))")
         }
-        guard scheme.version == 1 else {
-            throw ModelCheckpointError.badMetadata(path: path, key: metadataKey, reason: "scheme version \(scheme.version); this build reads version 1")
+        guard (1...2).contains(scheme.version) else {
+            throw ModelCheckpointError.badMetadata(path: path, key: metadataKey, reason: "scheme version \(scheme.version); this build reads versions 1 and 2")
+        }
+        guard (0...maxOutlierChannels).contains(scheme.outlierChannels), scheme.version == 2 || scheme.outlierChannels == 0 else {
+            throw ModelCheckpointError.badMetadata(path: path, key: metadataKey,
+                reason: "outlierChannels \(scheme.outlierChannels); version 2 allows 0…\(maxOutlierChannels), version 1 none")
         }
         return scheme
     }
 }
 
 public enum Quantizer {
-    /// fp32 values an int8 checkpoint of `layout` stores besides one scale per matrix row: the
-    /// smoothing factors of the inputs `scheme` smooths, one per input column of each matrix
-    /// reading them (query, key and value each carry theirs).
-    public static func smoothingFloats(_ layout: ParameterLayout, scheme: QuantizationScheme = QuantizationScheme()) -> Int {
+    /// 4-byte values an int8 checkpoint of `layout` stores besides one scale per matrix row:
+    /// the smoothing factors of the inputs `scheme` smooths, one per input column of each matrix
+    /// reading them (query, key and value each carry theirs), and for inputs with outlier
+    /// channels, each matrix's k channel numbers (I32) and its k fp32 weights per row.
+    public static func extraValues(_ layout: ParameterLayout, scheme: QuantizationScheme = QuantizationScheme()) -> Int {
         layout.slots.reduce(0) { n, slot in
-            guard slot.shape.count == 2, let input = QuantizationScheme.Input(slot: slot.name),
-                  scheme.smoothedInputs.contains(input) else { return n }
-            return n + slot.shape[1]
+            guard slot.shape.count == 2, let input = QuantizationScheme.Input(slot: slot.name) else { return n }
+            let k = scheme.hasOutliers(input) ? min(scheme.outlierChannels, slot.shape[1]) : 0
+            return n + (scheme.smoothedInputs.contains(input) ? slot.shape[1] : 0) + k * (1 + slot.shape[0])
         }
     }
 
@@ -86,26 +138,38 @@ public enum Quantizer {
     }
 
     /// The quantized form of one slot: int8 rows, their scales, and the smoothing factors the
-    /// weights were multiplied by (nil: none).
-    static func quantize(_ model: EncoderModel, _ slot: ParameterSlot, smoothing: [Float]?) -> (q: [Int8], scales: [Float], smoothing: [Float]?) {
-        let rows = slot.shape[0], cols = slot.shape[1]
-        guard let s = smoothing else {
-            let (q, sc) = quantizeRowsSymmetric(model.p(slot.offset), rows: rows, cols: cols)
-            return (q, sc, nil)
+    /// weights were multiplied by (nil: none); with outlier channels, their fp32 weight columns
+    /// [rows × k] (unsmoothed), the int8 columns there 0 and the row scales set without them.
+    static func quantize(_ model: EncoderModel, _ slot: ParameterSlot, smoothing: [Float]?, outliers: [Int32] = []) -> QuantizedSlot {
+        let rows = slot.shape[0], cols = slot.shape[1], p = model.p(slot.offset)
+        var w = [Float](UnsafeBufferPointer(start: p, count: slot.count))
+        if let s = smoothing { for r in 0..<rows { for j in 0..<cols { w[r * cols + j] *= s[j] } } }
+        var columns = [Float](repeating: 0, count: rows * outliers.count)
+        for r in 0..<rows {
+            for (i, j) in outliers.enumerated() {
+                columns[r * outliers.count + i] = p[r * cols + Int(j)]
+                w[r * cols + Int(j)] = 0
+            }
         }
-        var w = [Float](UnsafeBufferPointer(start: model.p(slot.offset), count: slot.count))
-        for r in 0..<rows { for j in 0..<cols { w[r * cols + j] *= s[j] } }
         let (q, sc) = w.withUnsafeBufferPointer { quantizeRowsSymmetric($0.baseAddress!, rows: rows, cols: cols) }
-        return (q, sc, s)
+        return QuantizedSlot(q: q, scales: sc, smoothing: smoothing, outlierChannels: outliers, outlierColumns: columns)
     }
 
     /// The quantized form of every slot `scheme` quantizes, by slot name.
-    static func quantizeSlots(_ model: EncoderModel, scheme: QuantizationScheme) throws -> [String: (q: [Int8], scales: [Float], smoothing: [Float]?)] {
+    static func quantizeSlots(_ model: EncoderModel, scheme: QuantizationScheme) throws -> [String: QuantizedSlot] {
         let quantized = quantizedSlots(model, keep: scheme.keptFP32)
-        let smoothing = try Smoothing.selfCalibrated(model, inputs: Set(scheme.smoothedInputs))
-        var out: [String: (q: [Int8], scales: [Float], smoothing: [Float]?)] = [:]
+        let ranges = try Smoothing.selfCalibratedRanges(model)
+        let smoothing = Smoothing.factors(model, ranges: ranges.filter { scheme.smoothedInputs.contains(QuantizationScheme.Input($0.key)) },
+                                          alpha: Smoothing.alpha)
+        var outliers: [String: [Int32]] = [:]
+        for (input, a) in ranges where scheme.hasOutliers(QuantizationScheme.Input(input)) {
+            let names = Smoothing.slotNames(input)
+            let channels = Smoothing.outlierChannels(ranges: a, smoothing: names.first.flatMap { smoothing[$0] }, k: scheme.outlierChannels)
+            for n in names { outliers[n] = channels }
+        }
+        var out: [String: QuantizedSlot] = [:]
         for slot in model.layout.slots where quantized.contains(slot.name) {
-            out[slot.name] = quantize(model, slot, smoothing: smoothing[slot.name])
+            out[slot.name] = quantize(model, slot, smoothing: smoothing[slot.name], outliers: outliers[slot.name] ?? [])
         }
         return out
     }
@@ -118,10 +182,7 @@ public enum Quantizer {
         for site in model.layout.matrixSites {
             let p = site.slots.compactMap { parts[$0] }
             guard p.count == site.slots.count else { continue }
-            let q = p.flatMap(\.q), s = p.flatMap(\.scales)
-            let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer {
-                PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: site.rows, K: site.cols, smoothing: p[0].smoothing)
-            } }
+            let packed = PackedInt8Weights(p, N: site.rows, K: site.cols)
             let twoPass = QuantizationScheme.Input(site: site).map { scheme.twoPassInputs.contains($0) } ?? false
             model.setMatrix(Int8Matrix(packed, twoPass: twoPass, kernel: kernel), at: site.offset, keepsFP32: true)
         }
@@ -140,15 +201,22 @@ public enum Quantizer {
         for (ours, hf) in table.pairs {
             let slot = model.layout.slot(ours)!
             let name = table.fileName(hf)
-            if let (q, s, sm) = parts[ours] {
-                owned += Int8Codec.tensors(name: name, q: q, scales: s, smoothing: sm, rows: slot.shape[0], cols: slot.shape[1])
+            if let part = parts[ours] {
+                owned += Int8Codec.tensors(name: name, part, rows: slot.shape[0], cols: slot.shape[1])
             } else {
                 owned.append(OwnedTensor(name: name, shape: slot.shape,
                                          floats: Array(UnsafeBufferPointer(start: model.p(slot.offset), count: slot.count))))
             }
         }
         var meta = try model.checkpointMetadata(tokenizer: tokenizer, provenance: provenance, recipe: recipe)
-        meta[QuantizationScheme.metadataKey] = try scheme.json()
+        // Without outlier channels the file is what version 1 readers understand.
+        var recorded = scheme
+        if !scheme.outlierInputs.contains(where: scheme.hasOutliers) {
+            recorded.version = 1
+            recorded.outlierInputs = []
+            recorded.outlierChannels = 0
+        }
+        meta[QuantizationScheme.metadataKey] = try recorded.json()
         return try Safetensors.withPayloads(owned) { try CheckpointWriter.write($0, metadata: meta, to: path, level: level) }
     }
 

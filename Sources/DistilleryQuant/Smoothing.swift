@@ -17,6 +17,12 @@ public enum Smoothing {
     /// Smoothing factors per weight slot for the given inputs, from random-token activations.
     public static func selfCalibrated(_ model: EncoderModel, inputs: Set<QuantizationScheme.Input>, seed: UInt64 = 0x5EED) throws -> [String: [Float]] {
         if inputs.isEmpty { return [:] }
+        let ranges = try selfCalibratedRanges(model, seed: seed).filter { inputs.contains(QuantizationScheme.Input($0.key)) }
+        return factors(model, ranges: ranges, alpha: alpha)
+    }
+
+    /// Per-channel max |x| of every linear input on two batches of 8 × 128 random tokens.
+    public static func selfCalibratedRanges(_ model: EncoderModel, seed: UInt64 = 0x5EED) throws -> [LinearInput: [Float]] {
         let c = model.config
         var rng = SplitMix64(seed: seed)
         let S = min(128, c.maxPositions), B = 8
@@ -26,16 +32,39 @@ public enum Smoothing {
             return TokenBatch(B: B, S: S, inputIds: ids, attentionMask: [Float](repeating: 1, count: B * S),
                               tokenTypes: c.hasTokenTypes ? [Int32](repeating: 0, count: B * S) : nil)
         }
-        let ranges = try observeRanges(model, batches: batches).filter { key, _ in
-            switch key {
-            case .qkv: return inputs.contains(.qkv)
-            case .attentionOutput: return inputs.contains(.attentionOutput)
-            case .ffnInput: return inputs.contains(.ffnInput)
-            case .ffnOutput: return inputs.contains(.ffnOutput)
-            case .headTransform: return inputs.contains(.headTransform)
-            }
+        return try observeRanges(model, batches: batches)
+    }
+
+    /// The weight slots reading `input`.
+    public static func slotNames(_ input: LinearInput) -> [String] {
+        switch input {
+        case .qkv(let i): return ["query", "key", "value"].map { "attention.\(i).\($0).weight" }
+        case .attentionOutput(let i): return ["attention.\(i).output.weight"]
+        case .ffnInput(let i): return ["ffn.\(i).intermediate.weight"]
+        case .ffnOutput(let i): return ["ffn.\(i).output.weight"]
+        case .headTransform: return ["head.transform.weight"]
         }
-        return factors(model, ranges: ranges, alpha: alpha)
+    }
+
+    /// The `k` channels of an input with the widest ranges `a` after dividing by the smoothing
+    /// factors (nil: none), ascending; ties go to the lower channel.
+    public static func outlierChannels(ranges a: [Float], smoothing: [Float]?, k: Int) -> [Int32] {
+        let width = a.indices.map { j in a[j] / (smoothing?[j] ?? 1) }
+        let order = width.indices.sorted { width[$0] != width[$1] ? width[$0] > width[$1] : $0 < $1 }
+        return order.prefix(min(k, a.count)).sorted().map { Int32($0) }
+    }
+}
+
+extension QuantizationScheme.Input {
+    /// The scheme's name for a layer input of the schedule.
+    public init(_ input: LinearInput) {
+        switch input {
+        case .qkv: self = .qkv
+        case .attentionOutput: self = .attentionOutput
+        case .ffnInput: self = .ffnInput
+        case .ffnOutput: self = .ffnOutput
+        case .headTransform: self = .headTransform
+        }
     }
 }
 
@@ -46,15 +75,7 @@ extension Smoothing {
         let L = model.layout
         var out: [String: [Float]] = [:]
         for (input, a) in ranges {
-            let names: [String]
-            switch input {
-            case .qkv(let i): names = ["query", "key", "value"].map { "attention.\(i).\($0).weight" }
-            case .attentionOutput(let i): names = ["attention.\(i).output.weight"]
-            case .ffnInput(let i): names = ["ffn.\(i).intermediate.weight"]
-            case .ffnOutput(let i): names = ["ffn.\(i).output.weight"]
-            case .headTransform: names = ["head.transform.weight"]
-            }
-            let slots = names.compactMap { L.slot($0) }
+            let slots = slotNames(input).compactMap { L.slot($0) }
             guard !slots.isEmpty else { continue }
             let K = a.count
             var wmax = [Float](repeating: 0, count: K)

@@ -238,5 +238,78 @@ final class EvalCompareTests: XCTestCase {
         meta[QuantizationScheme.metadataKey] = "{not json"
         let badMeta = try rewrite(all, metadata: meta, "bad-scheme")
         XCTAssertThrowsError(try ModelStore.open(badMeta)) { XCTAssertTrue("\($0)".contains(QuantizationScheme.metadataKey), "\($0)") }
+
+        // Outlier channels: inside the input, distinct and ascending, with finite columns of the
+        // right shape; present exactly where the scheme says.
+        let channels = "bert.encoder.layer.0.attention.self.query.weight.outlier_channels"
+        let columns = "bert.encoder.layer.0.attention.self.query.weight.outliers"
+        let k = QuantizationScheme().outlierChannels
+        XCTAssertEqual(all.first { $0.name == channels }?.shape, [k], "the QKV input has outlier channels by default")
+        func ints(_ v: [Int32]) -> OwnedTensor { OwnedTensor(name: channels, dtype: .I32, shape: [v.count], data: v.withUnsafeBytes { Array($0) }) }
+        for (label, bad) in [("outside", [Int32(1), 64]), ("negative", [-1, 3]), ("repeated", [5, 5]), ("descending", [7, 2])] {
+            expectError(try rewrite(all.map { $0.name == channels ? ints(bad) : $0 }, "channels-\(label)"), mentioning: channels)
+        }
+        expectError(try rewrite(all.map { $0.name == channels ? ints([1, 2, 3]) : $0 }, "channels-count"), mentioning: channels)
+        expectError(try rewrite(all.filter { $0.name != columns }, "no-columns"), mentioning: columns)
+        expectError(try rewrite(all.map { $0.name == columns ? OwnedTensor(name: columns, shape: $0.shape, floats: [Float](repeating: .nan, count: $0.shape[0] * $0.shape[1])) : $0 },
+                                "nan-columns"), mentioning: columns)
+        expectError(try rewrite(all.map { $0.name == columns ? OwnedTensor(name: columns, shape: [$0.shape[1], $0.shape[0]], floats: [Float](repeating: 0, count: $0.shape[0] * $0.shape[1])) : $0 },
+                                "transposed-columns"), mentioning: columns)
+        var none = QuantizationScheme()
+        none.outlierChannels = 0
+        meta[QuantizationScheme.metadataKey] = try none.json()
+        expectError(try rewrite(all, metadata: meta, "outliers-not-in-scheme"), mentioning: ".outlier_channels")
+        var tooMany = QuantizationScheme()
+        tooMany.outlierChannels = 1 << 40
+        meta[QuantizationScheme.metadataKey] = try tooMany.json()
+        expectError(try rewrite(all, metadata: meta, "outliers-too-many"), mentioning: "outlierChannels")
+    }
+
+    /// Outlier channels: the int8 file keeps their weight columns exactly (converting back to
+    /// fp32 restores them bit for bit), and a file written before them (scheme version 1, no
+    /// outlier keys in its metadata) still loads and runs its two-pass inputs.
+    func testOutlierChannelsRoundTripAndVersion1Files() throws {
+        let dir = Fixtures.temporaryDirectory + "/int8-outliers"
+        try? FileManager.default.removeItem(atPath: dir)
+        let teacher = dir + "/teacher", ck = dir + "/int8.safetensors.zst"
+        try Fixtures.makeTinyTeacher(at: teacher)
+        _ = try Quantizer.quantize(input: teacher, output: ck)
+        let fp32 = try ModelStore.load(teacher).model, decoded = try ModelStore.load(ck).model
+        let file = try Checkpoint(path: ck)
+        let image = try SafetensorsImage(try file.decompressAll(), path: ck)
+        let name = "bert.encoder.layer.1.intermediate.dense.weight"
+        let info = image.tensors.first { $0.name == name + ".outlier_channels" }!
+        let channels = try image.withBytes(info) { raw in (0..<info.shape[0]).map { Int(raw.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self)) } }
+        XCTAssertEqual(channels.count, 2)
+        let slot = fp32.layout.slot("ffn.1.intermediate.weight")!
+        let cols = slot.shape[1]
+        for r in 0..<slot.shape[0] {
+            for c in channels { XCTAssertEqual(decoded.p(slot.offset)[r * cols + c], fp32.p(slot.offset)[r * cols + c], "row \(r) channel \(c)") }
+        }
+        // The int8 columns there are 0: the fp32 columns carry those channels alone.
+        let q = try image.withBytes(image.tensors.first { $0.name == name }!) { Array($0.bindMemory(to: Int8.self)) }
+        for r in 0..<slot.shape[0] { for c in channels { XCTAssertEqual(q[r * cols + c], 0) } }
+
+        // A version 1 file: no outlier tensors, the old scheme text.
+        let v1 = dir + "/v1.safetensors.zst"
+        var old = QuantizationScheme()
+        old.outlierChannels = 0
+        old.twoPassInputs = [.qkv]
+        _ = try Quantizer.quantize(input: teacher, output: v1, scheme: old)
+        let v1File = try Checkpoint(path: v1)
+        let text = v1File.metadata[QuantizationScheme.metadataKey]!
+        XCTAssertTrue(text.contains("\"version\":1"), text)
+        var meta = v1File.metadata
+        let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
+        meta[QuantizationScheme.metadataKey] = String(decoding: try JSONSerialization.data(withJSONObject: json.filter { !$0.key.hasPrefix("outlier") }), as: UTF8.self)
+        let v1Image = try SafetensorsImage(try v1File.decompressAll(), path: v1)
+        let tensors = try v1Image.tensors.map { t in OwnedTensor(name: t.name, dtype: t.dtype, shape: t.shape, data: try v1Image.withBytes(t) { Array($0) }) }
+        let legacy = dir + "/legacy.safetensors.zst"
+        try Safetensors.withPayloads(tensors) { _ = try CheckpointWriter.write($0, metadata: meta, to: legacy) }
+        let scheme = try XCTUnwrap(QuantizationScheme.read(meta, path: legacy))
+        XCTAssertEqual(scheme.outlierChannels, 0)
+        XCTAssertEqual(scheme.twoPassInputs, [.qkv])
+        let model = try ModelStore.open(legacy).model
+        XCTAssertTrue(model.precision.hasPrefix("int8"), model.precision)
     }
 }

@@ -184,6 +184,67 @@ final class Int8KernelTests: XCTestCase {
         } }
     }
 
+    /// Outlier channels: an Int8Matrix with them gives the int8 product over the other channels
+    /// (their codes are the zero point) plus the fp32 product over these, exactly as written out
+    /// here; and one channel 200× the others no longer coarsens the rest (on every kernel).
+    func testOutlierChannelsBypassInt8() {
+        var rng = SplitMix64(seed: 11)
+        // Few rows split the columns across threads (outlier weights read from column 48 on),
+        // many rows split the rows; 37 and 100 columns end in partial vectors.
+        for (M, N) in [(21, 37), (5, 100), (30, 100)] {
+        let K = 45, hot = [Int32(3), 30]
+        var x = (0..<(M * K)).map { _ in rng.nextGaussian() }
+        for m in 0..<M { x[m * K + 3] *= 200; x[m * K + 30] *= 50 }
+        let w = (0..<(N * K)).map { _ in rng.nextGaussian() }, bias = (0..<N).map { _ in rng.nextGaussian() }
+        func run(_ kernel: Int8Kernel, outliers: [Int32]) -> (y: [Float], q: [Int8], s: [Float]) {
+            var wi = w
+            for n in 0..<N { for c in outliers { wi[n * K + Int(c)] = 0 } }
+            let (q, s) = wi.withUnsafeBufferPointer { quantizeRowsSymmetric($0.baseAddress!, rows: N, cols: K) }
+            let columns = (0..<N).flatMap { n in outliers.map { w[n * K + Int($0)] } }
+            let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer {
+                PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: N, K: K, outliers: outliers.isEmpty ? nil : (outliers, columns))
+            } }
+            let matrix = Int8Matrix(packed, twoPass: false, kernel: kernel)
+            let y = FloatBuffer(count: M * N), scratch = FloatBuffer(count: matrix.scratchFloats(maxRows: M))
+            x.withUnsafeBufferPointer { xp in bias.withUnsafeBufferPointer {
+                matrix.forward(y.base, ldOut: N, xp.baseAddress!, ldInp: K, N: M, bias: $0.baseAddress!, scratch: scratch.base)
+            } }
+            return (y.toArray(), q, s)
+        }
+        func error(_ y: [Float]) -> Double {
+            var e = 0.0
+            for m in 0..<M { for n in 0..<N {
+                var exact = Double(bias[n])
+                for k in 0..<K { exact += Double(x[m * K + k]) * Double(w[n * K + k]) }
+                e = max(e, abs(Double(y[m * N + n]) - exact))
+            } }
+            return e
+        }
+        for kernel in Int8Kernel.available {
+            let (y, q, s) = run(kernel, outliers: hot)
+            // Written out: codes of the row with the outlier channels at 0, the integer sum, the
+            // outlier channels' products fused onto the bias in order, then one fused multiply-add.
+            var expected = [Float](repeating: 0, count: M * N)
+            for m in 0..<M {
+                var row = Array(x[(m * K)..<((m + 1) * K)])
+                for c in hot { row[Int(c)] = 0 }
+                let (codes, scale, zero) = quantizeRowReference(row, levels: kernel.activationLevels)
+                for n in 0..<N {
+                    var acc: Int32 = 0
+                    for k in 0..<K { acc += (Int32(codes[k]) - zero) * Int32(q[n * K + k]) }
+                    var t = bias[n]
+                    for c in hot { t = fmaf(x[m * K + Int(c)], w[n * K + Int(c)], t) }
+                    expected[m * N + n] = fmaf(Float(acc), scale * s[n], t)
+                }
+            }
+            XCTAssertEqual(y, expected, "\(kernel) \(M)×\(N)")
+            let plain = error(run(kernel, outliers: []).y), bypassed = error(y)
+            print("\(kernel): largest error \(plain) without outlier channels, \(bypassed) with them")
+            XCTAssertLessThan(bypassed * 20, plain, "\(kernel)")
+        }
+        }
+    }
+
     /// The saturation bound itself: every activation code at the kernel's top level against
     /// weights all −128, then all 127 (the largest pair sums vpmaddubsw can meet), each kernel
     /// against the exact integer sum.

@@ -431,7 +431,7 @@ final class ParameterCountTests: XCTestCase {
 extension ParameterBreakdown {
     func withInt8Extras(of layout: ParameterLayout) -> ParameterBreakdown {
         var b = self
-        b.int8ExtraFloats = Quantizer.smoothingFloats(layout)
+        b.int8ExtraFloats = Quantizer.extraValues(layout)
         return b
     }
 }

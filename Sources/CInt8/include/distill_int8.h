@@ -27,10 +27,10 @@ uint32_t distill_i8_available(void);
 /// One product Y = dequantize(X · Wᵀ), rows m < M, columns n < N:
 ///
 ///   acc[m][n] = Σ_k (xq[m][k] − xzero[m]) · w[n][k]               (exact, in int32)
-///   y[m·ldy + n] = fmaf((float)acc, xs[m] · ws[n], addend)
-///
-/// with addend = y's previous value when `accumulate` is set (a second pass over what the
-/// first pass's quantization left), else bias[n], or 0 without bias.
+///   t = y's previous value when `accumulate` is set (a second pass over what the first
+///       pass's quantization left), else bias[n], or 0 without bias
+///   t = fmaf(xo[m·ko + j], wo[j·ldwo + n], t)   for j = 0 … ko − 1  (outlier channels, fp32)
+///   y[m·ldy + n] = fmaf((float)acc, xs[m] · ws[n], t)
 typedef struct {
     int M, N, Kp;
     /// Activations [M × Kp] uint8, quantized per row with zero point xzero[m] and scale xs[m];
@@ -48,6 +48,11 @@ typedef struct {
     float *y;
     int ldy;
     int accumulate;
+    /// Outlier channels, multiplied in fp32 (ko = 0: none): their activations xo [M × ko] and
+    /// weights wo [ko × ldwo], column n of this product at wo[j·ldwo + n].
+    const float *xo;
+    const float *wo;
+    int ko, ldwo;
 } distill_i8_args;
 
 void distill_i8_gemm(int kernel, const distill_i8_args *args);
