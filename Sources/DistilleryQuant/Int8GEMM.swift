@@ -334,8 +334,11 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
     }
     // Eight chunks a thread, taken as threads finish: a rented core the host interrupts then
     // holds up one small chunk, not half the product (MiniLM int8 at 8 × 128 on 2 vCPUs shared
-    // with another job: 141 → 135 ms; neutral on a quiet machine).
-    let rowsPerTile = 6
+    // with another job: 141 → 135 ms; neutral on a quiet machine). Chunks hold whole row tiles
+    // of the kernel (6 rows for AVX-512 VNNI, 4 for the 256-bit kernels), so none ends in a
+    // narrower, slower tile: 6-row chunks sent a third of a 1 × 128 batch's rows through the
+    // AVX2 kernel's 2-row tile.
+    let rowsPerTile = kernel == .avx512VNNI ? 6 : 4
     func call(m0: Int, m1: Int, n0: Int, n1: Int) {
         var a = distill_i8_args(M: Int32(m1 - m0), N: Int32(n1 - n0), Kp: Int32(Kp),
                                 xq: x.q.base + m0 * Kp, xzero: x.zeros.base + m0, xs: x.scales.base + m0,

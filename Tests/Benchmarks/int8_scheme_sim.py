@@ -33,6 +33,8 @@ version 1 scheme (7-bit, QKV in two passes, no outlier channels) where the Swift
   fp32-one       7-bit single pass with one QKV (or FFN-output) matrix left fp32, each in turn
   outliers       k = 2, 4, 8, 16 outlier channels on the QKV input, 4 and 8 on every input
   outliers-cheap bf16 outlier columns; 2 or 3 channels everywhere; all inputs but the FFN's
+  halved         the shipped scheme with 7-bit weights: the file's int8 codes halved at load
+                 (round half to even, |w| <= 64), or quantized to 7 bits directly
   w7             the version 1 scheme with 7-bit weights (±63) on some inputs' matrices: what
                  an AVX2 kernel that adds two vpmaddubsw results in int16 before widening
                  would need (4 products of 7-bit codes and 7-bit weights stay below 2^15)
@@ -107,7 +109,7 @@ def main():
         return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
 
     def install(levels=127, two_pass=("qkv",), alpha=0.5, shift=(), fp32=(),
-                smoothed=("qkv", "attention_output", "ffn_input"), w7=(), outliers={}, bf16_outliers=False):
+                smoothed=("qkv", "attention_output", "ffn_input"), w7=(), outliers={}, bf16_outliers=False, halve=False):
         for key, ls in groups.items():
             W = torch.cat([original[id(l)][0] for l in ls], 0)
             hi, lo = ranges[key]
@@ -126,7 +128,10 @@ def main():
             keepcol = torch.ones(W.shape[1], dtype=torch.bool)
             keepcol[O] = False
             Wi = Ws * keepcol
-            Wq = torch.round(Wi / (Wi.abs().max(1, keepdim=True).values / wl)) * (Wi.abs().max(1, keepdim=True).values / wl)
+            step = Wi.abs().max(1, keepdim=True).values / wl
+            Wq = torch.round(Wi / step) * step
+            if halve:  # the int8 file's codes halved at load (round half to even): |w| <= 64
+                Wq = torch.round(torch.round(Wi / step) / 2) * 2 * step
             Wq[:, O] = Ws[:, O].bfloat16().float() if bf16_outliers else Ws[:, O]
             z = (hi + lo) / 2 / s if key[0] in shift else torch.zeros_like(s)
             row = 0
@@ -181,6 +186,9 @@ def main():
             run("7-bit weights but QKV, QKV two passes", w7=("attention_output", "ffn_input", "ffn_output"))
             for k in every:
                 run(f"7-bit weights on {k} only", w7=(k,))
+        elif v == "halved":
+            run("shipped, int8 weights halved at load", two_pass=(), outliers={k: 2 for k in every}, halve=True)
+            run("shipped, 7-bit weights quantized directly", two_pass=(), outliers={k: 2 for k in every}, w7=every)
         elif v == "outliers-cheap":
             run("7-bit, one pass, 4 channels everywhere, bf16 columns", two_pass=(), outliers={k: 4 for k in every}, bf16_outliers=True)
             for k in (2, 3):
