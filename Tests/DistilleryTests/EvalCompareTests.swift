@@ -85,11 +85,7 @@ final class EvalCompareTests: XCTestCase {
     /// An int8 checkpoint of the tiny teacher: smaller, close to fp32, and accepted by forward,
     /// eval, compare and bench.
     func testQuantizedCheckpointThroughTheCommands() throws {
-        let dir = Fixtures.temporaryDirectory + "/int8-commands"
-        try? FileManager.default.removeItem(atPath: dir)
-        let teacher = dir + "/teacher", ck = dir + "/teacher-int8.safetensors.zst"
-        try Fixtures.makeTinyTeacher(at: teacher)
-        let summary = try Quantizer.quantize(input: teacher, output: ck)
+        let (dir, teacher, ck, summary) = try Fixtures.tinyTeacherWithInt8("int8-commands")
         XCTAssertGreaterThan(summary.quantizedMatrices, 0)
         XCTAssertEqual(summary.fp32Matrices, 1, "the token-type table stays fp32")
         let stored = try Checkpoint(path: ck)
@@ -201,14 +197,9 @@ final class EvalCompareTests: XCTestCase {
 
     /// A damaged int8 checkpoint fails to load with the tensor or key named.
     func testBadInt8Checkpoints() throws {
-        let dir = Fixtures.temporaryDirectory + "/int8-bad"
-        try? FileManager.default.removeItem(atPath: dir)
-        let teacher = dir + "/teacher", ck = dir + "/good.safetensors.zst"
-        try Fixtures.makeTinyTeacher(at: teacher)
-        _ = try Quantizer.quantize(input: teacher, output: ck)
+        let (dir, _, ck, _) = try Fixtures.tinyTeacherWithInt8("int8-bad")
         let c = try Checkpoint(path: ck)
-        let image = try SafetensorsImage(try c.decompressAll(), path: ck)
-        let all = try image.tensors.map { t in OwnedTensor(name: t.name, dtype: t.dtype, shape: t.shape, data: try image.withBytes(t) { Array($0) }) }
+        let all = try Fixtures.ownedTensors(of: c)
         func rewrite(_ tensors: [OwnedTensor], metadata: [String: String] = c.metadata, _ name: String) throws -> String {
             let path = dir + "/" + name + ".safetensors.zst"
             try Safetensors.withPayloads(tensors) { _ = try CheckpointWriter.write($0, metadata: metadata, to: path) }
@@ -269,11 +260,7 @@ final class EvalCompareTests: XCTestCase {
     /// fp32 restores them bit for bit), and a file written before them (scheme version 1, no
     /// outlier keys in its metadata) still loads and runs its two-pass inputs.
     func testOutlierChannelsRoundTripAndVersion1Files() throws {
-        let dir = Fixtures.temporaryDirectory + "/int8-outliers"
-        try? FileManager.default.removeItem(atPath: dir)
-        let teacher = dir + "/teacher", ck = dir + "/int8.safetensors.zst"
-        try Fixtures.makeTinyTeacher(at: teacher)
-        _ = try Quantizer.quantize(input: teacher, output: ck)
+        let (dir, teacher, ck, _) = try Fixtures.tinyTeacherWithInt8("int8-outliers")
         let fp32 = try ModelStore.load(teacher).model, decoded = try ModelStore.load(ck).model
         let file = try Checkpoint(path: ck)
         let image = try SafetensorsImage(try file.decompressAll(), path: ck)
@@ -291,19 +278,16 @@ final class EvalCompareTests: XCTestCase {
         for r in 0..<slot.shape[0] { for c in channels { XCTAssertEqual(q[r * cols + c], 0) } }
 
         // A version 1 file: no outlier tensors, the old scheme text.
-        let v1 = dir + "/v1.safetensors.zst"
         var old = QuantizationScheme()
         old.outlierChannels = 0
         old.twoPassInputs = [.qkv]
-        _ = try Quantizer.quantize(input: teacher, output: v1, scheme: old)
-        let v1File = try Checkpoint(path: v1)
+        let v1File = try Checkpoint(path: try Fixtures.tinyTeacherWithInt8("int8-v1", scheme: old).int8)
         let text = v1File.metadata[QuantizationScheme.metadataKey]!
         XCTAssertTrue(text.contains("\"version\":1"), text)
         var meta = v1File.metadata
         let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
         meta[QuantizationScheme.metadataKey] = String(decoding: try JSONSerialization.data(withJSONObject: json.filter { !$0.key.hasPrefix("outlier") }), as: UTF8.self)
-        let v1Image = try SafetensorsImage(try v1File.decompressAll(), path: v1)
-        let tensors = try v1Image.tensors.map { t in OwnedTensor(name: t.name, dtype: t.dtype, shape: t.shape, data: try v1Image.withBytes(t) { Array($0) }) }
+        let tensors = try Fixtures.ownedTensors(of: v1File)
         let legacy = dir + "/legacy.safetensors.zst"
         try Safetensors.withPayloads(tensors) { _ = try CheckpointWriter.write($0, metadata: meta, to: legacy) }
         let scheme = try XCTUnwrap(QuantizationScheme.read(meta, path: legacy))

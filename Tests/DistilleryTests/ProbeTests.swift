@@ -245,11 +245,7 @@ final class ProbeTests: XCTestCase {
     /// `distill compare --probe-train --probe-test`: a probe per model, the fp32 one scoring as
     /// scikit-learn does on transformers' embeddings.
     func testCompareShowsTheProbe() throws {
-        let dir = Fixtures.temporaryDirectory + "/probe-compare"
-        try? FileManager.default.removeItem(atPath: dir)
-        let teacher = dir + "/teacher", ck = dir + "/teacher-int8.safetensors.zst"
-        try Fixtures.makeTinyTeacher(at: teacher)
-        _ = try Quantizer.quantize(input: teacher, output: ck)
+        let (dir, teacher, ck, _) = try Fixtures.tinyTeacherWithInt8("probe-compare")
         let train = try Self.readTSV("train.tsv"), test = try Self.readTSV("test.tsv")
         var settings = ComparisonSettings()
         settings.maxBatches = 1

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import DistilleryFormats
 import DistilleryTensor
+import DistilleryQuant
 import DistilleryCLI
 
 /// Paths of the committed fixtures (copied from ../shared/fixtures, produced by Hugging Face).
@@ -44,6 +45,24 @@ enum Fixtures {
         }
         try? FileManager.default.removeItem(atPath: folder + "/vocab.txt")
         try FileManager.default.copyItem(atPath: path("tiny-vocab/vocab.txt"), toPath: folder + "/vocab.txt")
+    }
+
+    /// A fresh scratch folder `name` holding the tiny teacher (`teacher/`) and its int8
+    /// checkpoint (`teacher-int8.safetensors.zst`, as `distill quantize` writes it).
+    static func tinyTeacherWithInt8(_ name: String, scheme: QuantizationScheme = QuantizationScheme()) throws
+        -> (dir: String, teacher: String, int8: String, summary: QuantizeSummary) {
+        let dir = temporaryDirectory + "/" + name
+        try? FileManager.default.removeItem(atPath: dir)
+        let teacher = dir + "/teacher", int8 = dir + "/teacher-int8.safetensors.zst"
+        try makeTinyTeacher(at: teacher)
+        let summary = try Quantizer.quantize(input: teacher, output: int8, scheme: scheme)
+        return (dir, teacher, int8, summary)
+    }
+
+    /// A checkpoint's tensors as owned copies, to write again changed (damaged or older files).
+    static func ownedTensors(of checkpoint: Checkpoint) throws -> [OwnedTensor] {
+        let image = try SafetensorsImage(try checkpoint.decompressAll(), path: checkpoint.path)
+        return try image.tensors.map { t in OwnedTensor(name: t.name, dtype: t.dtype, shape: t.shape, data: try image.withBytes(t) { Array($0) }) }
     }
 
     static var temporaryDirectory: String {
