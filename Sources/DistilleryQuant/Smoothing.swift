@@ -14,13 +14,6 @@ import DistilleryModels
 public enum Smoothing {
     public static let alpha: Float = 0.5
 
-    /// Smoothing factors per weight slot for the given inputs, from random-token activations.
-    public static func selfCalibrated(_ model: EncoderModel, inputs: Set<QuantizationScheme.Input>, seed: UInt64 = 0x5EED) throws -> [String: [Float]] {
-        if inputs.isEmpty { return [:] }
-        let ranges = try selfCalibratedRanges(model, seed: seed).filter { inputs.contains(QuantizationScheme.Input($0.key)) }
-        return factors(model, ranges: ranges, alpha: alpha)
-    }
-
     /// Per-channel max |x| of every linear input on two batches of 8 × 128 random tokens.
     public static func selfCalibratedRanges(_ model: EncoderModel, seed: UInt64 = 0x5EED) throws -> [LinearInput: [Float]] {
         let c = model.config
