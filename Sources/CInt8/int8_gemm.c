@@ -212,42 +212,24 @@ static inline __m256i dpbusd_avx2(__m256i acc, __m256i x, __m256i w, __m256i one
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones));
 }
 
-// The products of MR rows (row stride Kp) with one block: out [MR][16] int32, Σ_k x·w (without
-// the zero point). Kept out of line, one copy per MR, so each loop is compiled on its own.
-#define DISTILL_AVX2_PRODUCTS(MR)                                                                            \
-__attribute__((noinline, target("avx2,fma")))                                                                \
-static void products_avx2_##MR(const uint8_t *x, int Kp, const int8_t *w, int32_t *out) {                  \
-    const int K4 = Kp / 4;                                                                                   \
-    const __m256i ones = _mm256_set1_epi16(1);                                                               \
-    __m256i acc[MR][2];                                                                                      \
-    UNROLL for (int r = 0; r < MR; r++) { acc[r][0] = _mm256_setzero_si256(); acc[r][1] = _mm256_setzero_si256(); } \
-    for (int g = 0; g < K4; g++) {                                                                           \
-        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + 0));                                     \
-        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 32));                                    \
-        UNROLL for (int r = 0; r < MR; r++) {                                                                \
-            int32_t x4;                                                                                      \
-            memcpy(&x4, x + (long)r * Kp + 4 * g, 4);                                                        \
-            const __m256i xb = _mm256_set1_epi32(x4);                                                        \
-            acc[r][0] = dpbusd_avx2(acc[r][0], xb, w0, ones);                                                \
-            acc[r][1] = dpbusd_avx2(acc[r][1], xb, w1, ones);                                                \
-        }                                                                                                    \
-        w += 64;                                                                                             \
-    }                                                                                                        \
-    UNROLL for (int r = 0; r < MR; r++) {                                                                    \
-        _mm256_storeu_si256((__m256i *)(out + 16 * r), acc[r][0]);                                           \
-        _mm256_storeu_si256((__m256i *)(out + 16 * r + 8), acc[r][1]);                                       \
-    }                                                                                                        \
+/// One row's eight columns n ..< n + 8 from their int32 sums p:
+///   y = fmaf(p − xzero[m]·colsum[n], xs[m]·ws[n], addend), addend as in addend() above.
+/// Plain vector loads and stores (AMD's masked stores are slow): callers pass full groups only.
+__attribute__((always_inline, target("avx2,fma")))
+static inline void dequantize8_avx2(const args_t *a, __m256i p, int m, int n, __m256 wsv, __m256i cs, __m256 b) {
+    float *dst = a->y + (long)m * a->ldy + n;
+    const __m256 sc = _mm256_mul_ps(_mm256_set1_ps(a->xs[m]), wsv);
+    __m256 add = a->accumulate ? _mm256_loadu_ps(dst) : b;
+    for (int o = 0; o < a->ko; o++)
+        add = _mm256_fmadd_ps(_mm256_set1_ps(a->xo[(long)m * a->ko + o]), _mm256_loadu_ps(a->wo + (long)o * a->ldwo + n), add);
+    const __m256i v = _mm256_sub_epi32(p, _mm256_mullo_epi32(_mm256_set1_epi32(a->xzero[m]), cs));
+    _mm256_storeu_ps(dst, _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, add));
 }
-DISTILL_AVX2_PRODUCTS(1)
-DISTILL_AVX2_PRODUCTS(2)
-DISTILL_AVX2_PRODUCTS(3)
-DISTILL_AVX2_PRODUCTS(4)
 
-/// y = fmaf(acc − xzero[m]·colsum[n], xs[m]·ws[n], addend) for mr rows × the block's columns.
-/// Full groups of eight columns use plain vector loads and stores (AMD's masked stores are
-/// slow); the last, partial group is done column by column with the same arithmetic.
+/// The last, partial block (N not a multiple of 16): acc [mr][16] int32 sums, dequantized column
+/// by column with the same arithmetic where fewer than eight columns are left.
 __attribute__((target("avx2,fma")))
-static void dequantize_avx2(const args_t *a, const int32_t *acc, int mr, int m0, int n0) {
+static void dequantize_tail_avx2(const args_t *a, const int32_t *acc, int mr, int m0, int n0) {
     for (int j = 0; j < 2; j++) {
         const int n = n0 + 8 * j, left = a->N - n;
         if (left <= 0) break;
@@ -265,38 +247,70 @@ static void dequantize_avx2(const args_t *a, const int32_t *acc, int mr, int m0,
         const __m256 wsv = _mm256_loadu_ps(a->ws + n);
         const __m256i cs = _mm256_loadu_si256((const __m256i *)(a->colsum + n));
         const __m256 b = a->bias ? _mm256_loadu_ps(a->bias + n) : _mm256_setzero_ps();
-        for (int r = 0; r < mr; r++) {
-            const int m = m0 + r;
-            float *dst = a->y + (long)m * a->ldy + n;
-            const __m256 sc = _mm256_mul_ps(_mm256_set1_ps(a->xs[m]), wsv);
-            __m256 add = a->accumulate ? _mm256_loadu_ps(dst) : b;
-            for (int o = 0; o < a->ko; o++)
-                add = _mm256_fmadd_ps(_mm256_set1_ps(a->xo[(long)m * a->ko + o]), _mm256_loadu_ps(a->wo + (long)o * a->ldwo + n), add);
-            const __m256i p = _mm256_loadu_si256((const __m256i *)(acc + 16 * r + 8 * j));
-            const __m256i v = _mm256_sub_epi32(p, _mm256_mullo_epi32(_mm256_set1_epi32(a->xzero[m]), cs));
-            _mm256_storeu_ps(dst, _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, add));
-        }
+        for (int r = 0; r < mr; r++)
+            dequantize8_avx2(a, _mm256_loadu_si256((const __m256i *)(acc + 16 * r + 8 * j)), m0 + r, n, wsv, cs, b);
     }
 }
+
+// MR rows (from m0) × the 16-column block from n0, w its packed weights: Σ_k x·w in eight
+// accumulators, then dequantized straight from them (a partial last block goes through memory).
+// Kept out of line, one copy per MR, so each loop is compiled on its own.
+#define DISTILL_AVX2_TILE(MR)                                                                                \
+__attribute__((noinline, target("avx2,fma")))                                                                \
+static void tile_avx2_##MR(const args_t *a, const int8_t *w, int m0, int n0) {                               \
+    const int Kp = a->Kp, K4 = Kp / 4;                                                                       \
+    const uint8_t *x = a->xq + (long)m0 * Kp;                                                                \
+    const __m256i ones = _mm256_set1_epi16(1);                                                               \
+    __m256i acc[MR][2];                                                                                      \
+    UNROLL for (int r = 0; r < MR; r++) { acc[r][0] = _mm256_setzero_si256(); acc[r][1] = _mm256_setzero_si256(); } \
+    for (int g = 0; g < K4; g++) {                                                                           \
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + 0));                                     \
+        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + 32));                                    \
+        UNROLL for (int r = 0; r < MR; r++) {                                                                \
+            int32_t x4;                                                                                      \
+            memcpy(&x4, x + (long)r * Kp + 4 * g, 4);                                                        \
+            const __m256i xb = _mm256_set1_epi32(x4);                                                        \
+            acc[r][0] = dpbusd_avx2(acc[r][0], xb, w0, ones);                                                \
+            acc[r][1] = dpbusd_avx2(acc[r][1], xb, w1, ones);                                                \
+        }                                                                                                    \
+        w += 64;                                                                                             \
+    }                                                                                                        \
+    if (n0 + 16 > a->N) {                                                                                    \
+        int32_t out[MR * 16];                                                                                \
+        UNROLL for (int r = 0; r < MR; r++) {                                                                \
+            _mm256_storeu_si256((__m256i *)(out + 16 * r), acc[r][0]);                                       \
+            _mm256_storeu_si256((__m256i *)(out + 16 * r + 8), acc[r][1]);                                   \
+        }                                                                                                    \
+        dequantize_tail_avx2(a, out, MR, m0, n0);                                                            \
+        return;                                                                                              \
+    }                                                                                                        \
+    UNROLL for (int j = 0; j < 2; j++) {                                                                     \
+        const int n = n0 + 8 * j;                                                                            \
+        const __m256 wsv = _mm256_loadu_ps(a->ws + n);                                                       \
+        const __m256i cs = _mm256_loadu_si256((const __m256i *)(a->colsum + n));                             \
+        const __m256 b = a->bias ? _mm256_loadu_ps(a->bias + n) : _mm256_setzero_ps();                       \
+        UNROLL for (int r = 0; r < MR; r++) dequantize8_avx2(a, acc[r][j], m0 + r, n, wsv, cs, b);          \
+    }                                                                                                        \
+}
+DISTILL_AVX2_TILE(1)
+DISTILL_AVX2_TILE(2)
+DISTILL_AVX2_TILE(3)
+DISTILL_AVX2_TILE(4)
 
 __attribute__((target("avx2,fma")))
 static void gemm_avx2(const args_t *a) {
     const int Kp = a->Kp, blocks = (a->N + 15) / 16;
     const long bstride = (long)(Kp / 4) * 64;
-    int32_t acc[4 * 16];
     // Column blocks outside (a block's weights stay in cache), row tiles inside.
     for (int b = 0; b < blocks; b++) {
         const int8_t *w = a->wp + b * bstride;
         for (int m = 0; m < a->M; m += 4) {
-            const uint8_t *x = a->xq + (long)m * Kp;
-            const int mr = a->M - m < 4 ? a->M - m : 4;
-            switch (mr) {
-            case 1: products_avx2_1(x, Kp, w, acc); break;
-            case 2: products_avx2_2(x, Kp, w, acc); break;
-            case 3: products_avx2_3(x, Kp, w, acc); break;
-            default: products_avx2_4(x, Kp, w, acc); break;
+            switch (a->M - m < 4 ? a->M - m : 4) {
+            case 1: tile_avx2_1(a, w, m, 16 * b); break;
+            case 2: tile_avx2_2(a, w, m, 16 * b); break;
+            case 3: tile_avx2_3(a, w, m, 16 * b); break;
+            default: tile_avx2_4(a, w, m, 16 * b); break;
             }
-            dequantize_avx2(a, acc, mr, m, 16 * b);
         }
     }
 }

@@ -503,6 +503,19 @@ void K(transpose_block)(float *t, const float *b, long ldb, long N, long Kd) {
     for (; n < N; n++) for (long k = 0; k < Kd; k++) t[k * N + n] = b[n * ldb + k];
 }
 
+/// t [rows×N] = b [rows×N] with row stride ldb, packed: a head's value (or key) block staged for
+/// small_gemm. Read in place, its rows lie 3H floats apart and map onto a few L1 sets; packed,
+/// the product over them runs about 20% faster.
+void K(copy_block)(float *t, const float *b, long ldb, long rows, long N) {
+    for (long r = 0; r < rows; r++) {
+        const float *src = b + r * ldb;
+        float *dst = t + r * N;
+        long n = 0;
+        for (; n + 8 <= N; n += 8) K(st8)(dst + n, K(ld8)(src + n));
+        for (; n < N; n++) dst[n] = src[n];
+    }
+}
+
 void K(small_gemm)(float *c, long ldc, const float *a, long lda, const float *b, long ldb, long M, long N, long Kd,
                    float scale, int accumulate) {
     long m = 0;

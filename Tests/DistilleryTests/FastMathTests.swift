@@ -53,7 +53,7 @@ final class FastMathTests: XCTestCase {
 
     /// The per-head attention product against a Double reference (tails in every direction,
     /// strided operands, accumulate or not), the AVX2 and generic copies bit for bit, and the
-    /// padding between rows of the output left alone. The transposition copies exactly.
+    /// padding between rows of the output left alone. The transposition and the packing copy exactly.
     func testSmallProductAgainstDouble() {
         var rng = SplitMix64(seed: 11)
         func uniform() -> Float { Float(rng.next() % 2_000_001) / 1_000_000 - 1 }
@@ -97,6 +97,13 @@ final class FastMathTests: XCTestCase {
             var t = [Float](repeating: -1, count: K * N)
             distill_transpose_block(&t, src, ld, N, K)
             for n in 0..<N { for k in 0..<K { XCTAssertEqual(t[k * N + n], src[n * ld + k]) } }
+            // Packing rows: both a whole vector and a tail per row (K = 7 and 9 columns).
+            for cols in [7, 9] {
+                var packed = [Float](repeating: -1, count: N * cols + 1)
+                distill_copy_block(&packed, src, ld, N, cols)
+                for n in 0..<N { for k in 0..<cols { XCTAssertEqual(packed[n * cols + k], src[n * ld + k]) } }
+                XCTAssertEqual(packed[N * cols], -1, "wrote past the packed block")
+            }
         }
     }
 }

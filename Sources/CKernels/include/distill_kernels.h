@@ -52,6 +52,8 @@ void distill_small_gemm(float *c, long ldc, const float *a, long lda, const floa
                         float scale, int accumulate);
 /// t [Kd×N] = bᵀ for b [N×Kd] with row stride ldb.
 void distill_transpose_block(float *t, const float *b, long ldb, long N, long Kd);
+/// t [rows×N] = b [rows×N] with row stride ldb, rows packed.
+void distill_copy_block(float *t, const float *b, long ldb, long rows, long N);
 
 /// log Σ_j exp(z_j · invT) of one row, in double precision.
 double distill_logsumexp(const float *z, long V, float invT);

@@ -6,7 +6,7 @@ import CKernels
 //   mask  [B × S]       1 = real token, 0 = padding (padding keys get probability 0)
 //   ctx   [B·S × H]     P · v with P = softmax(q kᵀ / √D) per (batch, head), heads side by side
 //   scratch [slots × (3·S·S + S·D)]  one block per thread for P, dropout(P), dP and a
-//                                    transposed k or v [D×S]
+//                                    transposed k or v [D×S] (or a packed one [S×D])
 //
 // With attention dropout (training), dropout(P) is what multiplies v.
 //
@@ -69,7 +69,7 @@ public func attentionForward(ctx: UnsafeMutablePointer<Float>, qkv: UnsafePointe
                 used.update(from: p, count: S * S)
                 dropoutBlock(used, count: S * S, offset: drop.offset + bh * S * S, p: drop.p, key: drop.key)
             }
-            headProduct(ctxP.p + b * S * H + h * D, ldc: H, used, lda: S, q + 2 * H, ldb: ld, M: S, N: D, K: S)
+            headProduct(ctxP.p + b * S * H + h * D, ldc: H, used, lda: S, q + 2 * H, ldb: ld, M: S, N: D, K: S, staging: t)
         }
     }
 }
@@ -83,12 +83,15 @@ func headProbabilities(_ p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>
 }
 
 /// c [M×N] (row stride ldc) = scale · a [M×K] · b [K×N] (+ c when accumulating): one head's
-/// product, on the calling thread.
+/// product, on the calling thread. On the small-product path b is first packed into
+/// `staging` [K×N] (its rows are 3H floats apart in qkv).
 @inline(__always)
 func headProduct(_ c: UnsafeMutablePointer<Float>, ldc: Int, _ a: UnsafePointer<Float>, lda: Int,
-                 _ b: UnsafePointer<Float>, ldb: Int, M: Int, N: Int, K: Int, scale: Float = 1, accumulate: Bool = false) {
+                 _ b: UnsafePointer<Float>, ldb: Int, M: Int, N: Int, K: Int, scale: Float = 1, accumulate: Bool = false,
+                 staging: UnsafeMutablePointer<Float>) {
     if SIMDKernels.fast {
-        distill_small_gemm(c, ldc, a, lda, b, ldb, M, N, K, scale, accumulate ? 1 : 0)
+        distill_copy_block(staging, b, ldb, K, N)
+        distill_small_gemm(c, ldc, a, lda, staging, N, M, N, K, scale, accumulate ? 1 : 0)
     } else {
         sgemm(.no, .no, m: M, n: N, k: K, alpha: scale, a, lda: lda, b, ldb: ldb, beta: accumulate ? 1 : 0, c, ldc: ldc)
     }
@@ -145,7 +148,7 @@ public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dctx: UnsafePoi
             sgemm(.yes, .no, m: S, n: D, k: S, used, lda: S, dc, ldb: H, beta: 1, dq + 2 * H, ldc: ld)
             if let drop { dropoutBlock(dp, count: S * S, offset: drop.offset + bh * S * S, p: drop.p, key: drop.key) }
             softmaxBackwardRows(dp, probs: p, rows: S, S: S, scale: a.scale)
-            headProduct(dq, ldc: ld, dp, lda: S, q + H, ldb: ld, M: S, N: D, K: S, accumulate: true)
+            headProduct(dq, ldc: ld, dp, lda: S, q + H, ldb: ld, M: S, N: D, K: S, accumulate: true, staging: t)
             sgemm(.yes, .no, m: S, n: D, k: S, dp, lda: S, q, ldb: ld, beta: 1, dq + H, ldc: ld)
         }
     }
