@@ -21,8 +21,10 @@
     void P##tanh(const float *, float *, long);                                                                         \
     void P##exp_double(const double *, double *, long);                                                                 \
     void P##small_gemm(float *, long, const float *, long, const float *, long, long, long, long, float, int);           \
+    void P##small_gemm_at(float *, long, const float *, long, const float *, long, long, long, long, float, int);        \
     void P##transpose_block(float *, const float *, long, long, long);                                                  \
-    void P##copy_block(float *, const float *, long, long, long);
+    void P##copy_block(float *, const float *, long, long, long);                                                       \
+    void P##dropout(float *, long, long, uint64_t, float, uint64_t);
 
 DECLARE(distill_generic_)
 #if defined(__x86_64__)
@@ -103,5 +105,12 @@ void distill_small_gemm(float *c, long ldc, const float *a, long lda, const floa
                         float scale, int accumulate) {
     CALL(small_gemm, c, ldc, a, lda, b, ldb, M, N, Kd, scale, accumulate);
 }
+void distill_small_gemm_at(float *c, long ldc, const float *a, long lda, const float *b, long ldb, long M, long N, long Kd,
+                           float scale, int accumulate) {
+    CALL(small_gemm_at, c, ldc, a, lda, b, ldb, M, N, Kd, scale, accumulate);
+}
 void distill_transpose_block(float *t, const float *b, long ldb, long N, long Kd) { CALL(transpose_block, t, b, ldb, N, Kd); }
 void distill_copy_block(float *t, const float *b, long ldb, long rows, long N) { CALL(copy_block, t, b, ldb, rows, N); }
+void distill_dropout(float *x, long count, long offset, uint64_t threshold, float scale, uint64_t key) {
+    CALL(dropout, x, count, offset, threshold, scale, key);
+}

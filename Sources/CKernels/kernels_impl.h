@@ -429,6 +429,49 @@ void K(loss_row_topk)(float *s, const int *ids, const float *tv, long k, long V,
     *klOut = kl;
 }
 
+// ------------------------------------------------------------------------------ dropout
+
+typedef uint64_t u4 __attribute__((ext_vector_type(4)));
+
+/// mix64(key ^ i·0xD6E8FEB86659FD93) >> 40 for four indices: DistilleryTensor.uniform's 24 bits
+/// (Random.swift), SplitMix64's finalizer in 64-bit lanes. `ic` holds i·0xD6E8FEB86659FD93.
+static inline __attribute__((always_inline)) u4 K(draw24)(u4 ic, uint64_t key) {
+    u4 z = (ic ^ key) + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return (z ^ (z >> 31)) >> 40;
+}
+
+/// Inverted dropout over x [count], element j drawing stream index offset + j:
+///   x[j] = draw24 ≥ threshold ? x[j] · scale : 0
+/// with threshold = ⌈p·2²⁴⌉ (so draw ≥ threshold ⇔ uniform ≥ p) and scale = 1/(1 − p), exactly
+/// what Dropout.swift's scalar definition gives, eight elements a step.
+void K(dropout)(float *x, long count, long offset, uint64_t threshold, float scale, uint64_t key) {
+    const uint64_t C = 0xD6E8FEB86659FD93ull;
+    long j = 0;
+    u4 ic = {(uint64_t)offset * C, ((uint64_t)offset + 1) * C, ((uint64_t)offset + 2) * C, ((uint64_t)offset + 3) * C};
+    const uint64_t step4 = 4 * C;
+    const u4 t = threshold;
+    for (; j + 8 <= count; j += 8) {
+        const u4 d0 = K(draw24)(ic, key);
+        ic += step4;
+        const u4 d1 = K(draw24)(ic, key);
+        ic += step4;
+        // Draws are below 2²⁴, so the signed 64-bit comparison is exact; narrow the masks to 32 bits.
+        const l4 k0 = (l4)d0 >= (l4)t, k1 = (l4)d1 >= (l4)t;
+        const i8 keep = __builtin_shufflevector(__builtin_convertvector(k0, __attribute__((ext_vector_type(4))) int32_t),
+                                                __builtin_convertvector(k1, __attribute__((ext_vector_type(4))) int32_t),
+                                                0, 1, 2, 3, 4, 5, 6, 7);
+        const f8 v = K(ld8)(x + j) * scale;
+        K(st8)(x + j, (f8)(keep & (i8)v));
+    }
+    for (; j < count; j++) {
+        const uint64_t i = (uint64_t)(offset + j);
+        u4 d = K(draw24)((u4)(i * C), key);
+        x[j] = d.x >= threshold ? x[j] * scale : 0.0f;
+    }
+}
+
 // ------------------------------------------------------------------------------ attention products
 
 // The per-head products of attention, too small for a BLAS call to pay its packing and
@@ -440,8 +483,10 @@ void K(loss_row_topk)(float *s, const int *ids, const float *tv, long k, long V,
 // columns keep twelve accumulators, more than the FMA latency needs in flight.
 
 #define ATT_UNROLL _Pragma("clang loop unroll(full)")
+// Row r, column k of the tile's a: a [M×Kd] as stored, or (TA) stored transposed as [Kd×M].
+#define AEL(r, k) (TA ? a[(k) * lda + (r)] : a[(r) * lda + (k)])
 
-static inline __attribute__((always_inline)) void K(small_gemm_rows)(const int MR, float *c, long ldc, const float *a, long lda,
+static inline __attribute__((always_inline)) void K(small_gemm_rows)(const int MR, const int TA, float *c, long ldc, const float *a, long lda,
                                                                     const float *b, long ldb, long N, long Kd, float scale,
                                                                     int accumulate) {
     long n = 0;
@@ -451,7 +496,7 @@ static inline __attribute__((always_inline)) void K(small_gemm_rows)(const int M
         for (long k = 0; k < Kd; k++) {
             const f8 b0 = K(ld8)(b + k * ldb + n), b1 = K(ld8)(b + k * ldb + n + 8);
             ATT_UNROLL for (int r = 0; r < MR; r++) {
-                const f8 ar = K(splat)(a[r * lda + k]);
+                const f8 ar = K(splat)(AEL(r, k));
                 acc[r][0] = FMA(ar, b0, acc[r][0]);
                 acc[r][1] = FMA(ar, b1, acc[r][1]);
             }
@@ -469,7 +514,7 @@ static inline __attribute__((always_inline)) void K(small_gemm_rows)(const int M
         ATT_UNROLL for (int r = 0; r < MR; r++) acc[r] = 0.0f;
         for (long k = 0; k < Kd; k++) {
             const f8 b0 = K(ld8)(b + k * ldb + n);
-            ATT_UNROLL for (int r = 0; r < MR; r++) acc[r] = FMA(K(splat)(a[r * lda + k]), b0, acc[r]);
+            ATT_UNROLL for (int r = 0; r < MR; r++) acc[r] = FMA(K(splat)(AEL(r, k)), b0, acc[r]);
         }
         ATT_UNROLL for (int r = 0; r < MR; r++) {
             float *cr = c + r * ldc + n;
@@ -481,7 +526,7 @@ static inline __attribute__((always_inline)) void K(small_gemm_rows)(const int M
     for (; n < N; n++) {
         ATT_UNROLL for (int r = 0; r < MR; r++) {
             float s = 0.0f;
-            for (long k = 0; k < Kd; k++) s = fmaf(a[r * lda + k], b[k * ldb + n], s);
+            for (long k = 0; k < Kd; k++) s = fmaf(AEL(r, k), b[k * ldb + n], s);
             s = s * scale;
             if (accumulate) s = s + c[r * ldc + n];
             c[r * ldc + n] = s;
@@ -516,18 +561,34 @@ void K(copy_block)(float *t, const float *b, long ldb, long rows, long N) {
     }
 }
 
-void K(small_gemm)(float *c, long ldc, const float *a, long lda, const float *b, long ldb, long M, long N, long Kd,
-                   float scale, int accumulate) {
+static inline __attribute__((always_inline)) void K(small_gemm_tiles)(const int TA, float *c, long ldc, const float *a, long lda,
+                                                                     const float *b, long ldb, long M, long N, long Kd,
+                                                                     float scale, int accumulate) {
     long m = 0;
-    for (; m + 6 <= M; m += 6) K(small_gemm_rows)(6, c + m * ldc, ldc, a + m * lda, lda, b, ldb, N, Kd, scale, accumulate);
+    // Where the tile of rows m… starts in a: row m, or column m of the transposed layout.
+#define TILE(MR) K(small_gemm_rows)(MR, TA, c + m * ldc, ldc, a + (TA ? m : m * lda), lda, b, ldb, N, Kd, scale, accumulate)
+    for (; m + 6 <= M; m += 6) TILE(6);
     switch (M - m) {
-    case 5: K(small_gemm_rows)(5, c + m * ldc, ldc, a + m * lda, lda, b, ldb, N, Kd, scale, accumulate); break;
-    case 4: K(small_gemm_rows)(4, c + m * ldc, ldc, a + m * lda, lda, b, ldb, N, Kd, scale, accumulate); break;
-    case 3: K(small_gemm_rows)(3, c + m * ldc, ldc, a + m * lda, lda, b, ldb, N, Kd, scale, accumulate); break;
-    case 2: K(small_gemm_rows)(2, c + m * ldc, ldc, a + m * lda, lda, b, ldb, N, Kd, scale, accumulate); break;
-    case 1: K(small_gemm_rows)(1, c + m * ldc, ldc, a + m * lda, lda, b, ldb, N, Kd, scale, accumulate); break;
+    case 5: TILE(5); break;
+    case 4: TILE(4); break;
+    case 3: TILE(3); break;
+    case 2: TILE(2); break;
+    case 1: TILE(1); break;
     default: break;
     }
+#undef TILE
+}
+
+void K(small_gemm)(float *c, long ldc, const float *a, long lda, const float *b, long ldb, long M, long N, long Kd,
+                   float scale, int accumulate) {
+    K(small_gemm_tiles)(0, c, ldc, a, lda, b, ldb, M, N, Kd, scale, accumulate);
+}
+
+/// c [M×N] = scale · aᵀ · b (+ c), a [Kd×M] with row stride lda: the same tiles, each row's
+/// broadcasts read down a column of a.
+void K(small_gemm_at)(float *c, long ldc, const float *a, long lda, const float *b, long ldb, long M, long N, long Kd,
+                      float scale, int accumulate) {
+    K(small_gemm_tiles)(1, c, ldc, a, lda, b, ldb, M, N, Kd, scale, accumulate);
 }
 
 // ------------------------------------------------------------------------------ for tests

@@ -4,6 +4,7 @@ import DistilleryTensor
 import DistilleryFormats
 import DistilleryModels
 import DistilleryTraining
+import CKernels
 
 /// Dropout (embeddings, attention probabilities, attention and FFN outputs, the classifier's
 /// input) has no PyTorch reference (the masks come from different generators), so its wiring is
@@ -67,5 +68,33 @@ final class DropoutTests: XCTestCase {
             checked += 1
         }
         XCTAssertGreaterThan(checked, 15, "slots with a gradient to check")
+    }
+    /// The vector kernel against the scalar definition, x[i] = uniform(key, offset + i) ≥ p ?
+    /// x[i] / (1 − p) : 0, element by element and bit for bit, in both kernel copies: counts with
+    /// and without a tail, offsets past 2³², a p exactly on the 2⁻²⁴ grid (where ≥ matters) and
+    /// off it, and the rate that survives.
+    func testDropoutKernelMatchesItsDefinition() {
+        let ps: [Float] = [0.1, 0.5, 0.3, Float(1_677_722) / 16_777_216, 1e-7, 0.9]
+        let cases: [(count: Int, offset: Int)] = [(1, 0), (7, 3), (8, 0), (61, 12_345), (4_099, 1 << 33 | 5)]
+        var kept = 0, total = 0
+        for generic in [false, true] {
+            SIMDKernels.forceGeneric(generic)
+            defer { SIMDKernels.forceGeneric(false) }
+            for p in ps {
+                for (count, offset) in cases {
+                    let key = streamKey(77, UInt64(count), UInt64(p.bitPattern))
+                    let x0 = (0..<count).map { Float($0 % 13) - 6.5 }
+                    var x = x0
+                    x.withUnsafeMutableBufferPointer { dropoutBlock($0.baseAddress!, count: count, offset: offset, p: p, key: key) }
+                    let scale = 1 / (1 - p)
+                    for i in 0..<count {
+                        let want = uniform(key, offset + i) >= p ? x0[i] * scale : 0
+                        XCTAssertEqual(x[i].bitPattern, want.bitPattern, "p \(p), count \(count), offset \(offset), element \(i)")
+                        if p == 0.1, count == 4_099 { kept += want != 0 ? 1 : 0; total += 1 }
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(Double(kept) / Double(total), 0.9, accuracy: 0.02)
     }
 }

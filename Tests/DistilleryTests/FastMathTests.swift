@@ -52,26 +52,33 @@ final class FastMathTests: XCTestCase {
     }
 
     /// The per-head attention product against a Double reference (tails in every direction,
-    /// strided operands, accumulate or not), the AVX2 and generic copies bit for bit, and the
-    /// padding between rows of the output left alone. The transposition and the packing copy exactly.
+    /// strided operands, a stored as is or transposed, accumulate or not), the AVX2 and generic
+    /// copies bit for bit, and the padding between rows of the output left alone. The
+    /// transposition and the packing copy exactly.
     func testSmallProductAgainstDouble() {
         var rng = SplitMix64(seed: 11)
         func uniform() -> Float { Float(rng.next() % 2_000_001) / 1_000_000 - 1 }
         let shapes = [(128, 128, 32), (128, 32, 128), (7, 13, 5), (6, 16, 1), (1, 1, 1), (13, 37, 64), (5, 8, 9), (11, 24, 3)]
+        // transposedA: a stored as [K×M] (distill_small_gemm_at), element (i, k) at a[k·lda + i].
         for (M, N, K) in shapes {
-            for accumulate in [false, true] {
-                let lda = K + 3, ldb = N + 5, ldc = N + 2, scale: Float = 0.17
-                let a = (0..<(M * lda)).map { _ in uniform() }, b = (0..<(K * ldb)).map { _ in uniform() }
+            for (accumulate, transposedA) in [(false, false), (true, false), (false, true), (true, true)] {
+                let lda = (transposedA ? M : K) + 3, ldb = N + 5, ldc = N + 2, scale: Float = 0.17
+                let a = (0..<((transposedA ? K : M) * lda)).map { _ in uniform() }, b = (0..<(K * ldb)).map { _ in uniform() }
+                func aAt(_ i: Int, _ k: Int) -> Float { transposedA ? a[k * lda + i] : a[i * lda + k] }
                 let c0 = (0..<(M * ldc)).map { _ in uniform() }
                 var copies: [[Float]] = []
                 for generic in [false, true] {
                     SIMDKernels.forceGeneric(generic)
                     var c = c0
-                    distill_small_gemm(&c, ldc, a, lda, b, ldb, M, N, K, scale, accumulate ? 1 : 0)
+                    if transposedA {
+                        distill_small_gemm_at(&c, ldc, a, lda, b, ldb, M, N, K, scale, accumulate ? 1 : 0)
+                    } else {
+                        distill_small_gemm(&c, ldc, a, lda, b, ldb, M, N, K, scale, accumulate ? 1 : 0)
+                    }
                     copies.append(c)
                 }
                 SIMDKernels.forceGeneric(false)
-                XCTAssertEqual(copies[0], copies[1], "the AVX2 and generic copies differ at \(M)×\(N)×\(K)")
+                XCTAssertEqual(copies[0], copies[1], "the AVX2 and generic copies differ at \(M)×\(N)×\(K), transposed a: \(transposedA)")
                 let c = copies[0]
                 for i in 0..<M {
                     for j in 0..<ldc {
@@ -79,13 +86,13 @@ final class FastMathTests: XCTestCase {
                         if j >= N { XCTAssertEqual(got, c0[i * ldc + j], "padding written at \(i),\(j)"); continue }
                         var sum = 0.0, magnitude = 0.0
                         for k in 0..<K {
-                            let p = Double(a[i * lda + k]) * Double(b[k * ldb + j])
+                            let p = Double(aAt(i, k)) * Double(b[k * ldb + j])
                             sum += p; magnitude += abs(p)
                         }
                         let add = accumulate ? Double(c0[i * ldc + j]) : 0
                         let want = Double(scale) * sum + add
                         let bound = Double(K + 3) * 6e-8 * (Double(scale) * magnitude + abs(add)) + 1e-30
-                        XCTAssertLessThanOrEqual(abs(Double(got) - want), bound, "\(M)×\(N)×\(K) at \(i),\(j)")
+                        XCTAssertLessThanOrEqual(abs(Double(got) - want), bound, "\(M)×\(N)×\(K) at \(i),\(j), transposed a: \(transposedA)")
                     }
                 }
             }

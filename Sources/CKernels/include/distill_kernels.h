@@ -50,8 +50,14 @@ void distill_softmax_backward_rows(float *dp, const float *p, long rows, long S,
 /// per lane where the CPU has no FMA: callers use a BLAS product there instead).
 void distill_small_gemm(float *c, long ldc, const float *a, long lda, const float *b, long ldb, long M, long N, long Kd,
                         float scale, int accumulate);
+/// The same with a stored transposed: c [M×N] = scale · aᵀ · b (+ c), a [Kd×M] (row stride lda).
+void distill_small_gemm_at(float *c, long ldc, const float *a, long lda, const float *b, long ldb, long M, long N, long Kd,
+                           float scale, int accumulate);
 /// t [Kd×N] = bᵀ for b [N×Kd] with row stride ldb.
 void distill_transpose_block(float *t, const float *b, long ldb, long N, long Kd);
+/// Inverted dropout of x [count] drawing stream indices offset ..< offset + count under key:
+/// x[j] = (mix64(key ^ i·0xD6E8FEB86659FD93) >> 40) ≥ threshold ? x[j]·scale : 0, i = offset + j.
+void distill_dropout(float *x, long count, long offset, uint64_t threshold, float scale, uint64_t key);
 /// t [rows×N] = b [rows×N] with row stride ldb, rows packed.
 void distill_copy_block(float *t, const float *b, long ldb, long rows, long N);
 
