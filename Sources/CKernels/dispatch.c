@@ -8,6 +8,8 @@
     void P##activation_rows(float *, float *, const float *, const float *, long, long, int);                           \
     void P##activation_backward(float *, const float *, const float *, long, int, int);                                 \
     void P##layernorm_rows(float *, float *, float *, const float *, const float *, const float *, long, long, float);   \
+    void P##residual_layernorm_rows(float *, float *, float *, float *, const float *, const float *, const float *,    \
+                                    const float *, long, long, float);                                                  \
     void P##layernorm_apply_rows(float *, const float *, const float *, const float *, const float *, const float *,   \
                                  long, long);                                                                           \
     void P##softmax_masked_rows(float *, long, long, const float *);                                                    \
@@ -77,6 +79,10 @@ void distill_activation_backward(float *dinp, const float *dout, const float *pr
 void distill_layernorm_rows(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                             long rows, long C, float eps) {
     CALL(layernorm_rows, out, mean, rstd, inp, w, b, rows, C, eps);
+}
+void distill_residual_layernorm_rows(float *out, float *mean, float *rstd, float *sum, const float *xa, const float *xb,
+                                     const float *w, const float *b, long rows, long C, float eps) {
+    CALL(residual_layernorm_rows, out, mean, rstd, sum, xa, xb, w, b, rows, C, eps);
 }
 void distill_layernorm_apply_rows(float *out, const float *inp, const float *mean, const float *rstd,
                                   const float *w, const float *b, long rows, long C) {

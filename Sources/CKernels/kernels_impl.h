@@ -187,29 +187,46 @@ void K(activation_backward)(float *dinp, const float *dout, const float *pre, lo
 
 // Two passes (mean, then the variance of the centred values): accurate for rows whose mean
 // is large.
+/// One row: o [C] = (x − μ) · r · w + b, r = 1/√(var + eps), writing μ and r to *mean, *rstd.
+static inline __attribute__((always_inline)) void K(layernorm_row)(float *o, float *mean, float *rstd, const float *x,
+                                                                  const float *w, const float *b, long C, float eps) {
+    long C8 = C & ~7L;
+    f8 acc = 0.0f;
+    long c = 0;
+    for (; c < C8; c += 8) acc += K(ld8)(x + c);
+    float s = K(hsum)(acc);
+    for (; c < C; c++) s += x[c];
+    float m = s / (float)C;
+    f8 m8 = K(splat)(m);
+    acc = 0.0f;
+    for (c = 0; c < C8; c += 8) { f8 d = K(ld8)(x + c) - m8; acc = FMA(d, d, acc); }
+    float v = K(hsum)(acc);
+    for (; c < C; c++) { float d = x[c] - m; v += d * d; }
+    float r = 1.0f / sqrtf(v / (float)C + eps);
+    f8 r8 = K(splat)(r);
+    for (c = 0; c < C8; c += 8) K(st8)(o + c, ((K(ld8)(x + c) - m8) * r8) * K(ld8)(w + c) + K(ld8)(b + c));
+    for (; c < C; c++) o[c] = (x[c] - m) * r * w[c] + b[c];
+    if (mean) *mean = m;
+    if (rstd) *rstd = r;
+}
+
 void K(layernorm_rows)(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                        long rows, long C, float eps) {
-    long C8 = C & ~7L;
+    for (long n = 0; n < rows; n++)
+        K(layernorm_row)(out + n * C, mean ? mean + n : 0, rstd ? rstd + n : 0, inp + n * C, w, b, C, eps);
+}
+
+/// sum = xa + xb, then out = LayerNorm(sum), a row at a time: the residual add and the norm in
+/// one pass, the row still in L1 when it is normalized. Bit for bit the two kernels in turn.
+void K(residual_layernorm_rows)(float *out, float *mean, float *rstd, float *sum, const float *xa, const float *xb,
+                                const float *w, const float *b, long rows, long C, float eps) {
     for (long n = 0; n < rows; n++) {
-        const float *x = inp + n * C;
-        f8 acc = 0.0f;
+        float *x = sum + n * C;
+        const float *pa = xa + n * C, *pb = xb + n * C;
         long c = 0;
-        for (; c < C8; c += 8) acc += K(ld8)(x + c);
-        float s = K(hsum)(acc);
-        for (; c < C; c++) s += x[c];
-        float m = s / (float)C;
-        f8 m8 = K(splat)(m);
-        acc = 0.0f;
-        for (c = 0; c < C8; c += 8) { f8 d = K(ld8)(x + c) - m8; acc = FMA(d, d, acc); }
-        float v = K(hsum)(acc);
-        for (; c < C; c++) { float d = x[c] - m; v += d * d; }
-        float r = 1.0f / sqrtf(v / (float)C + eps);
-        f8 r8 = K(splat)(r);
-        float *o = out + n * C;
-        for (c = 0; c < C8; c += 8) K(st8)(o + c, ((K(ld8)(x + c) - m8) * r8) * K(ld8)(w + c) + K(ld8)(b + c));
-        for (; c < C; c++) o[c] = (x[c] - m) * r * w[c] + b[c];
-        if (mean) mean[n] = m;
-        if (rstd) rstd[n] = r;
+        for (; c + 8 <= C; c += 8) K(st8)(x + c, K(ld8)(pa + c) + K(ld8)(pb + c));
+        for (; c < C; c++) x[c] = pa[c] + pb[c];
+        K(layernorm_row)(out + n * C, mean ? mean + n : 0, rstd ? rstd + n : 0, x, w, b, C, eps);
     }
 }
 

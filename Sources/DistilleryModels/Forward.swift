@@ -103,10 +103,9 @@ extension EncoderModel {
             if let keys, pHidden > 0, c.dropoutAfterAttentionOutput {
                 DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .attentionOutput), offset: keys.rowOffset * S * H)
             }
-            residualForward(a.f(s.attnRes), x, tmp, count: N * H)
             let ln1Out = a.f(a.ln1Out)
-            layerNormForward(ln1Out, mean: a.f(s.ln1Mean), rstd: a.f(s.ln1Rstd), a.f(s.attnRes),
-                             weight: p(at.normWeight), bias: p(at.normBias), N: N, C: H, eps: eps)
+            residualLayerNormForward(ln1Out, mean: a.f(s.ln1Mean), rstd: a.f(s.ln1Rstd), sum: a.f(s.attnRes), x, tmp,
+                                     weight: p(at.normWeight), bias: p(at.normBias), N: N, C: H, eps: eps)
 
             // Feed-forward: act(x W1ᵀ + b1) W2ᵀ + b2, residual, LayerNorm.
             observer?(.ffnInput(ffn: step.ffn), ln1Out, N, H)
@@ -117,9 +116,8 @@ extension EncoderModel {
             if let keys, pHidden > 0 {
                 DistilleryTensor.dropout(tmp, count: N * H, p: pHidden, key: keys.key(step: k, .ffnOutput), offset: keys.rowOffset * S * H)
             }
-            residualForward(a.f(s.ffnRes), ln1Out, tmp, count: N * H)
-            layerNormForward(out, mean: a.f(s.ln2Mean), rstd: a.f(s.ln2Rstd), a.f(s.ffnRes),
-                             weight: p(ff.normWeight), bias: p(ff.normBias), N: N, C: H, eps: eps)
+            residualLayerNormForward(out, mean: a.f(s.ln2Mean), rstd: a.f(s.ln2Rstd), sum: a.f(s.ffnRes), ln1Out, tmp,
+                                     weight: p(ff.normWeight), bias: p(ff.normBias), N: N, C: H, eps: eps)
             onHiddenState?(k + 1, out)
         }
     }

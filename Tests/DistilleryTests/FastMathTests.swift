@@ -113,4 +113,27 @@ final class FastMathTests: XCTestCase {
             }
         }
     }
+    /// The fused residual + LayerNorm is the two kernels in turn, bit for bit (sum, output and
+    /// statistics), in both kernel copies, with and without a tail of columns.
+    func testResidualLayerNormIsResidualThenLayerNorm() {
+        var rng = SplitMix64(seed: 5)
+        for (N, C) in [(37, 384), (5, 13)] {
+            let a = (0..<(N * C)).map { _ in rng.nextGaussian() }, b = (0..<(N * C)).map { _ in 3 * rng.nextGaussian() }
+            let w = (0..<C).map { _ in 1 + 0.1 * rng.nextGaussian() }, bias = (0..<C).map { _ in 0.1 * rng.nextGaussian() }
+            for generic in [false, true] {
+                SIMDKernels.forceGeneric(generic)
+                defer { SIMDKernels.forceGeneric(false) }
+                var sum1 = [Float](repeating: 0, count: N * C), out1 = sum1, sum2 = sum1, out2 = sum1
+                var mean1 = [Float](repeating: 0, count: N), rstd1 = mean1, mean2 = mean1, rstd2 = mean1
+                residualForward(&sum1, a, b, count: N * C)
+                layerNormForward(&out1, mean: &mean1, rstd: &rstd1, sum1, weight: w, bias: bias, N: N, C: C, eps: 1e-12)
+                residualLayerNormForward(&out2, mean: &mean2, rstd: &rstd2, sum: &sum2, a, b, weight: w, bias: bias,
+                                         N: N, C: C, eps: 1e-12)
+                XCTAssertEqual(sum1.map(\.bitPattern), sum2.map(\.bitPattern), "sum, \(N)×\(C), generic \(generic)")
+                XCTAssertEqual(out1.map(\.bitPattern), out2.map(\.bitPattern), "output, \(N)×\(C), generic \(generic)")
+                XCTAssertEqual(mean1, mean2)
+                XCTAssertEqual(rstd1, rstd2)
+            }
+        }
+    }
 }

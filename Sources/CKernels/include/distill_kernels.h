@@ -34,6 +34,10 @@ void distill_activation_backward(float *dinp, const float *dout, const float *pr
 /// LayerNorm of rows × C: out = (x − μ)·r·w + b, r = 1/sqrt(var + eps); mean/rstd optional.
 void distill_layernorm_rows(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                             long rows, long C, float eps);
+/// sum [rows×C] = xa + xb, then out = LayerNorm(sum) as distill_layernorm_rows computes it, a row
+/// at a time (the residual add and the norm in one pass).
+void distill_residual_layernorm_rows(float *out, float *mean, float *rstd, float *sum, const float *xa, const float *xb,
+                                     const float *w, const float *b, long rows, long C, float eps);
 /// out = (x − mean[n])·rstd[n]·w + b with the statistics given.
 void distill_layernorm_apply_rows(float *out, const float *inp, const float *mean, const float *rstd,
                                   const float *w, const float *b, long rows, long C);

@@ -23,6 +23,22 @@ public func layerNormForward(_ out: UnsafeMutablePointer<Float>,
     }
 }
 
+/// sum [N×C] = a + b (a residual connection), then out = LayerNorm(sum) with its statistics, in
+/// one pass over the rows: bit for bit `residualForward` then `layerNormForward`.
+public func residualLayerNormForward(_ out: UnsafeMutablePointer<Float>,
+                                     mean: UnsafeMutablePointer<Float>?, rstd: UnsafeMutablePointer<Float>?,
+                                     sum: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                                     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+                                     N: Int, C: Int, eps: Float) {
+    let out = SendablePointer(out), sum = SendablePointer(sum)
+    let mean = mean.map { SendablePointer($0) }, rstd = rstd.map { SendablePointer($0) }
+    Parallel.forEachChunk(N, minPerChunk: 32) { _, rows in
+        let r0 = rows.lowerBound
+        distill_residual_layernorm_rows(out.p + r0 * C, mean.map { $0.p + r0 }, rstd.map { $0.p + r0 }, sum.p + r0 * C,
+                                        a + r0 * C, b + r0 * C, weight, bias, rows.count, C, eps)
+    }
+}
+
 /// out = (inp − μ) · r · w + b with μ and r given (the forward pass's statistics): recomputes a
 /// LayerNorm output bit for bit as `layerNormForward` produced it.
 public func layerNormApply(_ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>,
