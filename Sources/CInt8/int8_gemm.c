@@ -214,7 +214,7 @@ static inline __m256i dpbusd_avx2(__m256i acc, __m256i x, __m256i w, __m256i one
 
 /// One row's eight columns n ..< n + 8 from their int32 sums p:
 ///   y = fmaf(p − xzero[m]·colsum[n], xs[m]·ws[n], addend), addend as in addend() above.
-/// Plain vector loads and stores (AMD's masked stores are slow): callers pass full groups only.
+/// Plain vector loads and stores (AMD's masked stores are slow): full groups only.
 __attribute__((always_inline, target("avx2,fma")))
 static inline void dequantize8_avx2(const args_t *a, __m256i p, int m, int n, __m256 wsv, __m256i cs, __m256 b) {
     float *dst = a->y + (long)m * a->ldy + n;
@@ -226,34 +226,21 @@ static inline void dequantize8_avx2(const args_t *a, __m256i p, int m, int n, __
     _mm256_storeu_ps(dst, _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), sc, add));
 }
 
-/// The last, partial block (N not a multiple of 16): acc [mr][16] int32 sums, dequantized column
-/// by column with the same arithmetic where fewer than eight columns are left.
-__attribute__((target("avx2,fma")))
-static void dequantize_tail_avx2(const args_t *a, const int32_t *acc, int mr, int m0, int n0) {
-    for (int j = 0; j < 2; j++) {
-        const int n = n0 + 8 * j, left = a->N - n;
-        if (left <= 0) break;
-        if (left < 8) {
-            for (int r = 0; r < mr; r++) {
-                const int m = m0 + r;
-                for (int c = 0; c < left; c++) {
-                    float *dst = a->y + (long)m * a->ldy + n + c;
-                    const int32_t v = acc[16 * r + 8 * j + c] - a->xzero[m] * a->colsum[n + c];
-                    *dst = fmaf((float)v, a->xs[m] * a->ws[n + c], addend(a, m, dst, n + c));
-                }
-            }
-            break;
-        }
-        const __m256 wsv = _mm256_loadu_ps(a->ws + n);
-        const __m256i cs = _mm256_loadu_si256((const __m256i *)(a->colsum + n));
-        const __m256 b = a->bias ? _mm256_loadu_ps(a->bias + n) : _mm256_setzero_ps();
-        for (int r = 0; r < mr; r++)
-            dequantize8_avx2(a, _mm256_loadu_si256((const __m256i *)(acc + 16 * r + 8 * j)), m0 + r, n, wsv, cs, b);
+/// Fewer than eight columns left (N not a multiple of 8): the same arithmetic column by column,
+/// from the row's sums p.
+__attribute__((noinline, target("avx2,fma")))
+static void dequantize_partial_avx2(const args_t *a, __m256i p, int m, int n, int left) {
+    int32_t sums[8];
+    _mm256_storeu_si256((__m256i *)sums, p);
+    for (int c = 0; c < left; c++) {
+        float *dst = a->y + (long)m * a->ldy + n + c;
+        const int32_t v = sums[c] - a->xzero[m] * a->colsum[n + c];
+        *dst = fmaf((float)v, a->xs[m] * a->ws[n + c], addend(a, m, dst, n + c));
     }
 }
 
 // MR rows (from m0) × the 16-column block from n0, w its packed weights: Σ_k x·w in eight
-// accumulators, then dequantized straight from them (a partial last block goes through memory).
+// accumulators, then dequantized straight from them, eight columns at a time.
 // Kept out of line, one copy per MR, so each loop is compiled on its own.
 #define DISTILL_AVX2_TILE(MR)                                                                                \
 __attribute__((noinline, target("avx2,fma")))                                                                \
@@ -275,21 +262,16 @@ static void tile_avx2_##MR(const args_t *a, const int8_t *w, int m0, int n0) {  
         }                                                                                                    \
         w += 64;                                                                                             \
     }                                                                                                        \
-    if (n0 + 16 > a->N) {                                                                                    \
-        int32_t out[MR * 16];                                                                                \
-        UNROLL for (int r = 0; r < MR; r++) {                                                                \
-            _mm256_storeu_si256((__m256i *)(out + 16 * r), acc[r][0]);                                       \
-            _mm256_storeu_si256((__m256i *)(out + 16 * r + 8), acc[r][1]);                                   \
-        }                                                                                                    \
-        dequantize_tail_avx2(a, out, MR, m0, n0);                                                            \
-        return;                                                                                              \
-    }                                                                                                        \
     UNROLL for (int j = 0; j < 2; j++) {                                                                     \
-        const int n = n0 + 8 * j;                                                                            \
-        const __m256 wsv = _mm256_loadu_ps(a->ws + n);                                                       \
-        const __m256i cs = _mm256_loadu_si256((const __m256i *)(a->colsum + n));                             \
-        const __m256 b = a->bias ? _mm256_loadu_ps(a->bias + n) : _mm256_setzero_ps();                       \
-        UNROLL for (int r = 0; r < MR; r++) dequantize8_avx2(a, acc[r][j], m0 + r, n, wsv, cs, b);          \
+        const int n = n0 + 8 * j, left = a->N - n;                                                           \
+        if (left >= 8) {                                                                                     \
+            const __m256 wsv = _mm256_loadu_ps(a->ws + n);                                                   \
+            const __m256i cs = _mm256_loadu_si256((const __m256i *)(a->colsum + n));                         \
+            const __m256 b = a->bias ? _mm256_loadu_ps(a->bias + n) : _mm256_setzero_ps();                   \
+            UNROLL for (int r = 0; r < MR; r++) dequantize8_avx2(a, acc[r][j], m0 + r, n, wsv, cs, b);      \
+        } else if (left > 0) {                                                                               \
+            UNROLL for (int r = 0; r < MR; r++) dequantize_partial_avx2(a, acc[r][j], m0 + r, n, left);     \
+        }                                                                                                    \
     }                                                                                                        \
 }
 DISTILL_AVX2_TILE(1)

@@ -19,8 +19,8 @@ import CKernels
 // own scratch block: on a rented vCPU that the host interrupts, the other thread picks up the
 // slack rather than waiting (neutral on a quiet machine, 5–8% off the int8 pass on a busy one).
 // Where the AVX2 + FMA kernels run, the per-head products (S×S×D, D = 32 or 64), forward and
-// backward, go through CKernels' small product, which skips the packing and C-scaling passes a BLAS call spends on
-// a problem this small; elsewhere through the BLAS.
+// backward, go through CKernels' small product, which skips the packing and C-scaling passes a
+// BLAS call spends on a problem this small; elsewhere through the BLAS.
 // A row with no real key at all (an empty sequence) attends uniformly, as adding a large
 // negative bias to every score does in the reference.
 
@@ -83,30 +83,23 @@ func headProbabilities(_ p: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>
 }
 
 /// c [M×N] (row stride ldc) = scale · a [M×K] · b [K×N] (+ c when accumulating): one head's
-/// product, on the calling thread. On the small-product path b is first packed into
-/// `staging` [K×N] (its rows are 3H floats apart in qkv).
+/// product, on the calling thread; with `transposedA`, a is stored as [K×M] (row stride lda) and
+/// c = scale · aᵀ · b (the backward pass's dv and dk). On the small-product path b is first
+/// packed into `staging` [K×N] (its rows are 3H floats apart in qkv).
 @inline(__always)
 func headProduct(_ c: UnsafeMutablePointer<Float>, ldc: Int, _ a: UnsafePointer<Float>, lda: Int,
                  _ b: UnsafePointer<Float>, ldb: Int, M: Int, N: Int, K: Int, scale: Float = 1, accumulate: Bool = false,
-                 staging: UnsafeMutablePointer<Float>) {
+                 transposedA: Bool = false, staging: UnsafeMutablePointer<Float>) {
     if SIMDKernels.fast {
         distill_copy_block(staging, b, ldb, K, N)
-        distill_small_gemm(c, ldc, a, lda, staging, N, M, N, K, scale, accumulate ? 1 : 0)
+        if transposedA {
+            distill_small_gemm_at(c, ldc, a, lda, staging, N, M, N, K, scale, accumulate ? 1 : 0)
+        } else {
+            distill_small_gemm(c, ldc, a, lda, staging, N, M, N, K, scale, accumulate ? 1 : 0)
+        }
     } else {
-        sgemm(.no, .no, m: M, n: N, k: K, alpha: scale, a, lda: lda, b, ldb: ldb, beta: accumulate ? 1 : 0, c, ldc: ldc)
-    }
-}
-
-/// c [M×N] += aᵀ · b, a [K×M] (row stride lda), b [K×N]: one head's gradient product (dv, dk).
-/// On the small-product path b is packed into `staging` [K×N] first.
-@inline(__always)
-func headProductTA(_ c: UnsafeMutablePointer<Float>, ldc: Int, _ a: UnsafePointer<Float>, lda: Int,
-                   _ b: UnsafePointer<Float>, ldb: Int, M: Int, N: Int, K: Int, staging: UnsafeMutablePointer<Float>) {
-    if SIMDKernels.fast {
-        distill_copy_block(staging, b, ldb, K, N)
-        distill_small_gemm_at(c, ldc, a, lda, staging, N, M, N, K, 1, 1)
-    } else {
-        sgemm(.yes, .no, m: M, n: N, k: K, a, lda: lda, b, ldb: ldb, beta: 1, c, ldc: ldc)
+        sgemm(transposedA ? .yes : .no, .no, m: M, n: N, k: K, alpha: scale, a, lda: lda, b, ldb: ldb,
+              beta: accumulate ? 1 : 0, c, ldc: ldc)
     }
 }
 
@@ -158,11 +151,11 @@ public func attentionBackward(dqkv: UnsafeMutablePointer<Float>, dctx: UnsafePoi
                 dropoutBlock(used, count: S * S, offset: drop.offset + bh * S * S, p: drop.p, key: drop.key)
             }
             headProductTransposed(dp, ldc: S, dc, lda: H, q + 2 * H, ldb: ld, M: S, N: S, K: D, scratch: t)
-            headProductTA(dq + 2 * H, ldc: ld, used, lda: S, dc, ldb: H, M: S, N: D, K: S, staging: t)
+            headProduct(dq + 2 * H, ldc: ld, used, lda: S, dc, ldb: H, M: S, N: D, K: S, accumulate: true, transposedA: true, staging: t)
             if let drop { dropoutBlock(dp, count: S * S, offset: drop.offset + bh * S * S, p: drop.p, key: drop.key) }
             softmaxBackwardRows(dp, probs: p, rows: S, S: S, scale: a.scale)
             headProduct(dq, ldc: ld, dp, lda: S, q + H, ldb: ld, M: S, N: D, K: S, accumulate: true, staging: t)
-            headProductTA(dq + H, ldc: ld, dp, lda: S, q, ldb: ld, M: S, N: D, K: S, staging: t)
+            headProduct(dq + H, ldc: ld, dp, lda: S, q, ldb: ld, M: S, N: D, K: S, accumulate: true, transposedA: true, staging: t)
         }
     }
 }

@@ -25,6 +25,6 @@ public func dropoutBlock(_ x: UnsafeMutablePointer<Float>, count: Int, offset: I
 }
 
 /// ⌈p·2²⁴⌉: the smallest 24-bit draw that `uniform` maps to a value ≥ p (p·2²⁴ is exact in Double).
-public func dropoutThreshold(_ p: Float) -> UInt64 {
+func dropoutThreshold(_ p: Float) -> UInt64 {
     UInt64((Double(p) * 16_777_216).rounded(.up))
 }

@@ -1,5 +1,6 @@
 import Foundation
-// Small element-wise kernels: broadcast bias, residual sums, column sums, scaling.
+// Small element-wise kernels: broadcast bias, column sums, scaling (residual sums are fused into
+// LayerNorm: residualLayerNormForward).
 
 /// x[n, c] += bias[c]   over x [N×C] (leading dimension ld, default C).
 public func addBiasRows(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, N: Int, C: Int, ld: Int? = nil) {
@@ -11,17 +12,6 @@ public func addBiasRows(_ x: UnsafeMutablePointer<Float>, bias: UnsafePointer<Fl
             while c + 8 <= C { r.store8(r.load8(c) + bias.load8(c), c); c += 8 }
             while c < C { r[c] += bias[c]; c += 1 }
         }
-    }
-}
-
-/// out = a + b  over `count` elements (out may alias a or b).
-public func residualForward(_ out: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>,
-                            _ b: UnsafePointer<Float>, count: Int) {
-    let out = SendablePointer(out)
-    Parallel.forEachChunk(count, minPerChunk: 16384) { _, r in
-        var i = r.lowerBound
-        while i + 8 <= r.upperBound { out.p.store8(a.load8(i) + b.load8(i), i); i += 8 }
-        while i < r.upperBound { out.p[i] = a[i] + b[i]; i += 1 }
     }
 }
 

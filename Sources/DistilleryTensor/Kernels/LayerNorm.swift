@@ -24,7 +24,7 @@ public func layerNormForward(_ out: UnsafeMutablePointer<Float>,
 }
 
 /// sum [N×C] = a + b (a residual connection), then out = LayerNorm(sum) with its statistics, in
-/// one pass over the rows: bit for bit `residualForward` then `layerNormForward`.
+/// one pass over the rows: bit for bit the sum, then `layerNormForward` of it.
 public func residualLayerNormForward(_ out: UnsafeMutablePointer<Float>,
                                      mean: UnsafeMutablePointer<Float>?, rstd: UnsafeMutablePointer<Float>?,
                                      sum: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
