@@ -34,12 +34,11 @@ static inline __attribute__((always_inline)) float K(hmax)(f8 v) {
     return m;
 }
 
-/// e^x: Cephes' range reduction x = n·ln2 + r and a degree-6 polynomial; 0 below −87.3, a large
-/// finite value above 88.4, NaN stays NaN.
-static inline __attribute__((always_inline)) f8 K(exp8)(f8 x) {
-    const float hi = 88.3762626647949f, lo = -87.3365447505531f;
+/// e^x for x ≤ 88.376 (larger x overflow): Cephes' range reduction x = n·ln2 + r and a degree-6
+/// polynomial; 0 below −87.3, NaN stays NaN. Softmax's x − max ≤ 0 needs no upper clamp.
+static inline __attribute__((always_inline)) f8 K(exp8_upto88)(f8 x) {
+    const float lo = -87.3365447505531f;
     f8 input = x;
-    x = K(sel)(x > hi, K(splat)(hi), x);
     x = K(sel)(x < lo, K(splat)(lo), x);
     // n = round(x / ln2): adding 1.5·2²³ leaves the rounded integer in the low mantissa bits.
     const f8 magic = K(splat)(12582912.0f);
@@ -58,6 +57,12 @@ static inline __attribute__((always_inline)) f8 K(exp8)(f8 x) {
     i8 n = (i8)t - 0x4B400000;
     f8 scale = (f8)((n + 127) << 23);
     return K(sel)(input < lo, K(splat)(0.0f), y * scale);
+}
+
+/// e^x: exp8_upto88 with x clamped from above first (a large finite value above 88.4).
+static inline __attribute__((always_inline)) f8 K(exp8)(f8 x) {
+    const float hi = 88.3762626647949f;
+    return K(exp8_upto88)(K(sel)(x > hi, K(splat)(hi), x));
 }
 
 /// erf(x): a rational minimax form on [−4, 4] (±1 to float precision outside).
@@ -249,26 +254,39 @@ void K(layernorm_apply_rows)(float *out, const float *inp, const float *mean, co
 void K(softmax_masked_rows)(float *x, long rows, long S, const float *mask) {
     long valid = 0;
     for (long j = 0; j < S; j++) valid += mask[j] != 0.0f;
-    int all = valid == 0;
+    // Every key real (the common case), or none (uniform attention): no per-key mask test.
+    int all = valid == 0 || valid == S;
     long S8 = S & ~7L;
     const f8 ninf = K(splat)(-INFINITY);
     for (long row = 0; row < rows; row++) {
         float *xr = x + row * S;
         f8 mx8 = ninf;
         long j = 0;
-        for (; j < S8; j += 8) {
-            f8 v = K(ld8)(xr + j);
-            if (!all) v = K(sel)(K(ld8)(mask + j) == 0.0f, ninf, v);
-            mx8 = K(sel)(v > mx8, v, mx8);
+        if (all) {
+            for (; j < S8; j += 8) { f8 v = K(ld8)(xr + j); mx8 = K(sel)(v > mx8, v, mx8); }
+        } else {
+            for (; j < S8; j += 8) {
+                f8 v = K(sel)(K(ld8)(mask + j) == 0.0f, ninf, K(ld8)(xr + j));
+                mx8 = K(sel)(v > mx8, v, mx8);
+            }
         }
         float mx = K(hmax)(mx8);
         for (; j < S; j++) if ((all || mask[j] != 0.0f) && xr[j] > mx) mx = xr[j];
         f8 sum8 = 0.0f;
-        for (j = 0; j < S8; j += 8) {
-            f8 e = K(exp8)(K(ld8)(xr + j) - mx);
-            if (!all) e = K(sel)(K(ld8)(mask + j) == 0.0f, K(splat)(0.0f), e);
-            K(st8)(xr + j, e);
-            sum8 += e;
+        // x − max ≤ 0 (or NaN): exp8 without its upper clamp, the same values.
+        if (all) {
+            for (j = 0; j < S8; j += 8) {
+                f8 e = K(exp8_upto88)(K(ld8)(xr + j) - mx);
+                K(st8)(xr + j, e);
+                sum8 += e;
+            }
+        } else {
+            for (j = 0; j < S8; j += 8) {
+                f8 e = K(exp8_upto88)(K(ld8)(xr + j) - mx);
+                e = K(sel)(K(ld8)(mask + j) == 0.0f, K(splat)(0.0f), e);
+                K(st8)(xr + j, e);
+                sum8 += e;
+            }
         }
         float sum = K(hsum)(sum8);
         for (; j < S; j++) {
