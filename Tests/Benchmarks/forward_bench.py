@@ -22,6 +22,7 @@ ap.add_argument("threads", nargs="?", type=int, default=2, help="threads (defaul
 ap.add_argument("--iterations", type=int, default=20, help="timed runs per shape (median reported)")
 ap.add_argument("--warmup", type=int, default=3, help="untimed runs per shape before them")
 ap.add_argument("--json", action="store_true", help="print JSON")
+ap.add_argument("--only", default="", help="comma-separated parts of runtime names to run, e.g. 'ONNX Runtime int8' (default: all)")
 args = ap.parse_args()
 folder, threads = args.folder, args.threads
 os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -126,7 +127,10 @@ results = []
 if not args.json:
     print(f"threads {threads}")
     print("runtime\tms 8x128\tms 1x128\tmean sentence cosine to fp32", flush=True)
+wanted = [w.strip().lower() for w in args.only.split(",") if w.strip()]
 for name, run in runners.items():
+    if wanted and not any(w in name.lower() for w in wanted):
+        continue
     e = embeddings(run)
     cos = float(np.mean([a @ b / np.sqrt((a @ a) * (b @ b)) for a, b in zip(e, reference)]))
     r = {"runtime": name, "ms_8x128": timed(run, 8, 128), "ms_1x128": timed(run, 1, 128), "cosine_to_fp32": cos}

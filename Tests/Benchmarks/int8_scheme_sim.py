@@ -35,6 +35,8 @@ version 1 scheme (7-bit, QKV in two passes, no outlier channels) where the Swift
   outliers-cheap bf16 outlier columns; 2 or 3 channels everywhere; all inputs but the FFN's
   halved         the shipped scheme with 7-bit weights: the file's int8 codes halved at load
                  (round half to even, |w| <= 64), or quantized to 7 bits directly
+  a6             the shipped scheme with 6-bit activation codes (x <= 63) on some inputs:
+                 two vpmaddubsw pair sums then add in int16 before widening
   w7             the version 1 scheme with 7-bit weights (±63) on some inputs' matrices: what
                  an AVX2 kernel that adds two vpmaddubsw results in int16 before widening
                  would need (4 products of 7-bit codes and 7-bit weights stay below 2^15)
@@ -109,7 +111,8 @@ def main():
         return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
 
     def install(levels=127, two_pass=("qkv",), alpha=0.5, shift=(), fp32=(),
-                smoothed=("qkv", "attention_output", "ffn_input"), w7=(), outliers={}, bf16_outliers=False, halve=False):
+                smoothed=("qkv", "attention_output", "ffn_input"), w7=(), outliers={}, bf16_outliers=False, halve=False,
+                a6=()):
         for key, ls in groups.items():
             W = torch.cat([original[id(l)][0] for l in ls], 0)
             hi, lo = ranges[key]
@@ -141,8 +144,9 @@ def main():
                 row += n
                 keep = key in fp32
                 passes = 2 if key[0] in two_pass else 1
+                lv = 63 if key[0] in a6 else levels
 
-                def forward(x, Wl=Wl, W0=W0, b0=b0, s=s, z=z, keep=keep, passes=passes, O=O, keepcol=keepcol):
+                def forward(x, Wl=Wl, W0=W0, b0=b0, s=s, z=z, keep=keep, passes=passes, O=O, keepcol=keepcol, levels=lv):
                     if keep:
                         return x @ W0.T + b0
                     xs = x / s - z
@@ -186,6 +190,12 @@ def main():
             run("7-bit weights but QKV, QKV two passes", w7=("attention_output", "ffn_input", "ffn_output"))
             for k in every:
                 run(f"7-bit weights on {k} only", w7=(k,))
+        elif v == "a6":
+            # 6-bit activation codes (x <= 63) on some inputs: there two vpmaddubsw pair sums
+            # (each at most 2 * 63 * 127) add in int16 before widening, a quarter fewer
+            # multiply-port instructions on AVX2 without VNNI.
+            for ins in (("ffn_output",), ("ffn_input",), ("qkv",), ("attention_output",), ("ffn_input", "ffn_output"), every):
+                run("shipped, 6-bit codes on " + "+".join(ins), two_pass=(), outliers={k: 2 for k in every}, a6=ins)
         elif v == "halved":
             run("shipped, int8 weights halved at load", two_pass=(), outliers={k: 2 for k in every}, halve=True)
             run("shipped, 7-bit weights quantized directly", two_pass=(), outliers={k: 2 for k in every}, w7=every)
