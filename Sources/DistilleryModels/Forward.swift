@@ -110,7 +110,8 @@ extension EncoderModel {
             // Feed-forward: act(x W1ᵀ + b1) W2ᵀ + b2, residual, LayerNorm.
             observer?(.ffnInput(ffn: step.ffn), ln1Out, N, H)
             linear(a.f(s.ffnPre), ln1Out, weight: ff.inputWeight, bias: nil, N: N, a)
-            activationForward(act, pre: a.f(s.ffnPre), a.f(s.ffnPre), bias: p(ff.inputBias), N: N, C: I, c.activation)
+            // The biased pre-activation is kept (in place) only for the backward pass.
+            activationForward(act, pre: a.training ? a.f(s.ffnPre) : nil, a.f(s.ffnPre), bias: p(ff.inputBias), N: N, C: I, c.activation)
             observer?(.ffnOutput(ffn: step.ffn), act, N, I)
             linear(tmp, act, weight: ff.outputWeight, bias: ff.outputBias, N: N, a)
             if let keys, pHidden > 0 {
