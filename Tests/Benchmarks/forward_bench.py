@@ -13,6 +13,16 @@ bf16 matmuls are emulated and slow) are printed first. For comparison only:
         [--iterations 20] [--warmup 3]
 
 --json prints every figure (and the machine) as one JSON object instead of the table.
+
+On a shared host, whose speed can change by a third from one minute to the next, a ratio of two
+medians taken minutes apart says little. --paired DISTILL --precision P --rounds R alternates
+short runs instead: each round times one reference runtime (--only, default by precision:
+ONNX Runtime int8, PyTorch fp32 eager, PyTorch bf16 autocast) for --iterations, then
+`DISTILL bench forward --precision P` on the same shape, and prints every round's pair of medians
+and their ratio, then the median ratio and its spread over the rounds:
+
+    python3 Tests/Benchmarks/forward_bench.py .models/all-MiniLM-L6-v2 2 \
+        --paired .build/release/distill --precision int8 --rounds 9 --iterations 8
 """
 import argparse, json, os, statistics, sys, tempfile, time
 
@@ -23,6 +33,9 @@ ap.add_argument("--iterations", type=int, default=20, help="timed runs per shape
 ap.add_argument("--warmup", type=int, default=3, help="untimed runs per shape before them")
 ap.add_argument("--json", action="store_true", help="print JSON")
 ap.add_argument("--only", default="", help="comma-separated parts of runtime names to run, e.g. 'ONNX Runtime int8' (default: all)")
+ap.add_argument("--paired", metavar="DISTILL", help="the distill binary: alternate short runs of it and one reference (see above)")
+ap.add_argument("--precision", default="int8", choices=["int8", "fp32", "bf16"], help="with --paired: Distillery's precision (default int8)")
+ap.add_argument("--rounds", type=int, default=9, help="with --paired: rounds per shape (default 9)")
 args = ap.parse_args()
 folder, threads = args.folder, args.threads
 os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -123,6 +136,44 @@ runners = {
     "ONNX Runtime fp32": ort_runner(fp32_path),
     "ONNX Runtime int8 (per-channel)": ort_runner(int8_path),
 }
+def paired():
+    """Alternating rounds of one reference runtime and `distill bench forward` (see the docstring)."""
+    import subprocess
+    default = {"int8": "ONNX Runtime int8", "fp32": "PyTorch fp32 eager", "bf16": "PyTorch bf16 autocast"}[args.precision]
+    want = (args.only or default).lower()
+    name = next((n for n in runners if want in n.lower()), None)
+    if name is None:
+        raise SystemExit(f"no runtime matches {want!r}: {', '.join(runners)}")
+    run, out = runners[name], []
+    for B, S in ((8, 128), (1, 128)):
+        rows = []
+        for r in range(args.rounds):
+            ref = timed(run, B, S)
+            cmd = [args.paired, "bench", "forward", "--model", folder, "--precision", args.precision, "--batch", f"{B}x{S}",
+                   "--iterations", str(args.iterations), "--warmup", str(args.warmup), "--threads", str(threads), "--json"]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}")
+            ours = json.loads(done.stdout)["results"][0]["medianMs"]
+            rows.append({"round": r + 1, "reference_ms": ref, "distillery_ms": ours, "ratio": ref / ours})
+            if not args.json:
+                print(f"{B}x{S} round {r + 1}: {name} {ref:.1f} ms, Distillery {args.precision} {ours:.1f} ms, ratio {ref / ours:.2f}", flush=True)
+        ratios = sorted(x["ratio"] for x in rows)
+        q = lambda f: ratios[min(len(ratios) - 1, int(f * len(ratios)))]
+        summary = {"shape": f"{B}x{S}", "reference": name, "precision": args.precision, "rounds": rows,
+                   "median_ratio": statistics.median(ratios), "ratio_p25": q(0.25), "ratio_p75": q(0.75)}
+        out.append(summary)
+        if not args.json:
+            print(f"{B}x{S}: median ratio {summary['median_ratio']:.2f} (quartiles {summary['ratio_p25']:.2f}-{summary['ratio_p75']:.2f}) "
+                  f"over {len(rows)} rounds", flush=True)
+    if args.json:
+        print(json.dumps({"machine": info, "threads": threads, "iterations": args.iterations, "paired": out}, indent=2))
+
+
+if args.paired:
+    paired()
+    raise SystemExit(0)
+
 results = []
 if not args.json:
     print(f"threads {threads}")
