@@ -273,7 +273,8 @@ void K(softmax_masked_rows)(float *x, long rows, long S, const float *mask) {
         float mx = K(hmax)(mx8);
         for (; j < S; j++) if ((all || mask[j] != 0.0f) && xr[j] > mx) mx = xr[j];
         f8 sum8 = 0.0f;
-        // x − max ≤ 0 (or NaN): exp8 without its upper clamp, the same values.
+        // x − max ≤ 0 at every real key (NaN stays NaN; a masked key's value is replaced by 0
+        // whatever it was): exp8 without its upper clamp, the same values.
         if (all) {
             for (j = 0; j < S8; j += 8) {
                 f8 e = K(exp8_upto88)(K(ld8)(xr + j) - mx);
