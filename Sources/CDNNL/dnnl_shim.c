@@ -8,6 +8,7 @@
 
 int distill_dnnl_load(void) { return 0; }
 const char *distill_dnnl_status(void) { return "not built in (compiled with DISTILL_NO_DNNL)"; }
+int distill_dnnl_state(void) { return DISTILL_DNNL_STATE_COMPILED_OUT; }
 int distill_dnnl_isa(void) { return 0; }
 const char *distill_dnnl_isa_name(void) { return "none"; }
 void distill_dnnl_set_threads(int n) { (void)n; }
@@ -120,6 +121,7 @@ static void (*p_omp_set_num_threads)(int);
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int loaded = 0;
 static char status[256] = "not loaded";
+static int state = DISTILL_DNNL_STATE_UNUSABLE;
 static dnnl_engine_t_ engine;
 static dnnl_stream_t_ stream;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -128,9 +130,17 @@ static void load(void) {
     // oneDNN's OpenMP threads should sleep between our calls, not spin against our own workers.
     setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     const char *off = getenv("DISTILL_BACKEND");
-    if (off && strcmp(off, "openblas") == 0) { snprintf(status, sizeof status, "not used (DISTILL_BACKEND=openblas)"); return; }
+    if (off && strcmp(off, "openblas") == 0) {
+        state = DISTILL_DNNL_STATE_DISABLED;
+        snprintf(status, sizeof status, "not used (DISTILL_BACKEND=openblas)");
+        return;
+    }
     void *h = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (!h) { snprintf(status, sizeof status, "not installed (libdnnl.so.2: %s)", dlerror()); return; }
+    if (!h) {
+        state = DISTILL_DNNL_STATE_NOT_INSTALLED;
+        snprintf(status, sizeof status, "not installed (libdnnl.so.2: %s)", dlerror());
+        return;
+    }
 #define RESOLVE(ret, name, args)                                                                          \
     p_##name = (ret(*) args)dlsym(h, #name);                                                              \
     if (!p_##name) { snprintf(status, sizeof status, "libdnnl.so.2 lacks %s", #name); return; }
@@ -146,11 +156,13 @@ static void load(void) {
         return;
     }
     loaded = 1;
+    state = DISTILL_DNNL_STATE_LOADED;
     snprintf(status, sizeof status, "oneDNN %d.%d.%d, ISA %s", v->major, v->minor, v->patch, distill_dnnl_isa_name());
 }
 
 int distill_dnnl_load(void) { pthread_once(&once, load); return loaded; }
 const char *distill_dnnl_status(void) { distill_dnnl_load(); return status; }
+int distill_dnnl_state(void) { distill_dnnl_load(); return state; }
 int distill_dnnl_isa(void) { return distill_dnnl_load() ? (int)p_dnnl_get_effective_cpu_isa() : 0; }
 
 const char *distill_dnnl_isa_name(void) {

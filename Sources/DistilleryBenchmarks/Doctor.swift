@@ -59,12 +59,20 @@ public struct DoctorReport: Codable, Sendable {
         if SIMDKernels.name == "generic" && machine.extensions.contains("avx2") && machine.extensions.contains("fma") {
             advice.append("DISTILL_SIMD=generic is set: the element-wise kernels run their portable copy although this CPU has AVX2 and FMA.")
         }
-        if !OneDNN.available {
+        switch OneDNN.state {
+        case .notInstalled:
             // Loaded at run time: installing it is enough, no rebuild.
-            advice.append(OneDNN.status.hasPrefix("not installed")
-                ? "oneDNN is not installed. Install libdnnl-dev (it is loaded at run time: no rebuild) for AMX / AVX512-BF16 bf16 and VNNI / AMX int8 products."
-                : "oneDNN is not used (\(OneDNN.status)).")
-        } else if !OneDNN.bf16 && (machine.extensions.contains("avx512_bf16") || machine.extensions.contains("amx_bf16")) {
+            advice.append("oneDNN is not installed. Install libdnnl-dev (it is loaded at run time: no rebuild) for AMX / AVX512-BF16 bf16 and VNNI / AMX int8 products.")
+        case .disabled:
+            advice.append("DISTILL_BACKEND=openblas is set, so oneDNN is not loaded even where libdnnl-dev is installed. Unset it to use oneDNN.")
+        case .compiledOut:
+            advice.append("This build compiled oneDNN out (DISTILL_NO_DNNL): rebuild without it to use libdnnl-dev.")
+        case .unusable:
+            advice.append("oneDNN is not used (\(OneDNN.status)).")
+        case .loaded:
+            break
+        }
+        if OneDNN.available, !OneDNN.bf16 && (machine.extensions.contains("avx512_bf16") || machine.extensions.contains("amx_bf16")) {
             advice.append("This CPU has bf16 instructions but oneDNN offers no bf16 matrix product here.")
         }
         if !machine.extensions.contains("avx512_bf16") && !machine.extensions.contains("amx_bf16") {

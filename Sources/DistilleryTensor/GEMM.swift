@@ -22,6 +22,19 @@ public enum OneDNN {
     public static var available: Bool { distill_dnnl_load() != 0 }
     /// "oneDNN 2.6.3, ISA avx2", or why it is not used.
     public static var status: String { String(cString: distill_dnnl_status()) }
+    /// Why it is or is not used, for code that acts on it.
+    public enum State: Sendable, Equatable {
+        case loaded, notInstalled, disabled, compiledOut, unusable
+    }
+    public static var state: State {
+        switch Int(distill_dnnl_state()) {
+        case Int(DISTILL_DNNL_STATE_LOADED): return .loaded
+        case Int(DISTILL_DNNL_STATE_NOT_INSTALLED): return .notInstalled
+        case Int(DISTILL_DNNL_STATE_DISABLED): return .disabled
+        case Int(DISTILL_DNNL_STATE_COMPILED_OUT): return .compiledOut
+        default: return .unusable
+        }
+    }
     /// bf16 × bf16 → fp32 products run on optimised kernels (AVX512-BF16, AMX).
     public static let bf16: Bool = GEMMBackend.current == .onednn && distill_dnnl_supports(Int32(DISTILL_DNNL_BF16)) != 0
     /// u8 × s8 → s32 products run exactly (VNNI or AMX; AVX2 alone saturates).

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import DistilleryTensor
 import DistilleryQuant
+import DistilleryBenchmarks
 
 /// The fallback paths give the answers the fast ones do: OpenBLAS forced to its generic SSE3
 /// core (what a CPU it does not recognise gets), the generic copy of the C kernels (what a CPU
@@ -35,10 +36,25 @@ final class FallbackTests: XCTestCase {
         XCTAssertTrue(text.contains("Executed 1 test"), text)
     }
 
+    /// `distill doctor` acts on why oneDNN is not used (the state), not on its status text;
+    /// the two agree.
+    func testOneDNNStateAgreesWithItsStatus() {
+        switch OneDNN.state {
+        case .loaded: XCTAssertTrue(OneDNN.available); XCTAssertTrue(OneDNN.status.hasPrefix("oneDNN "), OneDNN.status)
+        case .notInstalled: XCTAssertFalse(OneDNN.available); XCTAssertTrue(OneDNN.status.hasPrefix("not installed"), OneDNN.status)
+        case .disabled: XCTAssertFalse(OneDNN.available); XCTAssertEqual(ProcessInfo.processInfo.environment["DISTILL_BACKEND"], "openblas")
+        case .compiledOut: XCTAssertFalse(OneDNN.available); XCTAssertTrue(OneDNN.status.contains("DISTILL_NO_DNNL"), OneDNN.status)
+        case .unusable: XCTAssertFalse(OneDNN.available)
+        }
+    }
+
     func checks() throws {
         XCTAssertEqual(OpenBLAS.coreName, "Prescott")
         XCTAssertEqual(SIMDKernels.name, "generic")
         XCTAssertEqual(GEMMBackend.current, .openblas)
+        XCTAssertEqual(OneDNN.state, .disabled)
+        XCTAssertTrue(try DoctorReport.run(iterations: 1).advice.contains { $0.hasPrefix("DISTILL_BACKEND=openblas is set") },
+                      "distill doctor says why oneDNN is not used")
         XCTAssertEqual(Int8Kernel.best, .scalar)
         func run<T: XCTestCase>(_ type: T.Type, _ body: (T) throws -> Void) throws { try body(type.init(name: "fallback", testClosure: { _ in })) }
         try run(ForwardParityTests.self) { try $0.testTinyBERT(); try $0.testTinyALBERT(); try $0.testTinyDistilBERT() }

@@ -15,10 +15,19 @@
 extern "C" {
 #endif
 
-/// Loads libdnnl.so.2 (once). 1 if usable, 0 if not (see distill_dnnl_status).
+/// Loads libdnnl.so.2 (once). 1 if usable, 0 if not (see distill_dnnl_state and _status).
 int distill_dnnl_load(void);
 /// "oneDNN 2.6.3, ISA avx2" or why it is not used.
 const char *distill_dnnl_status(void);
+/// Why oneDNN is or is not used, for callers that act on it (the status is for people).
+enum {
+    DISTILL_DNNL_STATE_LOADED = 0,
+    DISTILL_DNNL_STATE_NOT_INSTALLED = 1,  // no libdnnl.so.2 to load
+    DISTILL_DNNL_STATE_DISABLED = 2,       // DISTILL_BACKEND=openblas
+    DISTILL_DNNL_STATE_COMPILED_OUT = 3,   // built with DISTILL_NO_DNNL
+    DISTILL_DNNL_STATE_UNUSABLE = 4,       // loaded, but a symbol, the version or the engine failed
+};
+int distill_dnnl_state(void);
 /// The ISA oneDNN runs (its dnnl_cpu_isa_t value; 0 when not loaded) and its name.
 int distill_dnnl_isa(void);
 const char *distill_dnnl_isa_name(void);
