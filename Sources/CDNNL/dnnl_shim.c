@@ -119,8 +119,8 @@ FUNCS(DECLARE)
 static void (*p_omp_set_num_threads)(int);
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static int loaded = 0;
 static char status[256] = "not loaded";
+/// What load() found; usable exactly when DISTILL_DNNL_STATE_LOADED.
 static int state = DISTILL_DNNL_STATE_UNUSABLE;
 static dnnl_engine_t_ engine;
 static dnnl_stream_t_ stream;
@@ -155,18 +155,17 @@ static void load(void) {
         snprintf(status, sizeof status, "oneDNN %d.%d.%d: cannot create a CPU engine", v->major, v->minor, v->patch);
         return;
     }
-    loaded = 1;
     state = DISTILL_DNNL_STATE_LOADED;
     snprintf(status, sizeof status, "oneDNN %d.%d.%d, ISA %s", v->major, v->minor, v->patch, distill_dnnl_isa_name());
 }
 
-int distill_dnnl_load(void) { pthread_once(&once, load); return loaded; }
+int distill_dnnl_load(void) { pthread_once(&once, load); return state == DISTILL_DNNL_STATE_LOADED; }
 const char *distill_dnnl_status(void) { distill_dnnl_load(); return status; }
 int distill_dnnl_state(void) { distill_dnnl_load(); return state; }
 int distill_dnnl_isa(void) { return distill_dnnl_load() ? (int)p_dnnl_get_effective_cpu_isa() : 0; }
 
 const char *distill_dnnl_isa_name(void) {
-    if (!loaded) return "none";
+    if (state != DISTILL_DNNL_STATE_LOADED) return "none";
     switch (p_dnnl_get_effective_cpu_isa()) {
     case dnnl_cpu_isa_sse41_: return "sse41";
     case dnnl_cpu_isa_avx_: return "avx";
