@@ -1,4 +1,5 @@
 import CDNNL
+import Synchronization
 
 // bfloat16: the top 16 bits of an IEEE float (8-bit exponent, 7-bit mantissa).
 //
@@ -69,8 +70,10 @@ public func bf16BitsRows(_ x: UnsafePointer<Float>, ld: Int, N: Int, K: Int, int
 /// products, exact, summed in another order).
 public final class BF16Matrix: WeightMatrix {
     public let rows: Int, cols: Int
-    /// How the products run.
-    enum Path { case rounded, onednnBF16, onednnF32 }
+    /// How the products run: operands rounded to bf16 and multiplied in fp32 by `sgemm`; bf16
+    /// operands through oneDNN's bf16 kernels; or rounded fp32 operands through oneDNN's fp32
+    /// matmul (the bf16 call sites, for tests on CPUs without bf16 kernels).
+    package enum Path: Sendable { case rounded, onednnBF16, onednnF32 }
     let path: Path
     /// The weights rounded to bf16, as floats [rows × cols] (rounded and onednnF32 paths).
     var rounded: FloatBuffer?
@@ -83,14 +86,16 @@ public final class BF16Matrix: WeightMatrix {
     public var trainable: Bool { true }
     public var implementation: String { path == .onednnBF16 ? "onednn" : "" }
 
-    /// Tests set this to run the oneDNN call sites with fp32 operands holding bf16 values, where
-    /// the CPU has no bf16 kernels: the strides and accumulation are then checked anyway.
-    package nonisolated(unsafe) static var oneDNNGlueWithF32 = false
+    /// Tests set the path of matrices made from then on: `.rounded` for the portable reference
+    /// whatever the CPU, a oneDNN path to check its call sites against it. nil: the fastest here.
+    package nonisolated(unsafe) static var testPath: Path? = nil
+    /// Products oneDNN ran, and products it refused (then run by `sgemm`), over all matrices.
+    package static let oneDNNRan = Atomic<Int>(0), oneDNNRefused = Atomic<Int>(0)
 
     /// A copy of `master`'s weights, refreshed by `refresh()`.
     public init(master: FP32Matrix) {
         rows = master.rows; cols = master.cols; self.master = master
-        path = OneDNN.bf16 ? .onednnBF16 : (Self.oneDNNGlueWithF32 && OneDNN.available ? .onednnF32 : .rounded)
+        path = Self.testPath ?? (OneDNN.bf16 ? .onednnBF16 : .rounded)
         bits = path == .onednnBF16 ? AlignedBuffer<UInt16>(count: rows * cols) : nil
         rounded = path == .onednnBF16 ? nil : FloatBuffer(count: rows * cols)
         refresh()
@@ -119,7 +124,9 @@ public final class BF16Matrix: WeightMatrix {
     func onednn(_ M: Int, _ N: Int, _ K: Int, _ a: UnsafeRawPointer, _ am: Int, _ ak: Int, _ b: UnsafeRawPointer, _ bk: Int, _ bn: Int,
                 _ c: UnsafeMutablePointer<Float>, _ ldc: Int, accumulate: Bool) -> Bool {
         let types = path == .onednnBF16 ? Int32(DISTILL_DNNL_BF16) : Int32(DISTILL_DNNL_F32)
-        return distill_dnnl_matmul(types, M, N, K, a, am, ak, b, bk, bn, c, ldc, accumulate ? 1 : 0) == 0
+        let ran = distill_dnnl_matmul(types, M, N, K, a, am, ak, b, bk, bn, c, ldc, accumulate ? 1 : 0) == 0
+        if ran { Self.oneDNNRan.add(1, ordering: .relaxed) } else { Self.oneDNNRefused.add(1, ordering: .relaxed) }
+        return ran
     }
 
     public func forward(_ out: UnsafeMutablePointer<Float>, ldOut: Int, _ inp: UnsafePointer<Float>, ldInp: Int, N: Int,

@@ -95,14 +95,19 @@ final class BF16TrainingTests: XCTestCase {
     }
 
     /// oneDNN's bf16 call sites (strides of the forward product and of both backward products,
-    /// accumulation) give the products the portable path gives. On a CPU without bf16 kernels
-    /// they run with fp32 operands holding bf16 values, so only the summation order differs.
+    /// accumulation) give the products the portable path gives: with its bf16 kernels where the
+    /// CPU has them (AVX512-BF16, AMX), elsewhere with fp32 operands holding bf16 values. Either
+    /// way the operands are the same bf16 values and only the summation order differs.
     func testOneDNNCallSitesMatchThePortablePath() throws {
         try Fixtures.requireOneDNN()
+        defer { BF16Matrix.testPath = nil }
+        BF16Matrix.testPath = .rounded
         let portable = try step("distill-step-bert", bf16: true)
-        BF16Matrix.oneDNNGlueWithF32 = !OneDNN.bf16
-        defer { BF16Matrix.oneDNNGlueWithF32 = false }
+        BF16Matrix.testPath = OneDNN.bf16 ? .onednnBF16 : .onednnF32
+        let (ran, refused) = (BF16Matrix.oneDNNRan.load(ordering: .relaxed), BF16Matrix.oneDNNRefused.load(ordering: .relaxed))
         let viaOneDNN = try step("distill-step-bert", bf16: true)
+        XCTAssertGreaterThan(BF16Matrix.oneDNNRan.load(ordering: .relaxed), ran, "oneDNN ran none of the products")
+        XCTAssertEqual(BF16Matrix.oneDNNRefused.load(ordering: .relaxed), refused, "oneDNN refused products, which sgemm ran instead")
         XCTAssertEqual(viaOneDNN.losses.total, portable.losses.total, accuracy: 1e-5 * abs(portable.losses.total))
         for (name, g) in portable.gradients {
             let c = cosine(g, viaOneDNN.gradients[name]!)
