@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "DistilleryTests", dependencies: [
             "DistilleryTensor", "DistilleryFormats", "DistilleryText", "DistilleryModels", "DistilleryQuant",
             "DistilleryEvaluation", "DistilleryTraining", "DistilleryRecipes", "DistilleryCLI", "DistilleryBenchmarks",
-            "DistilleryFuzzing",
+            "DistilleryFuzzing", "CInt8", "CDNNL",
         ], exclude: ["Fixtures"]),
     ]
 )

@@ -11,6 +11,7 @@ const char *distill_dnnl_status(void) { return "not built in (compiled with DIST
 int distill_dnnl_state(void) { return DISTILL_DNNL_STATE_COMPILED_OUT; }
 int distill_dnnl_isa(void) { return 0; }
 const char *distill_dnnl_isa_name(void) { return "none"; }
+int distill_dnnl_amx(void) { return 0; }
 void distill_dnnl_set_threads(int n) { (void)n; }
 int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, const float *A, long lda, const float *B, long ldb,
                        float beta, float *C, long ldc) {
@@ -23,6 +24,7 @@ int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long
     return -1;
 }
 int distill_dnnl_supports(int types) { (void)types; return 0; }
+void distill_dnnl_check_u8s8(int on) { (void)on; }
 
 #else
 
@@ -110,8 +112,10 @@ _Static_assert(SAME(dnnl_cpu_isa_sse41) && SAME(dnnl_cpu_isa_avx) && SAME(dnnl_c
     X(dnnl_status_t_, dnnl_primitive_desc_destroy, (dnnl_primitive_desc_t_))                                         \
     X(dnnl_status_t_, dnnl_primitive_desc_query, (const_dnnl_primitive_desc_t_, dnnl_query_t_, int, void *))          \
     X(dnnl_status_t_, dnnl_primitive_create, (dnnl_primitive_t_ *, const_dnnl_primitive_desc_t_))                     \
+    X(dnnl_status_t_, dnnl_primitive_destroy, (dnnl_primitive_t_))                                                   \
     X(dnnl_status_t_, dnnl_primitive_execute, (const_dnnl_primitive_t_, dnnl_stream_t_, int, const dnnl_exec_arg_t_ *)) \
     X(dnnl_status_t_, dnnl_memory_create, (dnnl_memory_t_ *, const dnnl_memory_desc_t_ *, dnnl_engine_t_, void *))    \
+    X(dnnl_status_t_, dnnl_memory_destroy, (dnnl_memory_t_))                                                         \
     X(dnnl_status_t_, dnnl_memory_set_data_handle, (dnnl_memory_t_, void *))
 
 #define DECLARE(ret, name, args) static ret(*p_##name) args;
@@ -164,6 +168,9 @@ const char *distill_dnnl_status(void) { distill_dnnl_load(); return status; }
 int distill_dnnl_state(void) { distill_dnnl_load(); return state; }
 int distill_dnnl_isa(void) { return distill_dnnl_load() ? (int)p_dnnl_get_effective_cpu_isa() : 0; }
 
+// oneDNN's ISA values are sets of feature bits; later AMX ISAs (fp16) include these.
+int distill_dnnl_amx(void) { return (distill_dnnl_isa() & dnnl_cpu_isa_avx512_core_amx_) == dnnl_cpu_isa_avx512_core_amx_; }
+
 const char *distill_dnnl_isa_name(void) {
     if (state != DISTILL_DNNL_STATE_LOADED) return "none";
     switch (p_dnnl_get_effective_cpu_isa()) {
@@ -179,8 +186,16 @@ const char *distill_dnnl_isa_name(void) {
     }
 }
 
+/// The thread count last set: part of a cached primitive's key (brgemm fixes its split when
+/// it is made).
+static int threads_set = 0;
+
 void distill_dnnl_set_threads(int n) {
-    if (distill_dnnl_load() && p_omp_set_num_threads) p_omp_set_num_threads(n);
+    if (!distill_dnnl_load() || !p_omp_set_num_threads) return;
+    p_omp_set_num_threads(n);
+    pthread_mutex_lock(&lock);
+    threads_set = n;
+    pthread_mutex_unlock(&lock);
 }
 
 int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, const float *A, long lda, const float *B, long ldb,
@@ -192,14 +207,33 @@ int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, co
 // ---------------------------------------------------------------- matmul primitives, cached
 
 typedef struct {
-    int types, accumulate;
+    int types, accumulate, threads;
     long M, N, K, sm, sk, wk, wn, ldc;
     dnnl_primitive_t_ prim;   // NULL: oneDNN cannot run this shape and types
     dnnl_memory_t_ src, wei, dst;
+    int exact;                // u8 × s8: 0 not checked yet, 1 exact, -1 saturates
 } entry_t;
 
+// Every distinct shape makes an entry (bucketed batches give many row counts), so the cache is
+// emptied when it reaches CACHE_LIMIT entries rather than growing without end.
+enum { CACHE_LIMIT = 512 };
 static entry_t *cache = NULL;
 static int cached = 0, capacity = 0;
+static int check_u8s8 = 1;
+
+void distill_dnnl_check_u8s8(int on) {
+    pthread_mutex_lock(&lock);
+    check_u8s8 = on;
+    pthread_mutex_unlock(&lock);
+}
+
+static void release(entry_t *e) {
+    if (e->prim) p_dnnl_primitive_destroy(e->prim);
+    if (e->src) p_dnnl_memory_destroy(e->src);
+    if (e->wei) p_dnnl_memory_destroy(e->wei);
+    if (e->dst) p_dnnl_memory_destroy(e->dst);
+    memset(e, 0, sizeof *e);
+}
 
 static dnnl_data_type_t_ src_type(int t) { return t == DISTILL_DNNL_BF16 ? dnnl_bf16_ : t == DISTILL_DNNL_U8S8 ? dnnl_u8_ : dnnl_f32_; }
 static dnnl_data_type_t_ wei_type(int t) { return t == DISTILL_DNNL_BF16 ? dnnl_bf16_ : t == DISTILL_DNNL_U8S8 ? dnnl_s8_ : dnnl_f32_; }
@@ -237,23 +271,59 @@ static void make(entry_t *e) {
     }
     if (p_dnnl_primitive_create(&e->prim, pd) != dnnl_success_) { e->prim = NULL; p_dnnl_primitive_desc_destroy(pd); return; }
     p_dnnl_primitive_desc_destroy(pd);
-    p_dnnl_memory_create(&e->src, &s, engine, DNNL_MEMORY_NONE_);
-    p_dnnl_memory_create(&e->wei, &w, engine, DNNL_MEMORY_NONE_);
-    p_dnnl_memory_create(&e->dst, &d, engine, DNNL_MEMORY_NONE_);
+    if (p_dnnl_memory_create(&e->src, &s, engine, DNNL_MEMORY_NONE_) != dnnl_success_ ||
+        p_dnnl_memory_create(&e->wei, &w, engine, DNNL_MEMORY_NONE_) != dnnl_success_ ||
+        p_dnnl_memory_create(&e->dst, &d, engine, DNNL_MEMORY_NONE_) != dnnl_success_) {
+        entry_t keep = *e;
+        release(&keep);
+        e->prim = NULL; e->src = e->wei = e->dst = NULL;
+    }
+}
+
+static int run(entry_t *e, const void *src, const void *wei, void *dst) {
+    p_dnnl_memory_set_data_handle(e->src, (void *)src);
+    p_dnnl_memory_set_data_handle(e->wei, (void *)wei);
+    p_dnnl_memory_set_data_handle(e->dst, dst);
+    dnnl_exec_arg_t_ args[3] = {{DNNL_ARG_SRC_, e->src}, {DNNL_ARG_WEIGHTS_, e->wei}, {DNNL_ARG_DST_, e->dst}};
+    return p_dnnl_primitive_execute(e->prim, stream, 3, args) == dnnl_success_ && p_dnnl_stream_wait(stream) == dnnl_success_ ? 0 : -1;
+}
+
+/// 1 if e's u8 × s8 products are exact: all-255 activations times all-127 weights, every sum
+/// 255 · 127 · K (a 16-bit pair sum would saturate at 32,767 < 2 · 255 · 127). dst is scratch.
+static int exact_u8s8(entry_t *e, void *dst) {
+    if (e->K > 65536) return 0;   // 255 · 127 · K must fit in an int32
+    size_t ns = (size_t)((e->M - 1) * e->sm + (e->K - 1) * e->sk + 1);
+    size_t nw = (size_t)((e->K - 1) * e->wk + (e->N - 1) * e->wn + 1);
+    uint8_t *a = (uint8_t *)malloc(ns);
+    int8_t *b = (int8_t *)malloc(nw);
+    int ok = a && b;
+    if (ok) {
+        memset(a, 255, ns); memset(b, 127, nw);
+        ok = run(e, a, b, dst) == 0;
+        const int32_t *c = (const int32_t *)dst, want = (int32_t)(255 * 127 * e->K);
+        for (long m = 0; ok && m < e->M; m++)
+            for (long n = 0; n < e->N; n++) if (c[m * e->ldc + n] != want) { ok = 0; break; }
+    }
+    free(a); free(b);
+    return ok;
 }
 
 int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long sm, long sk, const void *wei, long wk, long wn,
                         void *dst, long ldc, int accumulate) {
-    if (!distill_dnnl_load()) return -1;
+    if (!distill_dnnl_load() || M <= 0 || N <= 0 || K <= 0) return -1;
     if (types == DISTILL_DNNL_U8S8) accumulate = 0;
     pthread_mutex_lock(&lock);
     entry_t *e = NULL;
     for (int i = 0; i < cached; i++) {
         entry_t *c = &cache[i];
-        if (c->types == types && c->accumulate == accumulate && c->M == M && c->N == N && c->K == K && c->sm == sm && c->sk == sk &&
-            c->wk == wk && c->wn == wn && c->ldc == ldc) { e = c; break; }
+        if (c->types == types && c->accumulate == accumulate && c->threads == threads_set && c->M == M && c->N == N && c->K == K &&
+            c->sm == sm && c->sk == sk && c->wk == wk && c->wn == wn && c->ldc == ldc) { e = c; break; }
     }
     if (!e) {
+        if (cached == CACHE_LIMIT) {
+            for (int i = 0; i < cached; i++) release(&cache[i]);
+            cached = 0;
+        }
         if (cached == capacity) {
             int cap = capacity ? 2 * capacity : 64;
             entry_t *grown = (entry_t *)realloc(cache, (size_t)cap * sizeof(entry_t));
@@ -262,18 +332,13 @@ int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long
         }
         e = &cache[cached++];
         memset(e, 0, sizeof *e);
-        e->types = types; e->accumulate = accumulate; e->M = M; e->N = N; e->K = K;
+        e->types = types; e->accumulate = accumulate; e->threads = threads_set; e->M = M; e->N = N; e->K = K;
         e->sm = sm; e->sk = sk; e->wk = wk; e->wn = wn; e->ldc = ldc;
         make(e);
     }
-    int rc = -1;
-    if (e->prim) {
-        p_dnnl_memory_set_data_handle(e->src, (void *)src);
-        p_dnnl_memory_set_data_handle(e->wei, (void *)wei);
-        p_dnnl_memory_set_data_handle(e->dst, dst);
-        dnnl_exec_arg_t_ args[3] = {{DNNL_ARG_SRC_, e->src}, {DNNL_ARG_WEIGHTS_, e->wei}, {DNNL_ARG_DST_, e->dst}};
-        if (p_dnnl_primitive_execute(e->prim, stream, 3, args) == dnnl_success_ && p_dnnl_stream_wait(stream) == dnnl_success_) rc = 0;
-    }
+    if (e->prim && types == DISTILL_DNNL_U8S8 && check_u8s8 && e->exact == 0) e->exact = exact_u8s8(e, dst) ? 1 : -1;
+    int usable = e->prim && !(types == DISTILL_DNNL_U8S8 && check_u8s8 && e->exact < 0);
+    int rc = usable ? run(e, src, wei, dst) : -1;
     pthread_mutex_unlock(&lock);
     return rc;
 }

@@ -457,7 +457,31 @@ void distill_i8_quantize_rows(int kernel, const float *x, long ldx, int M, int K
     quantize_rows_scalar(x, ldx, M, K, colscale, q, Kp, scales, zeros, levels);
 }
 
+#ifdef DISTILL_X86
+/// distill_i8_dequantize eight columns at a time, with the kernels' own dequantize8_avx2.
+__attribute__((noinline, target("avx2,fma")))
+static void dequantize_avx2(const args_t *a, const int32_t *acc, long ldacc) {
+    const int N8 = a->N & ~7;
+    for (int m = 0; m < a->M; m++) {
+        const int32_t *row = acc + (long)m * ldacc;
+        for (int n = 0; n < N8; n += 8) {
+            const __m256 b = a->bias ? _mm256_loadu_ps(a->bias + n) : _mm256_setzero_ps();
+            dequantize8_avx2(a, _mm256_loadu_si256((const __m256i *)(row + n)), m, n, _mm256_loadu_ps(a->ws + n),
+                             _mm256_loadu_si256((const __m256i *)(a->colsum + n)), b);
+        }
+        if (N8 < a->N) {
+            int32_t tail[8] = {0};
+            memcpy(tail, row + N8, (size_t)(a->N - N8) * sizeof(int32_t));
+            dequantize_partial_avx2(a, _mm256_loadu_si256((const __m256i *)tail), m, N8, a->N - N8);
+        }
+    }
+}
+#endif
+
 void distill_i8_dequantize(const distill_i8_args *a, const int32_t *acc, long ldacc) {
+#ifdef DISTILL_X86
+    if (distill_i8_available() & (1u << DISTILL_I8_AVX2)) { dequantize_avx2(a, acc, ldacc); return; }
+#endif
     for (int m = 0; m < a->M; m++) {
         for (int n = 0; n < a->N; n++) {
             const int32_t v = acc[(long)m * ldacc + n] - a->xzero[m] * a->colsum[n];

@@ -14,12 +14,21 @@ public enum Int8Kernel: Int32, CaseIterable, Sendable, CustomStringConvertible {
         return allCases.filter { $0 == .onednn ? OneDNN.int8 : mask & (1 << UInt32($0.rawValue)) != 0 }
     }
 
-    /// The fastest available kernel, or the one named by $DISTILL_INT8_KERNEL.
+    /// The fastest available kernel, or the one named by $DISTILL_INT8_KERNEL. oneDNN's
+    /// products are the default only where it runs AMX (tile products at several times the
+    /// VNNI rate, which pays for their extra pass over int32 products); with VNNI alone it runs
+    /// the same vpdpbusd as our kernels, which dequantize in registers instead. (Reasoned, not
+    /// yet measured on such a CPU: DISTILL_INT8_KERNEL=onednn compares them.)
     public static let best: Int8Kernel = {
         if let s = ProcessInfo.processInfo.environment["DISTILL_INT8_KERNEL"],
            let k = allCases.first(where: { $0.description == s }), available.contains(k) { return k }
-        return available.last ?? .scalar
+        return available.last(where: { $0 != .onednn || OneDNN.amx }) ?? .scalar
     }()
+
+    /// The fastest of our own kernels that multiplies codes up to `levels` exactly.
+    static func own(levels: Int) -> Int8Kernel {
+        available.last(where: { $0 != .onednn && $0.activationLevels >= levels }) ?? .scalar
+    }
 
     /// The largest activation code the kernel multiplies exactly: 255 (8-bit activations),
     /// or 127 for AVX2 without VNNI, whose vpmaddubsw saturates 16-bit pair sums of 8-bit
@@ -317,19 +326,10 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
     let xo = outliers.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }, wo = SendablePointer(w.outlierWeights.base)
     let k = Int32(kernel.rawValue), acc: Int32 = accumulate ? 1 : 0
     if kernel == .onednn {
-        // oneDNN's products (with its own threads) into int32, then our dequantization.
-        let products = OneDNNProducts.shared.buffer(M * N)
-        var a = distill_i8_args(M: Int32(M), N: Int32(N), Kp: Int32(Kp), xq: x.q.base, xzero: x.zeros.base, xs: x.scales.base,
-                                wp: w.packed.base, colsum: w.colsum.base, ws: w.scales.base, bias: bias,
-                                y: y, ldy: Int32(ld), accumulate: acc,
-                                xo: outliers, wo: w.outlierWeights.base, ko: Int32(ko), ldwo: Int32(N))
-        if distill_dnnl_matmul(Int32(DISTILL_DNNL_U8S8), M, N, Kp, x.q.base, Kp, 1, w.plain.base, 1, Kp, products, N, 0) == 0 {
-            distill_i8_dequantize(&a, products, N)
-            OneDNNProducts.shared.calls += 1
-            return
-        }
-        // oneDNN refused the shape: the portable kernel gives the same numbers.
-        distill_i8_gemm(Int32(Int8Kernel.scalar.rawValue), &a)
+        if OneDNNProducts.shared.run(y, ldy: ld, x, M: M, w, bias: bias, accumulate: accumulate, outliers: outliers, ko: ko) { return }
+        // oneDNN refused the shape (or its products there would saturate): our fastest kernel
+        // for these codes gives the same numbers.
+        int8Linear(y, ldy: ld, x, M: M, w, bias: bias, kernel: Int8Kernel.own(levels: x.levels), accumulate: accumulate, outliers: outliers)
         return
     }
     // Eight chunks a thread, taken as threads finish: a rented core the host interrupts then
@@ -364,15 +364,42 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
     }
 }
 
-/// The int32 products oneDNN writes before dequantization, kept between calls (one call at a
-/// time: oneDNN's own threads do the work).
+/// oneDNN's int8 products: int32 sums into a buffer kept between calls, then our
+/// dequantization, split across threads by rows. One product at a time (a lock covers the
+/// buffer from the product to the end of the dequantization).
 package final class OneDNNProducts: @unchecked Sendable {
     package static let shared = OneDNNProducts()
-    private var storage = AlignedBuffer<Int32>(count: 0)
+    private let lock = NSLock()
+    private var storage = AlignedBuffer<Int32>(count: 0)   // [M × N] products of the current call
     /// Products oneDNN ran (tests check the path was taken).
-    package var calls = 0
-    func buffer(_ count: Int) -> UnsafeMutablePointer<Int32> {
-        if storage.count < count { storage = AlignedBuffer<Int32>(count: count) }
-        return storage.base
+    private var ran = 0
+    package var calls: Int { lock.withLock { ran } }
+
+    /// y [M × N] (ldy) = dequantize(xq · Wᵀ) + bias (or += with `accumulate`), as `int8Linear`;
+    /// false, with y untouched, when oneDNN cannot run the shape exactly.
+    func run(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: QuantizedActivations, M: Int, _ w: PackedInt8Weights,
+             bias: UnsafePointer<Float>?, accumulate: Bool, outliers: UnsafePointer<Float>?, ko: Int) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        let N = w.N, Kp = w.Kp
+        if storage.count < M * N { storage = AlignedBuffer<Int32>(count: M * N) }
+        let products = storage.base
+        guard distill_dnnl_matmul(Int32(DISTILL_DNNL_U8S8), M, N, Kp, x.q.base, Kp, 1, w.plain.base, 1, Kp, products, N, 0) == 0 else {
+            return false
+        }
+        let yp = SendablePointer(y), pp = SendablePointer(products)
+        let bp = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+        let xo = outliers.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+        Parallel.forEachChunk(M, minPerChunk: 16) { _, rows in
+            let m0 = rows.lowerBound
+            var a = distill_i8_args(M: Int32(rows.count), N: Int32(N), Kp: Int32(Kp), xq: x.q.base + m0 * Kp, xzero: x.zeros.base + m0,
+                                    xs: x.scales.base + m0, wp: w.packed.base, colsum: w.colsum.base, ws: w.scales.base,
+                                    bias: bp.map { UnsafePointer($0.p) }, y: yp.p + m0 * ldy, ldy: Int32(ldy),
+                                    accumulate: accumulate ? 1 : 0, xo: xo.map { UnsafePointer($0.p + m0 * ko) },
+                                    wo: w.outlierWeights.base, ko: Int32(ko), ldwo: Int32(N))
+            distill_i8_dequantize(&a, pp.p + m0 * N, N)
+        }
+        ran += 1
+        return true
     }
 }

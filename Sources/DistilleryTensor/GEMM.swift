@@ -37,6 +37,8 @@ public enum OneDNN {
     }
     /// bf16 × bf16 → fp32 products run on optimised kernels (AVX512-BF16, AMX).
     public static let bf16: Bool = GEMMBackend.current == .onednn && distill_dnnl_supports(Int32(DISTILL_DNNL_BF16)) != 0
+    /// oneDNN runs AMX tile products (Intel Sapphire Rapids and later).
+    public static let amx: Bool = GEMMBackend.current == .onednn && distill_dnnl_amx() != 0
     /// u8 × s8 → s32 products run exactly (VNNI or AMX; AVX2 alone saturates).
     public static let int8: Bool = GEMMBackend.current == .onednn && distill_dnnl_supports(Int32(DISTILL_DNNL_U8S8)) != 0
 }

@@ -2,6 +2,8 @@ import Foundation
 import XCTest
 import DistilleryTensor
 import DistilleryQuant
+import CInt8
+import CDNNL
 
 /// The int8 kernels: quantization error bounds against the definition, and every SIMD kernel
 /// bit for bit equal to the scalar one on random shapes with ragged edges.
@@ -135,54 +137,61 @@ final class Int8KernelTests: XCTestCase {
     /// (200 × 40 and 128 × 384 are cut into more chunks than threads, rows and columns; 200 and
     /// 77 rows end in a partial 32-row block of the AVX2 kernel, whatever the thread count.)
     func testKernelsAreBitIdentical() {
-        var rng = SplitMix64(seed: 6)
-        print("int8 kernels on this CPU: \(Int8Kernel.available)")
-        for levels in [255, 127] { for (M, N, K) in [(1, 1, 1), (3, 17, 5), (7, 33, 64), (13, 100, 130), (6, 64, 384), (25, 250, 67), (200, 40, 96), (77, 33, 64), (128, 384, 1536)] {
-            var w = [Float](repeating: 0, count: N * K), x = [Float](repeating: 0, count: M * K)
-            for i in w.indices { w[i] = rng.nextGaussian() }
-            for i in x.indices { x[i] = rng.nextGaussian() * 2 }
-            let bias = (0..<N).map { _ in rng.nextGaussian() }
-            var (q, s) = w.withUnsafeBufferPointer { quantizeRowsSymmetric($0.baseAddress!, rows: N, cols: K) }
-            for i in stride(from: 0, to: q.count, by: 3) { q[i] = q[i] < 0 ? -128 : 127 }
-            let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer { PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: N, K: K) } }
-            let acts = QuantizedActivations(maxRows: M, K: K, levels: levels)
-            x.withUnsafeBufferPointer { acts.quantize($0.baseAddress!, M: M, K: K) }
-            if K >= 64 { XCTAssertEqual(Int((0..<(M * acts.Kp)).map { acts.q.base[$0] }.max()!), levels, "codes reach the top") }
-            func run(_ k: Int8Kernel, bias b: [Float]?, accumulateOnto start: [Float]? = nil) -> [Float] {
-                var y = start ?? [Float](repeating: .nan, count: M * N)
-                y.withUnsafeMutableBufferPointer { yp in
-                    if let b { b.withUnsafeBufferPointer { int8Linear(yp.baseAddress!, acts, M: M, packed, bias: $0.baseAddress!, kernel: k, accumulate: start != nil) } } else {
-                        int8Linear(yp.baseAddress!, acts, M: M, packed, bias: nil, kernel: k, accumulate: start != nil)
+        // Every thread count cuts the rows differently (a 6-row tile ending in a partial column
+        // block runs only in some splits): the machine's count, and one thread.
+        let threads = Parallel.threads
+        defer { Parallel.setThreads(threads) }
+        for t in threads > 1 ? [threads, 1] : [1] {
+            Parallel.setThreads(t)
+            var rng = SplitMix64(seed: 6)
+            print("int8 kernels on this CPU: \(Int8Kernel.available)")
+            for levels in [255, 127] { for (M, N, K) in [(1, 1, 1), (3, 17, 5), (7, 33, 64), (13, 100, 130), (6, 64, 384), (25, 250, 67), (200, 40, 96), (77, 33, 64), (128, 384, 1536)] {
+                var w = [Float](repeating: 0, count: N * K), x = [Float](repeating: 0, count: M * K)
+                for i in w.indices { w[i] = rng.nextGaussian() }
+                for i in x.indices { x[i] = rng.nextGaussian() * 2 }
+                let bias = (0..<N).map { _ in rng.nextGaussian() }
+                var (q, s) = w.withUnsafeBufferPointer { quantizeRowsSymmetric($0.baseAddress!, rows: N, cols: K) }
+                for i in stride(from: 0, to: q.count, by: 3) { q[i] = q[i] < 0 ? -128 : 127 }
+                let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer { PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: N, K: K) } }
+                let acts = QuantizedActivations(maxRows: M, K: K, levels: levels)
+                x.withUnsafeBufferPointer { acts.quantize($0.baseAddress!, M: M, K: K) }
+                if K >= 64 { XCTAssertEqual(Int((0..<(M * acts.Kp)).map { acts.q.base[$0] }.max()!), levels, "codes reach the top") }
+                func run(_ k: Int8Kernel, bias b: [Float]?, accumulateOnto start: [Float]? = nil) -> [Float] {
+                    var y = start ?? [Float](repeating: .nan, count: M * N)
+                    y.withUnsafeMutableBufferPointer { yp in
+                        if let b { b.withUnsafeBufferPointer { int8Linear(yp.baseAddress!, acts, M: M, packed, bias: $0.baseAddress!, kernel: k, accumulate: start != nil) } } else {
+                            int8Linear(yp.baseAddress!, acts, M: M, packed, bias: nil, kernel: k, accumulate: start != nil)
+                        }
                     }
+                    return y
                 }
-                return y
-            }
-            // The definition, in Swift: Σ (q − zero)·w over the unpadded row.
-            var expected = [Float](repeating: 0, count: M * N)
-            let Kp = acts.Kp
-            for m in 0..<M { for n in 0..<N {
-                var acc: Int32 = 0
-                for k in 0..<K { acc += (Int32(acts.q.base[m * Kp + k]) - acts.zeros.base[m]) * Int32(q[n * K + k]) }
-                expected[m * N + n] = fmaf(Float(acc), acts.scales.base[m] * s[n], bias[n])
+                // The definition, in Swift: Σ (q − zero)·w over the unpadded row.
+                var expected = [Float](repeating: 0, count: M * N)
+                let Kp = acts.Kp
+                for m in 0..<M { for n in 0..<N {
+                    var acc: Int32 = 0
+                    for k in 0..<K { acc += (Int32(acts.q.base[m * Kp + k]) - acts.zeros.base[m]) * Int32(q[n * K + k]) }
+                    expected[m * N + n] = fmaf(Float(acc), acts.scales.base[m] * s[n], bias[n])
+                } }
+                let scalar = run(.scalar, bias: bias)
+                XCTAssertEqual(scalar, expected, "scalar vs definition \(M)×\(N)×\(K)")
+                let scalarNoBias = run(.scalar, bias: nil)
+                // Accumulating mode: y = fma(acc, scale, y) (the second pass of two-pass activations).
+                let start = (0..<(M * N)).map { _ in rng.nextGaussian() }
+                let scalarAccumulated = run(.scalar, bias: bias, accumulateOnto: start)
+                for i in 0..<(M * N) {
+                    var acc: Int32 = 0
+                    let m = i / N, n = i % N
+                    for k in 0..<K { acc += (Int32(acts.q.base[m * Kp + k]) - acts.zeros.base[m]) * Int32(q[n * K + k]) }
+                    XCTAssertEqual(scalarAccumulated[i], fmaf(Float(acc), acts.scales.base[m] * s[n], start[i]))
+                }
+                for k in Int8Kernel.available where k != .scalar && k.activationLevels >= levels {
+                    XCTAssertEqual(run(k, bias: bias), scalar, "\(k) \(M)×\(N)×\(K) levels \(levels)")
+                    XCTAssertEqual(run(k, bias: nil), scalarNoBias, "\(k) no bias \(M)×\(N)×\(K)")
+                    XCTAssertEqual(run(k, bias: bias, accumulateOnto: start), scalarAccumulated, "\(k) accumulate \(M)×\(N)×\(K)")
+                }
             } }
-            let scalar = run(.scalar, bias: bias)
-            XCTAssertEqual(scalar, expected, "scalar vs definition \(M)×\(N)×\(K)")
-            let scalarNoBias = run(.scalar, bias: nil)
-            // Accumulating mode: y = fma(acc, scale, y) (the second pass of two-pass activations).
-            let start = (0..<(M * N)).map { _ in rng.nextGaussian() }
-            let scalarAccumulated = run(.scalar, bias: bias, accumulateOnto: start)
-            for i in 0..<(M * N) {
-                var acc: Int32 = 0
-                let m = i / N, n = i % N
-                for k in 0..<K { acc += (Int32(acts.q.base[m * Kp + k]) - acts.zeros.base[m]) * Int32(q[n * K + k]) }
-                XCTAssertEqual(scalarAccumulated[i], fmaf(Float(acc), acts.scales.base[m] * s[n], start[i]))
-            }
-            for k in Int8Kernel.available where k != .scalar && k.activationLevels >= levels {
-                XCTAssertEqual(run(k, bias: bias), scalar, "\(k) \(M)×\(N)×\(K) levels \(levels)")
-                XCTAssertEqual(run(k, bias: nil), scalarNoBias, "\(k) no bias \(M)×\(N)×\(K)")
-                XCTAssertEqual(run(k, bias: bias, accumulateOnto: start), scalarAccumulated, "\(k) accumulate \(M)×\(N)×\(K)")
-            }
-        } }
+        }
     }
 
     /// Outlier channels: an Int8Matrix with them gives the int8 product over the other channels
@@ -275,6 +284,9 @@ final class Int8KernelTests: XCTestCase {
     /// (strides, zero points, accumulation) is checked on any CPU.
     func testOneDNNProductsMatchTheReference() throws {
         try Fixtures.requireOneDNN()
+        // Where oneDNN saturates, its per-shape exactness check would refuse every shape here.
+        if !OneDNN.int8 { distill_dnnl_check_u8s8(0) }
+        defer { distill_dnnl_check_u8s8(1) }
         var rng = SplitMix64(seed: 11)
         let before = OneDNNProducts.shared.calls
         defer { XCTAssertGreaterThan(OneDNNProducts.shared.calls, before, "oneDNN ran the products") }
@@ -298,5 +310,90 @@ final class Int8KernelTests: XCTestCase {
                 XCTAssertEqual(a, b, "onednn \(M)×\(N)×\(K) accumulate \(accumulate)")
             }
         }
+    }
+
+    /// oneDNN picks its int8 implementation shape by shape, so each shape is taken only once a
+    /// run on all-maximum operands has shown its sums exact. With weights at the extremes a
+    /// product through `.onednn` gives the reference kernel's numbers on any CPU: from oneDNN
+    /// where it has VNNI or AMX, from our own kernels where its products would saturate (AVX2).
+    func testOneDNNInt8IsTakenOnlyWhereExact() throws {
+        try Fixtures.requireOneDNN()
+        var rng = SplitMix64(seed: 12)
+        let (M, N, K) = (13, 40, 200)
+        let q = (0..<(N * K)).map { $0 % 2 == 0 ? Int8(127) : Int8(-128) }, s = (0..<N).map { _ in 0.01 + rng.nextFloat() }
+        let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer { PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: N, K: K) } }
+        let acts = QuantizedActivations(maxRows: M, K: K)
+        let x = (0..<(M * K)).map { _ in abs(rng.nextGaussian()) + 1 }   // codes near the top
+        x.withUnsafeBufferPointer { acts.quantize($0.baseAddress!, M: M, K: K) }
+        var reference = [Float](repeating: .nan, count: M * N), viaOneDNN = reference
+        reference.withUnsafeMutableBufferPointer { int8Linear($0.baseAddress!, acts, M: M, packed, bias: nil, kernel: .scalar) }
+        let before = OneDNNProducts.shared.calls
+        viaOneDNN.withUnsafeMutableBufferPointer { int8Linear($0.baseAddress!, acts, M: M, packed, bias: nil, kernel: .onednn) }
+        XCTAssertEqual(viaOneDNN, reference)
+        if OneDNN.int8 {
+            XCTAssertEqual(OneDNNProducts.shared.calls, before + 1, "oneDNN ran the product")
+        } else {
+            XCTAssertEqual(OneDNNProducts.shared.calls, before, "oneDNN's saturating products were refused")
+        }
+    }
+
+    /// The dequantization of products made elsewhere (oneDNN's int32 sums; eight columns at a
+    /// time where the CPU has AVX2) gives the scalar kernel's floats bit for bit: widths that
+    /// end in partial vectors, with and without bias, accumulating, with outlier channels.
+    func testDequantizationOfOutsideProductsMatchesTheKernel() {
+        var rng = SplitMix64(seed: 21)
+        for (M, N, K) in [(1, 1, 3), (3, 17, 5), (5, 100, 45), (9, 8, 16), (4, 37, 40)] {
+            let hot: [Int32] = K >= 40 ? [3, 30] : []
+            var w = (0..<(N * K)).map { _ in rng.nextGaussian() }
+            let columns = (0..<N).flatMap { n in hot.map { w[n * K + Int($0)] } }
+            for n in 0..<N { for c in hot { w[n * K + Int(c)] = 0 } }
+            let (q, s) = w.withUnsafeBufferPointer { quantizeRowsSymmetric($0.baseAddress!, rows: N, cols: K) }
+            let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer {
+                PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: N, K: K, outliers: hot.isEmpty ? nil : (hot, columns))
+            } }
+            let acts = QuantizedActivations(maxRows: M, K: K)
+            let x = (0..<(M * K)).map { _ in rng.nextGaussian() }
+            x.withUnsafeBufferPointer { acts.quantize($0.baseAddress!, M: M, K: K) }
+            let xo = (0..<(M * hot.count)).map { _ in rng.nextGaussian() * 30 }
+            let bias = (0..<N).map { _ in rng.nextGaussian() }, start = (0..<(M * N)).map { _ in rng.nextGaussian() }
+            // oneDNN's products: Σ_k code · w, the zero point not yet taken off.
+            var products = [Int32](repeating: 0, count: M * N)
+            for m in 0..<M { for n in 0..<N { for k in 0..<K { products[m * N + n] += Int32(acts.q.base[m * acts.Kp + k]) * Int32(q[n * K + k]) } } }
+            for (withBias, accumulate) in [(true, false), (false, false), (false, true)] {
+                let ko = accumulate ? 0 : hot.count
+                var expected = accumulate ? start : [Float](repeating: .nan, count: M * N), actual = expected
+                bias.withUnsafeBufferPointer { bp in xo.withUnsafeBufferPointer { op in
+                    let b = withBias ? bp.baseAddress : nil, o = ko > 0 ? op.baseAddress : nil
+                    expected.withUnsafeMutableBufferPointer {
+                        int8Linear($0.baseAddress!, acts, M: M, packed, bias: b, kernel: .scalar, accumulate: accumulate, outliers: o)
+                    }
+                    actual.withUnsafeMutableBufferPointer { yp in products.withUnsafeBufferPointer { pp in
+                        var a = distill_i8_args(M: Int32(M), N: Int32(N), Kp: Int32(packed.Kp), xq: acts.q.base, xzero: acts.zeros.base,
+                                                xs: acts.scales.base, wp: packed.packed.base, colsum: packed.colsum.base,
+                                                ws: packed.scales.base, bias: b, y: yp.baseAddress!, ldy: Int32(N),
+                                                accumulate: accumulate ? 1 : 0, xo: o, wo: packed.outlierWeights.base,
+                                                ko: Int32(ko), ldwo: Int32(N))
+                        distill_i8_dequantize(&a, pp.baseAddress!, N)
+                    } }
+                } }
+                XCTAssertEqual(actual, expected, "\(M)×\(N)×\(K) bias \(withBias) accumulate \(accumulate)")
+            }
+        }
+    }
+
+    /// Start-up finds every int8 kernel the CPU's flags allow, and none they do not: a
+    /// detection that lost VNNI would otherwise pass every other test on the slower kernels.
+    func testKernelDetectionFollowsTheCPUFlags() {
+        let flags = Set(CPUInfo.read().flags)
+        let expected: [Int8Kernel: Bool] = [
+            .scalar: true,
+            .avx2: flags.contains("avx2") && flags.contains("fma"),
+            .avxVNNI: flags.contains("avx_vnni") && flags.contains("fma"),
+            .avx512VNNI: flags.contains("avx512_vnni") && flags.contains("avx512bw"),
+            .avx512VLVNNI256: flags.contains("avx512_vnni") && flags.contains("avx512vl") && flags.contains("fma"),
+        ]
+        let available = Set(Int8Kernel.available)
+        for (kernel, present) in expected { XCTAssertEqual(available.contains(kernel), present, "\(kernel) with flags \(flags.sorted())") }
+        XCTAssertEqual(available.contains(.onednn), OneDNN.int8)
     }
 }

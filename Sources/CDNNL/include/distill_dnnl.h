@@ -31,6 +31,8 @@ int distill_dnnl_state(void);
 /// The ISA oneDNN runs (its dnnl_cpu_isa_t value; 0 when not loaded) and its name.
 int distill_dnnl_isa(void);
 const char *distill_dnnl_isa_name(void);
+/// 1 when that ISA includes AMX's tile products.
+int distill_dnnl_amx(void);
 /// OpenMP threads oneDNN uses.
 void distill_dnnl_set_threads(int n);
 
@@ -43,14 +45,21 @@ enum { DISTILL_DNNL_F32 = 0, DISTILL_DNNL_BF16 = 1, DISTILL_DNNL_U8S8 = 2 };
 
 /// dst[M×N] (row stride ldc) = src · wei, or += with accumulate (f32 results only), where
 /// src is logically [M×K] with element (m, k) at src[m·sm + k·sk] and wei is logically [K×N]
-/// with element (k, n) at wei[k·wk + n·wn]. Primitives are made once per shape and cached.
-/// 0 on success; nonzero when oneDNN cannot run it (the caller falls back).
+/// with element (k, n) at wei[k·wk + n·wn]. Primitives are made once per shape (and thread
+/// count) and cached. oneDNN picks its implementation per shape, and one without VNNI or AMX
+/// saturates u8 × s8 pair sums at 16 bits: each new u8 × s8 shape is therefore run once on
+/// all-maximum operands (into dst, which the real call then overwrites) and refused unless
+/// every sum is exact. 0 on success; nonzero when oneDNN cannot run it (the caller falls back).
 int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long sm, long sk, const void *wei, long wk, long wn,
                         void *dst, long ldc, int accumulate);
 
 /// Whether a kind of product runs here: types as above. For u8 × s8 it also checks that the
 /// results are exact (oneDNN on AVX2 without VNNI saturates 16-bit intermediate sums).
 int distill_dnnl_supports(int types);
+
+/// Tests only: 0 skips the per-shape u8 × s8 exactness check above, so that oneDNN's int8 call
+/// site can be checked on a CPU whose oneDNN saturates, with weights small enough not to.
+void distill_dnnl_check_u8s8(int on);
 
 #ifdef __cplusplus
 }
