@@ -12,6 +12,7 @@ int distill_dnnl_state(void) { return DISTILL_DNNL_STATE_COMPILED_OUT; }
 int distill_dnnl_isa(void) { return 0; }
 const char *distill_dnnl_isa_name(void) { return "none"; }
 int distill_dnnl_amx(void) { return 0; }
+int distill_dnnl_bf16_isa(void) { return 0; }
 void distill_dnnl_set_threads(int n) { (void)n; }
 int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, const float *A, long lda, const float *B, long ldb,
                        float beta, float *C, long ldc) {
@@ -170,6 +171,7 @@ int distill_dnnl_isa(void) { return distill_dnnl_load() ? (int)p_dnnl_get_effect
 
 // oneDNN's ISA values are sets of feature bits; later AMX ISAs (fp16) include these.
 int distill_dnnl_amx(void) { return (distill_dnnl_isa() & dnnl_cpu_isa_avx512_core_amx_) == dnnl_cpu_isa_avx512_core_amx_; }
+int distill_dnnl_bf16_isa(void) { return (distill_dnnl_isa() & dnnl_cpu_isa_avx512_core_bf16_) == dnnl_cpu_isa_avx512_core_bf16_; }
 
 const char *distill_dnnl_isa_name(void) {
     if (state != DISTILL_DNNL_STATE_LOADED) return "none";

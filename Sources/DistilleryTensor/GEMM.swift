@@ -35,8 +35,11 @@ public enum OneDNN {
         default: return .unusable
         }
     }
-    /// bf16 × bf16 → fp32 products run on optimised kernels (AVX512-BF16, AMX).
-    public static let bf16: Bool = GEMMBackend.current == .onednn && distill_dnnl_supports(Int32(DISTILL_DNNL_BF16)) != 0
+    /// bf16 × bf16 → fp32 products run on optimised kernels (AVX512-BF16, AMX). Not on
+    /// AVX-512 without BF16 (Skylake to Ice Lake), where oneDNN would convert the operands and
+    /// multiply in fp32: rounded fp32 operands give the same products there at fp32 speed.
+    public static let bf16: Bool = GEMMBackend.current == .onednn && distill_dnnl_bf16_isa() != 0
+        && distill_dnnl_supports(Int32(DISTILL_DNNL_BF16)) != 0
     /// oneDNN runs AMX tile products (Intel Sapphire Rapids and later).
     public static let amx: Bool = GEMMBackend.current == .onednn && distill_dnnl_amx() != 0
     /// u8 × s8 → s32 products run exactly (VNNI or AMX; AVX2 alone saturates).

@@ -33,6 +33,9 @@ int distill_dnnl_isa(void);
 const char *distill_dnnl_isa_name(void);
 /// 1 when that ISA includes AMX's tile products.
 int distill_dnnl_amx(void);
+/// 1 when that ISA multiplies bf16 in hardware (AVX512-BF16 or AMX). Without it oneDNN may
+/// still accept bf16 products on AVX-512 by converting them, which is no faster than fp32.
+int distill_dnnl_bf16_isa(void);
 /// OpenMP threads oneDNN uses.
 void distill_dnnl_set_threads(int n);
 
