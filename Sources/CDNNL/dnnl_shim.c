@@ -189,7 +189,8 @@ const char *distill_dnnl_isa_name(void) {
 }
 
 /// The thread count last set: part of a cached primitive's key (brgemm fixes its split when
-/// it is made).
+/// it is made). omp_set_num_threads sets the calling thread's count: products are issued from
+/// the thread that sets it (the main thread), as the header says calls are made.
 static int threads_set = 0;
 
 void distill_dnnl_set_threads(int n) {
@@ -290,24 +291,27 @@ static int run(entry_t *e, const void *src, const void *wei, void *dst) {
     return p_dnnl_primitive_execute(e->prim, stream, 3, args) == dnnl_success_ && p_dnnl_stream_wait(stream) == dnnl_success_ ? 0 : -1;
 }
 
-/// 1 if e's u8 × s8 products are exact: all-255 activations times all-127 weights, every sum
-/// 255 · 127 · K (a 16-bit pair sum would saturate at 32,767 < 2 · 255 · 127). dst is scratch.
+/// Whether e's u8 × s8 products are exact: all-255 activations times all-127 weights, every
+/// sum 255 · 127 · K (a 16-bit pair sum would saturate at 32,767 < 2 · 255 · 127). dst is
+/// scratch. 1 exact, -1 not, 0 not known (no memory, or the run failed: try again next call).
 static int exact_u8s8(entry_t *e, void *dst) {
-    if (e->K > 65536) return 0;   // 255 · 127 · K must fit in an int32
+    if (e->K > 65536) return -1;   // 255 · 127 · K must fit in an int32
     size_t ns = (size_t)((e->M - 1) * e->sm + (e->K - 1) * e->sk + 1);
     size_t nw = (size_t)((e->K - 1) * e->wk + (e->N - 1) * e->wn + 1);
     uint8_t *a = (uint8_t *)malloc(ns);
     int8_t *b = (int8_t *)malloc(nw);
-    int ok = a && b;
-    if (ok) {
+    int verdict = 0;
+    if (a && b) {
         memset(a, 255, ns); memset(b, 127, nw);
-        ok = run(e, a, b, dst) == 0;
-        const int32_t *c = (const int32_t *)dst, want = (int32_t)(255 * 127 * e->K);
-        for (long m = 0; ok && m < e->M; m++)
-            for (long n = 0; n < e->N; n++) if (c[m * e->ldc + n] != want) { ok = 0; break; }
+        if (run(e, a, b, dst) == 0) {
+            verdict = 1;
+            const int32_t *c = (const int32_t *)dst, want = (int32_t)(255 * 127 * e->K);
+            for (long m = 0; verdict > 0 && m < e->M; m++)
+                for (long n = 0; n < e->N; n++) if (c[m * e->ldc + n] != want) { verdict = -1; break; }
+        }
     }
     free(a); free(b);
-    return ok;
+    return verdict;
 }
 
 int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long sm, long sk, const void *wei, long wk, long wn,
@@ -338,8 +342,8 @@ int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long
         e->sm = sm; e->sk = sk; e->wk = wk; e->wn = wn; e->ldc = ldc;
         make(e);
     }
-    if (e->prim && types == DISTILL_DNNL_U8S8 && check_u8s8 && e->exact == 0) e->exact = exact_u8s8(e, dst) ? 1 : -1;
-    int usable = e->prim && !(types == DISTILL_DNNL_U8S8 && check_u8s8 && e->exact < 0);
+    if (e->prim && types == DISTILL_DNNL_U8S8 && check_u8s8 && e->exact == 0) e->exact = exact_u8s8(e, dst);
+    int usable = e->prim && !(types == DISTILL_DNNL_U8S8 && check_u8s8 && e->exact <= 0);
     int rc = usable ? run(e, src, wei, dst) : -1;
     pthread_mutex_unlock(&lock);
     return rc;

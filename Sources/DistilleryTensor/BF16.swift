@@ -125,7 +125,9 @@ public final class BF16Matrix: WeightMatrix {
                 _ c: UnsafeMutablePointer<Float>, _ ldc: Int, accumulate: Bool) -> Bool {
         let types = path == .onednnBF16 ? Int32(DISTILL_DNNL_BF16) : Int32(DISTILL_DNNL_F32)
         let ran = distill_dnnl_matmul(types, M, N, K, a, am, ak, b, bk, bn, c, ldc, accumulate ? 1 : 0) == 0
-        if ran { Self.oneDNNRan.add(1, ordering: .relaxed) } else { Self.oneDNNRefused.add(1, ordering: .relaxed) }
+        if M * N * K > 0 {   // an empty product is not a refusal (the shim declines it)
+            if ran { Self.oneDNNRan.add(1, ordering: .relaxed) } else { Self.oneDNNRefused.add(1, ordering: .relaxed) }
+        }
         return ran
     }
 
