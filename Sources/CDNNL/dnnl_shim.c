@@ -230,12 +230,13 @@ void distill_dnnl_check_u8s8(int on) {
     pthread_mutex_unlock(&lock);
 }
 
+/// Destroys what make() created for e, leaving its key: e can no longer run.
 static void release(entry_t *e) {
     if (e->prim) p_dnnl_primitive_destroy(e->prim);
     if (e->src) p_dnnl_memory_destroy(e->src);
     if (e->wei) p_dnnl_memory_destroy(e->wei);
     if (e->dst) p_dnnl_memory_destroy(e->dst);
-    memset(e, 0, sizeof *e);
+    e->prim = NULL; e->src = e->wei = e->dst = NULL;
 }
 
 static dnnl_data_type_t_ src_type(int t) { return t == DISTILL_DNNL_BF16 ? dnnl_bf16_ : t == DISTILL_DNNL_U8S8 ? dnnl_u8_ : dnnl_f32_; }
@@ -277,9 +278,7 @@ static void make(entry_t *e) {
     if (p_dnnl_memory_create(&e->src, &s, engine, DNNL_MEMORY_NONE_) != dnnl_success_ ||
         p_dnnl_memory_create(&e->wei, &w, engine, DNNL_MEMORY_NONE_) != dnnl_success_ ||
         p_dnnl_memory_create(&e->dst, &d, engine, DNNL_MEMORY_NONE_) != dnnl_success_) {
-        entry_t keep = *e;
-        release(&keep);
-        e->prim = NULL; e->src = e->wei = e->dst = NULL;
+        release(e);
     }
 }
 

@@ -321,15 +321,15 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
     precondition(x.levels <= kernel.activationLevels, "\(kernel) multiplies activations of at most \(kernel.activationLevels) exactly")
     let ko = accumulate ? 0 : w.outlierChannels.count
     precondition(ko == 0 || outliers != nil, "the outlier channels' activations are missing")
-    let ld = ldy ?? w.N, Kp = w.Kp, N = w.N
-    let yp = SendablePointer(y), bp = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
-    let xo = outliers.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }, wo = SendablePointer(w.outlierWeights.base)
-    let k = Int32(kernel.rawValue), acc: Int32 = accumulate ? 1 : 0
+    let N = w.N
+    let product = Int8Product(y: SendablePointer(y), ld: ldy ?? N, x: x, w: w,
+                              bias: bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) },
+                              outliers: outliers.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }, ko: ko, accumulate: accumulate)
     if kernel == .onednn {
-        if OneDNNProducts.shared.run(y, ldy: ld, x, M: M, w, bias: bias, accumulate: accumulate, outliers: outliers, ko: ko) { return }
+        if OneDNNProducts.shared.run(product, M: M) { return }
         // oneDNN refused the shape (or its products there would saturate): our fastest kernel
         // for these codes gives the same numbers.
-        int8Linear(y, ldy: ld, x, M: M, w, bias: bias, kernel: Int8Kernel.own(levels: x.levels), accumulate: accumulate, outliers: outliers)
+        int8Linear(y, ldy: ldy, x, M: M, w, bias: bias, kernel: Int8Kernel.own(levels: x.levels), accumulate: accumulate, outliers: outliers)
         return
     }
     // Eight chunks a thread, taken as threads finish: a rented core the host interrupts then
@@ -341,14 +341,9 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
     // its row block): a 1 × 128 batch cut into 16 chunks of 8 rows ran the AVX2 kernel at
     // 62-65 GMAC/s a core against 75-77 in 32-row chunks (a Zen 3 core, walking the rows of
     // all-MiniLM-L6-v2's products).
-    let rowsPerTile = kernel == .avx512VNNI ? 6 : 4
+    let rowsPerTile = kernel == .avx512VNNI ? 6 : 4, k = Int32(kernel.rawValue)
     func call(m0: Int, m1: Int, n0: Int, n1: Int) {
-        var a = distill_i8_args(M: Int32(m1 - m0), N: Int32(n1 - n0), Kp: Int32(Kp),
-                                xq: x.q.base + m0 * Kp, xzero: x.zeros.base + m0, xs: x.scales.base + m0,
-                                wp: w.packed.base + (n0 / 16) * (Kp / 4) * 64,
-                                colsum: w.colsum.base + n0, ws: w.scales.base + n0,
-                                bias: bp.map { UnsafePointer($0.p + n0) }, y: yp.p + m0 * ld + n0, ldy: Int32(ld), accumulate: acc,
-                                xo: xo.map { UnsafePointer($0.p + m0 * ko) }, wo: wo.p + n0, ko: Int32(ko), ldwo: Int32(N))
+        var a = product.arguments(m0: m0, m1: m1, n0: n0, n1: n1)
         distill_i8_gemm(k, &a)
     }
     if M >= 2 * rowsPerTile * Parallel.threads || N <= 64 {
@@ -364,6 +359,28 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
     }
 }
 
+/// One call of `int8Linear`: y [M × N] (row stride ld) = dequantize(xq · Wᵀ) + bias, with the
+/// outlier channels' activations [M × ko] where there are any.
+struct Int8Product: Sendable {
+    let y: SendablePointer<Float>, ld: Int
+    let x: QuantizedActivations, w: PackedInt8Weights
+    let bias: SendablePointer<Float>?, outliers: SendablePointer<Float>?, ko: Int
+    let accumulate: Bool
+
+    /// The C kernels' arguments for the block of rows m0..<m1 and columns n0..<n1 (n0 a
+    /// multiple of 16, where the packed weights' blocks start).
+    func arguments(m0: Int, m1: Int, n0: Int, n1: Int) -> distill_i8_args {
+        let Kp = w.Kp
+        return distill_i8_args(M: Int32(m1 - m0), N: Int32(n1 - n0), Kp: Int32(Kp),
+                               xq: x.q.base + m0 * Kp, xzero: x.zeros.base + m0, xs: x.scales.base + m0,
+                               wp: w.packed.base + (n0 / 16) * (Kp / 4) * 64,
+                               colsum: w.colsum.base + n0, ws: w.scales.base + n0,
+                               bias: bias.map { UnsafePointer($0.p + n0) }, y: y.p + m0 * ld + n0, ldy: Int32(ld),
+                               accumulate: accumulate ? 1 : 0, xo: outliers.map { UnsafePointer($0.p + m0 * ko) },
+                               wo: w.outlierWeights.base + n0, ko: Int32(ko), ldwo: Int32(w.N))
+    }
+}
+
 /// oneDNN's int8 products: int32 sums into a buffer kept between calls, then our
 /// dequantization, split across threads by rows. One product at a time (a lock covers the
 /// buffer from the product to the end of the dequantization).
@@ -375,29 +392,20 @@ package final class OneDNNProducts: @unchecked Sendable {
     private var ran = 0
     package var calls: Int { lock.withLock { ran } }
 
-    /// y [M × N] (ldy) = dequantize(xq · Wᵀ) + bias (or += with `accumulate`), as `int8Linear`;
-    /// false, with y untouched, when oneDNN cannot run the shape exactly.
-    func run(_ y: UnsafeMutablePointer<Float>, ldy: Int, _ x: QuantizedActivations, M: Int, _ w: PackedInt8Weights,
-             bias: UnsafePointer<Float>?, accumulate: Bool, outliers: UnsafePointer<Float>?, ko: Int) -> Bool {
+    /// `p` for rows 0..<M through oneDNN; false, with y untouched, when oneDNN cannot run the
+    /// shape exactly.
+    func run(_ p: Int8Product, M: Int) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        let N = w.N, Kp = w.Kp
+        let N = p.w.N, Kp = p.w.Kp
         if storage.count < M * N { storage = AlignedBuffer<Int32>(count: M * N) }
-        let products = storage.base
-        guard distill_dnnl_matmul(Int32(DISTILL_DNNL_U8S8), M, N, Kp, x.q.base, Kp, 1, w.plain.base, 1, Kp, products, N, 0) == 0 else {
+        let products = SendablePointer(storage.base)
+        guard distill_dnnl_matmul(Int32(DISTILL_DNNL_U8S8), M, N, Kp, p.x.q.base, Kp, 1, p.w.plain.base, 1, Kp, products.p, N, 0) == 0 else {
             return false
         }
-        let yp = SendablePointer(y), pp = SendablePointer(products)
-        let bp = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
-        let xo = outliers.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
         Parallel.forEachChunk(M, minPerChunk: 16) { _, rows in
-            let m0 = rows.lowerBound
-            var a = distill_i8_args(M: Int32(rows.count), N: Int32(N), Kp: Int32(Kp), xq: x.q.base + m0 * Kp, xzero: x.zeros.base + m0,
-                                    xs: x.scales.base + m0, wp: w.packed.base, colsum: w.colsum.base, ws: w.scales.base,
-                                    bias: bp.map { UnsafePointer($0.p) }, y: yp.p + m0 * ldy, ldy: Int32(ldy),
-                                    accumulate: accumulate ? 1 : 0, xo: xo.map { UnsafePointer($0.p + m0 * ko) },
-                                    wo: w.outlierWeights.base, ko: Int32(ko), ldwo: Int32(N))
-            distill_i8_dequantize(&a, pp.p + m0 * N, N)
+            var a = p.arguments(m0: rows.lowerBound, m1: rows.upperBound, n0: 0, n1: N)
+            distill_i8_dequantize(&a, products.p + rows.lowerBound * N, N)
         }
         ran += 1
         return true
