@@ -122,18 +122,22 @@ static void gemm_avx512vnni(const args_t *a) {
 }
 
 // ---------------------------------------------------------------- 256-bit VNNI
-// A 16-column block is two 8-column halves. Tile: MR ≤ 4 rows × NB ≤ 2 blocks (4 halves).
-// One source, two encodings of vpdpbusd: VEX (AVX-VNNI, e.g. Alder Lake) and EVEX (AVX-512
-// VNNI + VL, which also lets AVX-512 machines run and test this kernel).
+// A 16-column block is two 8-column halves. One tile source, two encodings of vpdpbusd: VEX
+// (AVX-VNNI: Alder Lake and later clients, Sierra Forest) and EVEX (AVX-512 VNNI + VL, which
+// also lets AVX-512 machines run and test this kernel). Each instance's tile fits its register
+// file: VEX has 16 ymm registers, so MR ≤ 6 rows × one block (12 accumulators, 2 weight
+// vectors, the broadcast; 12 independent sums also cover vpdpbusd's 5-cycle latency). A 4 × 2
+// tile there needed 21 and clang kept five accumulators on the stack: 12 stack loads and stores
+// per 16 vpdpbusd in the inner loop. EVEX has 32: MR ≤ 4 rows × NB ≤ 2 blocks, 16 accumulators.
 
-#define DISTILL_VNNI256(NAME, TARGET, DPBUSD)                                                          \
+#define DISTILL_VNNI256_TILE(NAME, TARGET, DPBUSD)                                                     \
 __attribute__((always_inline, target(TARGET)))                                                         \
 static inline void tile_##NAME(const int MR, const int NB, const args_t *a, int m0, int b0) {         \
     const int Kp = a->Kp, K4 = Kp / 4;                                                                 \
     const long bstride = (long)K4 * 64;                                                                \
     const uint8_t *x0 = a->xq + (long)m0 * Kp;                                                         \
     const int8_t *w0 = a->wp + (long)b0 * bstride;                                                     \
-    __m256i acc[4][4];                                                                                 \
+    __m256i acc[6][4];                                                                                 \
     UNROLL for (int r = 0; r < MR; r++) UNROLL for (int h = 0; h < 2 * NB; h++) acc[r][h] = _mm256_setzero_si256(); \
     for (int g = 0; g < K4; g++) {                                                                     \
         __m256i w[4];                                                                                  \
@@ -173,30 +177,51 @@ static inline void tile_##NAME(const int MR, const int NB, const args_t *a, int 
             memcpy(dst, out, 4 * count);                                                               \
         }                                                                                              \
     }                                                                                                  \
-}                                                                                                      \
+}
+
+// The loops around a tile: column panels of NBMAX blocks outside (their weights stay in cache
+// while every row tile passes over them), row tiles of MRMAX inside. CASES lists one
+// VNNI256_CASE per (rows, blocks) a tile can have, so each is a compile-time shape.
+#define VNNI256_CASE(TILE, MR, NB) case MR * 4 + NB: tile_##TILE(MR, NB, a, m, b0); break;
+#define DISTILL_VNNI256_GEMM(NAME, TILE, TARGET, MRMAX, NBMAX, CASES)                                 \
 __attribute__((target(TARGET)))                                                                        \
 static void gemm_##NAME(const args_t *a) {                                                             \
     const int blocks = (a->N + 15) / 16;                                                               \
-    for (int b0 = 0; b0 < blocks; b0 += 2) {                                                           \
-        const int nb = blocks - b0 < 2 ? blocks - b0 : 2;                                              \
-        for (int m = 0; m < a->M; m += 4) {                                                            \
-            const int mr = a->M - m < 4 ? a->M - m : 4;                                                \
-            switch (mr * 4 + nb) {                                                                     \
-            case 1 * 4 + 1: tile_##NAME(1, 1, a, m, b0); break;                                        \
-            case 1 * 4 + 2: tile_##NAME(1, 2, a, m, b0); break;                                        \
-            case 2 * 4 + 1: tile_##NAME(2, 1, a, m, b0); break;                                        \
-            case 2 * 4 + 2: tile_##NAME(2, 2, a, m, b0); break;                                        \
-            case 3 * 4 + 1: tile_##NAME(3, 1, a, m, b0); break;                                        \
-            case 3 * 4 + 2: tile_##NAME(3, 2, a, m, b0); break;                                        \
-            case 4 * 4 + 1: tile_##NAME(4, 1, a, m, b0); break;                                        \
-            case 4 * 4 + 2: tile_##NAME(4, 2, a, m, b0); break;                                        \
-            }                                                                                          \
+    for (int b0 = 0; b0 < blocks; b0 += NBMAX) {                                                       \
+        const int nb = blocks - b0 < NBMAX ? blocks - b0 : NBMAX;                                      \
+        for (int m = 0; m < a->M; m += MRMAX) {                                                        \
+            const int mr = a->M - m < MRMAX ? a->M - m : MRMAX;                                        \
+            switch (mr * 4 + nb) { CASES }                                                             \
         }                                                                                              \
     }                                                                                                  \
 }
 
-DISTILL_VNNI256(avxvnni, "avx2,fma,avxvnni", _mm256_dpbusd_avx_epi32)
-DISTILL_VNNI256(avx512vl_vnni, "avx2,fma,avx512f,avx512vl,avx512vnni", _mm256_dpbusd_epi32)
+#define VEX_CASES(TILE) VNNI256_CASE(TILE, 1, 1) VNNI256_CASE(TILE, 2, 1) VNNI256_CASE(TILE, 3, 1)   \
+                        VNNI256_CASE(TILE, 4, 1) VNNI256_CASE(TILE, 5, 1) VNNI256_CASE(TILE, 6, 1)
+#define EVEX_CASES(TILE) VNNI256_CASE(TILE, 1, 1) VNNI256_CASE(TILE, 1, 2) VNNI256_CASE(TILE, 2, 1)  \
+                         VNNI256_CASE(TILE, 2, 2) VNNI256_CASE(TILE, 3, 1) VNNI256_CASE(TILE, 3, 2)  \
+                         VNNI256_CASE(TILE, 4, 1) VNNI256_CASE(TILE, 4, 2)
+
+DISTILL_VNNI256_TILE(avxvnni, "avx2,fma,avxvnni", _mm256_dpbusd_avx_epi32)
+DISTILL_VNNI256_GEMM(avxvnni, avxvnni, "avx2,fma,avxvnni", 6, 1, VEX_CASES(avxvnni))
+DISTILL_VNNI256_TILE(avx512vl_vnni, "avx2,fma,avx512f,avx512vl,avx512vnni", _mm256_dpbusd_epi32)
+DISTILL_VNNI256_GEMM(avx512vl_vnni, avx512vl_vnni, "avx2,fma,avx512f,avx512vl,avx512vnni", 4, 2, EVEX_CASES(avx512vl_vnni))
+
+// vpdpbusd written out in AVX2, exactly: each 32-bit lane gains Σ_j x_j · w_j over its four
+// unsigned × signed byte pairs. Even and odd bytes widen to 16 bits (zero- and sign-extended),
+// and vpmaddwd sums each pair in int32, where nothing saturates (2 · 255 · 128 fits). With it
+// both instances' tiles and loops run on any AVX2 CPU, so the tests check them on machines
+// without VNNI (distill_i8_gemm_emulated).
+__attribute__((always_inline, target("avx2,fma")))
+static inline __m256i dpbusd_exact_avx2(__m256i acc, __m256i x, __m256i w) {
+    const __m256i low = _mm256_set1_epi16(0x00ff);
+    const __m256i xe = _mm256_and_si256(x, low), xo = _mm256_srli_epi16(x, 8);
+    const __m256i we = _mm256_srai_epi16(_mm256_slli_epi16(w, 8), 8), wo = _mm256_srai_epi16(w, 8);
+    return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(xe, we), _mm256_madd_epi16(xo, wo)));
+}
+DISTILL_VNNI256_TILE(emulated, "avx2,fma", dpbusd_exact_avx2)
+DISTILL_VNNI256_GEMM(avxvnni_emulated, emulated, "avx2,fma", 6, 1, VEX_CASES(emulated))
+DISTILL_VNNI256_GEMM(avx512vl_vnni_emulated, emulated, "avx2,fma", 4, 2, EVEX_CASES(emulated))
 
 // ---------------------------------------------------------------- AVX2 (no VNNI)
 // vpdpbusd emulated: vpmaddubsw multiplies four broadcast activations by eight columns' four
@@ -341,6 +366,21 @@ void distill_i8_gemm(int kernel, const distill_i8_args *a) {
 #endif
     default: gemm_scalar(a); return;
     }
+}
+
+int distill_i8_gemm_emulated(int kernel, const distill_i8_args *a) {
+#ifdef DISTILL_X86
+    if (!(distill_i8_available() & (1u << DISTILL_I8_AVX2))) return -1;
+    if (a->M <= 0 || a->N <= 0) return 0;
+    switch (kernel) {
+    case DISTILL_I8_AVXVNNI: gemm_avxvnni_emulated(a); return 0;
+    case DISTILL_I8_AVX512VL_VNNI256: gemm_avx512vl_vnni_emulated(a); return 0;
+    default: return -1;
+    }
+#else
+    (void)kernel; (void)a;
+    return -1;
+#endif
 }
 
 // ---------------------------------------------------------------- activation quantization

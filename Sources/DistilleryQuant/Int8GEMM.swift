@@ -38,6 +38,10 @@ public enum Int8Kernel: Int32, CaseIterable, Sendable, CustomStringConvertible {
     /// cost all-MiniLM-L6-v2 less fidelity: sentence cosine 0.9990 against 0.9978).
     public var activationLevels: Int { self == .avx2 ? 127 : 255 }
 
+    /// Rows of the kernel's register tile (int8_gemm.c): 6 where the registers allow
+    /// (AVX-512 VNNI; AVX-VNNI's 6 × 16-column tile), 4 in the others.
+    var rowsPerTile: Int { self == .avx512VNNI || self == .avxVNNI ? 6 : 4 }
+
     public var description: String {
         switch self {
         case .scalar: return "scalar"
@@ -335,13 +339,13 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
     // Eight chunks a thread, taken as threads finish: a rented core the host interrupts then
     // holds up one small chunk, not half the product (MiniLM int8 at 8 × 128 on 2 vCPUs shared
     // with another job: 141 → 135 ms; neutral on a quiet machine). Chunks hold whole row tiles
-    // of the kernel (6 rows for AVX-512 VNNI, 4 for the 256-bit kernels), so none ends in a
-    // narrower, slower tile: 6-row chunks sent a third of a 1 × 128 batch's rows through the
+    // of the kernel (rowsPerTile), so none ends in a narrower, slower tile: 6-row chunks sent
+    // a third of a 1 × 128 batch's rows through the
     // AVX2 kernel's 2-row tile. At least eight tiles a chunk (32 rows for the AVX2 kernel,
     // its row block): a 1 × 128 batch cut into 16 chunks of 8 rows ran the AVX2 kernel at
     // 62-65 GMAC/s a core against 75-77 in 32-row chunks (a Zen 3 core, walking the rows of
     // all-MiniLM-L6-v2's products).
-    let rowsPerTile = kernel == .avx512VNNI ? 6 : 4, k = Int32(kernel.rawValue)
+    let rowsPerTile = kernel.rowsPerTile, k = Int32(kernel.rawValue)
     func call(m0: Int, m1: Int, n0: Int, n1: Int) {
         var a = product.arguments(m0: m0, m1: m1, n0: n0, n1: n1)
         distill_i8_gemm(k, &a)
@@ -357,6 +361,23 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
             call(m0: 0, m1: M, n0: range.lowerBound * 48, n1: min(N, range.upperBound * 48))
         }
     }
+}
+
+/// Tests only: `int8Linear`'s product on one thread through the loops and tiles of the 256-bit
+/// VNNI kernel `layout` (.avxVNNI or .avx512VLVNNI256) with vpdpbusd written out in AVX2, so
+/// CPUs without VNNI check those kernels' tiles too. False where it cannot run (no AVX2).
+package func int8LinearEmulatingVNNI(_ y: UnsafeMutablePointer<Float>, _ x: QuantizedActivations, M: Int, _ w: PackedInt8Weights,
+                                     bias: UnsafePointer<Float>?, layout: Int8Kernel, accumulate: Bool = false,
+                                     outliers: UnsafePointer<Float>? = nil) -> Bool {
+    precondition(layout == .avxVNNI || layout == .avx512VLVNNI256, "\(layout) is not a 256-bit VNNI kernel")
+    precondition(x.Kp == w.Kp, "activation and weight widths differ")
+    let ko = accumulate ? 0 : w.outlierChannels.count
+    precondition(ko == 0 || outliers != nil, "the outlier channels' activations are missing")
+    let product = Int8Product(y: SendablePointer(y), ld: w.N, x: x, w: w,
+                              bias: bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) },
+                              outliers: outliers.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }, ko: ko, accumulate: accumulate)
+    var a = product.arguments(m0: 0, m1: M, n0: 0, n1: w.N)
+    return distill_i8_gemm_emulated(layout.rawValue, &a) == 0
 }
 
 /// One call of `int8Linear`: y [M × N] (row stride ld) = dequantize(xq · Wᵀ) + bias, with the

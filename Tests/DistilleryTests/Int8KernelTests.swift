@@ -194,6 +194,58 @@ final class Int8KernelTests: XCTestCase {
         }
     }
 
+    /// The 256-bit VNNI kernels' loops and tiles (AVX-VNNI's 6 × 1 blocks, the EVEX instance's
+    /// 4 × 2), with vpdpbusd written out in AVX2, bit for bit against the scalar kernel: every
+    /// tile shape, partial 8-column halves, bias or none, accumulating, outlier channels. Runs
+    /// on any AVX2 CPU, so the tiles are checked where the VNNI instructions are missing (on a
+    /// VNNI CPU testKernelsAreBitIdentical also runs the real instructions).
+    func testVNNITilesMatchTheScalarKernelWithEmulatedInstructions() throws {
+        guard Int8Kernel.available.contains(.avx2) else { throw XCTSkip("the emulation needs AVX2") }
+        var rng = SplitMix64(seed: 23)
+        var checked = 0
+        for (M, N, K) in [(1, 1, 1), (6, 16, 4), (5, 17, 9), (7, 33, 64), (12, 40, 130), (13, 100, 67), (25, 250, 96), (64, 48, 384)] {
+            for ko in [0, 2] {
+                var q = (0..<(N * K)).map { _ in Int8(clamping: Int((rng.nextGaussian() * 60).rounded())) }
+                for i in stride(from: 0, to: q.count, by: 3) { q[i] = q[i] < 0 ? -128 : 127 }
+                let s = (0..<N).map { _ in Float(0.01) + abs(rng.nextGaussian()) * 0.01 }
+                let channels: [Int32] = ko == 0 ? [] : [0, Int32(K - 1)].prefix(min(ko, K)).map { $0 }
+                let columns = (0..<(N * channels.count)).map { _ in rng.nextGaussian() }
+                let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer {
+                    PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: N, K: K, outliers: channels.isEmpty ? nil : (channels, columns))
+                } }
+                let x = (0..<(M * K)).map { _ in rng.nextGaussian() * 2 }
+                let acts = QuantizedActivations(maxRows: M, K: K, levels: 255)
+                x.withUnsafeBufferPointer { acts.quantize($0.baseAddress!, M: M, K: K) }
+                let xo = (0..<(M * channels.count)).map { _ in rng.nextGaussian() }
+                let bias = (0..<N).map { _ in rng.nextGaussian() }
+                let start = (0..<(M * N)).map { _ in rng.nextGaussian() }
+                for (withBias, accumulate) in [(true, false), (false, false), (true, true)] {
+                    func product(_ emulate: Int8Kernel?) -> [Float] {
+                        var y = accumulate ? start : [Float](repeating: .nan, count: M * N)
+                        y.withUnsafeMutableBufferPointer { yp in bias.withUnsafeBufferPointer { bp in xo.withUnsafeBufferPointer { op in
+                            let b = withBias ? bp.baseAddress : nil, o = channels.isEmpty ? nil : op.baseAddress
+                            if let emulate {
+                                XCTAssertTrue(int8LinearEmulatingVNNI(yp.baseAddress!, acts, M: M, packed, bias: b, layout: emulate,
+                                                                      accumulate: accumulate, outliers: o))
+                            } else {
+                                int8Linear(yp.baseAddress!, acts, M: M, packed, bias: b, kernel: .scalar, accumulate: accumulate, outliers: o)
+                            }
+                        } } }
+                        return y
+                    }
+                    let reference = product(nil)
+                    XCTAssertFalse(reference.contains { $0.isNaN }, "every output written")
+                    for layout in [Int8Kernel.avxVNNI, .avx512VLVNNI256] {
+                        XCTAssertEqual(product(layout), reference,
+                                       "\(layout) tiles \(M)×\(N)×\(K), outliers \(channels.count), bias \(withBias), accumulate \(accumulate)")
+                        checked += 1
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(checked, 8 * 2 * 3 * 2)
+    }
+
     /// Outlier channels: an Int8Matrix with them gives the int8 product over the other channels
     /// (their codes are the zero point) plus the fp32 product over these, exactly as written out
     /// here; and one channel 200× the others no longer coarsens the rest (on every kernel).

@@ -57,6 +57,12 @@ typedef struct {
 
 void distill_i8_gemm(int kernel, const distill_i8_args *args);
 
+/// Tests only: the loops and tiles of a 256-bit VNNI kernel (DISTILL_I8_AVXVNNI or
+/// DISTILL_I8_AVX512VL_VNNI256) with vpdpbusd written out in AVX2, single-threaded, so CPUs
+/// without VNNI check them against the scalar kernel. 0 when it ran; -1 without AVX2 or for
+/// another kernel.
+int distill_i8_gemm_emulated(int kernel, const distill_i8_args *args);
+
 /// The same dequantization from products computed elsewhere (oneDNN): acc[m·ldacc + n] =
 /// Σ_k xq[m][k] · w[n][k] (without the zero point), so y = fmaf(acc − xzero[m]·colsum[n],
 /// xs[m]·ws[n], addend) — bit for bit what the kernels give.
