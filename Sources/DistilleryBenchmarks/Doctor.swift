@@ -37,6 +37,7 @@ public struct DoctorReport: Codable, Sendable {
         var rates: [Rate] = []
         for m in [fp32, bf16, int8] as [WeightMatrix] {
             let scratch = FloatBuffer(count: max(1, m.scratchFloats(maxRows: M)))
+            let oneDNNBefore = OneDNNProducts.shared.calls
             let times = Timing.measure(warmup: 2, iterations: max(1, iterations)) {
                 m.forward(y.base, ldOut: N, x.base, ldInp: K, N: M, bias: nil, scratch: scratch.base)
             }
@@ -44,7 +45,13 @@ public struct DoctorReport: Codable, Sendable {
             switch m.format {
             case .fp32: impl = GEMMBackend.current.name
             case .bf16: impl = OneDNN.bf16 ? "onednn bf16 kernels" : "bf16-rounded operands on \(GEMMBackend.current.name) fp32"
-            case .int8: impl = m.implementation
+            case .int8:
+                // oneDNN refuses a shape it cannot multiply exactly; our kernel then ran.
+                if int8.kernel == .onednn && OneDNNProducts.shared.calls == oneDNNBefore {
+                    impl = "\(Int8Kernel.own(levels: 255)) (oneDNN refused this shape: its products would saturate)"
+                } else {
+                    impl = m.implementation
+                }
             }
             rates.append(Rate(precision: m.format.rawValue, implementation: impl, gigaOpsPerSecond: 2 * Double(M * N * K) / times.median / 1e9))
         }

@@ -26,7 +26,7 @@ public enum Int8Kernel: Int32, CaseIterable, Sendable, CustomStringConvertible {
     }()
 
     /// The fastest of our own kernels that multiplies codes up to `levels` exactly.
-    static func own(levels: Int) -> Int8Kernel {
+    package static func own(levels: Int) -> Int8Kernel {
         available.last(where: { $0 != .onednn && $0.activationLevels >= levels }) ?? .scalar
     }
 
