@@ -191,7 +191,7 @@ static void gemm_##NAME(const args_t *a) {                                      
         const int nb = blocks - b0 < NBMAX ? blocks - b0 : NBMAX;                                      \
         for (int m = 0; m < a->M; m += MRMAX) {                                                        \
             const int mr = a->M - m < MRMAX ? a->M - m : MRMAX;                                        \
-            switch (mr * 4 + nb) { CASES }                                                             \
+            switch (mr * 4 + nb) { CASES default: abort(); /* every (mr, nb) has a case */ }          \
         }                                                                                              \
     }                                                                                                  \
 }

@@ -46,9 +46,9 @@ public struct DoctorReport: Codable, Sendable {
             case .fp32: impl = GEMMBackend.current.name
             case .bf16: impl = OneDNN.bf16 ? "onednn bf16 kernels" : "bf16-rounded operands on \(GEMMBackend.current.name) fp32"
             case .int8:
-                // oneDNN refuses a shape it cannot multiply exactly; our kernel then ran.
+                // oneDNN refuses a shape it cannot multiply exactly (or at all); our kernel then ran.
                 if int8.kernel == .onednn && OneDNNProducts.shared.calls == oneDNNBefore {
-                    impl = "\(Int8Kernel.own(levels: 255)) (oneDNN refused this shape: its products would saturate)"
+                    impl = "\(Int8Kernel.own(levels: Int8Kernel.onednn.activationLevels)) (oneDNN refused this shape: not exact here, or not supported)"
                 } else {
                     impl = m.implementation
                 }

@@ -203,7 +203,9 @@ final class Int8KernelTests: XCTestCase {
         guard Int8Kernel.available.contains(.avx2) else { throw XCTSkip("the emulation needs AVX2") }
         var rng = SplitMix64(seed: 23)
         var checked = 0
-        for (M, N, K) in [(1, 1, 1), (6, 16, 4), (5, 17, 9), (7, 33, 64), (12, 40, 130), (13, 100, 67), (25, 250, 96), (64, 48, 384)] {
+        // M mod 6 and mod 4 reach every tile height; N gives one and two blocks, partial halves.
+        for (M, N, K) in [(1, 1, 1), (6, 16, 4), (5, 17, 9), (7, 33, 64), (12, 40, 130), (13, 100, 67), (14, 33, 12), (15, 24, 8),
+                          (25, 250, 96), (64, 48, 384)] {
             for ko in [0, 2] {
                 var q = (0..<(N * K)).map { _ in Int8(clamping: Int((rng.nextGaussian() * 60).rounded())) }
                 for i in stride(from: 0, to: q.count, by: 3) { q[i] = q[i] < 0 ? -128 : 127 }
@@ -243,7 +245,7 @@ final class Int8KernelTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(checked, 8 * 2 * 3 * 2)
+        XCTAssertEqual(checked, 10 * 2 * 3 * 2)
     }
 
     /// Outlier channels: an Int8Matrix with them gives the int8 product over the other channels
