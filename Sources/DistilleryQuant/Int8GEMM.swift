@@ -321,14 +321,9 @@ public func quantizeRowVectorised(_ x: [Float], levels: Int = 255, scalar: Bool 
 public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: QuantizedActivations, M: Int,
                        _ w: PackedInt8Weights, bias: UnsafePointer<Float>?, kernel: Int8Kernel = .best,
                        accumulate: Bool = false, outliers: UnsafePointer<Float>? = nil) {
-    precondition(x.Kp == w.Kp, "activation and weight widths differ")
     precondition(x.levels <= kernel.activationLevels, "\(kernel) multiplies activations of at most \(kernel.activationLevels) exactly")
-    let ko = accumulate ? 0 : w.outlierChannels.count
-    precondition(ko == 0 || outliers != nil, "the outlier channels' activations are missing")
     let N = w.N
-    let product = Int8Product(y: SendablePointer(y), ld: ldy ?? N, x: x, w: w,
-                              bias: bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) },
-                              outliers: outliers.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }, ko: ko, accumulate: accumulate)
+    let product = Int8Product(y, ld: ldy ?? N, x, w, bias: bias, accumulate: accumulate, outliers: outliers)
     if kernel == .onednn {
         if OneDNNProducts.shared.run(product, M: M) { return }
         // oneDNN refused the shape (or its products there would saturate): our fastest kernel
@@ -340,9 +335,8 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
     // holds up one small chunk, not half the product (MiniLM int8 at 8 × 128 on 2 vCPUs shared
     // with another job: 141 → 135 ms; neutral on a quiet machine). Chunks hold whole row tiles
     // of the kernel (rowsPerTile), so none ends in a narrower, slower tile: 6-row chunks sent
-    // a third of a 1 × 128 batch's rows through the
-    // AVX2 kernel's 2-row tile. At least eight tiles a chunk (32 rows for the AVX2 kernel,
-    // its row block): a 1 × 128 batch cut into 16 chunks of 8 rows ran the AVX2 kernel at
+    // a third of a 1 × 128 batch's rows through the AVX2 kernel's 2-row tile. At least eight
+    // tiles a chunk (32 rows for the AVX2 kernel, its row block): a 1 × 128 batch cut into 16 chunks of 8 rows ran the AVX2 kernel at
     // 62-65 GMAC/s a core against 75-77 in 32-row chunks (a Zen 3 core, walking the rows of
     // all-MiniLM-L6-v2's products).
     let rowsPerTile = kernel.rowsPerTile, k = Int32(kernel.rawValue)
@@ -370,12 +364,7 @@ package func int8LinearEmulatingVNNI(_ y: UnsafeMutablePointer<Float>, _ x: Quan
                                      bias: UnsafePointer<Float>?, layout: Int8Kernel, accumulate: Bool = false,
                                      outliers: UnsafePointer<Float>? = nil) -> Bool {
     precondition(layout == .avxVNNI || layout == .avx512VLVNNI256, "\(layout) is not a 256-bit VNNI kernel")
-    precondition(x.Kp == w.Kp, "activation and weight widths differ")
-    let ko = accumulate ? 0 : w.outlierChannels.count
-    precondition(ko == 0 || outliers != nil, "the outlier channels' activations are missing")
-    let product = Int8Product(y: SendablePointer(y), ld: w.N, x: x, w: w,
-                              bias: bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) },
-                              outliers: outliers.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }, ko: ko, accumulate: accumulate)
+    let product = Int8Product(y, ld: w.N, x, w, bias: bias, accumulate: accumulate, outliers: outliers)
     var a = product.arguments(m0: 0, m1: M, n0: 0, n1: w.N)
     return distill_i8_gemm_emulated(layout.rawValue, &a) == 0
 }
@@ -387,6 +376,17 @@ struct Int8Product: Sendable {
     let x: QuantizedActivations, w: PackedInt8Weights
     let bias: SendablePointer<Float>?, outliers: SendablePointer<Float>?, ko: Int
     let accumulate: Bool
+
+    /// `int8Linear`'s arguments, checked: the accumulating pass takes no outlier channels.
+    init(_ y: UnsafeMutablePointer<Float>, ld: Int, _ x: QuantizedActivations, _ w: PackedInt8Weights,
+         bias: UnsafePointer<Float>?, accumulate: Bool, outliers: UnsafePointer<Float>?) {
+        precondition(x.Kp == w.Kp, "activation and weight widths differ")
+        ko = accumulate ? 0 : w.outlierChannels.count
+        precondition(ko == 0 || outliers != nil, "the outlier channels' activations are missing")
+        self.y = SendablePointer(y); self.ld = ld; self.x = x; self.w = w; self.accumulate = accumulate
+        self.bias = bias.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+        self.outliers = outliers.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
+    }
 
     /// The C kernels' arguments for the block of rows m0..<m1 and columns n0..<n1 (n0 a
     /// multiple of 16, where the packed weights' blocks start).
