@@ -62,64 +62,94 @@ static void gemm_scalar(const args_t *a) {
 // are compile-time constants in each instance (always inlined from the dispatch below), so
 // the loops unroll and nothing spills. The column panel is the outer loop: its weights stay
 // in cache while every row tile passes over them.
+//
+// The tile and its loops are written once over the few 512-bit operations they use, named by a
+// prefix: z_ are the AVX-512 instructions; e_ (further down) the same on two AVX2 halves, with
+// vpdpbusd written out and the masked loads and stores lane by lane, so that CPUs without
+// AVX-512 run this kernel's indexing, tails and dequantization in the tests.
 
-__attribute__((always_inline, target("avx512f,avx512bw,avx512vnni")))
-static inline void tile512(const int MR, const int NB, const args_t *a, int m0, int b0) {
-    const int Kp = a->Kp, K4 = Kp / 4;
-    const long bstride = (long)K4 * 64;
-    const uint8_t *x0 = a->xq + (long)m0 * Kp;
-    const int8_t *w0 = a->wp + (long)b0 * bstride;
-    __m512i acc[6][4];
-    UNROLL for (int r = 0; r < MR; r++) UNROLL for (int j = 0; j < NB; j++) acc[r][j] = _mm512_setzero_si512();
-    for (int g = 0; g < K4; g++) {
-        __m512i w[4];
-        UNROLL for (int j = 0; j < NB; j++) w[j] = _mm512_loadu_si512((const void *)(w0 + j * bstride));
-        UNROLL for (int r = 0; r < MR; r++) {
-            int32_t x4;
-            memcpy(&x4, x0 + (long)r * Kp, 4);
-            __m512i xb = _mm512_set1_epi32(x4);
-            UNROLL for (int j = 0; j < NB; j++) acc[r][j] = _mm512_dpbusd_epi32(acc[r][j], xb, w[j]);
-        }
-        x0 += 4;
-        w0 += 64;
-    }
-    UNROLL for (int j = 0; j < NB; j++) {
-        const int n = 16 * (b0 + j), left = a->N - n;
-        const __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-        const __m512i cs = _mm512_loadu_si512((const void *)(a->colsum + n));
-        const __m512 wsv = _mm512_loadu_ps(a->ws + n);
-        const __m512 b = a->bias ? _mm512_maskz_loadu_ps(mask, a->bias + n) : _mm512_setzero_ps();
-        UNROLL for (int r = 0; r < MR; r++) {
-            const int m = m0 + r;
-            __m512i v = _mm512_sub_epi32(acc[r][j], _mm512_mullo_epi32(_mm512_set1_epi32(a->xzero[m]), cs));
-            __m512 sc = _mm512_mul_ps(_mm512_set1_ps(a->xs[m]), wsv);
-            float *dst = a->y + (long)m * a->ldy + n;
-            __m512 add = a->accumulate ? _mm512_maskz_loadu_ps(mask, dst) : b;
-            for (int o = 0; o < a->ko; o++)
-                add = _mm512_fmadd_ps(_mm512_set1_ps(a->xo[(long)m * a->ko + o]),
-                                      _mm512_maskz_loadu_ps(mask, a->wo + (long)o * a->ldwo + n), add);
-            _mm512_mask_storeu_ps(dst, mask, _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), sc, add));
-        }
-    }
+#define Z_TARGET "avx512f,avx512bw,avx512vnni"
+#define Z_OP __attribute__((always_inline, target(Z_TARGET))) static inline
+typedef __m512i z_vi;
+typedef __m512 z_vf;
+typedef __mmask16 z_mask;
+Z_OP z_vi z_zero_i(void) { return _mm512_setzero_si512(); }
+Z_OP z_vi z_loadu_i(const void *p) { return _mm512_loadu_si512(p); }
+Z_OP z_vi z_set1_i(int32_t v) { return _mm512_set1_epi32(v); }
+Z_OP z_vi z_dpbusd(z_vi acc, z_vi x, z_vi w) { return _mm512_dpbusd_epi32(acc, x, w); }
+Z_OP z_vi z_sub_i(z_vi p, z_vi q) { return _mm512_sub_epi32(p, q); }
+Z_OP z_vi z_mullo_i(z_vi p, z_vi q) { return _mm512_mullo_epi32(p, q); }
+Z_OP z_vf z_zero_f(void) { return _mm512_setzero_ps(); }
+Z_OP z_vf z_set1_f(float v) { return _mm512_set1_ps(v); }
+Z_OP z_vf z_loadu_f(const float *p) { return _mm512_loadu_ps(p); }
+Z_OP z_vf z_maskz_loadu_f(z_mask k, const float *p) { return _mm512_maskz_loadu_ps(k, p); }
+Z_OP z_vf z_mul_f(z_vf p, z_vf q) { return _mm512_mul_ps(p, q); }
+Z_OP z_vf z_fmadd_f(z_vf p, z_vf q, z_vf r) { return _mm512_fmadd_ps(p, q, r); }
+Z_OP z_vf z_cvt_f(z_vi v) { return _mm512_cvtepi32_ps(v); }
+Z_OP void z_mask_storeu_f(float *p, z_mask k, z_vf v) { _mm512_mask_storeu_ps(p, k, v); }
+
+#define DISTILL_TILE512(P, TARGET)                                                                     \
+__attribute__((always_inline, target(TARGET)))                                                         \
+static inline void tile512_##P(const int MR, const int NB, const args_t *a, int m0, int b0) {         \
+    const int Kp = a->Kp, K4 = Kp / 4;                                                                 \
+    const long bstride = (long)K4 * 64;                                                                \
+    const uint8_t *x0 = a->xq + (long)m0 * Kp;                                                         \
+    const int8_t *w0 = a->wp + (long)b0 * bstride;                                                     \
+    P##vi acc[6][4];                                                                                   \
+    UNROLL for (int r = 0; r < MR; r++) UNROLL for (int j = 0; j < NB; j++) acc[r][j] = P##zero_i();  \
+    for (int g = 0; g < K4; g++) {                                                                     \
+        P##vi w[4];                                                                                    \
+        UNROLL for (int j = 0; j < NB; j++) w[j] = P##loadu_i(w0 + j * bstride);                       \
+        UNROLL for (int r = 0; r < MR; r++) {                                                          \
+            int32_t x4;                                                                                \
+            memcpy(&x4, x0 + (long)r * Kp, 4);                                                         \
+            const P##vi xb = P##set1_i(x4);                                                            \
+            UNROLL for (int j = 0; j < NB; j++) acc[r][j] = P##dpbusd(acc[r][j], xb, w[j]);            \
+        }                                                                                              \
+        x0 += 4;                                                                                       \
+        w0 += 64;                                                                                      \
+    }                                                                                                  \
+    UNROLL for (int j = 0; j < NB; j++) {                                                              \
+        const int n = 16 * (b0 + j), left = a->N - n;                                                  \
+        const P##mask mask = left >= 16 ? (P##mask)0xFFFF : (P##mask)((1u << left) - 1);              \
+        const P##vi cs = P##loadu_i(a->colsum + n);                                                    \
+        const P##vf wsv = P##loadu_f(a->ws + n);                                                       \
+        const P##vf b = a->bias ? P##maskz_loadu_f(mask, a->bias + n) : P##zero_f();                   \
+        UNROLL for (int r = 0; r < MR; r++) {                                                          \
+            const int m = m0 + r;                                                                      \
+            const P##vi v = P##sub_i(acc[r][j], P##mullo_i(P##set1_i(a->xzero[m]), cs));               \
+            const P##vf sc = P##mul_f(P##set1_f(a->xs[m]), wsv);                                       \
+            float *dst = a->y + (long)m * a->ldy + n;                                                  \
+            P##vf add = a->accumulate ? P##maskz_loadu_f(mask, dst) : b;                               \
+            for (int o = 0; o < a->ko; o++)                                                            \
+                add = P##fmadd_f(P##set1_f(a->xo[(long)m * a->ko + o]),                                \
+                                 P##maskz_loadu_f(mask, a->wo + (long)o * a->ldwo + n), add);          \
+            P##mask_storeu_f(dst, mask, P##fmadd_f(P##cvt_f(v), sc, add));                             \
+        }                                                                                              \
+    }                                                                                                  \
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vnni")))
-static void gemm_avx512vnni(const args_t *a) {
-    const int blocks = (a->N + 15) / 16;
-    for (int b0 = 0; b0 < blocks; b0 += 4) {
-        const int nb = blocks - b0 < 4 ? blocks - b0 : 4;
-        for (int m = 0; m < a->M; m += 6) {
-            const int mr = a->M - m < 6 ? a->M - m : 6;
-            switch (mr * 8 + nb) {
-#define T(MR, NB) case MR * 8 + NB: tile512(MR, NB, a, m, b0); break;
-#define ROW(MR) T(MR, 1) T(MR, 2) T(MR, 3) T(MR, 4)
-                ROW(1) ROW(2) ROW(3) ROW(4) ROW(5) ROW(6)
-#undef ROW
-#undef T
-            }
-        }
-    }
+#define DISTILL_GEMM512(NAME, P, TARGET)                                                               \
+__attribute__((target(TARGET)))                                                                        \
+static void gemm_##NAME(const args_t *a) {                                                             \
+    const int blocks = (a->N + 15) / 16;                                                               \
+    for (int b0 = 0; b0 < blocks; b0 += 4) {                                                           \
+        const int nb = blocks - b0 < 4 ? blocks - b0 : 4;                                              \
+        for (int m = 0; m < a->M; m += 6) {                                                            \
+            const int mr = a->M - m < 6 ? a->M - m : 6;                                                \
+            switch (mr * 8 + nb) {                                                                     \
+            TILE512_ROW(P, 1) TILE512_ROW(P, 2) TILE512_ROW(P, 3)                                      \
+            TILE512_ROW(P, 4) TILE512_ROW(P, 5) TILE512_ROW(P, 6)                                      \
+            default: abort();  /* every (mr, nb) has a case */                                         \
+            }                                                                                          \
+        }                                                                                              \
+    }                                                                                                  \
 }
+#define TILE512_CASE(P, MR, NB) case MR * 8 + NB: tile512_##P(MR, NB, a, m, b0); break;
+#define TILE512_ROW(P, MR) TILE512_CASE(P, MR, 1) TILE512_CASE(P, MR, 2) TILE512_CASE(P, MR, 3) TILE512_CASE(P, MR, 4)
+
+DISTILL_TILE512(z_, Z_TARGET)
+DISTILL_GEMM512(avx512vnni, z_, Z_TARGET)
 
 // ---------------------------------------------------------------- 256-bit VNNI
 // A 16-column block is two 8-column halves. One tile source, two encodings of vpdpbusd: VEX
@@ -222,6 +252,46 @@ static inline __m256i dpbusd_exact_avx2(__m256i acc, __m256i x, __m256i w) {
 DISTILL_VNNI256_TILE(emulated, "avx2,fma", dpbusd_exact_avx2)
 DISTILL_VNNI256_GEMM(avxvnni_emulated, emulated, "avx2,fma", 6, 1, VEX_CASES(emulated))
 DISTILL_VNNI256_GEMM(avx512vl_vnni_emulated, emulated, "avx2,fma", 4, 2, EVEX_CASES(emulated))
+
+// The AVX-512 kernel's operations on two AVX2 halves (lanes 0-7 in lo, 8-15 in hi). Masked
+// loads and stores go lane by lane through a buffer, touching only the lanes the mask names,
+// as the instructions do.
+#define E_TARGET "avx2,fma"
+#define E_OP __attribute__((always_inline, target(E_TARGET))) static inline
+typedef struct { __m256i lo, hi; } e_vi;
+typedef struct { __m256 lo, hi; } e_vf;
+typedef uint32_t e_mask;
+E_OP e_vi e_zero_i(void) { return (e_vi){_mm256_setzero_si256(), _mm256_setzero_si256()}; }
+E_OP e_vi e_loadu_i(const void *p) {
+    return (e_vi){_mm256_loadu_si256((const __m256i *)p), _mm256_loadu_si256((const __m256i *)p + 1)};
+}
+E_OP e_vi e_set1_i(int32_t v) { return (e_vi){_mm256_set1_epi32(v), _mm256_set1_epi32(v)}; }
+E_OP e_vi e_dpbusd(e_vi acc, e_vi x, e_vi w) {
+    return (e_vi){dpbusd_exact_avx2(acc.lo, x.lo, w.lo), dpbusd_exact_avx2(acc.hi, x.hi, w.hi)};
+}
+E_OP e_vi e_sub_i(e_vi p, e_vi q) { return (e_vi){_mm256_sub_epi32(p.lo, q.lo), _mm256_sub_epi32(p.hi, q.hi)}; }
+E_OP e_vi e_mullo_i(e_vi p, e_vi q) { return (e_vi){_mm256_mullo_epi32(p.lo, q.lo), _mm256_mullo_epi32(p.hi, q.hi)}; }
+E_OP e_vf e_zero_f(void) { return (e_vf){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+E_OP e_vf e_set1_f(float v) { return (e_vf){_mm256_set1_ps(v), _mm256_set1_ps(v)}; }
+E_OP e_vf e_loadu_f(const float *p) { return (e_vf){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+E_OP e_vf e_maskz_loadu_f(e_mask k, const float *p) {
+    float t[16];
+    for (int i = 0; i < 16; i++) t[i] = (k >> i) & 1 ? p[i] : 0.0f;
+    return e_loadu_f(t);
+}
+E_OP e_vf e_mul_f(e_vf p, e_vf q) { return (e_vf){_mm256_mul_ps(p.lo, q.lo), _mm256_mul_ps(p.hi, q.hi)}; }
+E_OP e_vf e_fmadd_f(e_vf p, e_vf q, e_vf r) {
+    return (e_vf){_mm256_fmadd_ps(p.lo, q.lo, r.lo), _mm256_fmadd_ps(p.hi, q.hi, r.hi)};
+}
+E_OP e_vf e_cvt_f(e_vi v) { return (e_vf){_mm256_cvtepi32_ps(v.lo), _mm256_cvtepi32_ps(v.hi)}; }
+E_OP void e_mask_storeu_f(float *p, e_mask k, e_vf v) {
+    float t[16];
+    _mm256_storeu_ps(t, v.lo);
+    _mm256_storeu_ps(t + 8, v.hi);
+    for (int i = 0; i < 16; i++) if ((k >> i) & 1) p[i] = t[i];
+}
+DISTILL_TILE512(e_, E_TARGET)
+DISTILL_GEMM512(avx512vnni_emulated, e_, E_TARGET)
 
 // ---------------------------------------------------------------- AVX2 (no VNNI)
 // vpdpbusd emulated: vpmaddubsw multiplies four broadcast activations by eight columns' four
@@ -375,6 +445,7 @@ int distill_i8_gemm_emulated(int kernel, const distill_i8_args *a) {
     switch (kernel) {
     case DISTILL_I8_AVXVNNI: gemm_avxvnni_emulated(a); return 0;
     case DISTILL_I8_AVX512VL_VNNI256: gemm_avx512vl_vnni_emulated(a); return 0;
+    case DISTILL_I8_AVX512VNNI: gemm_avx512vnni_emulated(a); return 0;
     default: return -1;
     }
 #else

@@ -357,13 +357,14 @@ public func int8Linear(_ y: UnsafeMutablePointer<Float>, ldy: Int? = nil, _ x: Q
     }
 }
 
-/// Tests only: `int8Linear`'s product on one thread through the loops and tiles of the 256-bit
-/// VNNI kernel `layout` (.avxVNNI or .avx512VLVNNI256) with vpdpbusd written out in AVX2, so
-/// CPUs without VNNI check those kernels' tiles too. False where it cannot run (no AVX2).
+/// Tests only: `int8Linear`'s product on one thread through the loops and tiles of the VNNI
+/// kernel `layout` (.avxVNNI, .avx512VLVNNI256 or .avx512VNNI) with vpdpbusd written out in
+/// AVX2 (and AVX-512's vectors as two AVX2 halves), so CPUs without VNNI or AVX-512 check those
+/// kernels' tiles too. False where it cannot run (no AVX2).
 package func int8LinearEmulatingVNNI(_ y: UnsafeMutablePointer<Float>, _ x: QuantizedActivations, M: Int, _ w: PackedInt8Weights,
                                      bias: UnsafePointer<Float>?, layout: Int8Kernel, accumulate: Bool = false,
                                      outliers: UnsafePointer<Float>? = nil) -> Bool {
-    precondition(layout == .avxVNNI || layout == .avx512VLVNNI256, "\(layout) is not a 256-bit VNNI kernel")
+    precondition([.avxVNNI, .avx512VLVNNI256, .avx512VNNI].contains(layout), "\(layout) is not a VNNI kernel")
     let product = Int8Product(y, ld: w.N, x, w, bias: bias, accumulate: accumulate, outliers: outliers)
     var a = product.arguments(m0: 0, m1: M, n0: 0, n1: w.N)
     return distill_i8_gemm_emulated(layout.rawValue, &a) == 0

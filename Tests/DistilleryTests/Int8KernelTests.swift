@@ -194,18 +194,35 @@ final class Int8KernelTests: XCTestCase {
         }
     }
 
-    /// The 256-bit VNNI kernels' loops and tiles (AVX-VNNI's 6 × 1 blocks, the EVEX instance's
-    /// 4 × 2), with vpdpbusd written out in AVX2, bit for bit against the scalar kernel: every
-    /// tile shape, partial 8-column halves, bias or none, accumulating, outlier channels. Runs
-    /// on any AVX2 CPU, so the tiles are checked where the VNNI instructions are missing (on a
-    /// VNNI CPU testKernelsAreBitIdentical also runs the real instructions).
+    /// The VNNI kernels' loops and tiles (AVX-VNNI's 6 × 1 blocks, the EVEX 256-bit instance's
+    /// 4 × 2, AVX-512's 6 × 4 in 512-bit vectors), with vpdpbusd written out in AVX2 and
+    /// AVX-512's vectors as two AVX2 halves, bit for bit against the scalar kernel: every tile
+    /// shape, partial 8- and 16-column groups, bias or none, accumulating, outlier channels.
+    /// Runs on any AVX2 CPU, so the tiles are checked where the VNNI instructions are missing
+    /// (on a VNNI CPU testKernelsAreBitIdentical also runs the real instructions).
     func testVNNITilesMatchTheScalarKernelWithEmulatedInstructions() throws {
         guard Int8Kernel.available.contains(.avx2) else { throw XCTSkip("the emulation needs AVX2") }
         var rng = SplitMix64(seed: 23)
         var checked = 0
-        // M mod 6 and mod 4 reach every tile height; N gives one and two blocks, partial halves.
-        for (M, N, K) in [(1, 1, 1), (6, 16, 4), (5, 17, 9), (7, 33, 64), (12, 40, 130), (13, 100, 67), (14, 33, 12), (15, 24, 8),
-                          (25, 250, 96), (64, 48, 384)] {
+        // Each kernel's (rows, column blocks) a tile can have: AVX-VNNI 6 × 1, EVEX 256-bit 4 × 2,
+        // AVX-512 6 × 4. The general shapes first, then 6 + r rows (tiles of 6 and r) by 4 + d
+        // blocks (panels of 4 and d, the last block partial) for the AVX-512 kernel's 24 shapes.
+        let layouts: [(kernel: Int8Kernel, rows: Int, blocks: Int)] = [(.avxVNNI, 6, 1), (.avx512VLVNNI256, 4, 2), (.avx512VNNI, 6, 4)]
+        var shapes = [(1, 1, 1), (6, 16, 4), (5, 17, 9), (7, 33, 64), (12, 40, 130), (13, 100, 67), (14, 33, 12), (15, 24, 8),
+                      (25, 250, 96), (64, 48, 384)]
+        for r in 1...5 { for d in 1...3 { shapes.append((6 + r, 64 + 16 * d - 5, 3 + 5 * r + d)) } }
+        // The loops of int8_gemm.c, walked here: every tile shape of every kernel is reached.
+        for layout in layouts {
+            var reached = Set<[Int]>()
+            for (M, N, _) in shapes {
+                let blocks = (N + 15) / 16
+                for b0 in stride(from: 0, to: blocks, by: layout.blocks) {
+                    for m in stride(from: 0, to: M, by: layout.rows) { reached.insert([min(layout.rows, M - m), min(layout.blocks, blocks - b0)]) }
+                }
+            }
+            XCTAssertEqual(reached.count, layout.rows * layout.blocks, "\(layout.kernel): tile shapes the test reaches")
+        }
+        for (M, N, K) in shapes {
             for ko in [0, 2] {
                 var q = (0..<(N * K)).map { _ in Int8(clamping: Int((rng.nextGaussian() * 60).rounded())) }
                 for i in stride(from: 0, to: q.count, by: 3) { q[i] = q[i] < 0 ? -128 : 127 }
@@ -237,7 +254,7 @@ final class Int8KernelTests: XCTestCase {
                     }
                     let reference = product(nil)
                     XCTAssertFalse(reference.contains { $0.isNaN }, "every output written")
-                    for layout in [Int8Kernel.avxVNNI, .avx512VLVNNI256] {
+                    for layout in layouts.map(\.kernel) {
                         XCTAssertEqual(product(layout), reference,
                                        "\(layout) tiles \(M)×\(N)×\(K), outliers \(channels.count), bias \(withBias), accumulate \(accumulate)")
                         checked += 1
@@ -245,7 +262,7 @@ final class Int8KernelTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(checked, 10 * 2 * 3 * 2)
+        XCTAssertEqual(checked, 25 * 2 * 3 * 3)
     }
 
     /// Outlier channels: an Int8Matrix with them gives the int8 product over the other channels

@@ -57,10 +57,10 @@ typedef struct {
 
 void distill_i8_gemm(int kernel, const distill_i8_args *args);
 
-/// Tests only: the loops and tiles of a 256-bit VNNI kernel (DISTILL_I8_AVXVNNI or
-/// DISTILL_I8_AVX512VL_VNNI256) with vpdpbusd written out in AVX2, single-threaded, so CPUs
-/// without VNNI check them against the scalar kernel. 0 when it ran; -1 without AVX2 or for
-/// another kernel.
+/// Tests only: the loops and tiles of a VNNI kernel (DISTILL_I8_AVXVNNI,
+/// DISTILL_I8_AVX512VL_VNNI256 or DISTILL_I8_AVX512VNNI) with vpdpbusd written out in AVX2 (and
+/// a 512-bit vector as two AVX2 halves), single-threaded, so CPUs without VNNI or AVX-512 check
+/// them against the scalar kernel. 0 when it ran; -1 without AVX2 or for another kernel.
 int distill_i8_gemm_emulated(int kernel, const distill_i8_args *args);
 
 /// The same dequantization from products computed elsewhere (oneDNN): acc[m·ldacc + n] =
