@@ -211,7 +211,8 @@ final class Int8KernelTests: XCTestCase {
         var shapes = [(1, 1, 1), (6, 16, 4), (5, 17, 9), (7, 33, 64), (12, 40, 130), (13, 100, 67), (14, 33, 12), (15, 24, 8),
                       (25, 250, 96), (64, 48, 384)]
         for r in 1...5 { for d in 1...3 { shapes.append((6 + r, 64 + 16 * d - 5, 3 + 5 * r + d)) } }
-        // The loops of int8_gemm.c, walked here: every tile shape of every kernel is reached.
+        // The loops of int8_gemm.c walked over this list: every tile shape of every kernel is
+        // reached. The rows × blocks above copy the C kernels' tile bounds; change them together.
         for layout in layouts {
             var reached = Set<[Int]>()
             for (M, N, _) in shapes {
