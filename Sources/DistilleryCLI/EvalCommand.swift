@@ -46,7 +46,7 @@ struct EvalCommand: ParsableCommand {
     var maxSequenceLength: Int?
     @Option(name: .customLong("batch-size"), help: "Sequences per batch (1…4096).")
     var batchSize = 16
-    @Option(name: .long, help: "With --data: batches to evaluate, from the start of the file (default: 16; --labelled scores every example).")
+    @Option(name: .long, help: "With --data: batches to evaluate: the first batches × batch-size sequences of the file, batched by length (default: 16; --labelled scores every example).")
     var batches: Int?
     @Flag(name: .long, help: "Print JSON.")
     var json = false

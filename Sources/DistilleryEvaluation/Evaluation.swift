@@ -38,14 +38,22 @@ public struct EvalSet: Sendable {
     public var batches: [Batch]
     public init(batches: [Batch]) { self.batches = batches }
 
-    /// The first `maxBatches` batches of `data` in file order, masked with a fixed key.
+    /// The first `maxBatches` × `batchSize` sequences of `data` (file order chooses them),
+    /// batched longest first and masked with a fixed key. Every metric is a mean over all the
+    /// set's tokens or sequences, so the grouping changes no definition; grouped by length, a
+    /// batch pads to a length close to its own sequences' (the demo's held-out text in file
+    /// order padded 20,480 positions for 14,746 tokens).
     public static func make(_ data: TokenDataset, tokenizer: BertTokenizer, batchSize: Int, maxBatches: Int,
                             policy: MaskingPolicy = MaskingPolicy(), withTokenTypes: Bool) -> EvalSet {
+        guard batchSize > 0, maxBatches > 0 else { return EvalSet(batches: []) }
         let masker = MLMMasker(policy: policy, tokenizer: tokenizer)
+        let (wanted, overflow) = batchSize.multipliedReportingOverflow(by: maxBatches)
+        let chosen = overflow ? data.count : min(data.count, wanted)
+        let order = (0..<chosen).sorted { (data.length($1), $0) < (data.length($0), $1) }
         var out: [Batch] = []
         var start = 0
-        while start < data.count && out.count < maxBatches {
-            let idx = Array(start..<min(data.count, start + batchSize))
+        while start < chosen {
+            let idx = Array(order[start..<min(chosen, start + batchSize)])
             let c = data.collate(idx, padId: tokenizer.padId)
             let m = masker.apply(TokenBatchView(inputIds: c.ids, attentionMask: c.mask), key: streamKey(0xE7A1, UInt64(out.count)))
             let types = withTokenTypes ? [Int32](repeating: 0, count: c.B * c.S) : nil

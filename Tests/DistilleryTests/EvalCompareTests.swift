@@ -4,6 +4,7 @@ import DistilleryTensor
 import DistilleryFormats
 import DistilleryModels
 import DistilleryQuant
+import DistilleryText
 import DistilleryEvaluation
 import DistilleryTraining
 import DistilleryCLI
@@ -84,6 +85,38 @@ final class EvalCompareTests: XCTestCase {
 
     /// An int8 checkpoint of the tiny teacher: smaller, close to fp32, and accepted by forward,
     /// eval, compare and bench.
+    /// Held-out batches hold the first batches × batch-size sequences of the file, each once,
+    /// grouped longest first so each batch pads only to its own longest; beyond the file (or
+    /// a count that overflows) they hold every sequence.
+    func testEvalSetBatchesTheFirstSequencesByLength() throws {
+        let t = TokenizerTests.tokenizer
+        let wordCounts = [3, 9, 1, 12, 5, 5, 7, 2, 20, 4]
+        let text = wordCounts.map { k in (1...k).map { "w\($0)" }.joined(separator: " ") }.joined(separator: "\n") + "\n"
+        let input = Fixtures.temporaryDirectory + "/evalset-lines.txt", out = input + ".tok"
+        try Data(text.utf8).write(to: URL(fileURLWithPath: input))
+        _ = try Corpus.prepare(inputs: [input], tokenizer: t, maxSequenceLength: 64, unit: .lines, output: out)
+        let data = try TokenDataset(path: out)
+        XCTAssertEqual(data.count, wordCounts.count)
+        func realRows(_ b: EvalSet.Batch) -> [[Int32]] {
+            (0..<b.plain.B).map { r in (0..<b.plain.S).filter { b.plain.attentionMask[r * b.plain.S + $0] != 0 }.map { b.plain.inputIds[r * b.plain.S + $0] } }
+        }
+        for (batchSize, maxBatches, chosen) in [(3, 2, 6), (4, 1, 4), (3, 100, 10), (2, Int.max, 10)] {
+            let set = EvalSet.make(data, tokenizer: t, batchSize: batchSize, maxBatches: maxBatches, withTokenTypes: false)
+            let rows = set.batches.flatMap(realRows)
+            let expected = (0..<chosen).map { data.sequence($0) }
+            XCTAssertEqual(rows.count, chosen, "\(batchSize) × \(maxBatches)")
+            XCTAssertEqual(Set(rows), Set(expected), "\(batchSize) × \(maxBatches)")
+            XCTAssertEqual(rows.map(\.count), expected.map(\.count).sorted(by: >), "\(batchSize) × \(maxBatches)")
+            for b in set.batches {
+                XCTAssertLessThanOrEqual(b.plain.B, batchSize)
+                XCTAssertEqual(b.plain.S, realRows(b).map(\.count).max())
+            }
+            // Every sequence once, so the metrics' means are over the same tokens as file order.
+            XCTAssertEqual(set.batches.reduce(0) { $0 + $1.plain.tokenCount }, expected.reduce(0) { $0 + $1.count })
+        }
+        XCTAssertTrue(EvalSet.make(data, tokenizer: t, batchSize: 4, maxBatches: 0, withTokenTypes: false).batches.isEmpty)
+    }
+
     func testQuantizedCheckpointThroughTheCommands() throws {
         let (dir, teacher, ck, summary) = try Fixtures.tinyTeacherWithInt8("int8-commands")
         XCTAssertGreaterThan(summary.quantizedMatrices, 0)
