@@ -101,9 +101,16 @@ final class FastMathTests: XCTestCase {
         let src = (0..<(N * ld)).map { Float($0) }
         for generic in [false, true] {
             SIMDKernels.forceGeneric(generic)
-            var t = [Float](repeating: -1, count: K * N)
-            distill_transpose_block(&t, src, ld, N, K)
-            for n in 0..<N { for k in 0..<K { XCTAssertEqual(t[k * N + n], src[n * ld + k]) } }
+            // Transposing K = 7, 21 and 32 columns (a head of all-MiniLM-L6-v2), row strides wider
+            // than K; N = 19 leaves rows past the last group of eight. Every element distinct,
+            // nothing written past the block.
+            for (Kt, ldt) in [(K, ld), (32, 40), (21, 23)] {
+                let wide = (0..<(N * ldt)).map { Float($0) }
+                var t = [Float](repeating: -1, count: Kt * N + 1)
+                distill_transpose_block(&t, wide, ldt, N, Kt)
+                for n in 0..<N { for k in 0..<Kt { XCTAssertEqual(t[k * N + n], wide[n * ldt + k], "K \(Kt) at \(n), \(k)") } }
+                XCTAssertEqual(t[Kt * N], -1, "wrote past the transposed block")
+            }
             // Packing rows: both a whole vector and a tail per row (K = 7 and 9 columns).
             for cols in [7, 9] {
                 var packed = [Float](repeating: -1, count: N * cols + 1)
