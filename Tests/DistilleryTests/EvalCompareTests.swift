@@ -87,32 +87,51 @@ final class EvalCompareTests: XCTestCase {
     /// eval, compare and bench.
     /// Held-out batches hold the first batches × batch-size sequences of the file, each once,
     /// grouped longest first so each batch pads only to its own longest; beyond the file (or
-    /// a count that overflows) they hold every sequence.
+    /// a count that overflows) they hold every sequence. Each sequence carries the masks it got
+    /// when the batches were cut in file order.
     func testEvalSetBatchesTheFirstSequencesByLength() throws {
         let t = TokenizerTests.tokenizer
         let wordCounts = [3, 9, 1, 12, 5, 5, 7, 2, 20, 4]
-        let text = wordCounts.map { k in (1...k).map { "w\($0)" }.joined(separator: " ") }.joined(separator: "\n") + "\n"
+        let text = wordCounts.enumerated().map { line, k in (["line\(line)"] + (1...k).map { "w\($0)" }).joined(separator: " ") }
+            .joined(separator: "\n") + "\n"
         let input = Fixtures.temporaryDirectory + "/evalset-lines.txt", out = input + ".tok"
         try Data(text.utf8).write(to: URL(fileURLWithPath: input))
         _ = try Corpus.prepare(inputs: [input], tokenizer: t, maxSequenceLength: 64, unit: .lines, output: out)
         let data = try TokenDataset(path: out)
         XCTAssertEqual(data.count, wordCounts.count)
-        func realRows(_ b: EvalSet.Batch) -> [[Int32]] {
-            (0..<b.plain.B).map { r in (0..<b.plain.S).filter { b.plain.attentionMask[r * b.plain.S + $0] != 0 }.map { b.plain.inputIds[r * b.plain.S + $0] } }
+        // (plain, masked, labels) of each sequence in a batch, over its real positions.
+        func rows(_ S: Int, _ mask: [Float], _ plain: [Int32], _ masked: [Int32], _ labels: [Int32]) -> [[[Int32]]] {
+            (0..<(mask.count / S)).map { r in
+                let real = (0..<S).filter { mask[r * S + $0] != 0 }.map { r * S + $0 }
+                return [real.map { plain[$0] }, real.map { masked[$0] }, real.map { labels[$0] }]
+            }
         }
+        let masker = MLMMasker(policy: MaskingPolicy(), tokenizer: t)
         for (batchSize, maxBatches, chosen) in [(3, 2, 6), (4, 1, 4), (3, 100, 10), (2, Int.max, 10)] {
             let set = EvalSet.make(data, tokenizer: t, batchSize: batchSize, maxBatches: maxBatches, withTokenTypes: false)
-            let rows = set.batches.flatMap(realRows)
-            let expected = (0..<chosen).map { data.sequence($0) }
-            XCTAssertEqual(rows.count, chosen, "\(batchSize) × \(maxBatches)")
-            XCTAssertEqual(Set(rows), Set(expected), "\(batchSize) × \(maxBatches)")
-            XCTAssertEqual(rows.map(\.count), expected.map(\.count).sorted(by: >), "\(batchSize) × \(maxBatches)")
-            for b in set.batches {
-                XCTAssertLessThanOrEqual(b.plain.B, batchSize)
-                XCTAssertEqual(b.plain.S, realRows(b).map(\.count).max())
+            let got = set.batches.flatMap { b in rows(b.plain.S, b.plain.attentionMask, b.plain.inputIds, b.masked.inputIds, b.labels) }
+            // The masks of file-order batches keyed by their index, what the set carried before.
+            var wanted: [[[Int32]]] = []
+            for (j, first) in stride(from: 0, to: chosen, by: batchSize).enumerated() {
+                let c = data.collate(Array(first..<min(chosen, first + batchSize)), padId: t.padId)
+                let m = masker.apply(TokenBatchView(inputIds: c.ids, attentionMask: c.mask), key: streamKey(0xE7A1, UInt64(j)))
+                wanted += rows(c.S, c.mask, c.ids, m.inputIds, m.labels)
             }
-            // Every sequence once, so the metrics' means are over the same tokens as file order.
-            XCTAssertEqual(set.batches.reduce(0) { $0 + $1.plain.tokenCount }, expected.reduce(0) { $0 + $1.count })
+            let what = "\(batchSize) × \(maxBatches)"
+            XCTAssertEqual(got.count, chosen, what)
+            XCTAssertEqual(wanted.map { $0[0] }, (0..<chosen).map { data.sequence($0) }, what)
+            XCTAssertEqual(Set(got), Set(wanted), what)
+            XCTAssertEqual(got.map { $0[0].count }, wanted.map { $0[0].count }.sorted(by: >), what)
+            XCTAssertGreaterThan(got.reduce(0) { $0 + $1[2].filter { $0 >= 0 }.count }, 0, what)
+            for b in set.batches {
+                XCTAssertLessThanOrEqual(b.plain.B, batchSize, what)
+                XCTAssertEqual(b.plain.S, rows(b.plain.S, b.plain.attentionMask, b.plain.inputIds, b.masked.inputIds, b.labels).map { $0[0].count }.max(), what)
+                XCTAssertEqual(b.masked.attentionMask, b.plain.attentionMask, what)
+                // Padding keeps the pad id and no target.
+                for n in 0..<(b.plain.B * b.plain.S) where b.plain.attentionMask[n] == 0 {
+                    XCTAssertEqual(b.masked.inputIds[n], t.padId, what); XCTAssertEqual(b.labels[n], -100, what)
+                }
+            }
         }
         XCTAssertTrue(EvalSet.make(data, tokenizer: t, batchSize: 4, maxBatches: 0, withTokenTypes: false).batches.isEmpty)
     }
