@@ -28,7 +28,7 @@ public struct EvalSet: Sendable {
     public struct Batch: Sendable {
         /// The text as it is (for hidden-state and sentence-embedding fidelity).
         public var plain: TokenBatch
-        /// The same with MLM masking applied, and the targets [B·S] (−1: not a target).
+        /// The same with MLM masking applied, and the targets [B·S] (negative: not a target).
         public var masked: TokenBatch
         public var labels: [Int32]
         public init(plain: TokenBatch, masked: TokenBatch, labels: [Int32]) {
@@ -39,7 +39,7 @@ public struct EvalSet: Sendable {
     public init(batches: [Batch]) { self.batches = batches }
 
     /// The first `maxBatches` × `batchSize` sequences of `data` (file order chooses them),
-    /// batched longest first, masked with a fixed key. Every metric is a mean over all the set's
+    /// batched by length (`lengthOrderedBatches`, longest first), masked with a fixed key. Every metric is a mean over all the set's
     /// tokens or sequences, so the grouping changes no definition; grouped by length, a batch
     /// pads to a length close to its own sequences' (the demo's held-out text in file order
     /// padded 20,480 positions for 14,746 tokens). The masks are drawn as before the grouping,
@@ -63,10 +63,8 @@ public struct EvalSet: Sendable {
                 maskedLabels.append(Array(m.labels[(b * c.S)..<(b * c.S + data.length(i))]))
             }
         }
-        let order = (0..<chosen).sorted { (data.length($1), $0) < (data.length($0), $1) }
         var out: [Batch] = []
-        for first in stride(from: 0, to: chosen, by: batchSize) {
-            let idx = Array(order[first..<min(chosen, first + batchSize)])
+        for idx in lengthOrderedBatches(count: chosen, batchSize: batchSize, length: data.length).reversed() {
             let c = data.collate(idx, padId: tokenizer.padId)
             var ids = c.ids, labels = [Int32](repeating: -100, count: c.B * c.S)
             for (b, i) in idx.enumerated() {

@@ -81,15 +81,13 @@ public enum Probe {
         let c = model.config, H = c.hiddenSize
         let length = max(2, min(maxSequenceLength, c.maxPositions))
         let ids = texts.map { tokenizer.encode($0, maxLength: length).inputIds }
-        let order = ids.indices.sorted { (ids[$0].count, $0) < (ids[$1].count, $1) }
         let B = max(1, batchSize)
         let longest = ids.map(\.count).max() ?? 0
         let hidden = FloatBuffer(count: max(1, min(B, ids.count) * longest * H))
         var pooled = [Double](repeating: 0, count: B * H)
         var out = [Double](repeating: 0, count: texts.count * H)
-        var start = 0
-        while start < order.count {
-            let rows = Array(order[start..<min(order.count, start + B)])
+        var done = 0
+        for rows in lengthOrderedBatches(count: ids.count, batchSize: B, length: { ids[$0].count }).reversed() {
             let S = rows.map { ids[$0].count }.max()!
             var batchIds = [Int32](repeating: tokenizer.padId, count: rows.count * S)
             var mask = [Float](repeating: 0, count: rows.count * S)
@@ -103,8 +101,8 @@ public enum Probe {
             for (b, r) in rows.enumerated() {
                 for h in 0..<H { out[r * H + h] = pooled[b * H + h] }
             }
-            start += rows.count
-            progress?(start, texts.count)
+            done += rows.count
+            progress?(done, texts.count)
         }
         if let i = out.firstIndex(where: { !$0.isFinite }) { throw ProbeError.nonFiniteFeature(row: i / H) }
         return out

@@ -56,6 +56,18 @@ public struct EpochBatches: Sendable {
     }
 }
 
+/// Indices 0 ..< count ordered by length (shortest first, ties in index order) and cut into
+/// batches of `batchSize`, the last one smaller if it must: sequences of similar lengths share
+/// a batch, so a batch pads little, and the cut is the same every time. For passes over a fixed
+/// set of sequences (evaluation, a teacher cache, a probe's embeddings), not training epochs.
+/// A caller that runs a model over them takes them longest first (`.reversed()`): the first
+/// batch then sizes the model's workspace, which shortest first would grow batch after batch.
+public func lengthOrderedBatches(count: Int, batchSize: Int, length: (Int) -> Int) -> [[Int]] {
+    precondition(count >= 0 && batchSize > 0)
+    let order = (0..<count).sorted { (length($0), $0) < (length($1), $1) }
+    return stride(from: 0, to: count, by: batchSize).map { Array(order[$0..<min(count, $0 + batchSize)]) }
+}
+
 extension TokenDataset {
     /// The sequences `indices`, padded with `padId` to the longest: ids and mask, [B×S] each.
     public func collate(_ indices: [Int], padId: Int32) -> (B: Int, S: Int, ids: [Int32], mask: [Float]) {

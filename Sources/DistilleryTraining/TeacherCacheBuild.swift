@@ -43,12 +43,8 @@ public enum TeacherCacheBuilder {
 
         let writer = try TeacherCacheWriter(path: path, header: h)
         // Similar lengths together: little padding, and frames land in a stable order.
-        let order = (0..<sequences.count).sorted { (sequences.length($0), $0) < (sequences.length($1), $1) }
         var rawBytes = 0, done = 0
-        var start = 0
-        while start < order.count {
-            let indices = Array(order[start..<min(order.count, start + B)])
-            start += indices.count
+        for indices in lengthOrderedBatches(count: sequences.count, batchSize: B, length: sequences.length) {
             let masked = indices.map { masking.apply(sequences.ids($0), sequence: $0) }
             let Sb = masked.map(\.inputIds.count).max()!, Bb = indices.count, Nb = Bb * Sb
             var ids = [Int32](repeating: padId, count: Nb), labels = [Int32](repeating: -100, count: Nb)
@@ -159,7 +155,7 @@ public enum TeacherCacheBuilder {
                 rawBytes += sizes[b]
             }
             done += Bb
-            progress(done, order.count)
+            progress(done, sequences.count)
         }
         try writer.commit()
         return (writer.bytesWritten, rawBytes)

@@ -83,10 +83,8 @@ final class EvalCompareTests: XCTestCase {
         XCTAssertEqual(small.misses, 4)
     }
 
-    /// An int8 checkpoint of the tiny teacher: smaller, close to fp32, and accepted by forward,
-    /// eval, compare and bench.
     /// Held-out batches hold the first batches × batch-size sequences of the file, each once,
-    /// grouped longest first so each batch pads only to its own longest; beyond the file (or
+    /// grouped by length, longest first, so each batch pads only to its own longest; beyond the file (or
     /// a count that overflows) they hold every sequence. Each sequence carries the masks it got
     /// when the batches were cut in file order.
     func testEvalSetBatchesTheFirstSequencesByLength() throws {
@@ -121,7 +119,12 @@ final class EvalCompareTests: XCTestCase {
             XCTAssertEqual(got.count, chosen, what)
             XCTAssertEqual(wanted.map { $0[0] }, (0..<chosen).map { data.sequence($0) }, what)
             XCTAssertEqual(Set(got), Set(wanted), what)
-            XCTAssertEqual(got.map { $0[0].count }, wanted.map { $0[0].count }.sorted(by: >), what)
+            // The lengths in order cut into batches (full ones but the longest), served longest
+            // batch first so the first batch sizes the models' workspaces.
+            let ascending = wanted.map { $0[0].count }.sorted()
+            let cut = stride(from: 0, to: chosen, by: batchSize).map { Array(ascending[$0..<min(chosen, $0 + batchSize)]) }
+            XCTAssertEqual(got.map { $0[0].count }, Array(cut.reversed().joined()), what)
+            XCTAssertEqual(set.batches.map(\.plain.B), cut.reversed().map(\.count), what)
             XCTAssertGreaterThan(got.reduce(0) { $0 + $1[2].filter { $0 >= 0 }.count }, 0, what)
             for b in set.batches {
                 XCTAssertLessThanOrEqual(b.plain.B, batchSize, what)
@@ -134,8 +137,11 @@ final class EvalCompareTests: XCTestCase {
             }
         }
         XCTAssertTrue(EvalSet.make(data, tokenizer: t, batchSize: 4, maxBatches: 0, withTokenTypes: false).batches.isEmpty)
+        XCTAssertTrue(EvalSet.make(data, tokenizer: t, batchSize: 0, maxBatches: 4, withTokenTypes: false).batches.isEmpty)
     }
 
+    /// An int8 checkpoint of the tiny teacher: smaller, close to fp32, and accepted by forward,
+    /// eval, compare and bench.
     func testQuantizedCheckpointThroughTheCommands() throws {
         let (dir, teacher, ck, summary) = try Fixtures.tinyTeacherWithInt8("int8-commands")
         XCTAssertGreaterThan(summary.quantizedMatrices, 0)

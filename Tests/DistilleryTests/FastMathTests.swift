@@ -56,6 +56,7 @@ final class FastMathTests: XCTestCase {
     /// copies bit for bit, and the padding between rows of the output left alone. The
     /// transposition and the packing copy exactly.
     func testSmallProductAgainstDouble() {
+        defer { SIMDKernels.forceGeneric(false) }
         var rng = SplitMix64(seed: 11)
         func uniform() -> Float { Float(rng.next() % 2_000_001) / 1_000_000 - 1 }
         let shapes = [(128, 128, 32), (128, 32, 128), (7, 13, 5), (6, 16, 1), (1, 1, 1), (13, 37, 64), (5, 8, 9), (11, 24, 3)]
