@@ -33,7 +33,7 @@ struct CompareCommand: ParsableCommand {
     var models: [String]
     @Option(name: .long, help: "Held-out text (one paragraph a line) or a prepared .tok file.")
     var data: String
-    @Option(name: .long, help: "Batches of 16 sequences to evaluate.")
+    @Option(name: .long, help: "Batches of 16 sequences to evaluate: the first batches × 16 sequences of the file, batched by length.")
     var batches = 8
     @Option(name: .long, help: "Timed forward passes per shape (the median is reported).")
     var iterations = 10
