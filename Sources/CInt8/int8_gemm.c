@@ -60,8 +60,9 @@ static void gemm_scalar(const args_t *a) {
 // ---------------------------------------------------------------- AVX-512 VNNI
 // Tile: MR ≤ 6 rows × NB ≤ 4 blocks of 16 columns, 24 accumulators in registers. MR and NB
 // are compile-time constants in each instance (always inlined from the dispatch below), so
-// the loops unroll and nothing spills (in the z_ instance; the emulated one spills, harmlessly). The column panel is the outer loop: its weights stay
-// in cache while every row tile passes over them.
+// the loops unroll and nothing spills (in the z_ instance; the emulated one spills,
+// harmlessly). The column panel is the outer loop: its weights stay in cache while every row
+// tile passes over them.
 //
 // The tile and its loops are written once over the few 512-bit operations they use, named by a
 // prefix: z_ are the AVX-512 instructions; e_ (further down) the same on two AVX2 halves, with
@@ -240,8 +241,8 @@ DISTILL_VNNI256_GEMM(avx512vl_vnni, avx512vl_vnni, "avx2,fma,avx512f,avx512vl,av
 // vpdpbusd written out in AVX2, exactly: each 32-bit lane gains Σ_j x_j · w_j over its four
 // unsigned × signed byte pairs. Even and odd bytes widen to 16 bits (zero- and sign-extended),
 // and vpmaddwd sums each pair in int32, where nothing saturates (2 · 255 · 128 fits). With it
-// the 256-bit kernels' tiles and loops (and, on two halves, the AVX-512 kernel's) run on any AVX2 CPU, so the tests check them on machines
-// without VNNI (distill_i8_gemm_emulated).
+// the 256-bit kernels' tiles and loops (and, on two halves, the AVX-512 kernel's) run on any
+// AVX2 CPU, so the tests check them on machines without VNNI (distill_i8_gemm_emulated).
 __attribute__((always_inline, target("avx2,fma")))
 static inline __m256i dpbusd_exact_avx2(__m256i acc, __m256i x, __m256i w) {
     const __m256i low = _mm256_set1_epi16(0x00ff);

@@ -39,12 +39,13 @@ public struct EvalSet: Sendable {
     public init(batches: [Batch]) { self.batches = batches }
 
     /// The first `maxBatches` × `batchSize` sequences of `data` (file order chooses them),
-    /// batched by length (`lengthOrderedBatches`, longest first), masked with a fixed key. Every metric is a mean over all the set's
-    /// tokens or sequences, so the grouping changes no definition; grouped by length, a batch
-    /// pads to a length close to its own sequences' (the demo's held-out text in file order
-    /// padded 20,480 positions for 14,746 tokens). The masks are drawn as before the grouping,
-    /// over batches in file order keyed by their index, and move with their sequences: the
-    /// same tokens are masked, so MLM figures stay comparable with earlier versions'.
+    /// batched by length (`lengthOrderedBatches`, longest first), masked with a fixed key.
+    /// Every metric is a mean over all the set's tokens or sequences, so the grouping changes
+    /// no definition; grouped by length, a batch pads to a length close to its own sequences'
+    /// (the demo's held-out text in file order padded 20,480 positions for 14,746 tokens). The
+    /// masks are drawn as before the grouping, over batches in file order keyed by their index,
+    /// and move with their sequences: the same tokens are masked, so MLM figures stay
+    /// comparable with earlier versions'.
     public static func make(_ data: TokenDataset, tokenizer: BertTokenizer, batchSize: Int, maxBatches: Int,
                             policy: MaskingPolicy = MaskingPolicy(), withTokenTypes: Bool) -> EvalSet {
         guard batchSize > 0, maxBatches > 0 else { return EvalSet(batches: []) }
@@ -59,8 +60,9 @@ public struct EvalSet: Sendable {
             let c = data.collate(idx, padId: tokenizer.padId)
             let m = masker.apply(TokenBatchView(inputIds: c.ids, attentionMask: c.mask), key: streamKey(0xE7A1, UInt64(j)))
             for (b, i) in idx.enumerated() {
-                maskedIds.append(Array(m.inputIds[(b * c.S)..<(b * c.S + data.length(i))]))
-                maskedLabels.append(Array(m.labels[(b * c.S)..<(b * c.S + data.length(i))]))
+                let row = (b * c.S)..<(b * c.S + data.length(i))
+                maskedIds.append(Array(m.inputIds[row]))
+                maskedLabels.append(Array(m.labels[row]))
             }
         }
         var out: [Batch] = []
@@ -68,8 +70,9 @@ public struct EvalSet: Sendable {
             let c = data.collate(idx, padId: tokenizer.padId)
             var ids = c.ids, labels = [Int32](repeating: -100, count: c.B * c.S)
             for (b, i) in idx.enumerated() {
-                ids.replaceSubrange((b * c.S)..<(b * c.S + data.length(i)), with: maskedIds[i])
-                labels.replaceSubrange((b * c.S)..<(b * c.S + data.length(i)), with: maskedLabels[i])
+                let row = (b * c.S)..<(b * c.S + data.length(i))
+                ids.replaceSubrange(row, with: maskedIds[i])
+                labels.replaceSubrange(row, with: maskedLabels[i])
             }
             let types = withTokenTypes ? [Int32](repeating: 0, count: c.B * c.S) : nil
             out.append(Batch(plain: TokenBatch(B: c.B, S: c.S, inputIds: c.ids, attentionMask: c.mask, tokenTypes: types),

@@ -97,17 +97,19 @@ def check(what, measured, target, met):
     checks.append({"criterion": what, "measured": measured, "target": target, "met": met})
 
 
+def bench_distill(case, mode):
+    return run_json([args.distill, "bench", "distill", "--cases", case, "--precision", mode, "--steps", str(args.steps), "--json"] + threads)
+
+
 # Training: ours before and after PyTorch, each side's best mode.
 modes = ["fp32", "bf16"] if bf16 else ["fp32"]
 for case in cases:
     say(f"training case {case} ({', '.join(modes)}) …")
-    ours = {m: [] for m in modes}
-    for m in modes:
-        ours[m] += run_json([args.distill, "bench", "distill", "--cases", case, "--precision", m, "--steps", str(args.steps), "--json"] + threads)
+    ours = {m: bench_distill(case, m) for m in modes}
     torch_runs = run_json([sys.executable, os.path.join(HERE, "distill_bench.py"), "--cases", case, "--modes", ",".join(modes),
                            "--steps", str(args.steps), "--threads", str(args.threads), "--json"], tolerate_failure=True)["results"]
     for m in modes:
-        ours[m] += run_json([args.distill, "bench", "distill", "--cases", case, "--precision", m, "--steps", str(args.steps), "--json"] + threads)
+        ours[m] += bench_distill(case, m)
     mine = {m: (statistics.mean(r["tokensPerSecond"] for r in rs), max(r["peakRSSBytes"] for r in rs)) for m, rs in ours.items()}
     theirs = {r["mode"]: (r["tokensPerSecond"], r["peakRSSBytes"]) for r in torch_runs if r and "error" not in r}
     for r in torch_runs:
@@ -136,8 +138,8 @@ for precision, (target, against) in targets.items():
         report["forward"].append(s)
         say(f"  {s['shape']}: median ratio {s['median_ratio']:.2f} (quartiles {s['ratio_p25']:.2f}–{s['ratio_p75']:.2f}); "
             f"quietest rounds {s['best_reference_ms']:.1f} against {s['best_distillery_ms']:.1f} ms ({s['best_ratio']:.2f}×)")
-        emulated = " (this CPU has no bf16 instructions)" if precision == "bf16" and not bf16 else ""
-        check(f"forward {precision} {s['shape']} against {against}{emulated}",
+        note = " (this CPU has no bf16 instructions)" if precision == "bf16" and not bf16 else ""
+        check(f"forward {precision} {s['shape']} against {against}{note}",
               f"{s['median_ratio']:.2f}× (quietest rounds {s['best_ratio']:.2f}×)", f"≥ {target}×", s["median_ratio"] >= target)
 
 # The demo, timed from outside.

@@ -84,9 +84,9 @@ final class EvalCompareTests: XCTestCase {
     }
 
     /// Held-out batches hold the first batches × batch-size sequences of the file, each once,
-    /// grouped by length, longest first, so each batch pads only to its own longest; beyond the file (or
-    /// a count that overflows) they hold every sequence. Each sequence carries the masks it got
-    /// when the batches were cut in file order.
+    /// grouped by length, longest first, so each batch pads only to its own longest; beyond
+    /// the file (or a count that overflows) they hold every sequence. Each sequence carries the
+    /// masks it got when the batches were cut in file order.
     func testEvalSetBatchesTheFirstSequencesByLength() throws {
         let t = TokenizerTests.tokenizer
         let wordCounts = [3, 9, 1, 12, 5, 5, 7, 2, 20, 4]
