@@ -148,13 +148,22 @@ public final class PackedInt8Weights: @unchecked Sendable {
         for m in 0..<M { for j in 0..<k { out[m * k + j] = x[m * ldx + Int(c[j])] } }
     }
 
-    /// Row n's int8 values, read back from the packed layout (for embedding lookups).
+    /// Row n dequantized from the packed layout (for embedding lookups): out [K] = scale · q[n]
+    /// (out += that when accumulating). The row's values sit in 4-byte groups 64 bytes apart.
     @inline(__always)
-    public func row(_ n: Int, into out: UnsafeMutablePointer<Float>) {
-        let K4 = Kp / 4
-        let blk = packed.base + (n / 16) * K4 * 64 + (n % 16) * 4
+    public func row(_ n: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        var src = packed.base + (n / 16) * (Kp / 4) * 64 + (n % 16) * 4
         let s = scales.base[n]
-        for k in 0..<K { out[k] = Float(blk[(k / 4) * 64 + k % 4]) * s }
+        var k = 0
+        while k < K {
+            let g = min(4, K - k)
+            if accumulate {
+                for i in 0..<g { out[k + i] += Float(src[i]) * s }
+            } else {
+                for i in 0..<g { out[k + i] = Float(src[i]) * s }
+            }
+            k += 4; src += 64
+        }
     }
 
     /// The weights as plain rows [N × Kp] int8 (padding zero), for oneDNN. Made on first use.

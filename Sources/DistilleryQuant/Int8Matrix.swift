@@ -73,19 +73,9 @@ public final class Int8Matrix: WeightMatrix {
 
     public func gatherRows(_ ids: UnsafePointer<Int32>, count: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let o = SendablePointer(out), w = weights, C = cols
-        Parallel.forEachChunk(count, minPerChunk: 64, maxChunks: 1) { _, range in
-            // Rows are dequantized one at a time into the end of the output row when adding.
-            let row = UnsafeMutablePointer<Float>.allocate(capacity: C)
-            defer { row.deallocate() }
-            for i in range {
-                let dst = o.p + i * C
-                if accumulate {
-                    w.row(Int(ids[i]), into: row)
-                    for k in 0..<C { dst[k] += row[k] }
-                } else {
-                    w.row(Int(ids[i]), into: dst)
-                }
-            }
+        let i32 = SendablePointer(UnsafeMutablePointer(mutating: ids))
+        Parallel.forEachChunk(count, minPerChunk: 64) { _, range in
+            for i in range { w.row(Int(i32.p[i]), into: o.p + i * C, accumulate: accumulate) }
         }
     }
 }

@@ -41,9 +41,10 @@ final class Int8KernelTests: XCTestCase {
         // 8-bit codes, and the 7-bit codes the AVX2 kernel multiplies.
         for levels in [255, 127] {
             // A NaN among the values is coded 0 and leaves the range alone, in the vector body
-            // and in the tail; ±∞ makes the range non-finite: NaN scale, zero codes.
-            for at in [2, 10] {
-                var x = (0..<11).map { _ in rng.nextGaussian() }
+            // and in the tail (and in the 32-wide body of a longer row); ±∞ makes the range
+            // non-finite: NaN scale, zero codes.
+            for (n, at) in [(11, 2), (11, 10), (45, 20)] {
+                var x = (0..<n).map { _ in rng.nextGaussian() }
                 x[at] = .nan
                 let a = quantizeRowVectorised(x, levels: levels), b = quantizeRowReference(x, levels: levels)
                 XCTAssertEqual(a.q, b.q, "NaN at \(at)")
@@ -53,12 +54,13 @@ final class Int8KernelTests: XCTestCase {
                 x[at] = .infinity
                 let inf = quantizeRowVectorised(x, levels: levels)
                 XCTAssertTrue(inf.scale.isNaN)
-                XCTAssertEqual(inf.q, [UInt8](repeating: 0, count: 11))
+                XCTAssertEqual(inf.q, [UInt8](repeating: 0, count: n))
             }
             // Values that round to a half: ties go to even, as rint does.
             let ties: [Float] = [0, 1, 2.5 / 127, 3.5 / 127, 4.5 / 127, 126.5 / 127, 0.5 / 127, 1.5 / 127, 5.5 / 127]
             XCTAssertEqual(quantizeRowVectorised(ties, levels: levels).q, quantizeRowReference(ties, levels: levels).q)
-            for n in [1, 3, 8, 13, 64, 385, 1536] {
+            // Lengths for each of the AVX2 loops (32 and 8 codes a step) and the tail, alone and together.
+            for n in [1, 3, 8, 13, 32, 45, 64, 385, 1000, 1536] {
                 var x = (0..<n).map { _ in rng.nextGaussian() * 3 }
                 x[n / 2] = 0
                 let a = quantizeRowVectorised(x, levels: levels), b = quantizeRowReference(x, levels: levels)
