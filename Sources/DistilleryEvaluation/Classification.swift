@@ -22,7 +22,8 @@ public enum ClassificationEvaluator {
     public static func evaluate(_ model: EncoderModel, on set: ClassificationSet, batchSize: Int = 32, padId: Int32,
                                 reference: EncoderModel? = nil) throws -> ClassificationReport {
         let C = model.config.numLabels
-        var confusion = [[Int]](repeating: [Int](repeating: 0, count: C), count: C)
+        // Per class: right, predicted, actual (what macro-F1 needs; no C×C table).
+        var hits = [Int](repeating: 0, count: C), predictedCount = hits, actualCount = hits
         var r = ClassificationReport(), agree = 0, lossSum = 0.0
         var start = 0
         while start < set.count {
@@ -44,7 +45,12 @@ public enum ClassificationEvaluator {
                 guard row.allSatisfy(\.isFinite) else { throw InputError.nonFiniteOutput(name: "class logits") }
                 let predicted = row.indices.max { row[$0] < row[$1] }! - i * C
                 let label = Int(b.labels[i])
-                confusion[label][predicted] += 1
+                guard label >= 0 && label < C else {
+                    throw ClassificationError.labelOutOfRange(label: label, classes: C, line: set.data.examples[idx[i]].line, path: set.data.path)
+                }
+                actualCount[label] += 1
+                predictedCount[predicted] += 1
+                if predicted == label { hits[label] += 1 }
                 let m = Double(row.max()!)
                 let lse = m + log(row.reduce(0.0) { $0 + exp(Double($1) - m) })
                 lossSum += lse - Double(row[row.startIndex + label])
@@ -56,10 +62,10 @@ public enum ClassificationEvaluator {
             start += batchSize
         }
         r.examples = set.count
-        r.accuracy = Double((0..<C).reduce(0) { $0 + confusion[$1][$1] }) / Double(max(1, set.count))
+        r.accuracy = Double(hits.reduce(0, +)) / Double(max(1, set.count))
         var f1 = 0.0
         for c in 0..<C {
-            let tp = Double(confusion[c][c]), predicted = Double((0..<C).reduce(0) { $0 + confusion[$1][c] }), actual = Double(confusion[c].reduce(0, +))
+            let tp = Double(hits[c]), predicted = Double(predictedCount[c]), actual = Double(actualCount[c])
             let p = predicted > 0 ? tp / predicted : 0, rec = actual > 0 ? tp / actual : 0
             f1 += p + rec > 0 ? 2 * p * rec / (p + rec) : 0
         }
@@ -74,6 +80,7 @@ public enum ClassificationError: Error, CustomStringConvertible, Equatable {
     case notAClassifier(model: String)
     case oneOutput(model: String)
     case labelsDiffer(model: String, labels: [String], reference: String, referenceLabels: [String])
+    case labelOutOfRange(label: Int, classes: Int, line: Int, path: String)
 
     public var description: String {
         switch self {
@@ -83,6 +90,8 @@ public enum ClassificationError: Error, CustomStringConvertible, Equatable {
             return "\(m) has one output (num_labels 1, a regression head): accuracy needs two classes or more"
         case let .labelsDiffer(m, l, r, rl):
             return "\(m) classifies into \(l.joined(separator: ", ")) but \(r) into \(rl.joined(separator: ", ")): their predictions cannot be compared"
+        case let .labelOutOfRange(l, c, line, p):
+            return "\(p):\(line): class \(l) of a model with \(c) classes (0…\(c - 1)): the data's labels are not the model's"
         }
     }
 }

@@ -56,6 +56,11 @@ public struct LogisticRegression: Sendable, Codable, Equatable {
         let classes = Array(Set(labels)).sorted()
         guard classes.count >= 2 else { throw ProbeError.oneClass(label: classes[0], data: "the training features") }
         let K = classes.count
+        // The fit holds logits [n×K] and about 2·memory + 4 weight-sized vectors [K×(d+1)], in
+        // Doubles: checked before allocating, as a file of 100,000 one-off labels asks for 80 GB.
+        let vectors = 2 * min(max(1, settings.memory), 1_000) + 4
+        try MemoryBudget.check(MemoryBudget.product(8, K, n + vectors * (d + 1)),
+                               for: "a probe over \(K) classes (\(n) training examples × \(d) features)")
         let index = Dictionary(uniqueKeysWithValues: classes.enumerated().map { ($1, Int32($0)) })
         let y = labels.map { index[$0]! }
 
@@ -86,6 +91,7 @@ public struct LogisticRegression: Sendable, Codable, Equatable {
         guard features.count % d == 0 else { throw ProbeError.shape(reason: "\(features.count) feature values are not rows of \(d)") }
         let n = features.count / d
         if let i = features.firstIndex(where: { !$0.isFinite }) { throw ProbeError.nonFiniteFeature(row: i / d) }
+        try MemoryBudget.check(MemoryBudget.product(8, n, K + d), for: "class probabilities of \(n) examples over \(K) classes")
         let x = Self.standardise(features, rows: n, dimensions: d, mean: mean, scale: scale)
         var z = [Double](repeating: 0, count: n * K)
         x.withUnsafeBufferPointer { xp in

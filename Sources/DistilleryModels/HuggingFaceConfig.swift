@@ -291,6 +291,9 @@ public struct AlbertConfig: Codable, Sendable, Equatable {
 func labelNames(_ id2label: [String: String]?, path: String) throws -> [String]? {
     guard let m = id2label, !m.isEmpty else { return nil }
     guard m.count <= 100_000 else { throw ConfigError.invalid(path: path, field: "id2label", reason: "\(m.count) classes") }
+    if let bad = m.keys.sorted().first(where: { k in Int(k).map { $0 < 0 || $0 >= m.count } ?? true }) {
+        throw ConfigError.invalid(path: path, field: "id2label", reason: "class ids are 0…\(m.count - 1) (one per class), and '\(bad)' is not one")
+    }
     var names: [String] = []
     for i in 0..<m.count {
         guard let n = m[String(i)] else {

@@ -27,6 +27,7 @@ public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
     case duplicateTensor(file: String, tensor: String, other: String)
     case nonFinite(file: String, tensor: String)
     case badValues(file: String, tensor: String, expected: String)
+    case labelCount(file: String, tensor: String, rows: Int, labels: [String])
 
     public var description: String {
         switch self {
@@ -39,6 +40,9 @@ public enum ModelLoadError: Error, CustomStringConvertible, Equatable {
         case let .duplicateTensor(f, t, o): return "\(f): tensors '\(t)' and '\(o)' name the same parameter"
         case let .nonFinite(f, t): return "\(f): tensor '\(t)' holds NaN or infinite values"
         case let .badValues(f, t, e): return "\(f): tensor '\(t)' holds values out of range (expected \(e))"
+        case let .labelCount(f, t, r, l):
+            let shown = l.count > 8 ? l.prefix(8).joined(separator: ", ") + ", …" : l.joined(separator: ", ")
+            return "\(f): tensor '\(t)' has \(r) rows (classes) but config.json's id2label names \(l.count) (\(shown)); the two must agree"
         }
     }
 }
@@ -131,6 +135,12 @@ public enum HuggingFaceFolder {
         config.numLabels = classifier.map { $0.shape.first ?? 0 } ?? 0
         if let c = classifier, c.shape.count != 2 || c.shape[0] < 1 {
             throw ModelLoadError.wrongShape(file: source.path, tensor: c.name, shape: c.shape, expected: [max(1, base.numLabels), base.hiddenSize])
+        }
+        // id2label names the classes. Where it names its own (not LABEL_0 …) for another
+        // number of classes than the classifier's rows, transformers refuses the model with a
+        // size mismatch; so does this, rather than drop the names without a word.
+        if let c = classifier, base.labels.count != config.numLabels, base.labels != EncoderConfig.defaultLabels(base.labels.count) {
+            throw ModelLoadError.labelCount(file: source.path, tensor: c.name, rows: config.numLabels, labels: base.labels)
         }
         config.labels = base.labels.count == config.numLabels ? base.labels : EncoderConfig.defaultLabels(config.numLabels)
         config.hasPooler = (!options.dropPooler || config.hasClassifier) && names.keys.contains { HuggingFaceNames.isPoolerName($0) }

@@ -171,6 +171,9 @@ public enum ModelCheckpoint {
 }
 
 extension HuggingFaceFolder {
+    /// The files `save` writes: a folder holding nothing else may be replaced by a new save.
+    public static let fileNames: Set<String> = ["config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"]
+
     /// Writes config.json, model.safetensors (fp32, Hugging Face names) and the tokenizer files
     /// into `folder` (created if needed; each file written atomically). Transformers loads the
     /// result as the family's *ForMaskedLM (or base model when there is no head).

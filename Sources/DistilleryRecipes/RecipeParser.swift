@@ -504,6 +504,7 @@ public enum RecipeParser {
                 }
                 data = try readFile(file)
             } else if c.table != nil {
+                if let p = c.nonFinitePath() { throw s.bad("config", "\(p) is NaN or infinite: config values are finite numbers") }
                 data = try JSONSerialization.data(withJSONObject: c.jsonObject)
             } else {
                 throw s.wrongType("config", "a path or a table", c)

@@ -42,6 +42,21 @@ public indirect enum TOMLValue: Equatable, Sendable {
     }
 
     /// As Foundation's JSON objects (for configs written inline in a recipe).
+    /// The dotted path of the first NaN or infinite float in this value (which JSON cannot
+    /// carry), nil when there is none.
+    public func nonFinitePath(_ prefix: String = "") -> String? {
+        switch self {
+        case .float(let d): return d.isFinite ? nil : prefix
+        case .array(let a):
+            for (i, v) in a.enumerated() { if let p = v.nonFinitePath("\(prefix)[\(i)]") { return p } }
+            return nil
+        case .table(let t):
+            for k in t.keys { if let p = t[k]!.nonFinitePath(prefix.isEmpty ? k : prefix + "." + k) { return p } }
+            return nil
+        default: return nil
+        }
+    }
+
     public var jsonObject: Any {
         switch self {
         case .string(let s): return s
@@ -99,6 +114,10 @@ struct Parser {
     let b: [UInt8]
     var i = 0
     var line = 1
+    /// How deep arrays and inline tables are open: capped, as are a key's parts, so that a
+    /// hostile file cannot recurse (or nest tables) deep enough to overflow the stack.
+    var depth = 0
+    static let maxDepth = 32, maxKeyParts = 32
     var lineStart = 0
     /// Tables created by [[headers]] (their arrays may grow; nothing else may), with the table
     /// and key holding the array.
@@ -263,6 +282,7 @@ struct Parser {
             guard c == UInt8(ascii: ".") else { return path }
             i += 1
             spaces()
+            if path.count == Self.maxKeyParts { throw fail("a key has more than \(Self.maxKeyParts) dotted parts") }
             path.append(try simpleKey())
         }
     }
@@ -355,7 +375,15 @@ struct Parser {
         return .integer(sign < 0 ? -v : v)
     }
 
+    /// Enters an array or inline table, refusing nesting deeper than `maxDepth`.
+    mutating func enter() throws {
+        if depth == Self.maxDepth { throw fail("arrays and inline tables nest more than \(Self.maxDepth) deep") }
+        depth += 1
+    }
+
     mutating func array() throws -> TOMLValue {
+        try enter()
+        defer { depth -= 1 }
         i += 1
         var items: [TOMLValue] = []
         while true {
@@ -371,6 +399,8 @@ struct Parser {
     }
 
     mutating func inlineTable() throws -> TOMLValue {
+        try enter()
+        defer { depth -= 1 }
         i += 1
         let t = TOMLTable(line: line)
         t.defined = true

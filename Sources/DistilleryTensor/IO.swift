@@ -163,8 +163,42 @@ extension FileManager {
 
     /// Replaces the folder `path` by `staging` (a complete folder beside it) so that readers see
     /// the old folder or the new one, never half of one: the old one is renamed away, the new
-    /// one renamed into place, then the old one removed.
-    public func replaceFolder(_ path: String, with staging: String) throws {
+    /// one renamed into place, then the old one removed. What is at `path` must pass
+    /// `checkReplaceableFolder` (callers check it before their work too).
+    /// Throws unless a folder written here may take the place of `path`: the path must name a
+    /// folder of its own (not "", ".", ".." or "/"), and what is there already must be nothing,
+    /// or a folder holding only files named in `names` (what an earlier write of the same kind
+    /// left) and hidden temporaries. A file, or a folder with anything else in it, would be
+    /// deleted by the replacement, so it is refused by name before any work starts.
+    public func checkReplaceableFolder(_ path: String, mayHold names: Set<String>) throws {
+        let last = path.split(separator: "/").last
+        guard let last, last != ".", last != ".." else {
+            throw FileError(path: path.isEmpty ? "\"\"" : path, operation: "write a folder at",
+                            reason: "the path names no folder of its own; give one, e.g. runs/NAME")
+        }
+        var isFolder: ObjCBool = false
+        guard fileExists(atPath: path, isDirectory: &isFolder) else { return }
+        guard isFolder.boolValue else {
+            throw FileError(path: path, operation: "replace", reason: "it is a file, and the folder written here would take its place; give a new folder, or remove the file first")
+        }
+        let foreign: [String]
+        do {
+            foreign = try contentsOfDirectory(atPath: path).filter { !names.contains($0) && !($0.hasPrefix(".") && $0.contains(".tmp-")) }.sorted()
+        } catch {
+            throw FileError(path: path, operation: "list", reason: fileErrorReason(error, path: path))
+        }
+        if let first = foreign.first {
+            let more = foreign.count > 1 ? " and \(foreign.count - 1) more" : ""
+            throw FileError(path: path, operation: "replace",
+                            reason: "it holds \(first)\(more), which the folder written here would not, and replacing it would delete them; give a new folder, or move them away first")
+        }
+    }
+
+    public func replaceFolder(_ path: String, with staging: String, mayHold names: Set<String>) throws {
+        do { try checkReplaceableFolder(path, mayHold: names) } catch {
+            try? removeItem(atPath: staging)
+            throw error
+        }
         let old = path + ".old-\(getpid())"
         if fileExists(atPath: path) {
             if rename(path, old) != 0 { throw FileError(path: path, operation: "move aside", errno: errno) }

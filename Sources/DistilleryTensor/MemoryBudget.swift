@@ -7,7 +7,7 @@ import Foundation
 /// K/M/G suffix).
 public enum MemoryBudget {
     public static var bytes: Int {
-        if let s = ProcessInfo.processInfo.environment["DISTILL_MEMORY_LIMIT"], let v = parse(s) { return v }
+        if let v = environmentLimit { return v }
         var budget = availableBytes()
         var limit = rlimit()
         if getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur < UInt64(Int.max) {
@@ -16,11 +16,35 @@ public enum MemoryBudget {
         return budget
     }
 
-    static func parse(_ s: String) -> Int? {
+    /// DISTILL_MEMORY_LIMIT (read each time: tests set it); a value that is not a size is
+    /// reported on stderr, once, and ignored.
+    static var environmentLimit: Int? {
+        guard let s = ProcessInfo.processInfo.environment["DISTILL_MEMORY_LIMIT"] else { return nil }
+        if let v = parse(s) { return v }
+        warnedLock.lock()
+        defer { warnedLock.unlock() }
+        if warned != s {
+            warned = s
+            FileHandle.standardError.write(Data("distill: DISTILL_MEMORY_LIMIT=\(s) is not a size (bytes, or a number with K, M, G or T, e.g. 8G); ignoring it\n".utf8))
+        }
+        return nil
+    }
+    private static let warnedLock = NSLock()
+    nonisolated(unsafe) private static var warned: String?
+
+    /// Bytes from "123", "1.5G" or "512m"; nil for anything else, including negative,
+    /// non-finite and out-of-range sizes.
+    public static func parse(_ s: String) -> Int? {
         let t = s.trimmingCharacters(in: .whitespaces).uppercased()
-        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
-        if let u = t.last, let m = units[u], let v = Double(t.dropLast()) { return Int(v * Double(m)) }
-        return Int(t)
+        let units: [Character: Double] = ["K": 0x1p10, "M": 0x1p20, "G": 0x1p30, "T": 0x1p40]
+        if let u = t.last, let m = units[u], let v = Double(t.dropLast()) {
+            let bytes = v * m
+            // 2⁶³ is the first Double past Int.max; NaN fails both comparisons.
+            guard bytes >= 0, bytes < 0x1p63 else { return nil }
+            return Int(bytes)
+        }
+        guard let v = Int(t), v >= 0 else { return nil }
+        return v
     }
 
     /// MemAvailable from /proc/meminfo (physical memory when it cannot be read).

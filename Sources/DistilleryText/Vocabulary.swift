@@ -55,14 +55,17 @@ public struct Vocabulary: Sendable {
         })
     }
 
-    /// Reads vocab.txt. Lines end in \n (a trailing \r is kept off); the last empty line is not a token.
+    /// Reads vocab.txt. Lines end in \n, \r\n or \r (Python's universal newlines, which the
+    /// Hugging Face tokenizer reads with); the last empty line is not a token.
     public static func load(path: String) throws -> Vocabulary {
         let data: Data
         do { data = try readFile(path) } catch { throw TokenizerError.unreadable(path: path, reason: "\(error)") }
         guard let text = String(data: data, encoding: .utf8) else {
             throw TokenizerError.unreadable(path: path, reason: "not UTF-8")
         }
-        var lines = text.components(separatedBy: "\n").map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+        // "\r\n" is one Character in Swift (so splitting on "\n" alone never cuts it), and a
+        // line break is always a Character of its own.
+        var lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }.map(String.init)
         if lines.last == "" { lines.removeLast() }
         return try Vocabulary(tokens: lines, path: path)
     }

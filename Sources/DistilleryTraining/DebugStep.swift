@@ -76,6 +76,17 @@ public enum DebugStep {
         let params = TrainableParameters(model: student, projectTo: nil)
         let step = try DistillationStep(teacher: teacher, params: params, settings: settings.losses, maxB: batch.B, maxS: batch.S)
         let losses = try step.run(batch, labels: labels)
+        // Large loss weights (up to Float's range pass the settings check) can overflow: refuse
+        // to write a reference holding infinities.
+        for (name, v) in [("loss_ce", losses.ce), ("loss_mlm", losses.mlm), ("loss_cos", losses.cos), ("loss_total", losses.total)] where !v.isFinite {
+            throw DistillationError.nonFinite(step: 1, loss: name)
+        }
+        func finite(_ b: FloatBuffer) -> Bool {
+            let p = b.base
+            for i in 0..<b.count where !p[i].isFinite { return false }
+            return true
+        }
+        if !finite(params.gradients) { throw DistillationError.nonFinite(step: 1, loss: "a gradient") }
         var out: [OwnedTensor] = [
             OwnedTensor(name: "loss_ce.all_tokens", shape: [1], floats: [Float(losses.ce)]),
             OwnedTensor(name: "loss_ce.masked_only", shape: [1], floats: [Float(losses.ceMaskedOnly)]),
@@ -96,6 +107,7 @@ public enum DebugStep {
         let opt = AdamW(layout: params.layout, settings: settings.optimizer,
                         rule: .namePatterns(settings.adamw.no_decay ?? ["bias", "LayerNorm.weight"]))
         opt.update(parameters: params.parameters, gradients: params.gradients, lr: settings.adamw.lr)
+        if !finite(params.parameters) { throw DistillationError.nonFinite(step: 1, loss: "a parameter after the AdamW step") }
         out += named("after_step.", params.parameters)
         return out
     }

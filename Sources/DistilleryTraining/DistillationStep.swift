@@ -145,7 +145,7 @@ public enum DistillationError: Error, CustomStringConvertible, Equatable {
         case let .vocabularyMismatch(t, s): return "teacher vocabulary (\(t)) and student vocabulary (\(s)) differ"
         case let .widthMismatch(t, s):
             return "teacher hidden size \(t) and student hidden size \(s) differ: the cosine and hidden losses need a projection (set projection = true in [loss])"
-        case let .nonFinite(step, loss): return "step \(step): \(loss) is not finite (NaN or infinity); stopping. The last checkpoint is intact."
+        case let .nonFinite(step, loss): return "step \(step): \(loss) is not finite (NaN or infinity); stopping before it changes the weights (files saved earlier are as they were; lower the learning rate or the loss weights)"
         }
     }
 }

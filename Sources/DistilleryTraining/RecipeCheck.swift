@@ -49,6 +49,8 @@ public struct RecipeCheck: Sendable {
                 teacher.hasPooler = true
             } else if !teacher.hasClassifier {
                 throw Problem.noClassifier(path: r.path, teacher: r.teacher)
+            } else {
+                _ = try TaskData.trainingData(task.spec, classifier: teacher)
             }
         }
         self.teacher = teacher

@@ -49,7 +49,8 @@ final class TaskRun {
         let loaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPretrainingHeads: true, dropMLMHead: true))
         let tokenizer = try BertTokenizer.of(model: r.teacher, files: loaded.tokenizer)
         let data = try TaskData(task.spec, tokenizer: tokenizer,
-                                maxPositions: min(check.teacher.maxPositions, check.student.maxPositions))
+                                maxPositions: min(check.teacher.maxPositions, check.student.maxPositions),
+                                classifier: task.teacherFineTune == nil ? loaded.model.config : nil)
         out.labels = data.labels
         events(.message("task: \(grouped(data.train.count)) training and \(grouped(data.dev.count)) dev examples, labels \(data.labels.joined(separator: ", "))"))
 
@@ -63,6 +64,7 @@ final class TaskRun {
                 events(.message("teacher: reusing the teacher fine-tuned on the same data with the same settings in \(folder)"))
                 teacher = try ModelStore.load(folder, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true, dropMLMHead: true)).model
             } else {
+                try FileManager.default.checkReplaceableFolder(folder, mayHold: HuggingFaceFolder.fileNames)
                 let start = teacher.addingClassifier(labels: data.labels, seed: streamKey(r.seed, 0x5443_4C53))
                 let t = try TaskTrainer(student: start, teacher: nil, tokenizer: tokenizer, tokenizerFiles: loaded.tokenizer, data: data,
                                         loss: .labelsOnly, training: fineTune, output: r.output,

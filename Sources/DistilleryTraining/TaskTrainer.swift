@@ -41,14 +41,26 @@ public struct TaskData: Sendable {
 
     /// Reads the training and dev files (the dev labels must be among the training labels) and
     /// tokenizes them with at most `maxPositions` tokens (the smaller of the spec's and the
-    /// models').
-    public init(_ spec: TaskSpec, tokenizer: BertTokenizer, maxPositions: Int) throws {
+    /// models'). With a `classifier` (a teacher used as given), the labels are its classes.
+    public init(_ spec: TaskSpec, tokenizer: BertTokenizer, maxPositions: Int, classifier: EncoderConfig? = nil) throws {
         self.spec = spec
-        let trainData = try LabelledData.load(spec.train, label: spec.label, text: spec.text, pair: spec.pair)
+        let trainData = try Self.trainingData(spec, classifier: classifier)
         let devData = try LabelledData.load(spec.dev, label: spec.label, text: spec.text, pair: spec.pair, labels: trainData.labels)
         let S = min(spec.maxSequenceLength, maxPositions)
         train = ClassificationSet(trainData, tokenizer: tokenizer, maxSequenceLength: S)
         dev = ClassificationSet(devData, tokenizer: tokenizer, maxSequenceLength: S)
+    }
+
+    /// The training file's examples. For a classifier used as given, class i is its id2label[i],
+    /// so the file's labels must be those names (any other is refused by line), or, where it
+    /// has Hugging Face's unnamed LABEL_0 … defaults, as many labels as it has classes.
+    public static func trainingData(_ spec: TaskSpec, classifier: EncoderConfig?) throws -> LabelledData {
+        let named = classifier.flatMap { $0.labels == EncoderConfig.defaultLabels($0.numLabels) ? nil : $0.labels }
+        let data = try LabelledData.load(spec.train, label: spec.label, text: spec.text, pair: spec.pair, labels: named)
+        if let c = classifier, data.labels.count != c.numLabels {
+            throw TaskTrainerError.classCount(path: spec.train, labels: data.labels, classes: c.numLabels)
+        }
+        return data
     }
 }
 
@@ -74,10 +86,14 @@ public struct TaskSummary: Codable, Sendable {
 
 public enum TaskTrainerError: Error, CustomStringConvertible, Equatable {
     case labelMismatch(model: String, model2: [String], data: [String])
+    case classCount(path: String, labels: [String], classes: Int)
     public var description: String {
         switch self {
         case let .labelMismatch(m, ml, d):
             return "\(m) classifies into \(ml.joined(separator: ", ")) but the data's labels are \(d.joined(separator: ", "))"
+        case let .classCount(p, l, c):
+            let shown = l.count > 12 ? l.prefix(12).joined(separator: ", ") + ", …" : l.joined(separator: ", ")
+            return "\(p): \(l.count) labels (\(shown)) but the teacher classifies into \(c) classes: give a classifier for these labels, or add [teacher.finetune] to fine-tune one on them"
         }
     }
 }
@@ -214,7 +230,7 @@ public final class TaskTrainer {
         let staging = parent + "/.\(URL(fileURLWithPath: folder).lastPathComponent).tmp-\(getpid())"
         try? FileManager.default.removeItem(atPath: staging)
         try HuggingFaceFolder.save(model, tokenizer: tokenizerFiles, to: staging, notes: notes)
-        try FileManager.default.replaceFolder(folder, with: staging)
+        try FileManager.default.replaceFolder(folder, with: staging, mayHold: HuggingFaceFolder.fileNames)
         try ModelCheckpoint.save(model, tokenizer: tokenizerFiles, to: ck, provenance: provenance)
         return (folder, ck)
     }

@@ -33,6 +33,8 @@ public enum TeacherCacheError: Error, CustomStringConvertible, Equatable {
     case scheduledTemperature(recipe: String)
     case taskRecipe(recipe: String)
     case noHeldout(recipe: String)
+    case compareK(k: Int, vocabulary: Int)
+    case studentVocabulary(student: String, vocabulary: Int, teacher: Int)
 
     public var description: String {
         switch self {
@@ -48,6 +50,9 @@ public enum TeacherCacheError: Error, CustomStringConvertible, Equatable {
         case let .scheduledTemperature(r):
             return "\(r): [teacher.cache] stores each row's tail for one temperature, and the recipe schedules temperature; keep it fixed or remove [teacher.cache]"
         case let .noHeldout(r): return "\(r): measuring the top-k approximation needs held-out text ([data] heldout)"
+        case let .compareK(k, v): return "--compare-k \(k): each K must be 1…\(v), the teacher's vocabulary"
+        case let .studentVocabulary(s, v, t):
+            return "\(s): the student's vocabulary has \(v) tokens and the teacher's \(t): soft targets compare the two over one vocabulary"
         case let .taskRecipe(r): return "\(r): [teacher.cache] serves text recipes; a [task] recipe distils class logits from a teacher it fine-tunes first"
         case let .needsFittedHead(r, f):
             return "\(r): the teacher's MLM head is fitted first ([teacher.fit_head]) and \(f) does not hold it yet; run distill run RECIPE (it fits the head, then builds the cache), or distill fit-head --out \(f)"
@@ -561,9 +566,13 @@ extension Trainer {
         let loaded = try ModelStore.load(teacherPath, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
         let tokenizer = try BertTokenizer.of(model: teacherPath, files: loaded.tokenizer)
         let heldout = try dataset(r.data.heldout, name: "heldout", tokenizer: tokenizer, events: events)
-        let teacher = loaded.model
+        let teacher = loaded.model, V = teacher.config.vocabSize
+        if let k = ks.first(where: { $0 < 1 || $0 > V }) ?? (ks.isEmpty ? 0 : nil) { throw TeacherCacheError.compareK(k: k, vocabulary: V) }
         let student = try studentPath.map { try ModelStore.load($0, options: LoadOptions(dropPooler: true, dropPretrainingHeads: false)).model }
             ?? StudentBuilder.build(r.student, teacher: teacher, seed: streamKey(r.seed, 0x5354))
+        if student.config.vocabSize != teacher.config.vocabSize {
+            throw TeacherCacheError.studentVocabulary(student: studentPath ?? r.path, vocabulary: student.config.vocabSize, teacher: teacher.config.vocabSize)
+        }
         if r.training.precision == .bf16 { teacher.convertMatricesToBF16(); student.convertMatricesToBF16() }
         let masker = MLMMasker(policy: r.data.masking, tokenizer: tokenizer)
         let masking = StaticMasking(masker: masker, seed: streamKey(r.seed, 0x4845_4C44))
@@ -572,7 +581,7 @@ extension Trainer {
             masking.batch(Array(s..<min(heldout.count, s + B)), data: heldout, padId: tokenizer.padId, tokenTypes: teacher.config.hasTokenTypes)
         }
         let m = tailSamples ?? (r.teacherCache ?? TeacherCacheSpec()).tailSamples
-        return try TopKApproximation.measure(teacher: teacher, student: student, batches: batches, ks: ks.filter { $0 <= teacher.config.vocabSize },
+        return try TopKApproximation.measure(teacher: teacher, student: student, batches: batches, ks: ks,
                                              tailSamples: m, seed: r.seed, temperature: r.loss.temperature, restrictToMask: r.loss.restrictCEToMask, source: "held-out")
     }
 }

@@ -70,6 +70,16 @@ final class HostileInputTests: XCTestCase {
         expectFailure(["bench", "checkpoint", "--model", "x", "--levels", "3,99"], mentions: ["99"])
         expectFailure(["forward", "--model", Fixtures.path("tiny-bert-mlm"), "--batch", batch, "--out", dir + "/o", "--threads", "0"],
                       mentions: ["--threads"])
+        // DISTILL_MEMORY_LIMIT: sizes parse; NaN, ∞, negative and out-of-range ones are not
+        // sizes (they trapped converting to Int), so the variable is ignored.
+        XCTAssertEqual(MemoryBudget.parse("64M"), 64 << 20)
+        XCTAssertEqual(MemoryBudget.parse(" 1.5g"), 3 << 29)
+        XCTAssertEqual(MemoryBudget.parse("123"), 123)
+        for bad in ["nanG", "infK", "1e300G", "-5", "-1M", "9223372036854775808", "8192P", "", "G"] {
+            XCTAssertNil(MemoryBudget.parse(bad), bad)
+        }
+        setenv("DISTILL_MEMORY_LIMIT", "nanG", 1)
+        XCTAssertGreaterThan(MemoryBudget.bytes, 0)
         // A batch larger than memory allows, from a recipe: validate refuses it as run would.
         setenv("DISTILL_MEMORY_LIMIT", "64M", 1)
         defer { unsetenv("DISTILL_MEMORY_LIMIT") }
@@ -239,6 +249,108 @@ final class HostileInputTests: XCTestCase {
         let blockedRun = URL(fileURLWithPath: blocked).deletingLastPathComponent().path + "/run"
         FileManager.default.createFile(atPath: blockedRun, contents: Data())
         expectFailure(["run", blocked], mentions: ["run"])
+    }
+
+    /// A model folder written over OUT never deletes what OUT held besides an earlier model
+    /// folder (fit-head replaced any folder or file it was given, keeping nothing).
+    func testModelFoldersReplaceOnlyModelFolders() throws {
+        let teacher = dir + "/teacher"
+        try Fixtures.makeTinyTeacher(at: teacher)
+        let text = Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt"
+        func fitHead(_ out: String) -> [String] { ["fit-head", "--model", teacher, "--data", text, "--steps", "1", "--out", out] }
+        let kept = dir + "/kept"
+        try FileManager.default.createDirectory(atPath: kept, withIntermediateDirectories: true)
+        try "mine".write(toFile: kept + "/notes.txt", atomically: true, encoding: .utf8)
+        expectFailure(fitHead(kept), mentions: [kept, "notes.txt", "delete"])
+        XCTAssertEqual(try String(contentsOfFile: kept + "/notes.txt", encoding: .utf8), "mine")
+        let file = dir + "/file.tsv"
+        try "label\ttext\n".write(toFile: file, atomically: true, encoding: .utf8)
+        expectFailure(fitHead(file), mentions: [file, "is a file"])
+        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "label\ttext\n")
+        for out in ["", ".", dir + "/.."] { expectFailure(fitHead(out), mentions: ["names no folder"]) }
+        // A folder an earlier write made is replaced, and so is an empty one.
+        let out = dir + "/mlm"
+        try distill(fitHead(out))
+        try distill(fitHead(out))
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: out)), ["config.json", "model.safetensors", "vocab.txt"])
+        try FileManager.default.createDirectory(atPath: dir + "/empty", withIntermediateDirectories: true)
+        try distill(fitHead(dir + "/empty"))
+    }
+
+    /// Labels and class counts that disagree with a classifier, and a probe over as many classes
+    /// as examples: each refused by name (they indexed past the classifier's logits, or
+    /// allocated n × K doubles unchecked).
+    func testClassCountsAreChecked() throws {
+        // The 3-class fixture classifier distilled on data with four labels.
+        let task = dir + "/task"
+        try FileManager.default.createDirectory(atPath: task, withIntermediateDirectories: true)
+        let rows = (0..<40).map { "\($0 % 4)\tthe film number \($0) was good" }.joined(separator: "\n")
+        try ("label\ttext\n" + rows + "\n").write(toFile: task + "/train.tsv", atomically: true, encoding: .utf8)
+        try ("label\ttext\n" + rows + "\n").write(toFile: task + "/dev.tsv", atomically: true, encoding: .utf8)
+        let recipe = task + "/recipe.toml"
+        try """
+        output = "run"
+        [teacher]
+        model = "\(Fixtures.path("classifier-bert"))"
+        [student]
+        builder = "layers"
+        layers = [0]
+        [task]
+        train = "train.tsv"
+        dev = "dev.tsv"
+        """.write(toFile: recipe, atomically: true, encoding: .utf8)
+        expectFailure(["validate", recipe], mentions: [task + "/train.tsv", "4 labels", "3 classes"])
+        expectFailure(["run", recipe], mentions: [task + "/train.tsv", "4 labels", "3 classes"])
+        // id2label naming other classes than the classifier's rows, and ids that are not 0…n−1.
+        for (name, labels, mentions) in [("five", ["0": "a", "1": "b", "2": "c", "3": "d", "4": "e"], ["classifier.weight", "3 rows", "id2label names 5"]),
+                                         ("negative", ["-1": "a", "0": "b", "1": "c"], ["id2label", "'-1'"])] {
+            let folder = dir + "/labels-" + name
+            try? FileManager.default.removeItem(atPath: folder)
+            try FileManager.default.copyItem(atPath: Fixtures.path("classifier-bert"), toPath: folder)
+            var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/config.json"))) as! [String: Any]
+            json["id2label"] = labels
+            json["label2id"] = Dictionary(uniqueKeysWithValues: labels.map { ($1, Int($0)!) })
+            try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: folder + "/config.json"))
+            expectFailure(["eval", "--model", folder, "--labelled", task + "/dev.tsv"], mentions: mentions)
+        }
+        // A probe with one class per example: its n × K fit is checked against the budget.
+        let many = (0..<2000).map { "\($0)\tthe film number \($0)" }.joined(separator: "\n")
+        try ("label\ttext\n" + many + "\n").write(toFile: task + "/many.tsv", atomically: true, encoding: .utf8)
+        setenv("DISTILL_MEMORY_LIMIT", "16M", 1)
+        defer { unsetenv("DISTILL_MEMORY_LIMIT") }
+        expectFailure(["probe", "--model", Fixtures.path("classifier-bert"), "--train", task + "/many.tsv", "--test", task + "/dev.tsv"],
+                      mentions: ["2000 classes", "needs", "available"])
+    }
+
+    /// Settings that pass their own range checks but overflow together, and values a recipe's
+    /// inline config cannot carry: refused, naming them.
+    func testOverflowingStepAndNonFiniteInlineConfig() throws {
+        let fixture = Fixtures.path("distill-step-bert")
+        var settings = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixture + "/step.json"))) as! [String: Any]
+        settings["alpha_ce"] = 1e38
+        settings["alpha_mlm"] = 1e38
+        let step = dir + "/step-huge.json", out = dir + "/o.safetensors"
+        try JSONSerialization.data(withJSONObject: settings).write(to: URL(fileURLWithPath: step))
+        expectFailure(["debug-step", "--teacher", Fixtures.path("tiny-bert-mlm"), "--student", fixture, "--batch", fixture + "/reference.safetensors",
+                       "--step", step, "--out", out], mentions: ["step 1", "not finite"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        for (value, key) in [("nan", "layer_norm_eps"), ("inf", "initializer_range")] {
+            let body = TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "2").replacingOccurrences(of: """
+                builder = "layers"
+                layers = [1]
+                """, with: """
+                builder = "config"
+                config = { hidden_size = 64, num_hidden_layers = 1, num_attention_heads = 4, intermediate_size = 128, vocab_size = 512, \(key) = \(value) }
+                """)
+            XCTAssertTrue(body.contains(key))
+            let recipe = try TrainerTests.setUp("hostile-config-\(value)", recipeBody: body)
+            expectFailure(["validate", recipe], mentions: ["recipe.toml", "student.config", key, "NaN or infinite"])
+        }
+        // The top-k comparison's K past the vocabulary.
+        let recipe = try TrainerTests.setUp("hostile-compare-k", recipeBody: TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "2"))
+        for k in ["513", "8,600"] {
+            expectFailure(["cache-teacher", recipe, "--compare-k", k], mentions: ["--compare-k", "1…512"])
+        }
     }
 
     // MARK: checkpoints and text files

@@ -165,4 +165,30 @@ final class TOMLTests: XCTestCase {
         }
         XCTAssertThrowsError(try TOML.parse("[t]\nx = 1\n[t]\n")) { e in XCTAssertEqual((e as? TOMLError)?.line, 3, "\(e)") }
     }
+
+    /// Nesting is capped where it enters, so a hostile file gets an error, not a stack overflow
+    /// (40,000 open brackets used to crash the parser); nesting up to the cap still parses.
+    func testDeepNestingIsRefusedWithTheLine() throws {
+        let cap = 32
+        func nested(_ n: Int, _ open: String, _ close: String, _ inner: String) -> String {
+            "x = " + String(repeating: open, count: n) + inner + String(repeating: close, count: n) + "\n"
+        }
+        XCTAssertNoThrow(try TOML.parse(nested(cap, "[", "]", "1")))
+        XCTAssertNoThrow(try TOML.parse(nested(cap, "{a = ", "}", "1")))
+        for doc in ["\n" + nested(cap + 1, "[", "]", "1"), "\n" + nested(cap + 1, "{a = ", "}", "1"),
+                    "\nx = " + String(repeating: "[", count: 40_000)] {
+            XCTAssertThrowsError(try TOML.parse(doc)) { e in
+                XCTAssertEqual((e as? TOMLError)?.line, 2, "\(e)")
+                XCTAssertTrue("\(e)".contains("nest more than 32 deep"), "\(e)")
+            }
+        }
+        let key = { (n: Int) in Array(repeating: "a", count: n).joined(separator: ".") }
+        XCTAssertNoThrow(try TOML.parse("[\(key(cap))]\nx = 1\n\(key(cap)) = 2\n"))
+        for doc in ["\n[\(key(cap + 1))]\n", "\n\(key(cap + 1)) = 1\n", "\n[" + key(100_000) + "]\n"] {
+            XCTAssertThrowsError(try TOML.parse(doc)) { e in
+                XCTAssertEqual((e as? TOMLError)?.line, 2, "\(e)")
+                XCTAssertTrue("\(e)".contains("more than 32 dotted parts"), "\(e)")
+            }
+        }
+    }
 }

@@ -68,4 +68,25 @@ final class TokenizerTests: XCTestCase {
         XCTAssertThrowsError(try BertTokenizer.load(path: dir + "/nocls.txt")) { XCTAssertTrue("\($0)".contains("[CLS]"), "\($0)") }
         XCTAssertThrowsError(try BertTokenizer.load(path: dir + "/absent.txt"))
     }
+
+    /// vocab.txt with Windows (\r\n) or old Mac (\r) line ends reads as the same tokens, as
+    /// Python's universal newlines give the Hugging Face tokenizer (it was refused: "\r\n" is one
+    /// Character, so the split on "\n" never cut those lines).
+    func testVocabularyLineEnds() throws {
+        let dir = Fixtures.temporaryDirectory
+        let tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "##s", "é"]
+        var expected: [Int32]?
+        for (name, end) in [("lf", "\n"), ("crlf", "\r\n"), ("cr", "\r")] {
+            for last in ["", end] {
+                let path = dir + "/vocab-\(name)\(last.isEmpty ? "" : "-end").txt"
+                try (tokens.joined(separator: end) + last).write(toFile: path, atomically: true, encoding: .utf8)
+                let v = try Vocabulary.load(path: path)
+                XCTAssertEqual(v.tokens, tokens, path)
+                let t = try BertTokenizer.load(path: path)
+                let ids = t.encode("hellos", maxLength: 8).inputIds
+                if let e = expected { XCTAssertEqual(ids, e, path) } else { expected = ids }
+            }
+        }
+        XCTAssertEqual(expected, [2, 5, 6, 3])
+    }
 }
