@@ -75,6 +75,7 @@ struct CompareCommand: ParsableCommand {
             probe.folds = probeFolds
             settings.probe = try probeColumns.task(train: probeTrain, test: probeTest, settings: probe)
         }
+        if let path = self.report { try AtomicFileWriter.checkDestination(path) }  // before minutes of work
         let report = try Comparison.run(models: models, data: data, settings: settings) { line in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }

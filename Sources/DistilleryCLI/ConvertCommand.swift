@@ -5,6 +5,8 @@ import DistilleryQuant
 import DistilleryTraining
 import DistilleryFormats
 import DistilleryModels
+import DistilleryText
+import DistilleryEvaluation
 
 struct ConvertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,7 +24,7 @@ struct ConvertCommand: ParsableCommand {
     var input: String
     @Argument(help: "Output: a .safetensors.zst file or a folder.")
     var output: String
-    @Option(name: .long, help: "zstd level for checkpoints (1–19).")
+    @Option(name: .long, help: "zstd level for checkpoints (1–22; 20 and above use much more memory and time).")
     var level = CheckpointFormat.defaultLevel
     @Flag(name: .long, help: "Byte-shuffle float tensors: smaller, but `zstd -d` no longer yields usable tensors.")
     var byteShuffle = false
@@ -37,6 +39,7 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         threads.apply()
         let loaded = try ModelStore.load(input, options: LoadOptions(dropPooler: dropPooler))
+        try BertTokenizer.checkFiles(of: input, files: loaded.tokenizer, vocabSize: loaded.model.config.vocabSize)
         if output.hasSuffix(".zst") {
             let stats = try ModelStore.saveCheckpoint(loaded, to: output, level: level, byteShuffle: byteShuffle)
             print("\(output): \(grouped(stats.rawBytes)) bytes → \(grouped(stats.compressedBytes)) (\(fixed(stats.ratio, 2))×, \(stats.frames) frames)")

@@ -30,6 +30,7 @@ struct ForwardCommand: ParsableCommand {
 
     func run() throws {
         threads.apply()
+        try AtomicFileWriter.checkDestination(out)
         let loaded = try ModelStore.open(model, options: LoadOptions(dropPooler: dropPooler, dropPretrainingHeads: true),
                                          precision: precision.precision)
         let batchFile = try SafetensorsFile(path: batch)

@@ -39,6 +39,7 @@ struct PrepareCommand: ParsableCommand {
 
     func run() throws {
         threads.apply()
+        try AtomicFileWriter.checkDestination(out)
         let t = try BertTokenizer.load(path: tokenizer)
         let bar = ProgressBar("prepare", total: 1)
         let start = Date()

@@ -4,6 +4,8 @@ import DistilleryTensor
 import DistilleryTraining
 import DistilleryFormats
 import DistilleryQuant
+import DistilleryText
+import DistilleryEvaluation
 
 struct QuantizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -67,6 +69,8 @@ struct QuantizeCommand: ParsableCommand {
 
     func run() throws {
         threads.apply()
+        let described = try ModelStore.describe(input)
+        try BertTokenizer.checkFiles(of: input, files: described.tokenizer, vocabSize: described.config.vocabSize)
         let summary = try Quantizer.quantize(input: input, output: output, scheme: scheme(), level: level)
         if json { print(try jsonText(summary)); return }
         let share = Double(summary.rawBytes) / Double(max(1, summary.fp32Bytes)) * 100

@@ -127,6 +127,17 @@ public enum EvaluationError: Error, CustomStringConvertible, Equatable {
 }
 
 extension BertTokenizer {
+    /// Checks the tokenizer files a model carries, where it carries any, as the commands that
+    /// read text will, so that convert and quantize do not write a checkpoint those commands
+    /// then refuse: the vocabulary reads, and has no more tokens than the model embeddings.
+    public static func checkFiles(of path: String, files: TokenizerFiles, vocabSize: Int) throws {
+        guard files.vocabulary != nil else { return }
+        let t = try of(model: path, files: files)
+        if t.vocabulary.count > vocabSize {
+            throw EvaluationError.vocabularyLargerThanModel(model: path, tokens: t.vocabulary.count, embeddings: vocabSize)
+        }
+    }
+
     /// The tokenizer that came with a model (its vocab.txt and tokenizer_config.json).
     public static func of(model path: String, files: TokenizerFiles) throws -> BertTokenizer {
         guard let vocabulary = files.vocabulary else { throw EvaluationError.noVocabulary(model: path) }

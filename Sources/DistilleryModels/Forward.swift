@@ -25,6 +25,19 @@ public enum LinearInput: Hashable, Sendable {
     case headTransform
 }
 
+extension LinearInput: CustomStringConvertible {
+    /// "layer 2's FFN output", for messages.
+    public var description: String {
+        switch self {
+        case .qkv(let l): return "layer \(l)'s query/key/value projection"
+        case .attentionOutput(let l): return "layer \(l)'s attention output projection"
+        case .ffnInput(let l): return "layer \(l)'s FFN input projection"
+        case .ffnOutput(let l): return "layer \(l)'s FFN output projection"
+        case .headTransform: return "the MLM head's transform"
+        }
+    }
+}
+
 /// Receives a linear layer's input [rows × cols] during a forward pass.
 public typealias ActivationObserver = (LinearInput, UnsafePointer<Float>, _ rows: Int, _ cols: Int) -> Void
 

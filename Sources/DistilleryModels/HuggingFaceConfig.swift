@@ -1,5 +1,6 @@
 import Foundation
 import DistilleryTensor
+import DistilleryFormats
 
 // Hugging Face config.json files, one Codable type per family with the exact Hugging Face keys
 // and defaults, each normalising into EncoderConfig and back.
@@ -332,6 +333,11 @@ public struct HuggingFaceConfig: Sendable {
 
     static func decodeUnchecked(_ data: Data, path: String) throws -> HuggingFaceConfig {
         struct Probe: Decodable { let model_type: String? }
+        // Foundation keeps one of two values given for a key (transformers keeps the last), and
+        // calls a number its field cannot hold "not valid JSON": the strict reader names both.
+        do { _ = try data.withUnsafeBytes { try HeaderJSON.parse($0) } } catch let e as HeaderJSON.ParseError {
+            throw ConfigError.unreadable(path: path, reason: "not valid JSON: \(e)")
+        }
         let probe: Probe
         do { probe = try JSONDecoder().decode(Probe.self, from: data) } catch {
             throw ConfigError.unreadable(path: path, reason: "not a JSON object (\(describe(error)))")
@@ -351,8 +357,26 @@ public struct HuggingFaceConfig: Sendable {
                 throw ConfigError.unknownModelType(path: path, modelType: probe.model_type)
             }
         } catch let e as DecodingError {
+            if case .dataCorrupted(let ctx) = e, ctx.codingPath.isEmpty {
+                // The JSON parsed above, so a value did not fit its field's type.
+                throw ConfigError.unreadable(path: path, reason: "a value does not fit its field: a fraction where a whole number belongs, or a number outside Float's or Int's range (\(Self.unusualNumbers(data)))")
+            }
             throw ConfigError.unreadable(path: path, reason: describe(e))
         }
+    }
+
+    /// Top-level fields holding fractions, exponents or integers past Int32: where a value that
+    /// does not fit its field is found.
+    static func unusualNumbers(_ data: Data) -> String {
+        guard let root = try? data.withUnsafeBytes({ try HeaderJSON.parse($0) }), let members = root.objectValue else { return "" }
+        let shown = members.compactMap { k, v -> String? in
+            switch v {
+            case .number(let t): return "\(k) = \(t)"
+            case .unsigned(let u) where u > UInt64(Int32.max): return "\(k) = \(u)"
+            default: return nil
+            }
+        }
+        return shown.isEmpty ? "no top-level number looks unusual" : "look at: " + shown.joined(separator: ", ")
     }
 
     /// config.json text for an encoder in its family's Hugging Face form.

@@ -85,18 +85,27 @@ extension Smoothing {
         return out
     }
 
-    /// Per-channel max |x| of every linear layer's input over the given batches.
+    /// Per-channel max |x| of every linear layer's input over the given batches. A model whose
+    /// activations overflow (NaN or ∞) has no ranges to quantize by: refused, naming the input.
     public static func observeRanges(_ model: EncoderModel, batches: [TokenBatch]) throws -> [LinearInput: [Float]] {
         var ranges: [LinearInput: [Float]] = [:]
+        var overflow: LinearInput?
         for b in batches {
             let acts = try EncoderActivations(model: model, maxB: b.B, maxS: b.S, training: false)
             let observe: ActivationObserver = { input, x, rows, cols in
                 var r = ranges[input] ?? [Float](repeating: 0, count: cols)
-                for n in 0..<rows where b.attentionMask[n] != 0 { for j in 0..<cols { r[j] = max(r[j], abs(x[n * cols + j])) } }
+                for n in 0..<rows where b.attentionMask[n] != 0 {
+                    for j in 0..<cols {
+                        let v = abs(x[n * cols + j])
+                        if !v.isFinite { overflow = overflow ?? input }
+                        r[j] = max(r[j], v)
+                    }
+                }
                 ranges[input] = r
             }
             try model.forward(b, acts, observer: observe)
             model.forwardHeadTransform(acts, observer: observe)
+            if let input = overflow { throw InputError.nonFiniteOutput(name: "the input of \(input.description) on the calibration tokens") }
         }
         return ranges
     }

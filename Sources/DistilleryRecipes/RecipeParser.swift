@@ -151,6 +151,19 @@ func closest(_ key: String, _ candidates: [String]) -> String? {
 }
 
 public enum RecipeParser {
+    /// Why a data file named by a recipe cannot be read as data (a folder, a device, an
+    /// empty file), or nil when it is a regular file with something in it.
+    static func notAFileWithText(_ path: String) -> String? {
+        // attributesOfItem describes a symbolic link itself, not what it points to.
+        let target = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        guard let a = try? FileManager.default.attributesOfItem(atPath: target) else { return "cannot be read" }
+        switch a[.type] as? FileAttributeType {
+        case .typeDirectory?: return "is a folder; name the files in it"
+        case .typeRegular?: return ((a[.size] as? NSNumber)?.intValue ?? 0) == 0 ? "is empty" : nil
+        default: return "is not a regular file"
+        }
+    }
+
     static let topKeys = ["name", "output", "seed", "teacher", "student", "data", "task", "loss", "optimizer", "training", "eval", "checkpoint",
                           "export"]
 
@@ -245,6 +258,7 @@ public enum RecipeParser {
                 }
                 let f = resolve(raw)
                 if !FileManager.default.fileExists(atPath: f) { throw RecipeError.fileNotFound(path: path, key: "task.\(key)", line: k.line(key), file: f) }
+                if let why = Self.notAFileWithText(f) { throw RecipeError.badValue(path: path, key: "task.\(key)", line: k.line(key), reason: "\(f) \(why)") }
                 return f
             }
             var spec = TaskSpec(train: try file("train"), dev: try file("dev"))
@@ -286,6 +300,7 @@ public enum RecipeParser {
             try raw.map { f in
                 let r = resolve(f)
                 if !FileManager.default.fileExists(atPath: r) { throw RecipeError.fileNotFound(path: path, key: "data.\(key)", line: d.line(key), file: r) }
+                if let why = Self.notAFileWithText(r) { throw RecipeError.badValue(path: path, key: "data.\(key)", line: d.line(key), reason: "\(r) \(why)") }
                 return r
             }
         }

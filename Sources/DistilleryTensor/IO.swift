@@ -62,14 +62,29 @@ public final class AtomicFileWriter {
     private var committed = false
     public private(set) var bytesWritten = 0
 
-    public init(path: String) throws {
-        self.path = path
-        let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent().path
+    /// Throws unless `path` can receive a file: it names one (not "", nor a folder path such as
+    /// "out/" or "."), its folder exists, and no folder stands at the path. Commands that work
+    /// long before writing call it first.
+    public static func checkDestination(_ path: String) throws {
+        let last = path.split(separator: "/").last
+        guard let last, last != ".", last != "..", !path.hasSuffix("/") else {
+            throw FileError(path: path.isEmpty ? "\"\"" : path, operation: "write", reason: "the path names no file; give one, e.g. out/NAME")
+        }
+        let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         var isDir: ObjCBool = false
         if !FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) || !isDir.boolValue {
             throw FileError(path: path, operation: "write", reason: "folder \(dir) does not exist")
         }
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            throw FileError(path: path, operation: "write", reason: "a folder stands there; give a file name")
+        }
+    }
+
+    public init(path: String) throws {
+        self.path = path
+        try Self.checkDestination(path)
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
         temporaryPath = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         if fd < 0 { throw FileError(path: temporaryPath, operation: "create", errno: errno) }

@@ -67,9 +67,7 @@ public final class BertTokenizer: Sendable {
     /// A tokenizer from vocab.txt text and optional tokenizer_config.json text (as carried in a
     /// checkpoint's metadata).
     public static func from(vocabularyText: String, configText: String?, origin: String) throws -> BertTokenizer {
-        var lines = vocabularyText.components(separatedBy: "\n").map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
-        if lines.last == "" { lines.removeLast() }
-        let vocab = try Vocabulary(tokens: lines, path: origin)
+        let vocab = try Vocabulary(tokens: Vocabulary.lines(vocabularyText), path: origin)
         guard let configText else { return try BertTokenizer(vocabulary: vocab, path: origin) }
         return try configured(vocab, config: Data(configText.utf8), configPath: origin + " (tokenizer_config.json)", vocabPath: origin)
     }

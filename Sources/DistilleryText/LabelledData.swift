@@ -66,6 +66,9 @@ public struct LabelledData: Sendable {
             switch c {
             case .name(let n):
                 guard let i = header.fields.firstIndex(of: n) else { throw Failure.column(path: path, column: c.description, header: header.fields) }
+                if header.fields.lastIndex(of: n) != i {
+                    throw Failure.format(path: path, line: header.line, reason: "the header names the column '\(n)' twice; which one is meant cannot be told (rename one, or give the column by number)")
+                }
                 return i
             case .index(let i):
                 guard i >= 0 && i < header.fields.count else { throw Failure.column(path: path, column: c.description, header: header.fields) }

@@ -63,11 +63,16 @@ public struct Vocabulary: Sendable {
         guard let text = String(data: data, encoding: .utf8) else {
             throw TokenizerError.unreadable(path: path, reason: "not UTF-8")
         }
+        return try Vocabulary(tokens: lines(text), path: path)
+    }
+
+    /// vocab.txt's tokens: its lines, ended by \n, \r\n or \r; the last empty line is not one.
+    public static func lines(_ text: String) -> [String] {
         // "\r\n" is one Character in Swift (so splitting on "\n" alone never cuts it), and a
         // line break is always a Character of its own.
         var lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" || $0 == "\r" }.map(String.init)
         if lines.last == "" { lines.removeLast() }
-        return try Vocabulary(tokens: lines, path: path)
+        return lines
     }
 }
 

@@ -171,6 +171,66 @@ final class HostileInputTests: XCTestCase {
         }
         try Safetensors.write(big, to: huge + "/model.safetensors")
         expectFailure(["forward", "--model", huge, "--batch", batch, "--out", dir + "/o"], mentions: ["NaN or infinite"])
+        // Quantizing it: the calibration's ranges overflow (they were kept silently as scales).
+        expectFailure(["quantize", huge, dir + "/q-huge.safetensors.zst"], mentions: ["calibration tokens", "NaN or infinite"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/q-huge.safetensors.zst"))
+    }
+
+    /// Files a model folder carries beside its weights, outputs that name no file, and data a
+    /// recipe names: each checked where it enters, by name.
+    func testTokenizerConfigAndOutputPaths() throws {
+        let base = dir + "/teacher"
+        try Fixtures.makeTinyTeacher(at: base)
+        let vocab = try String(contentsOfFile: base + "/vocab.txt", encoding: .utf8)
+        // convert and quantize refuse a tokenizer that eval would then refuse.
+        func variant(_ name: String, _ edit: (String) throws -> Void) throws -> String {
+            let f = dir + "/" + name
+            try? FileManager.default.removeItem(atPath: f)
+            try FileManager.default.copyItem(atPath: base, toPath: f)
+            try edit(f)
+            return f
+        }
+        let notJSON = try variant("tc-not-json") { try "{not json".write(toFile: $0 + "/tokenizer_config.json", atomically: true, encoding: .utf8) }
+        let longer = try variant("vocab-longer") { try (vocab + "extra1\nextra2\n").write(toFile: $0 + "/vocab.txt", atomically: true, encoding: .utf8) }
+        for (folder, mention) in [(notJSON, "tokenizer_config"), (longer, "514 tokens")] {
+            expectFailure(["convert", folder, dir + "/c.safetensors.zst"], mentions: [folder, mention])
+            expectFailure(["quantize", folder, dir + "/c.safetensors.zst"], mentions: [folder, mention])
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/c.safetensors.zst"))
+        }
+        // A CRLF vocab.txt (as Windows tools write it) converts, and the checkpoint tokenizes.
+        let crlf = try variant("vocab-crlf") {
+            try vocab.replacingOccurrences(of: "\n", with: "\r\n").write(toFile: $0 + "/vocab.txt", atomically: true, encoding: .utf8)
+        }
+        try distill(["convert", crlf, dir + "/crlf.safetensors.zst"])
+        try distill(["eval", "--model", dir + "/crlf.safetensors.zst", "--data", Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt", "--batches", "1"])
+        // config.json: a key given twice (transformers keeps the last; Foundation kept one),
+        // and a number its field cannot hold.
+        let twice = try variant("config-twice") { f in
+            let text = try String(contentsOfFile: f + "/config.json", encoding: .utf8)
+            let i = text.lastIndex(of: "}")!
+            try (text[..<i] + ", \"hidden_act\": \"relu\"}").write(toFile: f + "/config.json", atomically: true, encoding: .utf8)
+        }
+        expectFailure(["params", twice], mentions: [twice, "config.json", "duplicate key \"hidden_act\""])
+        let fraction = try teacher("config-fraction", config: ["hidden_size": 64.5])
+        expectFailure(["params", fraction], mentions: ["config.json", "does not fit its field", "hidden_size = 64.5"])
+        // Outputs that name a folder or nothing, refused before any work.
+        let batch = Fixtures.path("tiny-bert-mlm/reference.safetensors")
+        expectFailure(["forward", "--model", base, "--batch", batch, "--out", dir], mentions: [dir, "a folder stands there"])
+        expectFailure(["forward", "--model", base, "--batch", batch, "--out", ""], mentions: ["names no file"])
+        expectFailure(["prepare", "--tokenizer", base + "/vocab.txt", "--input", Fixtures.repositoryRoot + "/recipes/data/demo-heldout.txt",
+                       "--out", dir + "/"], mentions: ["names no file"])
+        // Data files that are folders or empty: validate says so, with the recipe's line.
+        let empty = dir + "/empty.txt"
+        FileManager.default.createFile(atPath: empty, contents: Data())
+        for (file, why) in [(dir, "is a folder"), (empty, "is empty")] {
+            let r = try TrainerTests.setUp("hostile-data-\(why.count)", recipeBody: TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "2")
+                .replacingOccurrences(of: "train = [\"DATA/demo-train.txt\"]", with: "train = [\"\(file)\"]"))
+            expectFailure(["validate", r], mentions: ["recipe.toml:", "data.train", file, why])
+        }
+        // A labelled file naming its label column twice.
+        let tsv = dir + "/two-labels.tsv"
+        try "label\ttext\tlabel\n0\tgood\t1\n1\tbad\t0\n".write(toFile: tsv, atomically: true, encoding: .utf8)
+        expectFailure(["eval", "--model", Fixtures.path("classifier-bert"), "--labelled", tsv], mentions: [tsv + ":1", "'label' twice"])
     }
 
     // MARK: validate says what run would say
