@@ -43,7 +43,12 @@ extension TokenBatch {
                 return y
             }
         }
-        return TokenBatch(B: B, S: S, inputIds: try int32(inputIds, "input_ids"),
-                          attentionMask: mask.map { $0 != 0 ? 1 : 0 }, tokenTypes: try types.map { try int32($0, "token_type_ids") })
+        // 1 = a token, 0 = padding; anything else is a mistake in the file (transformers would
+        // read −1 as a large negative bias, not as 1).
+        if let i = mask.firstIndex(where: { $0 != 0 && $0 != 1 }) {
+            throw InputError.tokenOutOfRange(name: "\(source.path): attention_mask", index: i, value: mask[i], limit: 2)
+        }
+        return TokenBatch(B: B, S: S, inputIds: try int32(inputIds, "\(source.path): input_ids"),
+                          attentionMask: mask.map { Float($0) }, tokenTypes: try types.map { try int32($0, "\(source.path): token_type_ids") })
     }
 }

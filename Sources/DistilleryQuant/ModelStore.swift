@@ -133,7 +133,12 @@ extension ModelStore {
                 return CountedModel(name: path, source: "config.json of a Hugging Face folder",
                                     shape: try ModelShape.decode(configJSON: data, path: config))
             }
-            return CountedModel(name: path, source: "Hugging Face folder", shape: ModelShape(encoder: try HuggingFaceFolder.describe(path)))
+            // Every tensor's name, shape and dtype checked against config.json, from the
+            // safetensors header (as loading would): counts are never the config's alone.
+            let hf = try HuggingFaceConfig.load(path: config)
+            let file = try SafetensorsFile(path: path + "/model.safetensors")
+            let resolved = try HuggingFaceFolder.resolve(hf.encoder, from: file, codecs: Self.codecs).config
+            return CountedModel(name: path, source: "Hugging Face folder", shape: ModelShape(encoder: resolved))
         }
         if path.hasSuffix(".json") {
             return CountedModel(name: path, source: "config.json", shape: try ModelShape.load(configPath: path))

@@ -213,6 +213,20 @@ final class HostileInputTests: XCTestCase {
         expectFailure(["params", twice], mentions: [twice, "config.json", "duplicate key \"hidden_act\""])
         let fraction = try teacher("config-fraction", config: ["hidden_size": 64.5])
         expectFailure(["params", fraction], mentions: ["config.json", "does not fit its field", "hidden_size = 64.5"])
+        // params on a folder checks the tensors against config.json (it counted the config alone).
+        let vocabBig = try teacher("config-vocab", config: ["vocab_size": 100_000])
+        expectFailure(["params", vocabBig], mentions: ["word_embeddings", "100000"])
+        // A batch file's attention_mask holds 0 and 1 only (2 and −1 were read as 1).
+        let ref = try SafetensorsFile(path: Fixtures.path("tiny-bert-mlm/reference.safetensors"))
+        for bad in [2, -1] {
+            var mask = try ref.integers("attention_mask")
+            mask[3] = bad
+            let path = dir + "/mask\(bad).safetensors"
+            let i64 = { (v: [Int]) in v.flatMap { x in withUnsafeBytes(of: Int64(x).littleEndian) { Array($0) } } }
+            try Safetensors.write([OwnedTensor(name: "input_ids", dtype: .I64, shape: ref.info("input_ids")!.shape, data: i64(try ref.integers("input_ids"))),
+                                   OwnedTensor(name: "attention_mask", dtype: .I64, shape: ref.info("attention_mask")!.shape, data: i64(mask))], to: path)
+            expectFailure(["forward", "--model", base, "--batch", path, "--out", dir + "/o.safetensors"], mentions: [path, "attention_mask[3]", "\(bad)"])
+        }
         // Outputs that name a folder or nothing, refused before any work.
         let batch = Fixtures.path("tiny-bert-mlm/reference.safetensors")
         expectFailure(["forward", "--model", base, "--batch", batch, "--out", dir], mentions: [dir, "a folder stands there"])
