@@ -27,7 +27,7 @@ struct FitHeadCommand: ParsableCommand {
     var data: [String]
     @Option(name: .long, parsing: .upToNextOption, help: "Held-out text for the head's MLM accuracy.")
     var heldout: [String] = []
-    @Option(name: .long, help: "Output folder.")
+    @Option(name: .long, help: "Output folder: a new one, or one an earlier fit-head wrote (a folder holding other files, or a file, is refused rather than replaced).")
     var out: String
     @Option(name: .long, help: "Optimizer steps (1…10,000,000).")
     var steps = 1500

@@ -152,17 +152,23 @@ public final class PackedInt8Weights: @unchecked Sendable {
     /// (out += that when accumulating). The row's values sit in 4-byte groups 64 bytes apart.
     @inline(__always)
     public func row(_ n: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
-        var src = packed.base + (n / 16) * (Kp / 4) * 64 + (n % 16) * 4
-        let s = scales.base[n]
-        var k = 0
-        while k < K {
-            let g = min(4, K - k)
-            if accumulate {
-                for i in 0..<g { out[k + i] += Float(src[i]) * s }
-            } else {
-                for i in 0..<g { out[k + i] = Float(src[i]) * s }
+        let src = packed.base + (n / 16) * (Kp / 4) * 64 + (n % 16) * 4
+        let s = scales.base[n], groups = K / 4
+        // Whole groups with a fixed body (the compiler unrolls it), then the last few values.
+        if accumulate {
+            for g in 0..<groups {
+                let q = src + 64 * g, o = out + 4 * g
+                o[0] += Float(q[0]) * s; o[1] += Float(q[1]) * s; o[2] += Float(q[2]) * s; o[3] += Float(q[3]) * s
             }
-            k += 4; src += 64
+        } else {
+            for g in 0..<groups {
+                let q = src + 64 * g, o = out + 4 * g
+                o[0] = Float(q[0]) * s; o[1] = Float(q[1]) * s; o[2] = Float(q[2]) * s; o[3] = Float(q[3]) * s
+            }
+        }
+        for k in (4 * groups)..<K {
+            let v = Float(src[64 * groups + k - 4 * groups]) * s
+            if accumulate { out[k] += v } else { out[k] = v }
         }
     }
 

@@ -28,6 +28,27 @@ final class Int8KernelTests: XCTestCase {
         }
     }
 
+    /// Embedding lookups read rows back from the packed tile layout: scale · q[n], written or
+    /// added, for widths with and without a partial last group of four.
+    func testPackedRowsReadBackAsDequantizedRows() {
+        var rng = SplitMix64(seed: 9)
+        for (N, K) in [(1, 1), (20, 7), (33, 64), (17, 385), (200, 13)] {
+            let q = (0..<(N * K)).map { _ in Int8(truncatingIfNeeded: Int(rng.next() % 255) - 127) }
+            let s = (0..<N).map { _ in Float(rng.nextGaussian()) * 0.01 }
+            let packed = q.withUnsafeBufferPointer { qp in s.withUnsafeBufferPointer { PackedInt8Weights(q: qp.baseAddress!, scales: $0.baseAddress!, N: N, K: K) } }
+            let matrix = Int8Matrix(packed, twoPass: false)
+            // Every row, in a scrambled order, twice (the second time added onto the first).
+            let ids = (0..<N).map { Int32(($0 * 7 + 3) % N) }
+            var out = [Float](repeating: 0, count: N * K)
+            ids.withUnsafeBufferPointer { idp in
+                out.withUnsafeMutableBufferPointer { matrix.gatherRows(idp.baseAddress!, count: N, into: $0.baseAddress!, accumulate: false) }
+                XCTAssertEqual(out, (0..<(N * K)).map { i in Float(q[Int(ids[i / K]) * K + i % K]) * s[Int(ids[i / K])] }, "\(N)×\(K)")
+                out.withUnsafeMutableBufferPointer { matrix.gatherRows(idp.baseAddress!, count: N, into: $0.baseAddress!, accumulate: true) }
+            }
+            XCTAssertEqual(out, (0..<(N * K)).map { i in 2 * Float(q[Int(ids[i / K]) * K + i % K]) * s[Int(ids[i / K])] }, "\(N)×\(K) added")
+        }
+    }
+
     func testVectorisedActivationQuantizationMatchesTheDefinition() {
         // CInt8's AVX2 loop, then its portable one.
         for scalar in [false, true] { checkActivationQuantization(scalar: scalar) }
