@@ -19,9 +19,11 @@ public struct RecipeCheck: Sendable {
         case noVocabulary(path: String, teacher: String)
         case vocabularyLarger(path: String, teacher: String, tokens: Int, embeddings: Int)
         case noClassifier(path: String, teacher: String)
+        case student(path: String, teacher: String, reason: String)
 
         public var description: String {
             switch self {
+            case let .student(p, t, r): return "\(p): [student]: \(r) (teacher \(t))"
             case let .sequenceLength(p, l, m, n):
                 return "\(p): max_seq_len = \(l) is longer than the \(n) positions the \(m) has; lower max_seq_len in [data]"
             case let .preparedTooLong(p, f, longest, l):
@@ -54,7 +56,9 @@ public struct RecipeCheck: Sendable {
             }
         }
         self.teacher = teacher
-        student = try r.studentConfig(teacher: teacher)
+        do { student = try r.studentConfig(teacher: teacher) } catch let e as StudentError {
+            throw Problem.student(path: r.path, teacher: r.teacher, reason: "\(e)")
+        }
         try DistillationStep.check(r.loss, teacher: teacher, student: student, projection: r.projection)
         let S = r.task?.spec.maxSequenceLength ?? r.data.maxSequenceLength
         for (what, c) in [("teacher", teacher), ("student", student)] where S > c.maxPositions {

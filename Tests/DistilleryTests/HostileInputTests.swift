@@ -241,6 +241,10 @@ final class HostileInputTests: XCTestCase {
                 .replacingOccurrences(of: "train = [\"DATA/demo-train.txt\"]", with: "train = [\"\(file)\"]"))
             expectFailure(["validate", r], mentions: ["recipe.toml:", "data.train", file, why])
         }
+        // A student layer the teacher does not have: named with the recipe.
+        let layers = try TrainerTests.setUp("hostile-layers", recipeBody: TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "2")
+            .replacingOccurrences(of: "layers = [1]", with: "layers = [5]"))
+        expectFailure(["validate", layers], mentions: [layers, "[student]", "teacher layer 5"])
         // A labelled file naming its label column twice.
         let tsv = dir + "/two-labels.tsv"
         try "label\ttext\tlabel\n0\tgood\t1\n1\tbad\t0\n".write(toFile: tsv, atomically: true, encoding: .utf8)
