@@ -113,7 +113,7 @@ extension ClassificationEvaluator {
                                                        referenceLabels: reference.model.config.labels)
             }
         }
-        let data = try LabelledData.load(file, label: label, text: text, pair: pair, labels: model.config.labels)
+        let data = try LabelledData.load(file, label: label, text: text, pair: pair, classes: model.config.labels)
         let set = ClassificationSet(data, tokenizer: tokenizer, maxSequenceLength: maxSequenceLength)
         return try evaluate(model, on: set, batchSize: batchSize, padId: tokenizer.padId, reference: reference?.model)
     }

@@ -34,8 +34,12 @@ public indirect enum HeaderJSON: Equatable, Sendable {
         public var description: String { "\(message) at byte \(offset)" }
     }
 
-    public static func parse(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = 64) throws -> HeaderJSON {
+    /// Parses JSON, refusing a key given twice in one object, except in objects nested
+    /// `strictDepth` or more levels below the top (there the last value stands, as in Python):
+    /// a config.json may carry other tools' settings Distillery never reads.
+    public static func parse(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = 64, strictDepth: Int = .max) throws -> HeaderJSON {
         var p = Parser(bytes: bytes, maxDepth: maxDepth)
+        p.strictDepth = strictDepth
         p.skipWhitespace()
         let v = try p.value(depth: 0)
         p.skipWhitespace()
@@ -51,6 +55,7 @@ public indirect enum HeaderJSON: Equatable, Sendable {
     private struct Parser {
         let bytes: UnsafeRawBufferPointer
         let maxDepth: Int
+        var strictDepth = Int.max
         var i = 0
 
         init(bytes: UnsafeRawBufferPointer, maxDepth: Int) { self.bytes = bytes; self.maxDepth = maxDepth }
@@ -82,11 +87,14 @@ public indirect enum HeaderJSON: Equatable, Sendable {
                     skipWhitespace()
                     guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
                     let key = try string()
-                    if !seen.insert(key).inserted { throw fail("duplicate key \"\(key)\"") }
+                    let again = !seen.insert(key).inserted
+                    if again && depth < strictDepth { throw fail("duplicate key \"\(key)\"") }
                     skipWhitespace()
                     try expect(":")
                     skipWhitespace()
-                    members.append((key, try value(depth: depth + 1)))
+                    let v = try value(depth: depth + 1)
+                    if again { members.removeAll { $0.0 == key } }
+                    members.append((key, v))
                     skipWhitespace()
                     guard i < bytes.count else { throw fail("unexpected end of object") }
                     if bytes[i] == UInt8(ascii: ",") { i += 1; continue }

@@ -335,7 +335,8 @@ public struct HuggingFaceConfig: Sendable {
         struct Probe: Decodable { let model_type: String? }
         // Foundation keeps one of two values given for a key (transformers keeps the last), and
         // calls a number its field cannot hold "not valid JSON": the strict reader names both.
-        do { _ = try data.withUnsafeBytes { try HeaderJSON.parse($0) } } catch let e as HeaderJSON.ParseError {
+        // Duplicates are refused at the top level and one level down (id2label, label2id).
+        do { _ = try data.withUnsafeBytes { try HeaderJSON.parse($0, strictDepth: 2) } } catch let e as HeaderJSON.ParseError {
             throw ConfigError.unreadable(path: path, reason: "not valid JSON: \(e)")
         }
         let probe: Probe
@@ -365,18 +366,27 @@ public struct HuggingFaceConfig: Sendable {
         }
     }
 
-    /// Top-level fields holding fractions, exponents or integers past Int32: where a value that
-    /// does not fit its field is found.
+    /// Top-level numbers no field can hold (past Float's or Int's range, or a non-zero that
+    /// rounds to a Float 0), else the fractions (one of which may sit where a whole number
+    /// belongs): where a value that does not fit its field is found.
     static func unusualNumbers(_ data: Data) -> String {
-        guard let root = try? data.withUnsafeBytes({ try HeaderJSON.parse($0) }), let members = root.objectValue else { return "" }
-        let shown = members.compactMap { k, v -> String? in
+        guard let root = try? data.withUnsafeBytes({ try HeaderJSON.parse($0, strictDepth: 2) }), let members = root.objectValue else { return "" }
+        var unfit: [String] = [], fractions: [String] = []
+        for (k, v) in members {
             switch v {
-            case .number(let t): return "\(k) = \(t)"
-            case .unsigned(let u) where u > UInt64(Int32.max): return "\(k) = \(u)"
-            default: return nil
+            case .number(let t):
+                let d = Double(t) ?? .nan, f = Float(d)
+                if !f.isFinite || (f == 0 && d != 0) || (Int(t) == nil && !t.contains(".") && !t.lowercased().contains("e")) {
+                    unfit.append("\(k) = \(t)")
+                } else if d.rounded() != d {
+                    fractions.append("\(k) = \(t)")
+                }
+            case .unsigned(let u) where u > UInt64(Int.max): unfit.append("\(k) = \(u)")
+            default: break
             }
         }
-        return shown.isEmpty ? "no top-level number looks unusual" : "look at: " + shown.joined(separator: ", ")
+        if !unfit.isEmpty { return "no field holds " + unfit.joined(separator: ", ") }
+        return fractions.isEmpty ? "no top-level number looks unusual" : "fractions: " + fractions.joined(separator: ", ")
     }
 
     /// config.json text for an encoder in its family's Hugging Face form.

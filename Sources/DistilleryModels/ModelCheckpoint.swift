@@ -171,8 +171,35 @@ public enum ModelCheckpoint {
 }
 
 extension HuggingFaceFolder {
-    /// The files `save` writes: a folder holding nothing else may be replaced by a new save.
+    /// The files `save` writes.
     public static let fileNames: Set<String> = ["config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json"]
+    /// The config.json key `save` always writes: the mark of a folder a later save may replace.
+    public static let writtenKey = "distillery_written"
+
+    /// Throws unless a folder `save` writes may take the place of `path`: nothing there, an
+    /// empty folder, or one an earlier `save` wrote (only its files, and config.json carrying
+    /// `writtenKey`). A user's own model folder (perhaps the very model a command reads) has
+    /// the same file names, so the names alone do not tell.
+    public static func checkReplaceable(_ path: String) throws {
+        try FileManager.default.checkReplaceableFolder(path, mayHold: fileNames)
+        let config = path + "/config.json"
+        guard FileManager.default.fileExists(atPath: config) else { return }
+        let object = (try? JSONSerialization.jsonObject(with: readFile(config))) as? [String: Any]
+        guard object?[writtenKey] != nil else {
+            throw FileError(path: path, operation: "replace",
+                            reason: "it holds a model Distillery did not write (its config.json has no \(writtenKey)), perhaps the model this command reads; give a new folder")
+        }
+    }
+
+    /// Replaces `path` by `staging` (a complete folder `save` wrote beside it), after
+    /// `checkReplaceable`; on refusal the staging folder is removed.
+    public static func replace(_ path: String, with staging: String) throws {
+        do { try checkReplaceable(path) } catch {
+            try? FileManager.default.removeItem(atPath: staging)
+            throw error
+        }
+        try FileManager.default.replaceFolder(path, with: staging, mayHold: fileNames)
+    }
 
     /// Writes config.json, model.safetensors (fp32, Hugging Face names) and the tokenizer files
     /// into `folder` (created if needed; each file written atomically). Transformers loads the
@@ -182,7 +209,9 @@ extension HuggingFaceFolder {
     public static func save(_ model: EncoderModel, tokenizer: TokenizerFiles, to folder: String, notes: [String: String] = [:]) throws {
         try FileManager.default.createFolder(folder)
         var config = try HuggingFaceConfig.encode(model.config)
-        if !notes.isEmpty, var object = try JSONSerialization.jsonObject(with: config) as? [String: Any] {
+        var notes = notes
+        notes[writtenKey] = "a later distill command may replace this folder"
+        if var object = try JSONSerialization.jsonObject(with: config) as? [String: Any] {
             for (k, v) in notes { object[k] = v }
             config = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         }

@@ -34,6 +34,7 @@ public struct LabelledData: Sendable {
         case format(path: String, line: Int, reason: String)
         case column(path: String, column: String, header: [String])
         case unknownLabel(path: String, line: Int, label: String, known: [String])
+        case unknownClass(path: String, line: Int, label: String, classes: [String])
         case empty(path: String)
 
         public var description: String {
@@ -43,6 +44,9 @@ public struct LabelledData: Sendable {
             case let .unknownLabel(p, l, label, known):
                 return "\(p):\(l): label '\(label)' is not one of the training labels (\(known.joined(separator: ", ")))"
             case let .empty(p): return "\(p): no examples"
+            case let .unknownClass(p, l, label, c):
+                let shown = c.count > 12 ? c.prefix(12).joined(separator: ", ") + ", …" : c.joined(separator: ", ")
+                return "\(p):\(l): label '\(label)' is neither one of the model's classes (\(shown)) nor a class id 0…\(c.count - 1)"
             }
         }
     }
@@ -102,6 +106,26 @@ public struct LabelledData: Sendable {
             return Example(text: r.text, pair: r.pair, label: id, line: r.line)
         }
         return LabelledData(path: path, examples: examples, labels: names)
+    }
+
+    /// Reads a labelled file for a classifier whose classes are `classes` (its id2label, in
+    /// order): each label is a class name or, where the file names none, a class id 0…C−1 (TSVs
+    /// such as GLUE's carry ids while a fine-tuned model names its classes). `labels` of the
+    /// result are the classes either way.
+    public static func load(_ path: String, label: Column, text: Column, pair: Column? = nil, classes: [String]) throws -> LabelledData {
+        do {
+            return try load(path, label: label, text: text, pair: pair, labels: classes)
+        } catch Failure.unknownLabel(let p, let line, let l, _) {
+            let ids = (0..<classes.count).map(String.init)
+            guard ids != classes, Int(l) != nil else { throw Failure.unknownClass(path: p, line: line, label: l, classes: classes) }
+            do {
+                let byId = try load(path, label: label, text: text, pair: pair, labels: ids)
+                return LabelledData(path: byId.path, examples: byId.examples, labels: classes)
+            } catch Failure.unknownLabel(let p2, let line2, let l2, _) {
+                // Read as ids, the first label that is not one is the one to name.
+                throw Failure.unknownClass(path: p2, line: line2, label: l2, classes: classes)
+            }
+        }
     }
 
     /// Rows of fields: tab-separated fields are taken as they are; comma-separated ones follow

@@ -149,7 +149,7 @@ public final class HeadFitter {
         var notes = ["distillery_head": Self.note, "distillery_head_source": source, "distillery_head_steps": String(steps)]
         if let stamp { notes["distillery_head_stamp"] = stamp }
         try HuggingFaceFolder.save(model, tokenizer: tokenizer, to: staging, notes: notes)
-        try FileManager.default.replaceFolder(folder, with: staging, mayHold: HuggingFaceFolder.fileNames)
+        try HuggingFaceFolder.replace(folder, with: staging)
         if let checkpoint {
             try ModelCheckpoint.save(model, tokenizer: tokenizer, to: checkpoint, provenance: Provenance(source: source, steps: steps))
         }
@@ -164,7 +164,7 @@ extension HeadFitter {
     public static func run(model path: String, train: [String], heldout: [String], output: String, maxSequenceLength: Int,
                            settings: HeadFitSettings, evaluationBatches: Int = 20,
                            events: (TrainerEvent) -> Void = { _ in }) throws -> HeadFitSummary {
-        try FileManager.default.checkReplaceableFolder(output, mayHold: HuggingFaceFolder.fileNames)
+        try HuggingFaceFolder.checkReplaceable(output)
         let loaded = try ModelStore.load(path, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true, dropMLMHead: true))
         try ModelStore.checkFinite(loaded.model, path: path)
         let tokenizer = try BertTokenizer.of(model: path, files: loaded.tokenizer)

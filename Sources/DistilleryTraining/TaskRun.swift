@@ -64,7 +64,7 @@ final class TaskRun {
                 events(.message("teacher: reusing the teacher fine-tuned on the same data with the same settings in \(folder)"))
                 teacher = try ModelStore.load(folder, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true, dropMLMHead: true)).model
             } else {
-                try FileManager.default.checkReplaceableFolder(folder, mayHold: HuggingFaceFolder.fileNames)
+                try HuggingFaceFolder.checkReplaceable(folder)
                 let start = teacher.addingClassifier(labels: data.labels, seed: streamKey(r.seed, 0x5443_4C53))
                 let t = try TaskTrainer(student: start, teacher: nil, tokenizer: tokenizer, tokenizerFiles: loaded.tokenizer, data: data,
                                         loss: .labelsOnly, training: fineTune, output: r.output,

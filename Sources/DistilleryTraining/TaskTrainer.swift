@@ -45,19 +45,30 @@ public struct TaskData: Sendable {
     public init(_ spec: TaskSpec, tokenizer: BertTokenizer, maxPositions: Int, classifier: EncoderConfig? = nil) throws {
         self.spec = spec
         let trainData = try Self.trainingData(spec, classifier: classifier)
-        let devData = try LabelledData.load(spec.dev, label: spec.label, text: spec.text, pair: spec.pair, labels: trainData.labels)
+        let devData = classifier != nil
+            ? try LabelledData.load(spec.dev, label: spec.label, text: spec.text, pair: spec.pair, classes: trainData.labels)
+            : try LabelledData.load(spec.dev, label: spec.label, text: spec.text, pair: spec.pair, labels: trainData.labels)
         let S = min(spec.maxSequenceLength, maxPositions)
         train = ClassificationSet(trainData, tokenizer: tokenizer, maxSequenceLength: S)
         dev = ClassificationSet(devData, tokenizer: tokenizer, maxSequenceLength: S)
     }
 
-    /// The training file's examples. For a classifier used as given, class i is its id2label[i],
-    /// so the file's labels must be those names (any other is refused by line), or, where it
-    /// has Hugging Face's unnamed LABEL_0 … defaults, as many labels as it has classes.
+    /// The training file's examples. For a classifier used as given, class i is its id2label[i]:
+    /// the file's labels are those names or class ids 0…C−1 (any other is refused by line);
+    /// where it has Hugging Face's unnamed LABEL_0 … defaults, the file's own labels stand for
+    /// them, and there must be as many.
     public static func trainingData(_ spec: TaskSpec, classifier: EncoderConfig?) throws -> LabelledData {
-        let named = classifier.flatMap { $0.labels == EncoderConfig.defaultLabels($0.numLabels) ? nil : $0.labels }
-        let data = try LabelledData.load(spec.train, label: spec.label, text: spec.text, pair: spec.pair, labels: named)
-        if let c = classifier, data.labels.count != c.numLabels {
+        guard let c = classifier else { return try LabelledData.load(spec.train, label: spec.label, text: spec.text, pair: spec.pair) }
+        if c.labels != EncoderConfig.defaultLabels(c.numLabels) {
+            return try LabelledData.load(spec.train, label: spec.label, text: spec.text, pair: spec.pair, classes: c.labels)
+        }
+        let data = try LabelledData.load(spec.train, label: spec.label, text: spec.text, pair: spec.pair)
+        // Labels written as the defaults themselves map by name (sorted as text, LABEL_10 would
+        // come before LABEL_2).
+        if Set(data.labels).isSubset(of: c.labels) {
+            return try LabelledData.load(spec.train, label: spec.label, text: spec.text, pair: spec.pair, classes: c.labels)
+        }
+        if data.labels.count != c.numLabels {
             throw TaskTrainerError.classCount(path: spec.train, labels: data.labels, classes: c.numLabels)
         }
         return data
@@ -230,7 +241,7 @@ public final class TaskTrainer {
         let staging = parent + "/.\(URL(fileURLWithPath: folder).lastPathComponent).tmp-\(getpid())"
         try? FileManager.default.removeItem(atPath: staging)
         try HuggingFaceFolder.save(model, tokenizer: tokenizerFiles, to: staging, notes: notes)
-        try FileManager.default.replaceFolder(folder, with: staging, mayHold: HuggingFaceFolder.fileNames)
+        try HuggingFaceFolder.replace(folder, with: staging)
         try ModelCheckpoint.save(model, tokenizer: tokenizerFiles, to: ck, provenance: provenance)
         return (folder, ck)
     }

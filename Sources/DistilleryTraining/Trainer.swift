@@ -156,7 +156,7 @@ public final class Trainer {
             return
         }
         _ = try RecipeCheck(r)
-        try FileManager.default.checkReplaceableFolder(folder, mayHold: HuggingFaceFolder.fileNames)
+        try HuggingFaceFolder.checkReplaceable(folder)
         let loaded = try ModelStore.load(r.teacher, options: LoadOptions(dropPooler: true, dropPretrainingHeads: true))
         let tokenizer = try BertTokenizer.of(model: r.teacher, files: loaded.tokenizer)
         let train = try dataset(r.data.train, name: "train", tokenizer: tokenizer, events: events)
@@ -503,7 +503,7 @@ final class TrainingSession {
         let staging = r.output + "/.student.tmp-\(getpid())"
         try? FileManager.default.removeItem(atPath: staging)
         try HuggingFaceFolder.save(final, tokenizer: teacherLoaded.tokenizer, to: staging)
-        try FileManager.default.replaceFolder(folder, with: staging, mayHold: HuggingFaceFolder.fileNames)
+        try HuggingFaceFolder.replace(folder, with: staging)
         try ModelCheckpoint.save(final, tokenizer: teacherLoaded.tokenizer, to: ck,
                                  provenance: Provenance(source: r.path, teacher: r.teacher, steps: current),
                                  recipe: r.text, level: r.checkpoints.level)

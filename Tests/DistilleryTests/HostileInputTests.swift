@@ -7,6 +7,7 @@ import DistilleryQuant
 import DistilleryText
 import DistilleryTraining
 import DistilleryCLI
+import DistilleryEvaluation
 
 /// Careless and hostile input, class by class, through the commands: each gets an error that
 /// names what is wrong (the file, field, tensor or line), never a crash, an allocation sized by
@@ -211,6 +212,12 @@ final class HostileInputTests: XCTestCase {
             try (text[..<i] + ", \"hidden_act\": \"relu\"}").write(toFile: f + "/config.json", atomically: true, encoding: .utf8)
         }
         expectFailure(["params", twice], mentions: [twice, "config.json", "duplicate key \"hidden_act\""])
+        // A key repeated deep inside a setting Distillery never reads loads, as in Python.
+        let nested = try teacher("config-nested", config: ["other_tool": ["deeper": ["a": 1]]])
+        let nestedText = try String(contentsOfFile: nested + "/config.json", encoding: .utf8)
+        try nestedText.replacingOccurrences(of: "\"a\":1", with: "\"a\":1,\"a\":2").write(toFile: nested + "/config.json", atomically: true, encoding: .utf8)
+        XCTAssertTrue(try String(contentsOfFile: nested + "/config.json", encoding: .utf8).contains("\"a\":1,\"a\":2"))
+        try distill(["params", nested])
         let fraction = try teacher("config-fraction", config: ["hidden_size": 64.5])
         expectFailure(["params", fraction], mentions: ["config.json", "does not fit its field", "hidden_size = 64.5"])
         // params on a folder checks the tensors against config.json (it counted the config alone).
@@ -346,6 +353,10 @@ final class HostileInputTests: XCTestCase {
         expectFailure(fitHead(file), mentions: [file, "is a file"])
         XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "label\ttext\n")
         for out in ["", ".", dir + "/.."] { expectFailure(fitHead(out), mentions: ["names no folder"]) }
+        // A model folder Distillery did not write has the same file names: the model read here.
+        let before = try Data(contentsOf: URL(fileURLWithPath: teacher + "/model.safetensors"))
+        expectFailure(fitHead(teacher), mentions: [teacher, "did not write"])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: teacher + "/model.safetensors")), before)
         // A folder an earlier write made is replaced, and so is an empty one.
         let out = dir + "/mlm"
         try distill(fitHead(out))
@@ -391,6 +402,26 @@ final class HostileInputTests: XCTestCase {
             try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: folder + "/config.json"))
             expectFailure(["eval", "--model", folder, "--labelled", task + "/dev.tsv"], mentions: mentions)
         }
+        // A classifier naming its classes reads labels by name or by class id (GLUE-style TSVs
+        // carry ids), and nothing else.
+        let named = dir + "/labels-named"
+        try? FileManager.default.removeItem(atPath: named)
+        try FileManager.default.copyItem(atPath: Fixtures.path("classifier-bert"), toPath: named)
+        var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: named + "/config.json"))) as! [String: Any]
+        cfg["id2label"] = ["0": "neg", "1": "neu", "2": "pos"]
+        cfg["label2id"] = ["neg": 0, "neu": 1, "pos": 2]
+        try JSONSerialization.data(withJSONObject: cfg).write(to: URL(fileURLWithPath: named + "/config.json"))
+        let byName = task + "/by-name.tsv", byId = task + "/by-id.tsv", other = task + "/other.tsv"
+        try "label\ttext\npos\tgood\nneg\tbad\nneu\tso so\n".write(toFile: byName, atomically: true, encoding: .utf8)
+        try "label\ttext\n2\tgood\n0\tbad\n1\tso so\n".write(toFile: byId, atomically: true, encoding: .utf8)
+        try "label\ttext\n2\tgood\n7\tbad\n".write(toFile: other, atomically: true, encoding: .utf8)
+        let tokenizer = try BertTokenizer.load(path: named + "/vocab.txt")
+        let model = try ModelStore.load(named).model
+        func report(_ file: String) throws -> ClassificationReport {
+            try ClassificationEvaluator.evaluate(model, name: named, file: file, label: .name("label"), text: .name("text"), tokenizer: tokenizer, maxSequenceLength: 16)
+        }
+        XCTAssertEqual(try report(byName), try report(byId))
+        expectFailure(["eval", "--model", named, "--labelled", other], mentions: [other + ":3", "'7'", "neg, neu, pos", "0…2"])
         // A probe with one class per example: its n × K fit is checked against the budget.
         let many = (0..<2000).map { "\($0)\tthe film number \($0)" }.joined(separator: "\n")
         try ("label\ttext\n" + many + "\n").write(toFile: task + "/many.tsv", atomically: true, encoding: .utf8)
