@@ -336,7 +336,8 @@ public struct HuggingFaceConfig: Sendable {
         // Foundation keeps one of two values given for a key (transformers keeps the last), and
         // calls a number its field cannot hold "not valid JSON": the strict reader names both.
         // Duplicates are refused at the top level and one level down (id2label, label2id).
-        do { _ = try data.withUnsafeBytes { try HeaderJSON.parse($0, strictDepth: 2) } } catch let e as HeaderJSON.ParseError {
+        let root: HeaderJSON
+        do { root = try data.withUnsafeBytes { try HeaderJSON.parse($0, strictDepth: 2) } } catch let e as HeaderJSON.ParseError {
             throw ConfigError.unreadable(path: path, reason: "not valid JSON: \(e)")
         }
         let probe: Probe
@@ -360,7 +361,7 @@ public struct HuggingFaceConfig: Sendable {
         } catch let e as DecodingError {
             if case .dataCorrupted(let ctx) = e, ctx.codingPath.isEmpty {
                 // The JSON parsed above, so a value did not fit its field's type.
-                throw ConfigError.unreadable(path: path, reason: "a value does not fit its field: a fraction where a whole number belongs, or a number outside Float's or Int's range (\(Self.unusualNumbers(data)))")
+                throw ConfigError.unreadable(path: path, reason: "a value does not fit its field: a fraction where a whole number belongs, or a number outside Float's or Int's range (\(Self.unusualNumbers(root)))")
             }
             throw ConfigError.unreadable(path: path, reason: describe(e))
         }
@@ -369,8 +370,8 @@ public struct HuggingFaceConfig: Sendable {
     /// Top-level numbers no field can hold (past Float's or Int's range, or a non-zero that
     /// rounds to a Float 0), else the fractions (one of which may sit where a whole number
     /// belongs): where a value that does not fit its field is found.
-    static func unusualNumbers(_ data: Data) -> String {
-        guard let root = try? data.withUnsafeBytes({ try HeaderJSON.parse($0, strictDepth: 2) }), let members = root.objectValue else { return "" }
+    static func unusualNumbers(_ root: HeaderJSON) -> String {
+        guard let members = root.objectValue else { return "" }
         var unfit: [String] = [], fractions: [String] = []
         for (k, v) in members {
             switch v {

@@ -73,9 +73,8 @@ public final class Int8Matrix: WeightMatrix {
 
     public func gatherRows(_ ids: UnsafePointer<Int32>, count: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let o = SendablePointer(out), w = weights, C = cols
-        let i32 = SendablePointer(UnsafeMutablePointer(mutating: ids))
         Parallel.forEachChunk(count, minPerChunk: 64) { _, range in
-            for i in range { w.row(Int(i32.p[i]), into: o.p + i * C, accumulate: accumulate) }
+            for i in range { w.row(Int(ids[i]), into: o.p + i * C, accumulate: accumulate) }
         }
     }
 }

@@ -66,8 +66,7 @@ public final class AtomicFileWriter {
     /// "out/" or "."), its folder exists, and no folder stands at the path. Commands that work
     /// long before writing call it first.
     public static func checkDestination(_ path: String) throws {
-        let last = path.split(separator: "/").last
-        guard let last, last != ".", last != "..", !path.hasSuffix("/") else {
+        guard namesAnEntry(path), !path.hasSuffix("/") else {
             throw FileError(path: path.isEmpty ? "\"\"" : path, operation: "write", reason: "the path names no file; give one, e.g. out/NAME")
         }
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
@@ -156,6 +155,13 @@ public final class AtomicFileWriter {
     }
 }
 
+/// Whether `path` names a file or folder of its own: not "", ".", ".." or "/" (nor a path
+/// ending in one), which resolve to a folder that already holds other things.
+func namesAnEntry(_ path: String) -> Bool {
+    guard let last = path.split(separator: "/").last else { return false }
+    return last != "." && last != ".."
+}
+
 /// Reads a whole small file (configs, vocabularies, recipes) with a clear error.
 public func readFile(_ path: String) throws -> Data {
     var isDir: ObjCBool = false
@@ -176,18 +182,13 @@ extension FileManager {
         }
     }
 
-    /// Replaces the folder `path` by `staging` (a complete folder beside it) so that readers see
-    /// the old folder or the new one, never half of one: the old one is renamed away, the new
-    /// one renamed into place, then the old one removed. What is at `path` must pass
-    /// `checkReplaceableFolder` (callers check it before their work too).
     /// Throws unless a folder written here may take the place of `path`: the path must name a
     /// folder of its own (not "", ".", ".." or "/"), and what is there already must be nothing,
     /// or a folder holding only files named in `names` (what an earlier write of the same kind
     /// left) and hidden temporaries. A file, or a folder with anything else in it, would be
     /// deleted by the replacement, so it is refused by name before any work starts.
     public func checkReplaceableFolder(_ path: String, mayHold names: Set<String>) throws {
-        let last = path.split(separator: "/").last
-        guard let last, last != ".", last != ".." else {
+        guard namesAnEntry(path) else {
             throw FileError(path: path.isEmpty ? "\"\"" : path, operation: "write a folder at",
                             reason: "the path names no folder of its own; give one, e.g. runs/NAME")
         }
@@ -209,6 +210,10 @@ extension FileManager {
         }
     }
 
+    /// Replaces the folder `path` by `staging` (a complete folder beside it) so that readers see
+    /// the old folder or the new one, never half of one: the old one is renamed away, the new
+    /// one renamed into place, then the old one removed. What is at `path` must pass
+    /// `checkReplaceableFolder` (callers check it before their work too).
     public func replaceFolder(_ path: String, with staging: String, mayHold names: Set<String>) throws {
         do { try checkReplaceableFolder(path, mayHold: names) } catch {
             try? removeItem(atPath: staging)
