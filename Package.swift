@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "CInt8"),
         // exp/erf-heavy row kernels (softmax, GELU, LayerNorm, losses): AVX2+FMA and generic
         // copies of one source, chosen at run time.
-        .target(name: "CKernels", exclude: ["kernels_impl.h"]),
+        .target(name: "CKernels", exclude: ["kernels_impl.h", "kernels_vmath.h"]),
         // oneDNN, loaded at run time when installed (no build-time dependency on dnnl.h).
         .target(name: "CDNNL"),
         // Open MPI, loaded at run time under mpirun (data-parallel training; see Sources/CMPI).

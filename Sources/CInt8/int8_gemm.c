@@ -575,13 +575,95 @@ static void quantize_rows_avx2(const float *x, long ldx, int M, int K, const flo
         write_codes(xr, c, qr, K8, K, Kp, inv, zf, levels, zeros[m]);
     }
 }
+
+// x [M × ldx] → q [M × Kp], scales[M], zeros[M] as distill_int8.h defines it: quantize_rows_avx2
+// sixteen values a step, each value through the same operations (so the same bytes). The tail
+// is a masked load, its lanes past K 0 (× 0 with colscale), which leave lo ≤ 0 ≤ hi as they
+// are, and a masked store. No lane of lo or hi is ever NaN or −0 (they start at +0 and take
+// only a strictly smaller or larger v), so reducing them in any order gives the scalar lo, hi.
+__attribute__((target("avx512f,avx512bw")))
+static void quantize_rows_avx512(const float *x, long ldx, int M, int K, const float *c, uint8_t *q, int Kp,
+                                 float *scales, int32_t *zeros, int levels) {
+    const int K16 = K & ~15;
+    const __mmask16 tail = (__mmask16)((1u << (K - K16)) - 1);
+    // After the in-lane packs below, dword 4j + u holds vector u's values 4j…4j+3.
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (int m = 0; m < M; m++) {
+        const float *xr = x + (long)m * ldx;
+        uint8_t *qr = q + (long)m * Kp;
+        // Two accumulators each: min/max latency, not the loads, would bound one.
+        __m512 lo0 = _mm512_setzero_ps(), hi0 = lo0, lo1 = lo0, hi1 = lo0;
+        int k = 0;
+        for (; k + 32 <= K16; k += 32) {
+            __m512 v0 = _mm512_loadu_ps(xr + k), v1 = _mm512_loadu_ps(xr + k + 16);
+            if (c) {
+                v0 = _mm512_mul_ps(v0, _mm512_loadu_ps(c + k));
+                v1 = _mm512_mul_ps(v1, _mm512_loadu_ps(c + k + 16));
+            }
+            lo0 = _mm512_min_ps(v0, lo0);   // v first: a NaN v keeps lo, as in the scalar test
+            hi0 = _mm512_max_ps(v0, hi0);
+            lo1 = _mm512_min_ps(v1, lo1);
+            hi1 = _mm512_max_ps(v1, hi1);
+        }
+        for (; k < K; k += 16) {
+            const __mmask16 mk = k < K16 ? (__mmask16)0xFFFF : tail;
+            __m512 v = _mm512_maskz_loadu_ps(mk, xr + k);
+            if (c) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mk, c + k));
+            lo0 = _mm512_min_ps(v, lo0);
+            hi0 = _mm512_max_ps(v, hi0);
+        }
+        float lo = _mm512_reduce_min_ps(_mm512_min_ps(lo0, lo1));
+        float hi = _mm512_reduce_max_ps(_mm512_max_ps(hi0, hi1));
+        float inv, zf;
+        if (row_parameters(lo, hi, levels, qr, Kp, scales + m, zeros + m, &inv, &zf)) continue;
+        const __m512 inv16 = _mm512_set1_ps(inv), z16 = _mm512_set1_ps(zf), top = _mm512_set1_ps((float)levels);
+        const __m512 zero = _mm512_setzero_ps();
+        k = 0;
+        // 64 codes a step: four vectors packed together, one store.
+        for (; k + 64 <= K16; k += 64) {
+            __m512i i4[4];
+            for (int u = 0; u < 4; u++) {
+                __m512 v = _mm512_loadu_ps(xr + k + 16 * u);
+                if (c) v = _mm512_mul_ps(v, _mm512_loadu_ps(c + k + 16 * u));
+                __m512 t = _mm512_add_ps(_mm512_mul_ps(v, inv16), z16);
+                i4[u] = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(t, zero), top));
+            }
+            __m512i w01 = _mm512_packus_epi32(i4[0], i4[1]), w23 = _mm512_packus_epi32(i4[2], i4[3]);
+            __m512i b = _mm512_permutexvar_epi32(order, _mm512_packus_epi16(w01, w23));
+            _mm512_storeu_si512((void *)(qr + k), b);
+        }
+        for (; k < K; k += 16) {
+            const __mmask16 mk = k < K16 ? (__mmask16)0xFFFF : tail;
+            __m512 v = _mm512_maskz_loadu_ps(mk, xr + k);
+            if (c) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mk, c + k));
+            __m512 t = _mm512_add_ps(_mm512_mul_ps(v, inv16), z16);
+            __m512i i = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(t, zero), top));
+            _mm512_mask_cvtepi32_storeu_epi8(qr + k, mk, i);   // 0…levels: truncation is exact
+        }
+        if (Kp > K) memset(qr + K, zeros[m], (size_t)(Kp - K));
+    }
+}
+
+// AVX-512 F and BW, which the kernel mask does not record (its AVX-512 kernels need VNNI too).
+static int has_avx512bw(void) {
+    static volatile int cached = -1;   // a benign race, as in distill_i8_available
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    }
+    return cached;
+}
 #endif
 
 void distill_i8_quantize_rows(int kernel, const float *x, long ldx, int M, int K, const float *colscale,
                               uint8_t *q, int Kp, float *scales, int32_t *zeros, int levels) {
 #ifdef DISTILL_X86
     if (kernel != DISTILL_I8_SCALAR && (distill_i8_available() & (1u << DISTILL_I8_AVX2))) {
-        quantize_rows_avx2(x, ldx, M, K, colscale, q, Kp, scales, zeros, levels);
+        // The AVX-512 kernels' (and oneDNN's) activations take the AVX-512 copy; the 256-bit
+        // kernels keep theirs, so a test of each kernel covers each copy.
+        int wide = kernel == DISTILL_I8_AVX512VNNI || kernel == DISTILL_I8_AVX512VL_VNNI256 || kernel == 5 /* onednn */;
+        if (wide && has_avx512bw()) quantize_rows_avx512(x, ldx, M, K, colscale, q, Kp, scales, zeros, levels);
+        else quantize_rows_avx2(x, ldx, M, K, colscale, q, Kp, scales, zeros, levels);
         return;
     }
 #endif

@@ -1,5 +1,6 @@
-// Run-time choice between the kernel copies: AVX2 + FMA where the CPU has both, the baseline
-// otherwise or when DISTILL_SIMD=generic.
+// Run-time choice between the kernel copies: AVX-512 where the CPU has F, BW, DQ and VL (with
+// AVX2 and FMA), else AVX2 + FMA where it has both, else the baseline; DISTILL_SIMD=generic or
+// =avx2 caps the choice.
 #include "distill_kernels.h"
 #include <stdlib.h>
 #include <string.h>
@@ -26,23 +27,38 @@
     void P##small_gemm_at(float *, long, const float *, long, const float *, long, long, long, long, float, int);        \
     void P##transpose_block(float *, const float *, long, long, long);                                                  \
     void P##copy_block(float *, const float *, long, long, long);                                                       \
-    void P##dropout(float *, long, long, uint64_t, float, uint64_t);
+    void P##dropout(float *, long, long, uint64_t, float, uint64_t);                                                   \
+    void P##bf16_bits(const float *, uint16_t *, long);                                                                 \
+    void P##round_bf16(const float *, float *, long);
 
 DECLARE(distill_generic_)
 #if defined(__x86_64__)
 DECLARE(distill_avx2_)
+DECLARE(distill_avx512_)
 #endif
 
 static int level = -1;
 
-static int detect(void) {
-    const char *forced = getenv("DISTILL_SIMD");
-    if (forced && strcmp(forced, "generic") == 0) return 0;
+/// The best copy this CPU runs: 2 AVX-512, 1 AVX2 + FMA, 0 generic.
+static int best(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-#endif
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        return 2;
+    return 1;
+#else
     return 0;
+#endif
+}
+
+static int detect(void) {
+    const char *forced = getenv("DISTILL_SIMD");
+    int b = best();
+    if (forced && strcmp(forced, "generic") == 0) return 0;
+    if (forced && strcmp(forced, "avx2") == 0 && b > 1) return 1;
+    return b;
 }
 
 static inline int current(void) {
@@ -52,20 +68,26 @@ static inline int current(void) {
 }
 
 int distill_simd_level(void) { return current(); }
-const char *distill_simd_name(void) { return current() == 1 ? "avx2+fma" : "generic"; }
+const char *distill_simd_name(void) {
+    switch (current()) {
+    case 2: return "avx512";
+    case 1: return "avx2+fma";
+    default: return "generic";
+    }
+}
+int distill_simd_best(void) { return best(); }
 
 int distill_simd_force(int wanted) {
-    int best = 0;
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = 1;
-#endif
-    level = wanted <= best ? wanted : best;
+    int b = best();
+    level = wanted < 0 ? 0 : wanted <= b ? wanted : b;
     return level;
 }
 
 #if defined(__x86_64__)
-#define CALL(name, ...) (current() == 1 ? distill_avx2_##name(__VA_ARGS__) : distill_generic_##name(__VA_ARGS__))
+#define CALL(name, ...)                                                                                                \
+    (current() == 2   ? distill_avx512_##name(__VA_ARGS__)                                                           \
+     : current() == 1 ? distill_avx2_##name(__VA_ARGS__)                                                             \
+                      : distill_generic_##name(__VA_ARGS__))
 #else
 #define CALL(name, ...) distill_generic_##name(__VA_ARGS__)
 #endif
@@ -120,3 +142,5 @@ void distill_copy_block(float *t, const float *b, long ldb, long rows, long N) {
 void distill_dropout(float *x, long count, long offset, uint64_t threshold, float scale, uint64_t key) {
     CALL(dropout, x, count, offset, threshold, scale, key);
 }
+void distill_bf16_bits(const float *x, uint16_t *out, long n) { CALL(bf16_bits, x, out, n); }
+void distill_round_bf16(const float *x, float *out, long n) { CALL(round_bf16, x, out, n); }

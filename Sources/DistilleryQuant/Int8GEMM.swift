@@ -242,8 +242,8 @@ public final class QuantizedActivations: @unchecked Sendable {
     }
 
     /// Quantizes x [M×K] (leading dimension ldx) on all cores, each column first multiplied
-    /// by `columnScale` when given (activation smoothing). The rows run in CInt8 (AVX2 where
-    /// the CPU has it; the portable loop under the scalar product kernel).
+    /// by `columnScale` when given (activation smoothing). The rows run in CInt8 (AVX-512 or
+    /// AVX2 where the CPU has it; the portable loop under the scalar product kernel).
     public func quantize(_ x: UnsafePointer<Float>, M: Int, K: Int, ldx: Int? = nil, columnScale: UnsafePointer<Float>? = nil) {
         precondition(M <= capacity && (K + 3) & ~3 <= maxK, "activations larger than the buffer")
         Kp = (K + 3) & ~3
@@ -317,14 +317,14 @@ public func quantizeRowReference(_ x: [Float], levels: Int = 255) -> (q: [UInt8]
     return (x.map { quantizeValue($0, inv: inv, zero: Float(z), levels: Float(levels)) }, s, Int32(z))
 }
 
-/// Quantizes one row with CInt8's loop: `scalar` forces the portable one, else AVX2 where the
-/// CPU has it (for tests against `quantizeRowReference`).
-public func quantizeRowVectorised(_ x: [Float], levels: Int = 255, scalar: Bool = false) -> (q: [UInt8], scale: Float, zero: Int32) {
+/// Quantizes one row with the CInt8 loop that serves `kernel`: the portable one for `.scalar`,
+/// the AVX-512 one for the AVX-512 kernels and oneDNN where the CPU has AVX-512 BW, else AVX2
+/// (for tests against `quantizeRowReference`).
+public func quantizeRowVectorised(_ x: [Float], levels: Int = 255, kernel: Int8Kernel) -> (q: [UInt8], scale: Float, zero: Int32) {
     let Kp = (x.count + 3) & ~3
     var out = [UInt8](repeating: 0, count: Kp)
     var s: Float = 0, z: Int32 = 0
-    let kernel = Int32(scalar ? Int8Kernel.scalar.rawValue : Int8Kernel.avx2.rawValue)
-    distill_i8_quantize_rows(kernel, x, x.count, 1, Int32(x.count), nil, &out, Int32(Kp), &s, &z, Int32(levels))
+    distill_i8_quantize_rows(kernel.rawValue, x, x.count, 1, Int32(x.count), nil, &out, Int32(Kp), &s, &z, Int32(levels))
     return (Array(out.prefix(x.count)), s, z)
 }
 

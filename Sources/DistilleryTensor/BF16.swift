@@ -1,3 +1,4 @@
+import CKernels
 import CDNNL
 import Synchronization
 
@@ -31,7 +32,7 @@ public func roundedToBF16(_ x: Float) -> Float { float(bf16: bf16Bits(x)) }
 public func roundToBF16(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Float>) {
     let o = SendablePointer(out)
     Parallel.forEachChunk(count, minPerChunk: 16384) { _, r in
-        for i in r { o.p[i] = roundedToBF16(x[i]) }
+        distill_round_bf16(x + r.lowerBound, o.p + r.lowerBound, r.count)
     }
 }
 
@@ -40,7 +41,7 @@ public func roundRowsToBF16(_ x: UnsafePointer<Float>, ld: Int, N: Int, K: Int, 
     if ld == K { roundToBF16(x, count: N * K, into: out); return }
     let o = SendablePointer(out)
     Parallel.forEachChunk(N, minPerChunk: 16) { _, rows in
-        for n in rows { for k in 0..<K { o.p[n * K + k] = roundedToBF16(x[n * ld + k]) } }
+        for n in rows { distill_round_bf16(x + n * ld, o.p + n * K, K) }
     }
 }
 
@@ -48,7 +49,7 @@ public func roundRowsToBF16(_ x: UnsafePointer<Float>, ld: Int, N: Int, K: Int, 
 public func bf16Bits(_ x: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<UInt16>) {
     let o = SendablePointer(out)
     Parallel.forEachChunk(count, minPerChunk: 16384) { _, r in
-        for i in r { o.p[i] = bf16Bits(x[i]) }
+        distill_bf16_bits(x + r.lowerBound, o.p + r.lowerBound, r.count)
     }
 }
 
@@ -57,7 +58,7 @@ public func bf16BitsRows(_ x: UnsafePointer<Float>, ld: Int, N: Int, K: Int, int
     if ld == K { bf16Bits(x, count: N * K, into: out); return }
     let o = SendablePointer(out)
     Parallel.forEachChunk(N, minPerChunk: 16) { _, rows in
-        for n in rows { for k in 0..<K { o.p[n * K + k] = bf16Bits(x[n * ld + k]) } }
+        for n in rows { distill_bf16_bits(x + n * ld, o.p + n * K, K) }
     }
 }
 

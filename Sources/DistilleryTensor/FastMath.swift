@@ -1,18 +1,24 @@
 import CKernels
 
 /// Eight-lane float vectors and their helpers for the Swift kernels that need no exponentials or
-/// fused multiply-adds (those live in CKernels, compiled for AVX2 + FMA with a portable copy
-/// chosen at run time).
+/// fused multiply-adds (those live in CKernels, compiled for AVX-512 and for AVX2 + FMA with a
+/// portable copy, chosen at run time).
 
 public typealias F8 = SIMD8<Float>
 
-/// Which compiled copy of the C kernels runs: "avx2+fma" or "generic".
+/// Which compiled copy of the C kernels runs: "avx512", "avx2+fma" or "generic".
 public enum SIMDKernels {
     public static var name: String { String(cString: distill_simd_name()) }
-    /// True where the AVX2 + FMA copy runs.
-    @inline(__always) public static var fast: Bool { distill_simd_level() == 1 }
+    /// The copy that runs: 0 generic, 1 AVX2 + FMA, 2 AVX-512.
+    public static var level: Int { Int(distill_simd_level()) }
+    /// True where a vector copy (AVX2 + FMA or AVX-512) runs.
+    @inline(__always) public static var fast: Bool { distill_simd_level() >= 1 }
+    /// The copies this CPU can run, the portable one first: 0 generic, 1 AVX2 + FMA, 2 AVX-512.
+    public static var levels: [Int] { Array(0...Int(distill_simd_best())) }
+    /// Runs copy `level` from now on (tests of every copy), or the best the CPU has (nil).
+    public static func force(_ level: Int?) { _ = distill_simd_force(Int32(level ?? 2)) }
     /// Forces the generic copy (true) or the best the CPU has (false), for tests of the fallback.
-    public static func forceGeneric(_ generic: Bool) { _ = distill_simd_force(generic ? 0 : 1) }
+    public static func forceGeneric(_ generic: Bool) { force(generic ? 0 : nil) }
 }
 
 /// tanh of one float (the pooler's few values; vector work goes through CKernels).

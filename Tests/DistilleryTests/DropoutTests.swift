@@ -70,15 +70,15 @@ final class DropoutTests: XCTestCase {
         XCTAssertGreaterThan(checked, 15, "slots with a gradient to check")
     }
     /// The vector kernel against the scalar definition, x[i] = uniform(key, offset + i) ≥ p ?
-    /// x[i] / (1 − p) : 0, element by element and bit for bit, in both kernel copies: counts with
+    /// x[i] / (1 − p) : 0, element by element and bit for bit, in every kernel copy: counts with
     /// and without a tail, offsets past 2³², a p exactly on the 2⁻²⁴ grid (where ≥ matters) and
     /// off it, and the rate that survives.
     func testDropoutKernelMatchesItsDefinition() {
         let ps: [Float] = [0.1, 0.5, 0.3, Float(1_677_722) / 16_777_216, 1e-7, 0.9]
         let cases: [(count: Int, offset: Int)] = [(1, 0), (7, 3), (8, 0), (61, 12_345), (4_099, 1 << 33 | 5)]
         var kept = 0, total = 0
-        for generic in [false, true] {
-            SIMDKernels.forceGeneric(generic)
+        for level in SIMDKernels.levels {
+            SIMDKernels.force(level)
             defer { SIMDKernels.forceGeneric(false) }
             for p in ps {
                 for (count, offset) in cases {

@@ -7,12 +7,12 @@ final class FastMathTests: XCTestCase {
     override func tearDown() { SIMDKernels.forceGeneric(false) }
 
     /// Bounds the vectorised exp, erf and tanh against Double references over the ranges the
-    /// kernels feed them, in both compiled copies, and checks the copies agree bit for bit.
+    /// kernels feed them, in every compiled copy the CPU runs, and checks the copies agree bit for bit.
     func testAgainstDoubleReferences() {
         let xs = stride(from: -20.0, through: 20.0, by: 0.001).map { Float($0) }
         var results: [[[Float]]] = []
-        for generic in [false, true] {
-            SIMDKernels.forceGeneric(generic)
+        for level in SIMDKernels.levels {
+            SIMDKernels.force(level)
             var out: [[Float]] = []
             for f in [distill_exp, distill_erf, distill_tanh] {
                 var y = [Float](repeating: 0, count: xs.count)
@@ -48,18 +48,20 @@ final class FastMathTests: XCTestCase {
             XCTAssertTrue(e[2].isNaN, "NaN propagates")
             XCTAssertTrue(e[3].isFinite)
         }
-        XCTAssertEqual(results[0], results[1], "the AVX2 and generic copies differ")
+        for (level, r) in results.enumerated().dropFirst() { XCTAssertEqual(r, results[0], "copy \(level) differs from the generic one") }
     }
 
     /// The per-head attention product against a Double reference (tails in every direction,
-    /// strided operands, a stored as is or transposed, accumulate or not), the AVX2 and generic
-    /// copies bit for bit, and the padding between rows of the output left alone. The
+    /// strided operands, a stored as is or transposed, accumulate or not), every copy the CPU runs
+    /// bit for bit, and the padding between rows of the output left alone. The
     /// transposition and the packing copy exactly.
     func testSmallProductAgainstDouble() {
         defer { SIMDKernels.forceGeneric(false) }
         var rng = SplitMix64(seed: 11)
         func uniform() -> Float { Float(rng.next() % 2_000_001) / 1_000_000 - 1 }
-        let shapes = [(128, 128, 32), (128, 32, 128), (7, 13, 5), (6, 16, 1), (1, 1, 1), (13, 37, 64), (5, 8, 9), (11, 24, 3)]
+        // N = 56 and 61 reach the 32-, 16- and 8-column tiles and the scalar tail of the AVX-512 copy.
+        let shapes = [(128, 128, 32), (128, 32, 128), (7, 13, 5), (6, 16, 1), (1, 1, 1), (13, 37, 64), (5, 8, 9), (11, 24, 3),
+                      (9, 56, 7), (8, 61, 33)]
         // transposedA: a stored as [K×M] (distill_small_gemm_at), element (i, k) at a[k·lda + i].
         for (M, N, K) in shapes {
             for (accumulate, transposedA) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -68,8 +70,8 @@ final class FastMathTests: XCTestCase {
                 func aAt(_ i: Int, _ k: Int) -> Float { transposedA ? a[k * lda + i] : a[i * lda + k] }
                 let c0 = (0..<(M * ldc)).map { _ in uniform() }
                 var copies: [[Float]] = []
-                for generic in [false, true] {
-                    SIMDKernels.forceGeneric(generic)
+                for level in SIMDKernels.levels.reversed() {
+                    SIMDKernels.force(level)
                     var c = c0
                     if transposedA {
                         distill_small_gemm_at(&c, ldc, a, lda, b, ldb, M, N, K, scale, accumulate ? 1 : 0)
@@ -79,7 +81,9 @@ final class FastMathTests: XCTestCase {
                     copies.append(c)
                 }
                 SIMDKernels.forceGeneric(false)
-                XCTAssertEqual(copies[0], copies[1], "the AVX2 and generic copies differ at \(M)×\(N)×\(K), transposed a: \(transposedA)")
+                for copy in copies.dropFirst() {
+                    XCTAssertEqual(copy, copies[0], "the copies differ at \(M)×\(N)×\(K), transposed a: \(transposedA)")
+                }
                 let c = copies[0]
                 for i in 0..<M {
                     for j in 0..<ldc {
@@ -100,8 +104,8 @@ final class FastMathTests: XCTestCase {
         }
         let (N, K, ld) = (19, 7, 10)
         let src = (0..<(N * ld)).map { Float($0) }
-        for generic in [false, true] {
-            SIMDKernels.forceGeneric(generic)
+        for level in SIMDKernels.levels {
+            SIMDKernels.force(level)
             // Transposing K = 7, 21 and 32 columns (a head of all-MiniLM-L6-v2), row strides wider
             // than K; N = 19 leaves rows past the last group of eight. Every element distinct,
             // nothing written past the block.
@@ -128,8 +132,8 @@ final class FastMathTests: XCTestCase {
         for (N, C) in [(37, 384), (5, 13)] {
             let a = (0..<(N * C)).map { _ in rng.nextGaussian() }, b = (0..<(N * C)).map { _ in 3 * rng.nextGaussian() }
             let w = (0..<C).map { _ in 1 + 0.1 * rng.nextGaussian() }, bias = (0..<C).map { _ in 0.1 * rng.nextGaussian() }
-            for generic in [false, true] {
-                SIMDKernels.forceGeneric(generic)
+            for level in SIMDKernels.levels {
+                SIMDKernels.force(level)
                 defer { SIMDKernels.forceGeneric(false) }
                 var sum1 = [Float](repeating: 0, count: N * C), out1 = sum1, sum2 = sum1, out2 = sum1
                 var mean1 = [Float](repeating: 0, count: N), rstd1 = mean1, mean2 = mean1, rstd2 = mean1
@@ -137,10 +141,64 @@ final class FastMathTests: XCTestCase {
                 layerNormForward(&out1, mean: &mean1, rstd: &rstd1, sum1, weight: w, bias: bias, N: N, C: C, eps: 1e-12)
                 residualLayerNormForward(&out2, mean: &mean2, rstd: &rstd2, sum: &sum2, a, b, weight: w, bias: bias,
                                          N: N, C: C, eps: 1e-12)
-                XCTAssertEqual(sum1.map(\.bitPattern), sum2.map(\.bitPattern), "sum, \(N)×\(C), generic \(generic)")
-                XCTAssertEqual(out1.map(\.bitPattern), out2.map(\.bitPattern), "output, \(N)×\(C), generic \(generic)")
+                XCTAssertEqual(sum1.map(\.bitPattern), sum2.map(\.bitPattern), "sum, \(N)×\(C), copy \(level)")
+                XCTAssertEqual(out1.map(\.bitPattern), out2.map(\.bitPattern), "output, \(N)×\(C), copy \(level)")
                 XCTAssertEqual(mean1, mean2)
                 XCTAssertEqual(rstd1, rstd2)
+            }
+        }
+    }
+
+    /// The row kernels the forward pass runs (GELU, LayerNorm, residual + LayerNorm, masked
+    /// softmax) and the bf16 conversions give the same bits in every copy the CPU runs: widths that
+    /// reach each copy's 16-, 8- and 1-wide loops, masks with every key, none and some, and values
+    /// that probe the edges (NaN, ±∞, overflow to ∞ in bf16, ties, subnormals).
+    func testRowKernelsAgreeAcrossCopies() {
+        defer { SIMDKernels.forceGeneric(false) }
+        var rng = SplitMix64(seed: 23)
+        for C in [1, 7, 8, 13, 16, 24, 31, 40, 384, 1536] {
+            let rows = 5
+            let x = (0..<(rows * C)).map { _ in 3 * rng.nextGaussian() }, y = (0..<(rows * C)).map { _ in rng.nextGaussian() }
+            let w = (0..<C).map { _ in 1 + 0.1 * rng.nextGaussian() }, b = (0..<C).map { _ in 0.1 * rng.nextGaussian() }
+            var mask = (0..<C).map { _ in Float(rng.next() % 3 == 0 ? 0 : 1) }
+            mask[0] = 1
+            var special = x
+            let edges: [Float] = [.nan, .infinity, -.infinity, .greatestFiniteMagnitude, Float(bitPattern: 0x3F80_8000),
+                                  Float(bitPattern: 0x3F81_8000), Float(bitPattern: 0x0000_8001), -0.0, Float(bitPattern: 0xFFC1_2345)]
+            for (i, e) in edges.enumerated() where i < special.count { special[special.count - 1 - i] = e }
+            var copies: [[[UInt32]]] = []
+            for level in SIMDKernels.levels {
+                SIMDKernels.force(level)
+                var out: [[Float]] = []
+                for kind: Int32 in [0, 1, 2] {
+                    var o = [Float](repeating: 0, count: rows * C), pre = o
+                    distill_activation_rows(&o, &pre, x, b, rows, C, kind)
+                    out += [o, pre]
+                }
+                var ln = [Float](repeating: 0, count: rows * C), mean = [Float](repeating: 0, count: rows), rstd = mean
+                distill_layernorm_rows(&ln, &mean, &rstd, x, w, b, rows, C, 1e-12)
+                var applied = ln
+                distill_layernorm_apply_rows(&applied, y, mean, rstd, w, b, rows, C)
+                var sum = ln, rln = ln
+                distill_residual_layernorm_rows(&rln, nil, nil, &sum, x, y, w, b, rows, C, 1e-5)
+                out += [ln, mean, rstd, applied, sum, rln]
+                for m in [mask, [Float](repeating: 1, count: C), [Float](repeating: 0, count: C)] {
+                    var p = x
+                    distill_softmax_masked_rows(&p, rows, C, m)
+                    out.append(p)
+                }
+                var bits = [UInt16](repeating: 0, count: special.count), rounded = special
+                distill_bf16_bits(special, &bits, special.count)
+                distill_round_bf16(special, &rounded, special.count)
+                out += [bits.map { Float(bitPattern: UInt32($0)) }, rounded]
+                for (i, v) in special.enumerated() {
+                    XCTAssertEqual(bits[i], bf16Bits(v), "bf16 bits of \(v) (\(v.bitPattern)), copy \(level)")
+                    XCTAssertEqual(rounded[i].bitPattern, roundedToBF16(v).bitPattern, "bf16 rounding of \(v), copy \(level)")
+                }
+                copies.append(out.map { $0.map(\.bitPattern) })
+            }
+            for (level, c) in copies.enumerated().dropFirst() {
+                for (k, v) in c.enumerated() { XCTAssertEqual(v, copies[0][k], "C \(C), output \(k): copy \(level) differs from the generic one") }
             }
         }
     }

@@ -50,25 +50,25 @@ final class Int8KernelTests: XCTestCase {
     }
 
     func testVectorisedActivationQuantizationMatchesTheDefinition() {
-        // CInt8's AVX2 loop, then its portable one.
-        for scalar in [false, true] { checkActivationQuantization(scalar: scalar) }
+        // The loop each kernel quantizes its activations with: portable, AVX2, AVX-512.
+        for kernel in Int8Kernel.available { checkActivationQuantization(kernel: kernel) }
     }
 
-    func checkActivationQuantization(scalar: Bool) {
+    func checkActivationQuantization(kernel: Int8Kernel) {
         func quantizeRowVectorised(_ x: [Float], levels: Int) -> (q: [UInt8], scale: Float, zero: Int32) {
-            DistilleryQuant.quantizeRowVectorised(x, levels: levels, scalar: scalar)
+            DistilleryQuant.quantizeRowVectorised(x, levels: levels, kernel: kernel)
         }
         var rng = SplitMix64(seed: 5)
         // 8-bit codes, and the 7-bit codes the AVX2 kernel multiplies.
         for levels in [255, 127] {
             // A NaN among the values is coded 0 and leaves the range alone, in the vector body
-            // and in the tail (and in the 32-wide body of a longer row); ±∞ makes the range
-            // non-finite: NaN scale, zero codes.
-            for (n, at) in [(11, 2), (11, 10), (45, 20)] {
+            // and in the tail (and in the 32- and 64-wide bodies and 16-wide steps of longer rows);
+            // ±∞ makes the range non-finite: NaN scale, zero codes.
+            for (n, at) in [(11, 2), (11, 10), (45, 20), (100, 50), (100, 70), (100, 97)] {
                 var x = (0..<n).map { _ in rng.nextGaussian() }
                 x[at] = .nan
                 let a = quantizeRowVectorised(x, levels: levels), b = quantizeRowReference(x, levels: levels)
-                XCTAssertEqual(a.q, b.q, "NaN at \(at)")
+                XCTAssertEqual(a.q, b.q, "NaN at \(at), kernel \(kernel)")
                 XCTAssertEqual(a.q[at], 0)
                 XCTAssertEqual(a.scale, b.scale)
                 XCTAssertEqual(a.zero, b.zero)
@@ -80,12 +80,13 @@ final class Int8KernelTests: XCTestCase {
             // Values that round to a half: ties go to even, as rint does.
             let ties: [Float] = [0, 1, 2.5 / 127, 3.5 / 127, 4.5 / 127, 126.5 / 127, 0.5 / 127, 1.5 / 127, 5.5 / 127]
             XCTAssertEqual(quantizeRowVectorised(ties, levels: levels).q, quantizeRowReference(ties, levels: levels).q)
-            // Lengths for each of the AVX2 loops (32 and 8 codes a step) and the tail, alone and together.
-            for n in [1, 3, 8, 13, 32, 45, 64, 385, 1000, 1536] {
+            // Lengths for each loop (AVX2: 32 and 8 codes a step; AVX-512: 64 and 16) and the tail,
+            // alone and together.
+            for n in [1, 3, 8, 13, 16, 32, 45, 64, 79, 385, 1000, 1536] {
                 var x = (0..<n).map { _ in rng.nextGaussian() * 3 }
                 x[n / 2] = 0
                 let a = quantizeRowVectorised(x, levels: levels), b = quantizeRowReference(x, levels: levels)
-                XCTAssertEqual(a.q, b.q, "n = \(n), levels \(levels)")
+                XCTAssertEqual(a.q, b.q, "n = \(n), levels \(levels), kernel \(kernel)")
                 XCTAssertEqual(a.scale, b.scale)
                 XCTAssertEqual(a.zero, b.zero)
                 XCTAssertLessThanOrEqual(Int(a.q.max()!), levels)

@@ -2,10 +2,11 @@
 // exponentials of softmax and of the losses over a vocabulary, GELU, LayerNorm.
 //
 // Each kernel is written once (kernels_impl.h, with vector types the compiler lowers to the
-// target's registers) and compiled twice: for x86-64 with AVX2 and FMA, and for the baseline
-// of the architecture. The set is chosen at run time from what the CPU supports, or forced with
-// DISTILL_SIMD=generic. Both compute the same numbers: multiply-adds are fused only where the
-// source says so (fmaf), never by the compiler.
+// target's registers) and compiled three times: for x86-64 with AVX-512, with AVX2 and FMA, and
+// for the baseline of the architecture. The set is chosen at run time from what the CPU
+// supports, or capped with DISTILL_SIMD=avx2 or =generic. All compute the same numbers:
+// multiply-adds are fused only where the source says so (fmaf), never by the compiler, and row
+// sums add in the same order whatever the vector width.
 //
 // The kernels are serial; callers split rows across threads.
 #ifndef DISTILL_KERNELS_H
@@ -17,11 +18,14 @@
 extern "C" {
 #endif
 
-/// Which compiled set runs: 0 generic, 1 AVX2+FMA.
+/// Which compiled set runs: 0 generic, 1 AVX2+FMA, 2 AVX-512.
 int distill_simd_level(void);
-/// "avx2+fma" or "generic".
+/// "avx512", "avx2+fma" or "generic".
 const char *distill_simd_name(void);
-/// Forces a set (for tests): 0 generic, 1 AVX2+FMA when the CPU has it. Returns the set in use.
+/// The best set this CPU runs (whatever DISTILL_SIMD says).
+int distill_simd_best(void);
+/// Forces a set (for tests): the level asked for, or the best the CPU has below it. Returns the
+/// set in use.
 int distill_simd_force(int level);
 
 /// Activation kinds: 0 gelu (erf), 1 gelu_new (tanh), 2 relu.
@@ -79,6 +83,11 @@ void distill_loss_row(float *zs, const float *zt, long V, int label, int doCE, f
 /// m draws `sids` from the tail with its Σ p log p `tailPlogp` (see kernels_impl.h).
 void distill_loss_row_topk(float *zs, const int *ids, const float *tv, long k, long V, float tail, const int *sids, long m,
                            float tailPlogp, int label, float T, float ceScale, float mlmScale, double *kl, double *mlm);
+
+/// out [n] = the bf16 bits of x [n], rounded to nearest even; NaN stays NaN (quiet, sign kept).
+void distill_bf16_bits(const float *x, uint16_t *out, long n);
+/// out [n] = x [n] rounded to bf16 precision, as floats (out may be x).
+void distill_round_bf16(const float *x, float *out, long n);
 
 /// Vectorised exp, erf and tanh of n floats (for tests of accuracy).
 void distill_exp(const float *x, float *y, long n);
