@@ -56,6 +56,8 @@ public enum TrainerError: Error, CustomStringConvertible, Equatable {
     case recipeChanged(path: String)
     case noData(path: String)
     case outputInUse(path: String, file: String)
+    /// --overwrite would delete a file or folder the run reads.
+    case inputInOutput(what: String, path: String, output: String)
 
     public var description: String {
         switch self {
@@ -64,6 +66,8 @@ public enum TrainerError: Error, CustomStringConvertible, Equatable {
         case let .noResumeState(p): return "\(p): no training state to resume from (run without --resume to start)"
         case let .recipeChanged(p): return "\(p): the recipe differs from the one this state was trained with; resume with the same recipe, or start a new run with another output folder"
         case let .noData(p): return "\(p): the prepared data holds no sequences"
+        case let .inputInOutput(what, p, o):
+            return "the recipe's \(what) \(p) lies in \(o), which --overwrite deletes; move it out of the output folder or give another output"
         }
     }
 }
@@ -203,6 +207,18 @@ public final class Trainer {
         let existing = runFiles.filter { fm.fileExists(atPath: $0) }
         guard !existing.isEmpty else { return }
         guard overwrite else { throw TrainerError.outputInUse(path: recipe.output, file: URL(fileURLWithPath: existing[0]).lastPathComponent) }
+        // Everything is checked before anything is removed: what the run reads must not lie in
+        // what it deletes, and a model folder goes only if an earlier run wrote it.
+        let inputs = [("teacher", recipe.teacher)] + (recipe.data.train + recipe.data.heldout).map { ("data file", $0) }
+        for f in existing {
+            let gone = URL(fileURLWithPath: f).standardizedFileURL.resolvingSymlinksInPath().path
+            for (what, input) in inputs {
+                let p = URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath().path
+                if p == gone || p.hasPrefix(gone + "/") { throw TrainerError.inputInOutput(what: what, path: input, output: f) }
+            }
+            var isFolder: ObjCBool = false
+            if fm.fileExists(atPath: f, isDirectory: &isFolder), isFolder.boolValue { try HuggingFaceFolder.checkReplaceable(f) }
+        }
         for f in existing {
             do { try fm.removeItem(atPath: f) } catch { throw FileError(path: f, operation: "remove", reason: fileErrorReason(error, path: f)) }
         }

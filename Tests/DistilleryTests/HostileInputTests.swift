@@ -329,6 +329,21 @@ final class HostileInputTests: XCTestCase {
         expectFailure(["run", recipe], mentions: ["--resume", "--overwrite"])
         try distill(["run", recipe, "--overwrite"])
         expectFailure(["run", recipe, "--resume", "--overwrite"], mentions: ["--resume", "--overwrite"])
+        // --overwrite deletes only what runs wrote: a file of the user's in the student folder
+        // stops it before anything is removed.
+        try "mine".write(toFile: run + "/student/notes.txt", atomically: true, encoding: .utf8)
+        expectFailure(["run", recipe, "--overwrite"], mentions: [run + "/student", "notes.txt"])
+        XCTAssertEqual(try String(contentsOfFile: run + "/student/notes.txt", encoding: .utf8), "mine")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/student.safetensors.zst"), "nothing removed")
+        try FileManager.default.removeItem(atPath: run + "/student/notes.txt")
+        // Nor what the run reads: a teacher kept in OUT/teacher, where runs export theirs.
+        let inside = try TrainerTests.setUp("hostile-inside", recipeBody: TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "2")
+            .replacingOccurrences(of: "model = \"teacher\"", with: "model = \"run/teacher\""))
+        let insideDir = URL(fileURLWithPath: inside).deletingLastPathComponent().path
+        try FileManager.default.createDirectory(atPath: insideDir + "/run", withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: insideDir + "/teacher", toPath: insideDir + "/run/teacher")
+        expectFailure(["run", inside, "--overwrite"], mentions: ["teacher", insideDir + "/run/teacher", "--overwrite deletes"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: insideDir + "/run/teacher/model.safetensors"), "the teacher is kept")
         // An output folder that cannot be made names itself.
         let blocked = try TrainerTests.setUp("hostile-blocked", recipeBody: TrainerTests.baseRecipe.replacingOccurrences(of: "STEPS", with: "2"))
         let blockedRun = URL(fileURLWithPath: blocked).deletingLastPathComponent().path + "/run"
