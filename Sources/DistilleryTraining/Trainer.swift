@@ -203,7 +203,9 @@ public final class Trainer {
         for folder in [recipe.output, recipe.output + "/data"] {
             for name in fm.removeStaleTemporaries(in: folder) { events(.message("removed \(folder)/\(name), left by an interrupted write")) }
         }
-        guard !resume else { return }
+        // A resumed run replaces OUT/student at its end: a folder it may not replace is named
+        // now, not after the training.
+        guard !resume else { try HuggingFaceFolder.checkReplaceable(recipe.output + "/student"); return }
         let existing = runFiles.filter { fm.fileExists(atPath: $0) }
         guard !existing.isEmpty else { return }
         guard overwrite else { throw TrainerError.outputInUse(path: recipe.output, file: URL(fileURLWithPath: existing[0]).lastPathComponent) }

@@ -333,6 +333,11 @@ final class HostileInputTests: XCTestCase {
         // stops it before anything is removed.
         try "mine".write(toFile: run + "/student/notes.txt", atomically: true, encoding: .utf8)
         expectFailure(["run", recipe, "--overwrite"], mentions: [run + "/student", "notes.txt"])
+        // --resume, which replaces the student at its end, names it before it evaluates and
+        // trains again (which would add to the metrics).
+        let metrics = try Data(contentsOf: URL(fileURLWithPath: run + "/metrics.jsonl"))
+        expectFailure(["run", recipe, "--resume"], mentions: [run + "/student", "notes.txt"])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/metrics.jsonl")), metrics, "refused before any work")
         XCTAssertEqual(try String(contentsOfFile: run + "/student/notes.txt", encoding: .utf8), "mine")
         XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/student.safetensors.zst"), "nothing removed")
         try FileManager.default.removeItem(atPath: run + "/student/notes.txt")
