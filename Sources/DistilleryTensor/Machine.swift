@@ -12,6 +12,9 @@ public struct MachineReport: Codable, Sendable {
     public let threads: Int
     /// The matrix-product backend and, for OpenBLAS, the core it chose ("openblas (Haswell)").
     public let backend: String
+    /// The compiled copy of the element-wise and row kernels that runs ("avx512", "avx2+fma",
+    /// "generic").
+    public let kernels: String
 
     /// The extensions Distillery's kernels or its backends can use, in /proc/cpuinfo's names.
     public static let interesting = ["sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
@@ -22,12 +25,13 @@ public struct MachineReport: Codable, Sendable {
         let model = info.family.map { "\(info.model) (family \($0) model \(info.modelNumber ?? 0))" } ?? info.model
         return MachineReport(cpuModel: model, extensions: interesting.filter(info.flags.contains),
                              logicalCPUs: ProcessInfo.processInfo.activeProcessorCount, threads: Parallel.threads,
-                             backend: GEMMBackend.current.description)
+                             backend: GEMMBackend.current.description, kernels: SIMDKernels.name)
     }
 
-    /// One line: "cpu  AMD EPYC (family 25 model 1)  [avx2 fma …]  2 CPUs, 2 threads  backend openblas (Zen)".
+    /// One line: "cpu  AMD EPYC (family 25 model 1)  [avx2 fma …]  2 CPUs, 2 threads  backend openblas (Zen)
+    /// kernels avx2+fma".
     public var header: String {
-        "cpu  \(cpuModel)  [\(extensions.joined(separator: " "))]  \(logicalCPUs) CPUs, \(threads) threads  backend \(backend)"
+        "cpu  \(cpuModel)  [\(extensions.joined(separator: " "))]  \(logicalCPUs) CPUs, \(threads) threads  backend \(backend)  kernels \(kernels)"
     }
 }
 
