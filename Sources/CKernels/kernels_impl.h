@@ -557,35 +557,9 @@ static inline __attribute__((always_inline)) void K(small_gemm_rows)(const int M
         }
     }
 #if KW > 8
-    for (; n + KW <= N; n += KW) {
-        fw acc[6];
-        ATT_UNROLL for (int r = 0; r < MR; r++) acc[r] = 0.0f;
-        for (long k = 0; k < Kd; k++) {
-            const fw b0 = K(ld_w)(b + k * ldb + n);
-            ATT_UNROLL for (int r = 0; r < MR; r++) acc[r] = FMA(K(splat_w)(AEL(r, k)), b0, acc[r]);
-        }
-        ATT_UNROLL for (int r = 0; r < MR; r++) {
-            float *cr = c + r * ldc + n;
-            fw v = acc[r] * scale;
-            if (accumulate) v = v + K(ld_w)(cr);
-            K(st_w)(cr, v);
-        }
-    }
+    for (; n + KW <= N; n += KW) K(columns_w)(MR, TA, c + n, ldc, a, lda, b + n, ldb, Kd, scale, accumulate);
 #endif
-    for (; n + 8 <= N; n += 8) {
-        f8 acc[6];
-        ATT_UNROLL for (int r = 0; r < MR; r++) acc[r] = 0.0f;
-        for (long k = 0; k < Kd; k++) {
-            const f8 b0 = K(ld_8)(b + k * ldb + n);
-            ATT_UNROLL for (int r = 0; r < MR; r++) acc[r] = FMA(K(splat_8)(AEL(r, k)), b0, acc[r]);
-        }
-        ATT_UNROLL for (int r = 0; r < MR; r++) {
-            float *cr = c + r * ldc + n;
-            f8 v = acc[r] * scale;
-            if (accumulate) v = v + K(ld_8)(cr);
-            K(st_8)(cr, v);
-        }
-    }
+    for (; n + 8 <= N; n += 8) K(columns_8)(MR, TA, c + n, ldc, a, lda, b + n, ldb, Kd, scale, accumulate);
     for (; n < N; n++) {
         ATT_UNROLL for (int r = 0; r < MR; r++) {
             float s = 0.0f;

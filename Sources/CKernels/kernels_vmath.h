@@ -83,3 +83,24 @@ static inline __attribute__((always_inline)) VF V(act)(VF x, int kind) {
     default: return V(sel)(x < 0.0f, V(splat)(0.0f), x);
     }
 }
+
+// ------------------------------------------------------------------------------ attention products
+
+/// One vector of columns of the per-head product (kernels_impl.h's small_gemm_rows): c [MR × VW]
+/// = scale · a [MR × Kd] · b [Kd × VW] (+ c), each element one chain of fused multiply-adds over
+/// k in order; a row r, column k at a[r·lda + k], or a[k·lda + r] when TA (a stored transposed).
+static inline __attribute__((always_inline)) void V(columns)(const int MR, const int TA, float *c, long ldc, const float *a,
+                                                             long lda, const float *b, long ldb, long Kd, float scale,
+                                                             int accumulate) {
+    VF acc[6];
+    _Pragma("clang loop unroll(full)") for (int r = 0; r < MR; r++) acc[r] = 0.0f;
+    for (long k = 0; k < Kd; k++) {
+        const VF bk = V(ld)(b + k * ldb);
+        _Pragma("clang loop unroll(full)") for (int r = 0; r < MR; r++) acc[r] = FMA(V(splat)(TA ? a[k * lda + r] : a[r * lda + k]), bk, acc[r]);
+    }
+    _Pragma("clang loop unroll(full)") for (int r = 0; r < MR; r++) {
+        VF v = acc[r] * scale;
+        if (accumulate) v = v + V(ld)(c + r * ldc);
+        V(st)(c + r * ldc, v);
+    }
+}
