@@ -35,8 +35,8 @@ let package = Package(
                        providers: [.apt(["libzstd-dev"])]),
         // int8 dot-product microkernels (VNNI, AVX2) with a portable reference.
         .target(name: "CInt8"),
-        // exp/erf-heavy row kernels (softmax, GELU, LayerNorm, losses): AVX2+FMA and generic
-        // copies of one source, chosen at run time.
+        // exp/erf-heavy row kernels (softmax, GELU, LayerNorm, losses, attention products):
+        // AVX-512, AVX2+FMA and generic copies of one source, chosen at run time.
         .target(name: "CKernels", exclude: ["kernels_impl.h", "kernels_vmath.h"]),
         // oneDNN, loaded at run time when installed (no build-time dependency on dnnl.h).
         .target(name: "CDNNL"),

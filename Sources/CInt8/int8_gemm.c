@@ -659,9 +659,10 @@ void distill_i8_quantize_rows(int kernel, const float *x, long ldx, int M, int K
                               uint8_t *q, int Kp, float *scales, int32_t *zeros, int levels) {
 #ifdef DISTILL_X86
     if (kernel != DISTILL_I8_SCALAR && (distill_i8_available() & (1u << DISTILL_I8_AVX2))) {
-        // The AVX-512 kernels' (and oneDNN's) activations take the AVX-512 copy; the 256-bit
-        // kernels keep theirs, so a test of each kernel covers each copy.
-        int wide = kernel == DISTILL_I8_AVX512VNNI || kernel == DISTILL_I8_AVX512VL_VNNI256 || kernel == 5 /* onednn */;
+        // The 512-bit kernel's (and oneDNN's) activations take the AVX-512 copy; the 256-bit
+        // kernels, EVEX ones included (kept to stay off 512-bit registers), keep theirs, so a
+        // test of each kernel covers each copy.
+        int wide = kernel == DISTILL_I8_AVX512VNNI || kernel == 5 /* onednn */;
         if (wide && has_avx512bw()) quantize_rows_avx512(x, ldx, M, K, colscale, q, Kp, scales, zeros, levels);
         else quantize_rows_avx2(x, ldx, M, K, colscale, q, Kp, scales, zeros, levels);
         return;

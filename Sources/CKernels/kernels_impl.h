@@ -6,7 +6,8 @@
 // widest vector fw (sixteen floats, one AVX-512 register, in the AVX-512 copy). Multiply-adds
 // are fused exactly where FMA(...) is written (fmaf semantics in every copy; a library call
 // where the CPU has no FMA), and the compiler fuses nothing else. Sums over a row add the wide
-// vector's halves in the order eight-lane code adds them, so all copies give identical results.
+// vector's halves in the order eight-lane code adds them, so all copies give identical results
+// (up to the sign and payload of a NaN result, which the compiler does not fix).
 #include <math.h>
 #include <string.h>
 #include <stdint.h>

@@ -1,7 +1,8 @@
 // The kernels' vector math, written once over a vector type and included by kernels_impl.h
 // once per width: VF (VW floats), VI (VW int32 lanes), V(name) naming the copy (name_8 for
 // eight lanes, name_w for the copy's widest vector, which is also eight lanes except in the
-// AVX-512 copy). Lane-wise, so every width gives the same value for the same input.
+// AVX-512 copy). Lane-wise, so every width gives the same value for the same input (NaN sign and
+// payload aside).
 
 static inline __attribute__((always_inline)) VF V(ld)(const float *p) { VF v; memcpy(&v, p, sizeof v); return v; }
 static inline __attribute__((always_inline)) void V(st)(float *p, VF v) { memcpy(p, &v, sizeof v); }

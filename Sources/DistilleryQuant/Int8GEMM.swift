@@ -320,7 +320,7 @@ public func quantizeRowReference(_ x: [Float], levels: Int = 255) -> (q: [UInt8]
 }
 
 /// Quantizes one row with the CInt8 loop that serves `kernel`: the portable one for `.scalar`,
-/// the AVX-512 one for the AVX-512 kernels and oneDNN where the CPU has AVX-512 BW, else AVX2
+/// the AVX-512 one for the 512-bit VNNI kernel and oneDNN where the CPU has AVX-512 BW, else AVX2
 /// (for tests against `quantizeRowReference`).
 public func quantizeRowVectorised(_ x: [Float], levels: Int = 255, kernel: Int8Kernel) -> (q: [UInt8], scale: Float, zero: Int32) {
     let Kp = (x.count + 3) & ~3

@@ -151,8 +151,9 @@ final class FastMathTests: XCTestCase {
 
     /// The row kernels the forward pass runs (GELU, LayerNorm, residual + LayerNorm, masked
     /// softmax) and the bf16 conversions give the same bits in every copy the CPU runs: widths that
-    /// reach each copy's 16-, 8- and 1-wide loops, masks with every key, none and some, and values
-    /// that probe the edges (NaN, ±∞, overflow to ∞ in bf16, ties, subnormals).
+    /// reach each copy's 16-, 8- and 1-wide loops, masks with every key, none and some, on finite
+    /// values (a NaN result's sign is not fixed across copies); the bf16 conversions also on the
+    /// edges (NaN with payload, ±∞, overflow to ∞ in bf16, ties, subnormals).
     func testRowKernelsAgreeAcrossCopies() {
         defer { SIMDKernels.forceGeneric(false) }
         var rng = SplitMix64(seed: 23)

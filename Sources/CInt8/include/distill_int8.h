@@ -76,7 +76,7 @@ void distill_i8_dequantize(const distill_i8_args *args, const int32_t *acc, long
 ///   q = 0 if !(x · inv + zero > 0), levels if ≥ levels, else rint(x · inv + zero)
 /// into q [M × Kp] (the padding k ≥ K holds the zero point), scales[m] and zeros[m]. A row whose
 /// range is not finite gets scale NaN and zero codes; an all-zero row scale 0 and zero codes.
-/// `kernel` DISTILL_I8_SCALAR forces the portable loop; the AVX-512 kernels and oneDNN (5) use
+/// `kernel` DISTILL_I8_SCALAR forces the portable loop; the 512-bit kernel and oneDNN (5) use
 /// an AVX-512 loop where the CPU has AVX-512 BW, any other AVX2 where the CPU has it. All give
 /// the same bytes.
 void distill_i8_quantize_rows(int kernel, const float *x, long ldx, int M, int K, const float *colscale,

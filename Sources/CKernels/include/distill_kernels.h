@@ -6,7 +6,8 @@
 // for the baseline of the architecture. The set is chosen at run time from what the CPU
 // supports, or capped with DISTILL_SIMD=avx2 or =generic. All compute the same numbers:
 // multiply-adds are fused only where the source says so (fmaf), never by the compiler, and row
-// sums add in the same order whatever the vector width.
+// sums add in the same order whatever the vector width (a NaN result's sign and payload may
+// differ between copies: the compiler does not fix which NaN operand an add returns).
 //
 // The kernels are serial; callers split rows across threads.
 #ifndef DISTILL_KERNELS_H
@@ -54,7 +55,7 @@ void distill_softmax_backward_rows(float *dp, const float *p, long rows, long S,
 
 /// The per-head products of attention: c [M×N] (row stride ldc) = scale · a [M×Kd] · b [Kd×N]
 /// (+ c when accumulate), a row i at a + i·lda, b row k at b + k·ldb; serial. Each element is
-/// a chain of fused multiply-adds over k in order, in both copies (the generic one calls fmaf
+/// a chain of fused multiply-adds over k in order, in every copy (the generic one calls fmaf
 /// per lane where the CPU has no FMA: callers use a BLAS product there instead).
 void distill_small_gemm(float *c, long ldc, const float *a, long lda, const float *b, long ldb, long M, long N, long Kd,
                         float scale, int accumulate);
