@@ -63,8 +63,8 @@ public struct DoctorReport: Codable, Sendable {
                 ? "OPENBLAS_CORETYPE=\(blas.core) is set: this CPU runs \(blas.expected!) kernels, several times faster. Unset it."
                 : "OpenBLAS did not recognise this CPU and runs generic kernels; distill corrects this itself, other programs need OPENBLAS_CORETYPE=\(blas.expected!).")
         }
-        if SIMDKernels.level < SIMDKernels.levels.last! {
-            let best = SIMDKernels.levels.last! == 2 ? "AVX-512" : "AVX2 and FMA"
+        if SIMDKernels.level < SIMDKernels.best {
+            let best = SIMDKernels.best == 2 ? "AVX-512" : "AVX2 and FMA"
             advice.append("DISTILL_SIMD=\(ProcessInfo.processInfo.environment["DISTILL_SIMD"] ?? "") is set: the element-wise kernels run their \(SIMDKernels.name) copy although this CPU has \(best).")
         }
         switch OneDNN.state {

@@ -13,10 +13,12 @@ public enum SIMDKernels {
     public static var level: Int { Int(distill_simd_level()) }
     /// True where a vector copy (AVX2 + FMA or AVX-512) runs.
     @inline(__always) public static var fast: Bool { distill_simd_level() >= 1 }
+    /// The best copy this CPU runs, whatever DISTILL_SIMD says.
+    public static var best: Int { Int(distill_simd_best()) }
     /// The copies this CPU can run, the portable one first: 0 generic, 1 AVX2 + FMA, 2 AVX-512.
-    public static var levels: [Int] { Array(0...Int(distill_simd_best())) }
+    public static var levels: [Int] { Array(0...best) }
     /// Runs copy `level` from now on (tests of every copy), or the best the CPU has (nil).
-    public static func force(_ level: Int?) { _ = distill_simd_force(Int32(level ?? 2)) }
+    public static func force(_ level: Int?) { _ = distill_simd_force(Int32(level ?? best)) }
     /// Forces the generic copy (true) or the best the CPU has (false), for tests of the fallback.
     public static func forceGeneric(_ generic: Bool) { force(generic ? 0 : nil) }
 }

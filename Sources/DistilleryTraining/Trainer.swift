@@ -211,12 +211,13 @@ public final class Trainer {
         guard overwrite else { throw TrainerError.outputInUse(path: recipe.output, file: URL(fileURLWithPath: existing[0]).lastPathComponent) }
         // Everything is checked before anything is removed: what the run reads must not lie in
         // what it deletes, and a model folder goes only if an earlier run wrote it.
-        let inputs = [("teacher", recipe.teacher)] + (recipe.data.train + recipe.data.heldout).map { ("data file", $0) }
+        func resolved(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
+        let inputs = ([("teacher", recipe.teacher)] + (recipe.data.train + recipe.data.heldout).map { ("data file", $0) })
+            .map { (what: $0.0, path: $0.1, resolved: resolved($0.1)) }
         for f in existing {
-            let gone = URL(fileURLWithPath: f).standardizedFileURL.resolvingSymlinksInPath().path
-            for (what, input) in inputs {
-                let p = URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath().path
-                if p == gone || p.hasPrefix(gone + "/") { throw TrainerError.inputInOutput(what: what, path: input, output: f) }
+            let gone = resolved(f)
+            for input in inputs where input.resolved == gone || input.resolved.hasPrefix(gone + "/") {
+                throw TrainerError.inputInOutput(what: input.what, path: input.path, output: f)
             }
             var isFolder: ObjCBool = false
             if fm.fileExists(atPath: f, isDirectory: &isFolder), isFolder.boolValue { try HuggingFaceFolder.checkReplaceable(f) }
