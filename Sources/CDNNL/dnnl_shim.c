@@ -20,8 +20,9 @@ int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, co
     return -1;
 }
 int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long sm, long sk, const void *wei, long wk, long wn,
-                        void *dst, long ldc, int accumulate) {
-    (void)types; (void)M; (void)N; (void)K; (void)src; (void)sm; (void)sk; (void)wei; (void)wk; (void)wn; (void)dst; (void)ldc; (void)accumulate;
+                        const float *bias, void *dst, long ldc, int accumulate) {
+    (void)types; (void)M; (void)N; (void)K; (void)src; (void)sm; (void)sk; (void)wei; (void)wk; (void)wn; (void)bias; (void)dst; (void)ldc;
+    (void)accumulate;
     return -1;
 }
 int distill_dnnl_supports(int types) { (void)types; return 0; }
@@ -56,7 +57,7 @@ typedef struct { int arg; dnnl_memory_t_ memory; } dnnl_exec_arg_t_;
 enum {
     dnnl_success_ = 0, dnnl_bf16_ = 2, dnnl_f32_ = 3, dnnl_s32_ = 4, dnnl_s8_ = 5, dnnl_u8_ = 6,
     dnnl_cpu_ = 1, dnnl_stream_default_flags_ = 1, dnnl_query_impl_info_str_ = 8,
-    DNNL_ARG_SRC_ = 1, DNNL_ARG_DST_ = 17, DNNL_ARG_WEIGHTS_ = 33, DNNL_VERSION_MAJOR_ = 2,
+    DNNL_ARG_SRC_ = 1, DNNL_ARG_DST_ = 17, DNNL_ARG_WEIGHTS_ = 33, DNNL_ARG_BIAS_ = 41, DNNL_VERSION_MAJOR_ = 2,
     dnnl_cpu_isa_sse41_ = 0x1, dnnl_cpu_isa_avx_ = 0x3, dnnl_cpu_isa_avx2_ = 0x7, dnnl_cpu_isa_avx2_vnni_ = 0x407,
     dnnl_cpu_isa_avx512_core_ = 0x27, dnnl_cpu_isa_avx512_core_vnni_ = 0x67, dnnl_cpu_isa_avx512_core_bf16_ = 0xe7,
     dnnl_cpu_isa_avx512_core_amx_ = 0x3e7,
@@ -79,7 +80,7 @@ _Static_assert(sizeof(dnnl_status_t) == sizeof(int) && sizeof(dnnl_data_type_t) 
 #define SAME(x) ((int)(x) == (int)(x##_))
 _Static_assert(SAME(dnnl_success) && SAME(dnnl_bf16) && SAME(dnnl_f32) && SAME(dnnl_s32) && SAME(dnnl_s8) && SAME(dnnl_u8), "data types");
 _Static_assert(SAME(dnnl_cpu) && SAME(dnnl_stream_default_flags) && SAME(dnnl_query_impl_info_str), "engine, stream, query");
-_Static_assert(SAME(DNNL_ARG_SRC) && SAME(DNNL_ARG_DST) && SAME(DNNL_ARG_WEIGHTS), "arguments");
+_Static_assert(SAME(DNNL_ARG_SRC) && SAME(DNNL_ARG_DST) && SAME(DNNL_ARG_WEIGHTS) && SAME(DNNL_ARG_BIAS), "arguments");
 _Static_assert(SAME(dnnl_cpu_isa_sse41) && SAME(dnnl_cpu_isa_avx) && SAME(dnnl_cpu_isa_avx2) && SAME(dnnl_cpu_isa_avx2_vnni)
                && SAME(dnnl_cpu_isa_avx512_core) && SAME(dnnl_cpu_isa_avx512_core_vnni) && SAME(dnnl_cpu_isa_avx512_core_bf16)
                && SAME(dnnl_cpu_isa_avx512_core_amx), "ISA values");
@@ -210,10 +211,10 @@ int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, co
 // ---------------------------------------------------------------- matmul primitives, cached
 
 typedef struct {
-    int types, accumulate, threads;
+    int types, accumulate, biased, threads;
     long M, N, K, sm, sk, wk, wn, ldc;
     dnnl_primitive_t_ prim;   // NULL: oneDNN cannot run this shape and types
-    dnnl_memory_t_ src, wei, dst;
+    dnnl_memory_t_ src, wei, bia, dst;   // bia: NULL without a bias
     int exact;                // u8 × s8: 0 not checked yet, 1 exact, -1 saturates
 } entry_t;
 
@@ -235,8 +236,9 @@ static void release(entry_t *e) {
     if (e->prim) p_dnnl_primitive_destroy(e->prim);
     if (e->src) p_dnnl_memory_destroy(e->src);
     if (e->wei) p_dnnl_memory_destroy(e->wei);
+    if (e->bia) p_dnnl_memory_destroy(e->bia);
     if (e->dst) p_dnnl_memory_destroy(e->dst);
-    e->prim = NULL; e->src = e->wei = e->dst = NULL;
+    e->prim = NULL; e->src = e->wei = e->bia = e->dst = NULL;
 }
 
 static dnnl_data_type_t_ src_type(int t) { return t == DISTILL_DNNL_BF16 ? dnnl_bf16_ : t == DISTILL_DNNL_U8S8 ? dnnl_u8_ : dnnl_f32_; }
@@ -244,16 +246,18 @@ static dnnl_data_type_t_ wei_type(int t) { return t == DISTILL_DNNL_BF16 ? dnnl_
 static dnnl_data_type_t_ dst_type(int t) { return t == DISTILL_DNNL_U8S8 ? dnnl_s32_ : dnnl_f32_; }
 
 static void make(entry_t *e) {
-    dnnl_memory_desc_t_ s, w, d;
+    dnnl_memory_desc_t_ s, w, b, d;
     dnnl_dims_t_ sd = {e->M, e->K}, ss = {e->sm, e->sk};
     dnnl_dims_t_ wd = {e->K, e->N}, ws = {e->wk, e->wn};
+    dnnl_dims_t_ bd = {1, e->N}, bs = {e->N, 1};   // bias [1 × N], broadcast over the rows
     dnnl_dims_t_ dd = {e->M, e->N}, ds = {e->ldc, 1};
     e->prim = NULL;
     if (p_dnnl_memory_desc_init_by_strides(&s, 2, sd, src_type(e->types), ss) != dnnl_success_) return;
     if (p_dnnl_memory_desc_init_by_strides(&w, 2, wd, wei_type(e->types), ws) != dnnl_success_) return;
+    if (e->biased && p_dnnl_memory_desc_init_by_strides(&b, 2, bd, dnnl_f32_, bs) != dnnl_success_) return;
     if (p_dnnl_memory_desc_init_by_strides(&d, 2, dd, dst_type(e->types), ds) != dnnl_success_) return;
     dnnl_matmul_desc_t_ md;
-    if (p_dnnl_matmul_desc_init(&md, &s, &w, NULL, &d) != dnnl_success_) return;
+    if (p_dnnl_matmul_desc_init(&md, &s, &w, e->biased ? &b : NULL, &d) != dnnl_success_) return;
     dnnl_primitive_attr_t_ attr;
     p_dnnl_primitive_attr_create(&attr);
     dnnl_post_ops_t_ po = NULL;
@@ -277,17 +281,20 @@ static void make(entry_t *e) {
     p_dnnl_primitive_desc_destroy(pd);
     if (p_dnnl_memory_create(&e->src, &s, engine, DNNL_MEMORY_NONE_) != dnnl_success_ ||
         p_dnnl_memory_create(&e->wei, &w, engine, DNNL_MEMORY_NONE_) != dnnl_success_ ||
+        (e->biased && p_dnnl_memory_create(&e->bia, &b, engine, DNNL_MEMORY_NONE_) != dnnl_success_) ||
         p_dnnl_memory_create(&e->dst, &d, engine, DNNL_MEMORY_NONE_) != dnnl_success_) {
         release(e);
     }
 }
 
-static int run(entry_t *e, const void *src, const void *wei, void *dst) {
+static int run(entry_t *e, const void *src, const void *wei, const float *bias, void *dst) {
     p_dnnl_memory_set_data_handle(e->src, (void *)src);
     p_dnnl_memory_set_data_handle(e->wei, (void *)wei);
     p_dnnl_memory_set_data_handle(e->dst, dst);
-    dnnl_exec_arg_t_ args[3] = {{DNNL_ARG_SRC_, e->src}, {DNNL_ARG_WEIGHTS_, e->wei}, {DNNL_ARG_DST_, e->dst}};
-    return p_dnnl_primitive_execute(e->prim, stream, 3, args) == dnnl_success_ && p_dnnl_stream_wait(stream) == dnnl_success_ ? 0 : -1;
+    dnnl_exec_arg_t_ args[4] = {{DNNL_ARG_SRC_, e->src}, {DNNL_ARG_WEIGHTS_, e->wei}, {DNNL_ARG_DST_, e->dst}, {DNNL_ARG_BIAS_, e->bia}};
+    if (e->bia) p_dnnl_memory_set_data_handle(e->bia, (void *)bias);
+    int n = e->bia ? 4 : 3;
+    return p_dnnl_primitive_execute(e->prim, stream, n, args) == dnnl_success_ && p_dnnl_stream_wait(stream) == dnnl_success_ ? 0 : -1;
 }
 
 /// Whether e's u8 × s8 products are exact: all-255 activations times all-127 weights, every
@@ -302,7 +309,7 @@ static int exact_u8s8(entry_t *e, void *dst) {
     int verdict = 0;
     if (a && b) {
         memset(a, 255, ns); memset(b, 127, nw);
-        if (run(e, a, b, dst) == 0) {
+        if (run(e, a, b, NULL, dst) == 0) {
             verdict = 1;
             const int32_t *c = (const int32_t *)dst, want = (int32_t)(255 * 127 * e->K);
             for (long m = 0; verdict > 0 && m < e->M; m++)
@@ -314,14 +321,15 @@ static int exact_u8s8(entry_t *e, void *dst) {
 }
 
 int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long sm, long sk, const void *wei, long wk, long wn,
-                        void *dst, long ldc, int accumulate) {
+                        const float *bias, void *dst, long ldc, int accumulate) {
     if (!distill_dnnl_load() || M <= 0 || N <= 0 || K <= 0) return -1;
-    if (types == DISTILL_DNNL_U8S8) accumulate = 0;
+    if (types == DISTILL_DNNL_U8S8) { accumulate = 0; bias = NULL; }
+    int biased = bias != NULL;
     pthread_mutex_lock(&lock);
     entry_t *e = NULL;
     for (int i = 0; i < cached; i++) {
         entry_t *c = &cache[i];
-        if (c->types == types && c->accumulate == accumulate && c->threads == threads_set && c->M == M && c->N == N && c->K == K &&
+        if (c->types == types && c->accumulate == accumulate && c->biased == biased && c->threads == threads_set && c->M == M && c->N == N && c->K == K &&
             c->sm == sm && c->sk == sk && c->wk == wk && c->wn == wn && c->ldc == ldc) { e = c; break; }
     }
     if (!e) {
@@ -337,13 +345,13 @@ int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long
         }
         e = &cache[cached++];
         memset(e, 0, sizeof *e);
-        e->types = types; e->accumulate = accumulate; e->threads = threads_set; e->M = M; e->N = N; e->K = K;
+        e->types = types; e->accumulate = accumulate; e->biased = biased; e->threads = threads_set; e->M = M; e->N = N; e->K = K;
         e->sm = sm; e->sk = sk; e->wk = wk; e->wn = wn; e->ldc = ldc;
         make(e);
     }
     if (e->prim && types == DISTILL_DNNL_U8S8 && check_u8s8 && e->exact == 0) e->exact = exact_u8s8(e, dst);
     int usable = e->prim && !(types == DISTILL_DNNL_U8S8 && check_u8s8 && e->exact <= 0);
-    int rc = usable ? run(e, src, wei, dst) : -1;
+    int rc = usable ? run(e, src, wei, bias, dst) : -1;
     pthread_mutex_unlock(&lock);
     return rc;
 }
@@ -355,7 +363,7 @@ int distill_dnnl_supports(int types) {
         // All-maximum operands: exact only without 16-bit intermediate saturation.
         static uint8_t a[M * K]; static int8_t b[N * K]; static int32_t c[M * N];
         memset(a, 255, sizeof a); memset(b, 127, sizeof b);
-        if (distill_dnnl_matmul(types, M, N, K, a, K, 1, b, 1, K, c, N, 0) != 0) return 0;
+        if (distill_dnnl_matmul(types, M, N, K, a, K, 1, b, 1, K, NULL, c, N, 0) != 0) return 0;
         for (int i = 0; i < M * N; i++) if (c[i] != 255 * 127 * K) return 0;
         return 1;
     }
@@ -364,7 +372,7 @@ int distill_dnnl_supports(int types) {
     for (int i = 0; i < N * K; i++) { b16[i] = 0x4000; bf[i] = 2; }   // 2.0
     const void *a = types == DISTILL_DNNL_BF16 ? (const void *)a16 : (const void *)af;
     const void *b = types == DISTILL_DNNL_BF16 ? (const void *)b16 : (const void *)bf;
-    if (distill_dnnl_matmul(types, M, N, K, a, K, 1, b, 1, K, c, N, 0) != 0) return 0;
+    if (distill_dnnl_matmul(types, M, N, K, a, K, 1, b, 1, K, NULL, c, N, 0) != 0) return 0;
     for (int i = 0; i < M * N; i++) if (c[i] != 2.0f * K) return 0;
     return 1;
 }

@@ -439,7 +439,7 @@ package final class OneDNNProducts: @unchecked Sendable {
         let N = p.w.N, Kp = p.w.Kp
         if storage.count < M * N { storage = AlignedBuffer<Int32>(count: M * N) }
         let products = SendablePointer(storage.base)
-        guard distill_dnnl_matmul(Int32(DISTILL_DNNL_U8S8), M, N, Kp, p.x.q.base, Kp, 1, p.w.plain.base, 1, Kp, products.p, N, 0) == 0 else {
+        guard distill_dnnl_matmul(Int32(DISTILL_DNNL_U8S8), M, N, Kp, p.x.q.base, Kp, 1, p.w.plain.base, 1, Kp, nil, products.p, N, 0) == 0 else {
             return false
         }
         Parallel.forEachChunk(M, minPerChunk: 16) { _, rows in

@@ -120,12 +120,13 @@ public final class BF16Matrix: WeightMatrix {
         return r.base
     }
 
-    /// C [M × N] (ldc) = A · B (+ C) through oneDNN, A logically [M × K] with strides (am, ak),
-    /// B logically [K × N] with strides (bk, bn), operands already bf16 (bits or rounded floats).
+    /// C [M × N] (ldc) = A · B (+ bias [N]) (+ C) through oneDNN, A logically [M × K] with
+    /// strides (am, ak), B logically [K × N] with strides (bk, bn), operands already bf16 (bits or
+    /// rounded floats). The bias is added to each fp32 sum, as `addBiasRows` would.
     func onednn(_ M: Int, _ N: Int, _ K: Int, _ a: UnsafeRawPointer, _ am: Int, _ ak: Int, _ b: UnsafeRawPointer, _ bk: Int, _ bn: Int,
-                _ c: UnsafeMutablePointer<Float>, _ ldc: Int, accumulate: Bool) -> Bool {
+                bias: UnsafePointer<Float>? = nil, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, accumulate: Bool) -> Bool {
         let types = path == .onednnBF16 ? Int32(DISTILL_DNNL_BF16) : Int32(DISTILL_DNNL_F32)
-        let ran = distill_dnnl_matmul(types, M, N, K, a, am, ak, b, bk, bn, c, ldc, accumulate ? 1 : 0) == 0
+        let ran = distill_dnnl_matmul(types, M, N, K, a, am, ak, b, bk, bn, bias, c, ldc, accumulate ? 1 : 0) == 0
         if M * N * K > 0 {   // an empty product is not a refusal (the shim declines it)
             if ran { Self.oneDNNRan.add(1, ordering: .relaxed) } else { Self.oneDNNRefused.add(1, ordering: .relaxed) }
         }
@@ -139,15 +140,17 @@ public final class BF16Matrix: WeightMatrix {
         case .onednnBF16:
             let x16 = UnsafeMutableRawPointer(scratch).assumingMemoryBound(to: UInt16.self)
             bf16BitsRows(inp, ld: ldInp, N: N, K: cols, into: x16)
-            done = onednn(N, rows, cols, x16, cols, 1, bits!.base, 1, cols, out, ldOut, accumulate: false)
+            done = onednn(N, rows, cols, x16, cols, 1, bits!.base, 1, cols, bias: bias, out, ldOut, accumulate: false)
             if !done { roundRowsToBF16(inp, ld: ldInp, N: N, K: cols, into: scratch) }
         case .onednnF32:
             roundRowsToBF16(inp, ld: ldInp, N: N, K: cols, into: scratch)
-            done = onednn(N, rows, cols, scratch, cols, 1, rounded!.base, 1, cols, out, ldOut, accumulate: false)
+            done = onednn(N, rows, cols, scratch, cols, 1, rounded!.base, 1, cols, bias: bias, out, ldOut, accumulate: false)
         case .rounded:
             roundRowsToBF16(inp, ld: ldInp, N: N, K: cols, into: scratch)
         }
-        if !done { sgemm(.no, .yes, m: N, n: rows, k: cols, scratch, lda: cols, roundedWeights(), ldb: cols, out, ldc: ldOut) }
+        // oneDNN added the bias in the product; the fallback adds it after.
+        if done { return }
+        sgemm(.no, .yes, m: N, n: rows, k: cols, scratch, lda: cols, roundedWeights(), ldb: cols, out, ldc: ldOut)
         if let bias { addBiasRows(out, bias: bias, N: N, C: rows, ld: ldOut) }
     }
 

@@ -438,7 +438,7 @@ final class Int8KernelTests: XCTestCase {
         let top = [UInt8](repeating: 255, count: M * Kp), most = [Int8](repeating: 127, count: N * Kp)
         var sums = [Int32](repeating: 0, count: M * N)
         distill_dnnl_check_u8s8(0)
-        let rc = distill_dnnl_matmul(Int32(DISTILL_DNNL_U8S8), M, N, Kp, top, Kp, 1, most, 1, Kp, &sums, N, 0)
+        let rc = distill_dnnl_matmul(Int32(DISTILL_DNNL_U8S8), M, N, Kp, top, Kp, 1, most, 1, Kp, nil, &sums, N, 0)
         distill_dnnl_check_u8s8(1)
         let exactHere = rc == 0 && sums.allSatisfy { $0 == Int32(255 * 127 * Kp) }
         var reference = [Float](repeating: .nan, count: M * N), viaOneDNN = reference

@@ -46,7 +46,8 @@ int distill_dnnl_sgemm(char transa, char transb, long M, long N, long K, float a
 /// Data types of a matmul: 0 f32 × f32 → f32, 1 bf16 × bf16 → f32, 2 u8 × s8 → s32.
 enum { DISTILL_DNNL_F32 = 0, DISTILL_DNNL_BF16 = 1, DISTILL_DNNL_U8S8 = 2 };
 
-/// dst[M×N] (row stride ldc) = src · wei, or += with accumulate (f32 results only), where
+/// dst[M×N] (row stride ldc) = src · wei (+ bias[n] when bias is not NULL: f32 [N], f32
+/// results only), or += with accumulate (f32 results only), where
 /// src is logically [M×K] with element (m, k) at src[m·sm + k·sk] and wei is logically [K×N]
 /// with element (k, n) at wei[k·wk + n·wn]. Primitives are made once per shape (and thread
 /// count) and cached. oneDNN picks its implementation per shape, and one without VNNI or AMX
@@ -54,7 +55,7 @@ enum { DISTILL_DNNL_F32 = 0, DISTILL_DNNL_BF16 = 1, DISTILL_DNNL_U8S8 = 2 };
 /// all-maximum operands (into dst, which the real call then overwrites) and refused unless
 /// every sum is exact. 0 on success; nonzero when oneDNN cannot run it (the caller falls back).
 int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long sm, long sk, const void *wei, long wk, long wn,
-                        void *dst, long ldc, int accumulate);
+                        const float *bias, void *dst, long ldc, int accumulate);
 
 /// Whether a kind of product runs here: types as above. For u8 × s8 it also checks that the
 /// results are exact (oneDNN on AVX2 without VNNI saturates 16-bit intermediate sums).
