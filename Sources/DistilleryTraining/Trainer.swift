@@ -212,7 +212,8 @@ public final class Trainer {
         // Everything is checked before anything is removed: what the run reads must not lie in
         // what it deletes, and a model folder goes only if an earlier run wrote it.
         func resolved(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path }
-        let inputs = ([("teacher", recipe.teacher)] + (recipe.data.train + recipe.data.heldout).map { ("data file", $0) })
+        let taskFiles = recipe.task.map { [$0.spec.train, $0.spec.dev] } ?? []
+        let inputs = ([("teacher", recipe.teacher)] + (recipe.data.train + recipe.data.heldout + taskFiles).map { ("data file", $0) })
             .map { (what: $0.0, path: $0.1, resolved: resolved($0.1)) }
         for f in existing {
             let gone = resolved(f)

@@ -356,6 +356,31 @@ final class HostileInputTests: XCTestCase {
         expectFailure(["run", blocked], mentions: ["run"])
     }
 
+    /// A task recipe's labelled files are inputs too: one kept in OUT/teacher, which a task run
+    /// with a fine-tuned teacher writes, stops --overwrite before anything is removed.
+    func testOverwriteKeepsTaskFiles() throws {
+        let task = dir + "/task-inside"
+        try? FileManager.default.removeItem(atPath: task)
+        try FileManager.default.createDirectory(atPath: task + "/run/teacher", withIntermediateDirectories: true)
+        let rows = (0..<12).map { "\($0 % 3)\tthe film number \($0) was good" }.joined(separator: "\n")
+        try ("label\ttext\n" + rows + "\n").write(toFile: task + "/train.tsv", atomically: true, encoding: .utf8)
+        try ("label\ttext\n" + rows + "\n").write(toFile: task + "/run/teacher/dev.tsv", atomically: true, encoding: .utf8)
+        let recipe = task + "/recipe.toml"
+        try """
+        output = "run"
+        [teacher]
+        model = "\(Fixtures.path("classifier-bert"))"
+        [student]
+        builder = "layers"
+        layers = [0]
+        [task]
+        train = "train.tsv"
+        dev = "run/teacher/dev.tsv"
+        """.write(toFile: recipe, atomically: true, encoding: .utf8)
+        expectFailure(["run", recipe, "--overwrite"], mentions: ["data file", task + "/run/teacher/dev.tsv", "--overwrite deletes"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: task + "/run/teacher/dev.tsv"), "the dev set is kept")
+    }
+
     /// A model folder written over OUT never deletes what OUT held besides an earlier model
     /// folder (fit-head replaced any folder or file it was given, keeping nothing).
     func testModelFoldersReplaceOnlyModelFolders() throws {
