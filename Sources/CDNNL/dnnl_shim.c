@@ -14,6 +14,7 @@ const char *distill_dnnl_isa_name(void) { return "none"; }
 int distill_dnnl_amx(void) { return 0; }
 int distill_dnnl_bf16_isa(void) { return 0; }
 void distill_dnnl_set_threads(int n) { (void)n; }
+int distill_dnnl_parallel(int threads, void (*fn)(void *, int), void *ctx) { (void)threads; (void)fn; (void)ctx; return -1; }
 int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, const float *A, long lda, const float *B, long ldb,
                        float beta, float *C, long ldc) {
     (void)ta; (void)tb; (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda; (void)B; (void)ldb; (void)beta; (void)C; (void)ldc;
@@ -123,6 +124,8 @@ _Static_assert(SAME(dnnl_cpu_isa_sse41) && SAME(dnnl_cpu_isa_avx) && SAME(dnnl_c
 #define DECLARE(ret, name, args) static ret(*p_##name) args;
 FUNCS(DECLARE)
 static void (*p_omp_set_num_threads)(int);
+static int (*p_omp_get_thread_num)(void);
+static void (*p_GOMP_parallel)(void (*)(void *), void *, unsigned, unsigned);
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static char status[256] = "not loaded";
@@ -133,8 +136,15 @@ static dnnl_stream_t_ stream;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void load(void) {
-    // oneDNN's OpenMP threads should sleep between our calls, not spin against our own workers.
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+    // With threads of Distillery's own beside oneDNN's (DISTILL_POOL=own), oneDNN's should sleep
+    // between products rather than spin against them. Otherwise the OpenMP team runs all
+    // parallel work, and its threads wait for the next loop as Distillery's own did: spinning
+    // for some tens of microseconds, then sleeping (libgomp's default spins up to 300,000
+    // pauses, milliseconds taken from any other thread or process on the cores). A user's
+    // OMP_WAIT_POLICY or GOMP_SPINCOUNT stays theirs.
+    const char *pool = getenv("DISTILL_POOL");
+    if (pool && strcmp(pool, "own") == 0) setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+    else if (!getenv("OMP_WAIT_POLICY")) setenv("GOMP_SPINCOUNT", "3000", 0);
     const char *off = getenv("DISTILL_BACKEND");
     if (off && strcmp(off, "openblas") == 0) {
         state = DISTILL_DNNL_STATE_DISABLED;
@@ -152,6 +162,8 @@ static void load(void) {
     if (!p_##name) { snprintf(status, sizeof status, "libdnnl.so.2 lacks %s", #name); return; }
     FUNCS(RESOLVE)
     p_omp_set_num_threads = (void (*)(int))dlsym(h, "omp_set_num_threads");
+    p_omp_get_thread_num = (int (*)(void))dlsym(h, "omp_get_thread_num");
+    p_GOMP_parallel = (void (*)(void (*)(void *), void *, unsigned, unsigned))dlsym(h, "GOMP_parallel");
     const dnnl_version_t_ *v = p_dnnl_version();
     if (v->major != DNNL_VERSION_MAJOR_) {
         snprintf(status, sizeof status, "libdnnl.so.2 is version %d.%d; Distillery speaks the oneDNN %d C API", v->major, v->minor, DNNL_VERSION_MAJOR_);
@@ -200,6 +212,16 @@ void distill_dnnl_set_threads(int n) {
     pthread_mutex_lock(&lock);
     threads_set = n;
     pthread_mutex_unlock(&lock);
+}
+
+typedef struct { void (*fn)(void *, int); void *ctx; } team_job_t;
+static void team_body(void *p) { team_job_t *j = (team_job_t *)p; j->fn(j->ctx, p_omp_get_thread_num()); }
+
+int distill_dnnl_parallel(int threads, void (*fn)(void *, int), void *ctx) {
+    if (!distill_dnnl_load() || !p_GOMP_parallel || !p_omp_get_thread_num || threads < 1) return -1;
+    team_job_t j = {fn, ctx};
+    p_GOMP_parallel(team_body, &j, (unsigned)threads, 0);
+    return 0;
 }
 
 int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, const float *A, long lda, const float *B, long ldb,

@@ -29,8 +29,9 @@ struct DoctorCommand: ParsableCommand {
         threads.apply()
         let r = try DoctorReport.run(iterations: iterations)
         if json { print(try jsonText(r)); return }
+        let pool = r.machine.threadPool == "openmp" ? "oneDNN's OpenMP threads" : "Distillery's own threads"
         var lines = [
-            "cpu            \(r.machine.cpuModel), \(r.machine.logicalCPUs) CPUs (\(r.machine.threads) threads used)",
+            "cpu            \(r.machine.cpuModel), \(r.machine.logicalCPUs) CPUs (\(r.machine.threads) threads used: \(pool))",
             "extensions     \(r.machine.extensions.joined(separator: " "))",
             "openblas       \(r.openBLAS.summary)",
             "kernels        \(r.simdKernels) (exp, erf, LayerNorm, softmax, losses)",

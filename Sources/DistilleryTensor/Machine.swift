@@ -10,6 +10,9 @@ public struct MachineReport: Codable, Sendable {
     public let extensions: [String]
     public let logicalCPUs: Int
     public let threads: Int
+    /// Whose threads run the parallel loops: "openmp" (oneDNN's OpenMP team, which also runs
+    /// its products) or "distill" (threads of Distillery's own).
+    public let threadPool: String
     /// The matrix-product backend and, for OpenBLAS, the core it chose ("openblas (Haswell)").
     public let backend: String
     /// The compiled copy of the element-wise and row kernels that runs ("avx512", "avx2+fma",
@@ -25,13 +28,14 @@ public struct MachineReport: Codable, Sendable {
         let model = info.family.map { "\(info.model) (family \($0) model \(info.modelNumber ?? 0))" } ?? info.model
         return MachineReport(cpuModel: model, extensions: interesting.filter(info.flags.contains),
                              logicalCPUs: ProcessInfo.processInfo.activeProcessorCount, threads: Parallel.threads,
+                             threadPool: Parallel.usesOneDNNTeam ? "openmp" : "distill",
                              backend: GEMMBackend.current.description, kernels: SIMDKernels.name)
     }
 
-    /// One line: "cpu  AMD EPYC (family 25 model 1)  [avx2 fma …]  2 CPUs, 2 threads  backend openblas (Zen)
-    /// kernels avx2+fma".
+    /// One line: "cpu  AMD EPYC (family 25 model 1)  [avx2 fma …]  2 CPUs, 2 threads (distill)  backend
+    /// openblas (Zen)  kernels avx2+fma".
     public var header: String {
-        "cpu  \(cpuModel)  [\(extensions.joined(separator: " "))]  \(logicalCPUs) CPUs, \(threads) threads  backend \(backend)  kernels \(kernels)"
+        "cpu  \(cpuModel)  [\(extensions.joined(separator: " "))]  \(logicalCPUs) CPUs, \(threads) threads (\(threadPool))  backend \(backend)  kernels \(kernels)"
     }
 }
 

@@ -2,9 +2,10 @@ import Foundation
 import CBLAS
 import CDNNL
 
-/// Thread configuration: one pool of threads (ours) does all parallel work. OpenBLAS is kept
+/// Thread configuration: one pool of threads does all parallel work. OpenBLAS is kept
 /// single-threaded and `sgemm` splits products across our threads, so BLAS worker threads
-/// never spin against our element-wise loops on a small machine.
+/// never spin against our element-wise loops on a small machine; where oneDNN runs the
+/// products, the pool is oneDNN's OpenMP team (see `WorkerPool`).
 ///
 /// Element-wise work is split into one contiguous chunk per thread, the same chunks every time
 /// for the same thread count, so any per-thread partial sums are reduced in a fixed order and
@@ -35,10 +36,17 @@ public enum Parallel {
     private static func workers() -> WorkerPool {
         poolLock.lock(); defer { poolLock.unlock() }
         if let p = pool, p.workers >= threads - 1 { return p }
-        let p = WorkerPool(workers: threads - 1)
+        let p = WorkerPool(workers: threads - 1, onTeam: usesOneDNNTeam)
         pool = p
         return p
     }
+
+    /// Whether parallel loops run on oneDNN's OpenMP threads (see `WorkerPool`): where oneDNN
+    /// multiplies, unless DISTILL_POOL=own asks for threads of our own (to compare the two).
+    /// (A one-thread region first checks that the team runs at all.)
+    public static let usesOneDNNTeam: Bool =
+        GEMMBackend.current == .onednn && ProcessInfo.processInfo.environment["DISTILL_POOL"] != "own"
+        && distill_dnnl_parallel(1, { _, _ in }, nil) == 0
 
     static func markWorkerThread() { pthread_setspecific(regionKey, marker) }
 

@@ -37,4 +37,19 @@ final class ParallelTests: XCTestCase {
             XCTAssertEqual(seen, [Int](repeating: 1, count: count))
         }
     }
+
+    /// A parallel loop runs on as many threads as it has chunks (up to the thread count),
+    /// whichever pool serves it: oneDNN's OpenMP team where oneDNN multiplies, threads of our
+    /// own otherwise. (A pool that could not start would leave every loop on the caller.)
+    func testLoopsRunOnSeveralThreads() throws {
+        guard Parallel.threads > 1 else { throw XCTSkip("one thread here") }
+        let lock = NSLock()
+        var threads = Set<UInt>()
+        Parallel.forEachChunk(Parallel.threads, minPerChunk: 1) { _, _ in
+            usleep(20_000)   // every chunk starts before the first ends
+            lock.lock(); threads.insert(UInt(bitPattern: Int(bitPattern: pthread_self()))); lock.unlock()
+        }
+        XCTAssertEqual(threads.count, Parallel.threads, MachineReport.current().threadPool)
+        XCTAssertEqual(MachineReport.current().threadPool, GEMMBackend.current == .onednn ? "openmp" : "distill")
+    }
 }

@@ -38,6 +38,11 @@ int distill_dnnl_amx(void);
 int distill_dnnl_bf16_isa(void);
 /// OpenMP threads oneDNN uses.
 void distill_dnnl_set_threads(int n);
+/// Runs fn(ctx, thread) on `threads` threads of oneDNN's OpenMP team (the caller is thread 0)
+/// and returns when all have: Distillery's own parallel loops run on the threads that run
+/// oneDNN's products, so two sets of threads never compete for the cores. 0 when it ran; -1
+/// when oneDNN (or its OpenMP runtime, libgomp) is not there, and nothing ran.
+int distill_dnnl_parallel(int threads, void (*fn)(void *, int), void *ctx);
 
 /// Row-major C[M×N] = alpha · op(A) · op(B) + beta · C (oneDNN's sgemm). 0 on success.
 int distill_dnnl_sgemm(char transa, char transb, long M, long N, long K, float alpha, const float *A, long lda,
