@@ -356,15 +356,15 @@ final class HostileInputTests: XCTestCase {
         expectFailure(["run", blocked], mentions: ["run"])
     }
 
-    /// A task recipe's labelled files are inputs too: one kept in OUT/teacher, which a task run
-    /// with a fine-tuned teacher writes, stops --overwrite before anything is removed.
-    func testOverwriteKeepsTaskFiles() throws {
-        let task = dir + "/task-inside"
-        try? FileManager.default.removeItem(atPath: task)
-        try FileManager.default.createDirectory(atPath: task + "/run/teacher", withIntermediateDirectories: true)
-        let rows = (0..<12).map { "\($0 % 3)\tthe film number \($0) was good" }.joined(separator: "\n")
+    /// TASK/recipe.toml distilling the 3-class fixture classifier on TASK/train.tsv and TASK/DEV
+    /// (the same rows, labels 0 ..< classes); returns the recipe's path.
+    func writeTaskRecipe(in task: String, classes: Int, rows count: Int = 12, dev: String) throws -> String {
+        let devPath = task + "/" + dev
+        try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: devPath).deletingLastPathComponent().path,
+                                                withIntermediateDirectories: true)
+        let rows = (0..<count).map { "\($0 % classes)\tthe film number \($0) was good" }.joined(separator: "\n")
         try ("label\ttext\n" + rows + "\n").write(toFile: task + "/train.tsv", atomically: true, encoding: .utf8)
-        try ("label\ttext\n" + rows + "\n").write(toFile: task + "/run/teacher/dev.tsv", atomically: true, encoding: .utf8)
+        try ("label\ttext\n" + rows + "\n").write(toFile: devPath, atomically: true, encoding: .utf8)
         let recipe = task + "/recipe.toml"
         try """
         output = "run"
@@ -375,8 +375,17 @@ final class HostileInputTests: XCTestCase {
         layers = [0]
         [task]
         train = "train.tsv"
-        dev = "run/teacher/dev.tsv"
+        dev = "\(dev)"
         """.write(toFile: recipe, atomically: true, encoding: .utf8)
+        return recipe
+    }
+
+    /// A task recipe's labelled files are inputs too: one kept in OUT/teacher, which a task run
+    /// with a fine-tuned teacher writes, stops --overwrite before anything is removed.
+    func testOverwriteKeepsTaskFiles() throws {
+        let task = dir + "/task-inside"
+        try? FileManager.default.removeItem(atPath: task)
+        let recipe = try writeTaskRecipe(in: task, classes: 3, dev: "run/teacher/dev.tsv")
         expectFailure(["run", recipe, "--overwrite"], mentions: ["data file", task + "/run/teacher/dev.tsv", "--overwrite deletes"])
         XCTAssertTrue(FileManager.default.fileExists(atPath: task + "/run/teacher/dev.tsv"), "the dev set is kept")
     }
@@ -417,22 +426,7 @@ final class HostileInputTests: XCTestCase {
     func testClassCountsAreChecked() throws {
         // The 3-class fixture classifier distilled on data with four labels.
         let task = dir + "/task"
-        try FileManager.default.createDirectory(atPath: task, withIntermediateDirectories: true)
-        let rows = (0..<40).map { "\($0 % 4)\tthe film number \($0) was good" }.joined(separator: "\n")
-        try ("label\ttext\n" + rows + "\n").write(toFile: task + "/train.tsv", atomically: true, encoding: .utf8)
-        try ("label\ttext\n" + rows + "\n").write(toFile: task + "/dev.tsv", atomically: true, encoding: .utf8)
-        let recipe = task + "/recipe.toml"
-        try """
-        output = "run"
-        [teacher]
-        model = "\(Fixtures.path("classifier-bert"))"
-        [student]
-        builder = "layers"
-        layers = [0]
-        [task]
-        train = "train.tsv"
-        dev = "dev.tsv"
-        """.write(toFile: recipe, atomically: true, encoding: .utf8)
+        let recipe = try writeTaskRecipe(in: task, classes: 4, rows: 40, dev: "dev.tsv")
         expectFailure(["validate", recipe], mentions: [task + "/train.tsv", "4 labels", "3 classes"])
         expectFailure(["run", recipe], mentions: [task + "/train.tsv", "4 labels", "3 classes"])
         // id2label naming other classes than the classifier's rows, and ids that are not 0…n−1.
