@@ -124,7 +124,7 @@ _Static_assert(SAME(dnnl_cpu_isa_sse41) && SAME(dnnl_cpu_isa_avx) && SAME(dnnl_c
 #define DECLARE(ret, name, args) static ret(*p_##name) args;
 FUNCS(DECLARE)
 static void (*p_omp_set_num_threads)(int);
-static int (*p_omp_get_thread_num)(void);
+static int (*p_omp_get_thread_num)(void), (*p_omp_get_num_threads)(void);
 static void (*p_GOMP_parallel)(void (*)(void *), void *, unsigned, unsigned);
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -163,6 +163,7 @@ static void load(void) {
     FUNCS(RESOLVE)
     p_omp_set_num_threads = (void (*)(int))dlsym(h, "omp_set_num_threads");
     p_omp_get_thread_num = (int (*)(void))dlsym(h, "omp_get_thread_num");
+    p_omp_get_num_threads = (int (*)(void))dlsym(h, "omp_get_num_threads");
     p_GOMP_parallel = (void (*)(void (*)(void *), void *, unsigned, unsigned))dlsym(h, "GOMP_parallel");
     const dnnl_version_t_ *v = p_dnnl_version();
     if (v->major != DNNL_VERSION_MAJOR_) {
@@ -214,14 +215,19 @@ void distill_dnnl_set_threads(int n) {
     pthread_mutex_unlock(&lock);
 }
 
-typedef struct { void (*fn)(void *, int); void *ctx; } team_job_t;
-static void team_body(void *p) { team_job_t *j = (team_job_t *)p; j->fn(j->ctx, p_omp_get_thread_num()); }
+typedef struct { void (*fn)(void *, int); void *ctx; int size; } team_job_t;
+static void team_body(void *p) {
+    team_job_t *j = (team_job_t *)p;
+    int t = p_omp_get_thread_num();
+    if (t == 0) j->size = p_omp_get_num_threads();
+    if (j->fn) j->fn(j->ctx, t);
+}
 
 int distill_dnnl_parallel(int threads, void (*fn)(void *, int), void *ctx) {
-    if (!distill_dnnl_load() || !p_GOMP_parallel || !p_omp_get_thread_num || threads < 1) return -1;
-    team_job_t j = {fn, ctx};
+    if (!distill_dnnl_load() || !p_GOMP_parallel || !p_omp_get_thread_num || !p_omp_get_num_threads || threads < 1) return -1;
+    team_job_t j = {fn, ctx, 0};
     p_GOMP_parallel(team_body, &j, (unsigned)threads, 0);
-    return 0;
+    return j.size;
 }
 
 int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, const float *A, long lda, const float *B, long ldb,

@@ -43,10 +43,11 @@ public enum Parallel {
 
     /// Whether parallel loops run on oneDNN's OpenMP threads (see `WorkerPool`): where oneDNN
     /// multiplies, unless DISTILL_POOL=own asks for threads of our own (to compare the two).
-    /// (A one-thread region first checks that the team runs at all.)
+    /// (A two-thread region first checks that the team runs and gets more than one thread:
+    /// OMP_THREAD_LIMIT=1, say, would leave every loop on the caller.)
     public static let usesOneDNNTeam: Bool =
         GEMMBackend.current == .onednn && ProcessInfo.processInfo.environment["DISTILL_POOL"] != "own"
-        && distill_dnnl_parallel(1, { _, _ in }, nil) == 0
+        && distill_dnnl_parallel(2, nil, nil) == 2
 
     static func markWorkerThread() { pthread_setspecific(regionKey, marker) }
 

@@ -97,10 +97,12 @@ final class WorkerPool: @unchecked Sendable {
         if onTeam {
             // The team's threads share the job's counter; the call returns when all are done.
             let ctx = Unmanaged.passUnretained(j).toOpaque()
+            // Parallel.threads, the count oneDNN's products use too: a team that changes size
+            // between a product and a loop makes libgomp end and start threads.
             let ran = withExtendedLifetime(j) {
-                distill_dnnl_parallel(Int32(workers + 1), { ctx, thread in
+                distill_dnnl_parallel(Int32(min(workers + 1, Parallel.threads)), { ctx, thread in
                     Unmanaged<Job>.fromOpaque(ctx!).takeUnretainedValue().run(thread: Int(thread))
-                }, ctx) == 0
+                }, ctx) >= 1
             }
             busy.store(false, ordering: .releasing)
             return ran

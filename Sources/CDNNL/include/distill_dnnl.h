@@ -5,7 +5,9 @@
 // soon as it is. With DISTILL_NO_DNNL defined every call reports that oneDNN is unavailable.
 //
 // oneDNN chooses its kernels by CPUID: AMX and AVX512-BF16 for bf16, VNNI or AMX for int8.
-// Calls are made from one thread at a time; oneDNN's own OpenMP threads do the work.
+// Products are called from one thread at a time, never from inside a parallel loop's chunk;
+// oneDNN's OpenMP threads do the work, and where oneDNN is loaded they also run Distillery's
+// parallel loops (distill_dnnl_parallel).
 #ifndef DISTILL_DNNL_H
 #define DISTILL_DNNL_H
 
@@ -38,10 +40,11 @@ int distill_dnnl_amx(void);
 int distill_dnnl_bf16_isa(void);
 /// OpenMP threads oneDNN uses.
 void distill_dnnl_set_threads(int n);
-/// Runs fn(ctx, thread) on `threads` threads of oneDNN's OpenMP team (the caller is thread 0)
-/// and returns when all have: Distillery's own parallel loops run on the threads that run
-/// oneDNN's products, so two sets of threads never compete for the cores. 0 when it ran; -1
-/// when oneDNN (or its OpenMP runtime, libgomp) is not there, and nothing ran.
+/// Runs fn(ctx, thread) (fn may be NULL) on up to `threads` threads of oneDNN's OpenMP team (the
+/// caller is thread 0) and returns when all have: Distillery's own parallel loops run on the
+/// threads that run oneDNN's products, so two sets of threads never compete for the cores.
+/// Returns the number of threads the team had (OMP_THREAD_LIMIT and the like may give fewer);
+/// -1 when oneDNN (or its OpenMP runtime, libgomp) is not there, and nothing ran.
 int distill_dnnl_parallel(int threads, void (*fn)(void *, int), void *ctx);
 
 /// Row-major C[M×N] = alpha · op(A) · op(B) + beta · C (oneDNN's sgemm). 0 on success.
