@@ -124,7 +124,7 @@ _Static_assert(SAME(dnnl_cpu_isa_sse41) && SAME(dnnl_cpu_isa_avx) && SAME(dnnl_c
 #define DECLARE(ret, name, args) static ret(*p_##name) args;
 FUNCS(DECLARE)
 static void (*p_omp_set_num_threads)(int);
-static int (*p_omp_get_thread_num)(void), (*p_omp_get_num_threads)(void);
+static int (*p_omp_get_thread_num)(void), (*p_omp_get_num_threads)(void), (*p_omp_in_parallel)(void);
 static void (*p_GOMP_parallel)(void (*)(void *), void *, unsigned, unsigned);
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -164,6 +164,7 @@ static void load(void) {
     p_omp_set_num_threads = (void (*)(int))dlsym(h, "omp_set_num_threads");
     p_omp_get_thread_num = (int (*)(void))dlsym(h, "omp_get_thread_num");
     p_omp_get_num_threads = (int (*)(void))dlsym(h, "omp_get_num_threads");
+    p_omp_in_parallel = (int (*)(void))dlsym(h, "omp_in_parallel");
     p_GOMP_parallel = (void (*)(void (*)(void *), void *, unsigned, unsigned))dlsym(h, "GOMP_parallel");
     const dnnl_version_t_ *v = p_dnnl_version();
     if (v->major != DNNL_VERSION_MAJOR_) {
@@ -230,9 +231,14 @@ int distill_dnnl_parallel(int threads, void (*fn)(void *, int), void *ctx) {
     return j.size;
 }
 
+/// Inside a chunk of a loop on the team (an active OpenMP region) a product would run on this
+/// one thread with the split made for the whole team: the products decline it there, and the
+/// caller's fallback runs it.
+static int inside_team(void) { return p_omp_in_parallel && p_omp_in_parallel(); }
+
 int distill_dnnl_sgemm(char ta, char tb, long M, long N, long K, float alpha, const float *A, long lda, const float *B, long ldb,
                        float beta, float *C, long ldc) {
-    if (!distill_dnnl_load()) return -1;
+    if (!distill_dnnl_load() || inside_team()) return -1;
     return p_dnnl_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success_ ? 0 : -1;
 }
 
@@ -350,7 +356,7 @@ static int exact_u8s8(entry_t *e, void *dst) {
 
 int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long sm, long sk, const void *wei, long wk, long wn,
                         const float *bias, void *dst, long ldc, int accumulate) {
-    if (!distill_dnnl_load() || M <= 0 || N <= 0 || K <= 0) return -1;
+    if (!distill_dnnl_load() || M <= 0 || N <= 0 || K <= 0 || inside_team()) return -1;
     if (types == DISTILL_DNNL_U8S8) { accumulate = 0; bias = NULL; }
     int biased = bias != NULL;
     pthread_mutex_lock(&lock);

@@ -434,9 +434,6 @@ package final class OneDNNProducts: @unchecked Sendable {
     /// `p` for rows 0..<M through oneDNN; false, with y untouched, when oneDNN cannot run the
     /// shape exactly.
     func run(_ p: Int8Product, M: Int) -> Bool {
-        // Inside a parallel loop's chunk (on oneDNN's team, in an active OpenMP region) oneDNN
-        // would run a primitive split for the whole team on one thread: our kernel runs it.
-        if Parallel.isInsideParallelRegion { return false }
         lock.lock()
         defer { lock.unlock() }
         let N = p.w.N, Kp = p.w.Kp

@@ -125,9 +125,6 @@ public final class BF16Matrix: WeightMatrix {
     /// rounded floats). The bias is added to each fp32 sum, as `addBiasRows` would.
     func onednn(_ M: Int, _ N: Int, _ K: Int, _ a: UnsafeRawPointer, _ am: Int, _ ak: Int, _ b: UnsafeRawPointer, _ bk: Int, _ bn: Int,
                 bias: UnsafePointer<Float>? = nil, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, accumulate: Bool) -> Bool {
-        // Inside a parallel loop's chunk (an active OpenMP region when loops run on oneDNN's
-        // team) a primitive split for the whole team would run on one thread: sgemm runs it.
-        if Parallel.isInsideParallelRegion { return false }
         let types = path == .onednnBF16 ? Int32(DISTILL_DNNL_BF16) : Int32(DISTILL_DNNL_F32)
         let ran = distill_dnnl_matmul(types, M, N, K, a, am, ak, b, bk, bn, bias, c, ldc, accumulate ? 1 : 0) == 0
         if M * N * K > 0 {   // an empty product is not a refusal (the shim declines it)

@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 import DistilleryTensor
+import CDNNL
 
 final class ParallelTests: XCTestCase {
     /// Chunks cut finer than the threads still cover every index once, and a scratch slot is
@@ -59,5 +60,26 @@ final class ParallelTests: XCTestCase {
         XCTAssertEqual(threads.count, n, MachineReport.current().threadPool)
         let wantTeam = GEMMBackend.current == .onednn && ProcessInfo.processInfo.environment["DISTILL_POOL"] != "own"
         XCTAssertEqual(MachineReport.current().threadPool, wantTeam ? "openmp" : "distill")
+    }
+
+    /// oneDNN declines a product asked for inside a loop on its own team (it would run, split
+    /// for the whole team, on one thread); the callers' fallbacks run it instead.
+    func testProductsInsideTheTeamAreDeclined() throws {
+        guard Parallel.usesOneDNNTeam, Parallel.threads > 1 else { throw XCTSkip("loops do not run on oneDNN's team here") }
+        let M = 32, N = 48, K = 64
+        let a = [Float](repeating: 1, count: M * K), b = [Float](repeating: 2, count: K * N)
+        func product() -> Int32 {
+            var c = [Float](repeating: 0, count: M * N)
+            return distill_dnnl_matmul(Int32(DISTILL_DNNL_F32), M, N, K, a, K, 1, b, N, 1, nil, &c, N, 0)
+        }
+        XCTAssertEqual(product(), 0, "outside a loop")
+        let lock = NSLock()
+        var inside = [Int32]()
+        Parallel.forEachChunk(Parallel.threads, minPerChunk: 1) { _, _ in
+            let rc = product()
+            lock.lock(); inside.append(rc); lock.unlock()
+        }
+        XCTAssertEqual(inside.count, Parallel.threads)
+        XCTAssertTrue(inside.allSatisfy { $0 != 0 }, "\(inside)")
     }
 }

@@ -61,7 +61,8 @@ enum { DISTILL_DNNL_F32 = 0, DISTILL_DNNL_BF16 = 1, DISTILL_DNNL_U8S8 = 2 };
 /// count) and cached. oneDNN picks its implementation per shape, and one without VNNI or AMX
 /// saturates u8 × s8 pair sums at 16 bits: each new u8 × s8 shape is therefore run once on
 /// all-maximum operands (into dst, which the real call then overwrites) and refused unless
-/// every sum is exact. 0 on success; nonzero when oneDNN cannot run it (the caller falls back).
+/// every sum is exact. Declined inside a loop running on the team (distill_dnnl_parallel). 0 on
+/// success; nonzero when oneDNN cannot run it (the caller falls back).
 int distill_dnnl_matmul(int types, long M, long N, long K, const void *src, long sm, long sk, const void *wei, long wk, long wn,
                         const float *bias, void *dst, long ldc, int accumulate);
 
